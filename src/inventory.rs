@@ -45,13 +45,21 @@ pub fn collect<'a>(message: &'a Message<'a>) -> Vec<Attachment<'a>> {
 }
 
 fn collect_into<'a>(message: &'a Message<'a>, depth: u32, container: Option<String>, out: &mut Vec<Attachment<'a>>) {
-    let body_parts: Vec<u32> = message.text_body.iter().chain(message.html_body.iter()).copied().collect();
+    let body_parts: Vec<u32> = message
+        .text_body
+        .iter()
+        .chain(message.html_body.iter())
+        .copied()
+        .collect();
     for (i, part) in message.parts.iter().enumerate() {
         match &part.body {
             PartType::Multipart(_) => {}
             PartType::Message(nested) => {
                 if depth < MAX_DEPTH {
-                    let name = nested.subject().map(str::to_string).or_else(|| Some("attached message".into()));
+                    let name = nested
+                        .subject()
+                        .map(str::to_string)
+                        .or_else(|| Some("attached message".into()));
                     collect_into(nested, depth + 1, name, out);
                 }
             }
@@ -116,7 +124,10 @@ mod tests {
 --b--\r\n";
         let message = MessageParser::default().parse(&raw[..]).unwrap();
         let list = collect(&message);
-        let exe = list.iter().find(|a| a.name.as_deref() == Some("x.exe")).expect("nested attachment listed");
+        let exe = list
+            .iter()
+            .find(|a| a.name.as_deref() == Some("x.exe"))
+            .expect("nested attachment listed");
         assert_eq!(exe.depth, 1);
         assert_eq!(exe.container.as_deref(), Some("inner"));
     }

@@ -130,7 +130,13 @@ impl Policy {
         for check in section.sections("check") {
             if let Some(c) = read_check(&check, cx) {
                 if checks.iter().any(|other: &ConfiguredCheck| other.name == c.name) {
-                    check.error("name", format!("a check named \"{}\" already exists in this policy; give each a distinct name", c.name));
+                    check.error(
+                        "name",
+                        format!(
+                            "a check named \"{}\" already exists in this policy; give each a distinct name",
+                            c.name
+                        ),
+                    );
                 }
                 checks.push(c);
             }
@@ -183,14 +189,22 @@ impl Policy {
         let Some(message) = MessageParser::default().parse(raw) else {
             let finding = Finding {
                 check: "pipeline".into(),
-                ..Finding::new(self.thresholds.junk, "unparseable", "the message could not be parsed as MIME")
+                ..Finding::new(
+                    self.thresholds.junk,
+                    "unparseable",
+                    "the message could not be parsed as MIME",
+                )
             };
             return ScanReport {
                 verdict: Verdict::decide(&self.thresholds, vec![finding], vec![]),
                 timings: vec![],
             };
         };
-        let attachments = if truncated { Vec::new() } else { inventory::collect(&message) };
+        let attachments = if truncated {
+            Vec::new()
+        } else {
+            inventory::collect(&message)
+        };
         let input = ScanInput {
             raw,
             message: &message,
@@ -350,8 +364,13 @@ pub mod test_support {
 
     /// Runs a check on a fixture and returns its findings.
     pub fn scan(check: &dyn Check, raw: &[u8], mail_from: &str, direction: Direction) -> Vec<Finding> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        with_input(raw, mail_from, direction, |input| rt.block_on(check.scan(input)).expect("check answers"))
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        with_input(raw, mail_from, direction, |input| {
+            rt.block_on(check.scan(input)).expect("check answers")
+        })
     }
 
     /// Builds a check of `kind` from TOML options, panicking on config problems.
@@ -360,7 +379,9 @@ pub mod test_support {
         let problems = crate::toml_reader::Problems::default();
         let check = {
             let section = Section::root(&table, &problems);
-            let cx = BuildContext { base_dir: PathBuf::from(".") };
+            let cx = BuildContext {
+                base_dir: PathBuf::from("."),
+            };
             crate::checks::build(kind, &section, &cx)
         };
         let errors = problems.into_vec();
@@ -374,7 +395,9 @@ pub mod test_support {
         let problems = crate::toml_reader::Problems::default();
         {
             let section = Section::root(&table, &problems);
-            let cx = BuildContext { base_dir: PathBuf::from(".") };
+            let cx = BuildContext {
+                base_dir: PathBuf::from("."),
+            };
             let _ = crate::checks::build(kind, &section, &cx);
         }
         problems.into_vec().iter().map(|e| e.to_string()).collect()

@@ -159,7 +159,10 @@ mod tests {
     fn host_port_forms() {
         assert_eq!(
             HostPort::parse("mx.Contoso.com:2525", 25).unwrap(),
-            HostPort { host: "mx.contoso.com".into(), port: 2525 }
+            HostPort {
+                host: "mx.contoso.com".into(),
+                port: 2525
+            }
         );
         assert_eq!(HostPort::parse("mx.contoso.com", 25).unwrap().port, 25);
         assert_eq!(HostPort::parse("[::1]:26", 25).unwrap().host, "::1");

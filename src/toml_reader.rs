@@ -169,8 +169,10 @@ impl<'a> Section<'a> {
     }
 
     pub fn f64_or(&self, key: &str, default: f64) -> f64 {
-        self.typed(key, "a number", |v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))
-            .unwrap_or(default)
+        self.typed(key, "a number", |v| {
+            v.as_float().or_else(|| v.as_integer().map(|i| i as f64))
+        })
+        .unwrap_or(default)
     }
 
     pub fn opt_duration(&self, key: &str) -> Option<Duration> {
@@ -196,7 +198,10 @@ impl<'a> Section<'a> {
         let parsed = match value {
             Value::Integer(i) if *i >= 0 => Ok(*i as u64),
             Value::String(s) => parse_size(s),
-            other => Err(format!("expected a size such as 10485760 or \"10MiB\", found {}", type_name(other))),
+            other => Err(format!(
+                "expected a size such as 10485760 or \"10MiB\", found {}",
+                type_name(other)
+            )),
         };
         parsed.unwrap_or_else(|e| {
             self.error(key, e);
@@ -283,7 +288,10 @@ impl<'a> Section<'a> {
             return Vec::new();
         };
         let Some(items) = value.as_array() else {
-            self.error(key, format!("expected an array of tables ([[{key}]]), found {}", type_name(value)));
+            self.error(
+                key,
+                format!("expected an array of tables ([[{key}]]), found {}", type_name(value)),
+            );
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -291,7 +299,9 @@ impl<'a> Section<'a> {
             let path = format!("{}[{i}]", self.key_path(key));
             match item.as_table() {
                 Some(table) => out.push(self.child(table, path)),
-                None => self.problems.push(path, format!("expected a table, found {}", type_name(item))),
+                None => self
+                    .problems
+                    .push(path, format!("expected a table, found {}", type_name(item))),
             }
         }
         out
@@ -391,16 +401,13 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_with_its_path() {
-        let errors = read(
-            "[server]\nmax = \"x\"\ntypo = 1\n[[tenant]]\nportal = 3\n",
-            |root| {
-                let server = root.section("server").unwrap();
-                assert_eq!(server.u64_in("max", 7, 0, 10), 7);
-                for t in root.sections("tenant") {
-                    t.opt_string("portal");
-                }
-            },
-        );
+        let errors = read("[server]\nmax = \"x\"\ntypo = 1\n[[tenant]]\nportal = 3\n", |root| {
+            let server = root.section("server").unwrap();
+            assert_eq!(server.u64_in("max", 7, 0, 10), 7);
+            for t in root.sections("tenant") {
+                t.opt_string("portal");
+            }
+        });
         assert_eq!(
             errors,
             vec![

@@ -161,7 +161,11 @@ impl Verdict {
             .iter()
             .any(|(_, on_error)| *on_error == OnError::Quarantine)
             .then_some(Action::Quarantine);
-        let action = [Some(scored), forced, failed_closed].into_iter().flatten().max().unwrap_or(Action::Deliver);
+        let action = [Some(scored), forced, failed_closed]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(Action::Deliver);
         let tempfail = failures.iter().any(|(_, on_error)| *on_error == OnError::Tempfail);
         Verdict {
             action,
@@ -200,8 +204,14 @@ mod tests {
         assert_eq!(Verdict::decide(&t, vec![f(2.0), f(3.0)], vec![]).action, Action::Junk);
         assert_eq!(Verdict::decide(&t, vec![f(9.9)], vec![]).action, Action::Junk);
         assert_eq!(Verdict::decide(&t, vec![f(10.0)], vec![]).action, Action::Quarantine);
-        assert_eq!(Verdict::decide(&t, vec![f(15.0), f(5.0)], vec![]).action, Action::Reject);
-        assert_eq!(Verdict::decide(&t, vec![f(-3.0), f(6.0)], vec![]).action, Action::Deliver);
+        assert_eq!(
+            Verdict::decide(&t, vec![f(15.0), f(5.0)], vec![]).action,
+            Action::Reject
+        );
+        assert_eq!(
+            Verdict::decide(&t, vec![f(-3.0), f(6.0)], vec![]).action,
+            Action::Deliver
+        );
     }
 
     #[test]
@@ -216,7 +226,15 @@ mod tests {
     #[test]
     fn failures_follow_their_on_error_policy() {
         let t = Thresholds::default();
-        let fail = |p| (CheckFailure { check: "c".into(), error: "down".into() }, p);
+        let fail = |p| {
+            (
+                CheckFailure {
+                    check: "c".into(),
+                    error: "down".into(),
+                },
+                p,
+            )
+        };
         let v = Verdict::decide(&t, vec![], vec![fail(OnError::Ignore)]);
         assert_eq!((v.action, v.tempfail), (Action::Deliver, false));
         let v = Verdict::decide(&t, vec![], vec![fail(OnError::Tempfail)]);

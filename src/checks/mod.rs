@@ -35,7 +35,10 @@ pub fn build(kind: &str, options: &Section, cx: &BuildContext) -> Option<Arc<dyn
         "content" => content::build(options, cx),
         "dlp" => dlp::build(options, cx),
         other => {
-            options.error("kind", format!("unknown check kind \"{other}\"; one of {}", KINDS.join(", ")));
+            options.error(
+                "kind",
+                format!("unknown check kind \"{other}\"; one of {}", KINDS.join(", ")),
+            );
             None
         }
     }
