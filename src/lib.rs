@@ -17,10 +17,16 @@
 //! forged; temporary beats permanent when in doubt; everything is bounded;
 //! no test-only behaviour in production code.
 
+pub mod admission;
 pub mod checks;
+pub mod config;
 pub mod envelope;
+pub mod headers;
 pub mod inventory;
 pub mod pipeline;
+pub mod reply;
+pub mod stamp;
 pub mod tenant;
+pub mod tls;
 pub mod toml_reader;
 pub mod verdict;

@@ -273,6 +273,7 @@ fn read_check(section: &Section, cx: &BuildContext) -> Option<ConfiguredCheck> {
     let on_error = section.choice_or("on_error", OnError::Ignore, &OnError::CHOICES);
     let Some(kind) = kind else {
         section.error("kind", format!("missing; one of {}", crate::checks::KINDS.join(", ")));
+        section.ignore_rest();
         return None;
     };
     let check = crate::checks::build(&kind, section, cx)?;

@@ -87,6 +87,20 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// The same view placed at `path` (for a section that is absent and read as empty).
+    pub fn at(mut self, path: &str) -> Section<'a> {
+        self.path = path.to_string();
+        self
+    }
+
+    /// Marks every key as consumed (used when the section is unusable anyway,
+    /// so that only the real problem is reported).
+    pub fn ignore_rest(&self) {
+        for key in self.table.keys() {
+            self.ignore(key);
+        }
+    }
+
     /// The TOML path of this section ("" for the document root).
     pub fn path(&self) -> &str {
         &self.path

@@ -1,0 +1,726 @@
+//! The configuration: read from TOML into typed values, validated as a whole.
+//!
+//! Reading never stops at the first problem: every mistake is collected with
+//! its TOML path (see `toml_reader`), so `exogate check-config` prints them all
+//! and the daemon refuses to start before binding any socket. Unknown keys are
+//! errors. Relative paths are relative to the config file's folder. The keys
+//! are a user-facing contract (DESIGN §8): add freely, rename none.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::pipeline::{BuildContext, Policy};
+use crate::tenant::{Destination, HostPort, Tenant, TenantMode};
+use crate::toml_reader::{ConfigError, Problems, Section, parse_duration};
+
+/// EXO's published mail-flow ranges (Microsoft 365 endpoint set 10).
+pub const EXO_RANGES: [&str; 6] = [
+    "40.92.0.0/15",
+    "40.107.0.0/16",
+    "52.100.0.0/14",
+    "104.47.0.0/17",
+    "2a01:111:f400::/48",
+    "2a01:111:f403::/48",
+];
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub hostname: String,
+    /// Listeners that offer STARTTLS.
+    pub listen: Vec<SocketAddr>,
+    /// Listeners that start with TLS (implicit TLS).
+    pub tls_listen: Vec<SocketAddr>,
+    pub state_dir: PathBuf,
+    pub max_message_size: u64,
+    pub max_recipients: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Bad commands tolerated before the session is closed.
+    pub max_errors: u32,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    pub session_timeout: Duration,
+    pub shutdown_grace: Duration,
+    /// Message bodies larger than this are kept on disk, not in memory.
+    pub spill_threshold: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCertMode {
+    None,
+    Optional,
+    Required,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub generate: bool,
+    pub require: bool,
+    pub client_cert: ClientCertMode,
+    pub client_ca: Option<PathBuf>,
+    pub client_cert_names: Vec<String>,
+    pub min_version_13: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdmissionConfig {
+    pub allow: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryMode {
+    Queue,
+    Proxy,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub mode: DeliveryMode,
+    pub retry: Vec<Duration>,
+    pub max_age: Duration,
+    pub dsn_retry: Vec<Duration>,
+    pub max_in_memory: usize,
+    pub concurrency: usize,
+    pub max_per_destination: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub ca: Option<PathBuf>,
+    pub source_ips: Vec<IpAddr>,
+    pub helo: String,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_messages_per_connection: usize,
+    /// Name servers for MX lookups; empty = the system's.
+    pub dns: Vec<SocketAddr>,
+    /// Port used for destinations found by MX lookup.
+    pub mx_port: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// The whole configuration.
+pub struct Config {
+    pub path: PathBuf,
+    pub server: ServerConfig,
+    pub tls: TlsConfig,
+    pub admission: AdmissionConfig,
+    pub delivery: DeliveryConfig,
+    pub relay: RelayConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+    pub tenants: Vec<Tenant>,
+    pub policies: BTreeMap<String, Arc<Policy>>,
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: invalid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{} problem(s) in {}:\n{}", .errors.len(), .path.display(), format_errors(.errors))]
+    Invalid { path: PathBuf, errors: Vec<ConfigError> },
+}
+
+fn format_errors(errors: &[ConfigError]) -> String {
+    errors.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n")
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses `text` as if read from `path` (which anchors relative paths).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, LoadError> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| LoadError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
+        let problems = Problems::default();
+        let config = {
+            let root = Section::root(&table, &problems);
+            read(&root, &base, path)
+        };
+        let errors = problems.into_vec();
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(LoadError::Invalid {
+                path: path.to_path_buf(),
+                errors,
+            })
+        }
+    }
+
+    pub fn policy(&self, name: &str) -> Arc<Policy> {
+        self.policies
+            .get(name)
+            .cloned()
+            .expect("tenant policies are validated at load")
+    }
+}
+
+fn read(root: &Section, base: &Path, path: &Path) -> Config {
+    let empty = toml::Table::new();
+    let problems = root.problems();
+    let or_empty = |name: &str| {
+        root.section(name)
+            .unwrap_or_else(|| Section::root(&empty, problems).at(name))
+    };
+
+    let server = read_server(&or_empty("server"), base);
+    let tls = read_tls(&or_empty("tls"), base, &server.state_dir);
+    let admission = read_admission(&or_empty("admission"));
+    let delivery = read_delivery(&or_empty("delivery"));
+    let relay = read_relay(&or_empty("relay"), base);
+    let admin = read_admin(&or_empty("admin"));
+    let log = read_log(&or_empty("log"));
+
+    let cx = BuildContext {
+        base_dir: base.to_path_buf(),
+    };
+    let mut policies = BTreeMap::new();
+    if let Some(section) = root.section("policy") {
+        for (name, p) in section.named_sections() {
+            policies.insert(name.clone(), Arc::new(Policy::read(&name, &p, &cx)));
+        }
+    }
+    if !policies.contains_key("default") {
+        policies.insert("default".into(), Arc::new(Policy::builtin_default(&cx)));
+    }
+
+    let tenant_sections = root.sections("tenant");
+    let mut tenants = Vec::new();
+    let mut portals: HashMap<String, String> = HashMap::new();
+    let mut domains: HashMap<String, String> = HashMap::new();
+    for t in &tenant_sections {
+        if let Some(tenant) = read_tenant(t, base, &policies) {
+            if let Some(first) = portals.insert(tenant.portal.clone(), t.path().to_string()) {
+                t.error("portal", format!("\"{}\" is already used by {first}", tenant.portal));
+            }
+            for d in &tenant.domains {
+                if let Some(first) = domains.insert(d.clone(), tenant.portal.clone()) {
+                    t.error(
+                        "domains",
+                        format!("domain \"{d}\" already belongs to tenant \"{first}\""),
+                    );
+                }
+            }
+            tenants.push(tenant);
+        }
+    }
+
+    Config {
+        path: path.to_path_buf(),
+        server,
+        tls,
+        admission,
+        delivery,
+        relay,
+        admin,
+        log,
+        tenants,
+        policies,
+    }
+}
+
+fn default_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into the buffer we own.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+fn socket_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("expected \"ip:port\" such as \"0.0.0.0:25\" or \"[::]:25\", found \"{text}\""))
+}
+
+fn read_server(s: &Section, base: &Path) -> ServerConfig {
+    let hostname = s.opt_string("hostname").unwrap_or_else(default_hostname);
+    if hostname.is_empty() || hostname.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        s.error("hostname", format!("must be a host name, found \"{hostname}\""));
+    }
+    let listen = s.parsed_list("listen", &[], socket_addr);
+    let tls_listen = s.parsed_list("tls_listen", &[], socket_addr);
+    if !s.contains("listen") && !s.contains("tls_listen") {
+        s.error(
+            "listen",
+            "missing: give at least one address to listen on, e.g. [\"0.0.0.0:25\"]",
+        );
+    }
+    let state_dir = s
+        .opt_path("state_dir", base)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/exogate"));
+    ServerConfig {
+        hostname,
+        listen,
+        tls_listen,
+        state_dir,
+        max_message_size: {
+            let v = s.size_or("max_message_size", 157_286_400);
+            if v < 1024 {
+                s.error("max_message_size", format!("must be at least 1024 bytes, found {v}"));
+            }
+            v
+        },
+        max_recipients: s.u64_in("max_recipients", 1000, 1, 100_000) as usize,
+        max_connections: s.u64_in("max_connections", 2000, 1, 1_000_000) as usize,
+        max_connections_per_ip: s.u64_in("max_connections_per_ip", 200, 1, 1_000_000) as usize,
+        max_errors: s.u64_in("max_errors", 10, 1, 1000) as u32,
+        command_timeout: s.duration_or("command_timeout", Duration::from_secs(300)),
+        data_timeout: s.duration_or("data_timeout", Duration::from_secs(600)),
+        session_timeout: s.duration_or("session_timeout", Duration::from_secs(3600)),
+        shutdown_grace: s.duration_or("shutdown_grace", Duration::from_secs(30)),
+        spill_threshold: s.size_or("spill_threshold", 1024 * 1024) as usize,
+    }
+}
+
+fn read_tls(s: &Section, base: &Path, state_dir: &Path) -> TlsConfig {
+    let cert = s
+        .opt_path("cert", base)
+        .unwrap_or_else(|| state_dir.join("tls/cert.pem"));
+    let key = s.opt_path("key", base).unwrap_or_else(|| state_dir.join("tls/key.pem"));
+    let generate = s.bool_or("generate", false);
+    let client_cert = s.choice_or(
+        "client_cert",
+        ClientCertMode::Optional,
+        &[
+            ("none", ClientCertMode::None),
+            ("optional", ClientCertMode::Optional),
+            ("required", ClientCertMode::Required),
+        ],
+    );
+    let client_cert_names: Vec<String> = s
+        .strings_or("client_cert_names", &[])
+        .iter()
+        .map(|n| n.to_lowercase())
+        .collect();
+    if !client_cert_names.is_empty() && client_cert == ClientCertMode::None {
+        s.error(
+            "client_cert_names",
+            "names are set but client_cert = \"none\" never asks for a certificate",
+        );
+    }
+    let client_ca = s.opt_path("client_ca", base);
+    if !generate {
+        for (key_name, p) in [("cert", &cert), ("key", &key)] {
+            if !p.exists() {
+                s.error(
+                    key_name,
+                    format!(
+                        "file {} does not exist (set generate = true to create a self-signed pair)",
+                        p.display()
+                    ),
+                );
+            }
+        }
+    }
+    for (key_name, p) in [("client_ca", &client_ca)] {
+        if let Some(p) = p
+            && !p.exists()
+        {
+            s.error(key_name, format!("file {} does not exist", p.display()));
+        }
+    }
+    let min_version_13 = s.choice_or("min_version", false, &[("1.2", false), ("1.3", true)]);
+    TlsConfig {
+        cert,
+        key,
+        generate,
+        require: s.bool_or("require", true),
+        client_cert,
+        client_ca,
+        client_cert_names,
+        min_version_13,
+    }
+}
+
+fn read_admission(s: &Section) -> AdmissionConfig {
+    let allow = s.parsed_list("allow", &EXO_RANGES, |t| {
+        t.parse::<IpNet>()
+            .or_else(|_| t.parse::<IpAddr>().map(IpNet::from))
+            .map_err(|_| format!("expected a CIDR such as \"40.92.0.0/15\", found \"{t}\""))
+    });
+    AdmissionConfig { allow }
+}
+
+fn read_delivery(s: &Section) -> DeliveryConfig {
+    let mode = s.choice_or(
+        "mode",
+        DeliveryMode::Queue,
+        &[("queue", DeliveryMode::Queue), ("proxy", DeliveryMode::Proxy)],
+    );
+    let retry = s.parsed_list("retry", &["1m", "5m", "15m", "30m", "1h", "2h"], parse_duration);
+    if s.contains("retry") && retry.is_empty() {
+        s.error("retry", "must list at least one interval, e.g. [\"1m\", \"5m\"]");
+    }
+    DeliveryConfig {
+        mode,
+        retry,
+        max_age: s.duration_or("max_age", Duration::from_secs(2 * 86400)),
+        dsn_retry: s.parsed_list("dsn_retry", &["1m", "5m", "30m"], parse_duration),
+        max_in_memory: s.u64_in("max_in_memory", 10_000, 10, 10_000_000) as usize,
+        concurrency: s.u64_in("concurrency", 100, 1, 100_000) as usize,
+        max_per_destination: s.u64_in("max_per_destination", 20, 1, 10_000) as usize,
+    }
+}
+
+fn read_relay(s: &Section, base: &Path) -> RelayConfig {
+    let ca = s.opt_path("ca", base);
+    if let Some(p) = &ca
+        && !p.exists()
+    {
+        s.error("ca", format!("file {} does not exist", p.display()));
+    }
+    let source_ips = s.parsed_list("source_ips", &[], |t| {
+        t.parse::<IpAddr>()
+            .map_err(|_| format!("expected an IP address, found \"{t}\""))
+    });
+    let dns = s.parsed_list("dns", &[], |t| {
+        t.parse::<SocketAddr>()
+            .or_else(|_| t.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+            .map_err(|_| format!("expected a name server \"ip\" or \"ip:port\", found \"{t}\""))
+    });
+    RelayConfig {
+        ca,
+        source_ips,
+        helo: s.string_or("helo", ""),
+        connect_timeout: s.duration_or("connect_timeout", Duration::from_secs(30)),
+        command_timeout: s.duration_or("command_timeout", Duration::from_secs(300)),
+        data_timeout: s.duration_or("data_timeout", Duration::from_secs(600)),
+        idle_timeout: s.duration_or("idle_timeout", Duration::from_secs(20)),
+        max_messages_per_connection: s.u64_in("max_messages_per_connection", 100, 1, 100_000) as usize,
+        dns,
+        mx_port: s.u64_in("mx_port", 25, 1, 65535) as u16,
+    }
+}
+
+fn read_admin(s: &Section) -> AdminConfig {
+    let listen = match s.opt_string("listen") {
+        None => Some(SocketAddr::from(([127, 0, 0, 1], 8025))),
+        Some(t) if t.is_empty() => None,
+        Some(t) => match socket_addr(&t) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                s.error("listen", e);
+                None
+            }
+        },
+    };
+    AdminConfig { listen }
+}
+
+fn read_log(s: &Section) -> LogConfig {
+    LogConfig {
+        format: s.choice_or(
+            "format",
+            LogFormat::Text,
+            &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+        ),
+        level: s.string_or("level", "info"),
+    }
+}
+
+fn valid_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+        })
+}
+
+fn read_tenant(t: &Section, base: &Path, policies: &BTreeMap<String, Arc<Policy>>) -> Option<Tenant> {
+    let portal = t.opt_string("portal");
+    let domains = t.opt_strings("domains");
+    let tenant_id = t.string_or("tenant_id", "").to_lowercase();
+    let deliver_to = t.opt_strings("deliver_to");
+    let mode = t.choice_or(
+        "mode",
+        TenantMode::Inline,
+        &[
+            ("inline", TenantMode::Inline),
+            ("detect", TenantMode::Detect),
+            ("monitor", TenantMode::Monitor),
+        ],
+    );
+    let policy = t.string_or("policy", "default");
+    let relay_cert = t.opt_path("relay_cert", base);
+    let relay_key = t.opt_path("relay_key", base);
+
+    let Some(portal) = portal else {
+        t.error(
+            "portal",
+            "missing: the tenant's portal name, as used in X-CLOUD-SEC-AV-Info",
+        );
+        return None;
+    };
+    if portal.is_empty()
+        || !portal
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        t.error(
+            "portal",
+            format!("must be letters, digits, '-' or '_', found \"{portal}\""),
+        );
+    }
+    let domains: Vec<String> = domains
+        .unwrap_or_else(|| {
+            t.error("domains", "missing: the tenant's mail domains");
+            Vec::new()
+        })
+        .iter()
+        .map(|d| d.trim_end_matches('.').to_lowercase())
+        .collect();
+    if t.contains("domains") && domains.is_empty() {
+        t.error("domains", "must list at least one domain");
+    }
+    for d in &domains {
+        if !valid_domain(d) {
+            t.error("domains", format!("\"{d}\" is not a domain name"));
+        }
+    }
+    if !tenant_id.is_empty() && !is_guid(&tenant_id) {
+        t.error(
+            "tenant_id",
+            format!("expected a GUID such as \"72f988bf-86f1-41af-91ab-2d7cd011db47\", found \"{tenant_id}\""),
+        );
+    }
+    let deliver_to = match deliver_to {
+        None => {
+            t.error("deliver_to", "missing: [\"host:port\", ...] or [\"mx\"]");
+            Destination::Mx
+        }
+        Some(list) if list.len() == 1 && list[0] == "mx" => Destination::Mx,
+        Some(list) if list.is_empty() => {
+            t.error("deliver_to", "must list at least one \"host:port\", or be [\"mx\"]");
+            Destination::Mx
+        }
+        Some(list) => {
+            let mut hosts = Vec::new();
+            for (i, item) in list.iter().enumerate() {
+                if item == "mx" {
+                    t.problems().push(
+                        format!("{}[{i}]", t.key_path("deliver_to")),
+                        "\"mx\" must be the only entry",
+                    );
+                    continue;
+                }
+                match HostPort::parse(item, 25) {
+                    Ok(h) => hosts.push(h),
+                    Err(e) => t.problems().push(format!("{}[{i}]", t.key_path("deliver_to")), e),
+                }
+            }
+            Destination::Hosts(hosts)
+        }
+    };
+    if !policies.contains_key(&policy) {
+        let known: Vec<&str> = policies.keys().map(String::as_str).collect();
+        t.error(
+            "policy",
+            format!("no [policy.{policy}] is defined; defined: {}", known.join(", ")),
+        );
+    }
+    let relay_cert = match (relay_cert, relay_key) {
+        (Some(c), Some(k)) => {
+            for (name, p) in [("relay_cert", &c), ("relay_key", &k)] {
+                if !p.exists() {
+                    t.error(name, format!("file {} does not exist", p.display()));
+                }
+            }
+            Some((c, k))
+        }
+        (None, None) => None,
+        (Some(_), None) => {
+            t.error(
+                "relay_key",
+                "missing: relay_cert is set, so its private key must be too",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            t.error(
+                "relay_cert",
+                "missing: relay_key is set, so its certificate must be too",
+            );
+            None
+        }
+    };
+    Some(Tenant {
+        portal,
+        domains,
+        tenant_id: (!tenant_id.is_empty()).then_some(tenant_id),
+        deliver_to,
+        mode,
+        policy,
+        relay_cert,
+    })
+}
+
+fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        match Config::parse(text, Path::new("/nonexistent/gateway.toml")) {
+            Ok(_) => vec![],
+            Err(LoadError::Invalid { errors, .. }) => errors.iter().map(|e| e.to_string()).collect(),
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    const MINIMAL: &str = r#"
+[server]
+hostname = "gw.example.net"
+listen = ["127.0.0.1:2525"]
+state_dir = "/tmp/x"
+[tls]
+generate = true
+[[tenant]]
+portal = "contoso"
+domains = ["Contoso.com"]
+deliver_to = ["contoso-com.mail.protection.outlook.com:25"]
+"#;
+
+    #[test]
+    fn a_minimal_config_loads_with_defaults() {
+        let c = Config::parse(MINIMAL, Path::new("/etc/exogate/gateway.toml")).unwrap();
+        assert_eq!(c.server.max_message_size, 157_286_400);
+        assert_eq!(c.admission.allow.len(), 6);
+        assert_eq!(c.tenants[0].domains, vec!["contoso.com"]);
+        assert_eq!(c.delivery.mode, DeliveryMode::Queue);
+        assert!(c.policies.contains_key("default"));
+        assert_eq!(c.tls.cert, PathBuf::from("/tmp/x/tls/cert.pem"));
+    }
+
+    #[test]
+    fn three_mistakes_are_all_reported() {
+        let text = MINIMAL.replace("max_recipients", "x")
+            + "[delivery]\nmode = \"qeue\"\n[admission]\nallow = [\"10.0.0.0/33\"]\n[relay]\nhelo_name = \"x\"\n";
+        let e = errors(&text);
+        assert_eq!(
+            e,
+            vec![
+                "admission.allow[0]: expected a CIDR such as \"40.92.0.0/15\", found \"10.0.0.0/33\"",
+                "delivery.mode: must be one of \"queue\", \"proxy\", found \"qeue\"",
+                "relay.helo_name: unknown key",
+            ]
+        );
+    }
+
+    #[test]
+    fn tenants_are_checked_for_conflicts_and_references() {
+        let text = MINIMAL.to_string()
+            + r#"
+[[tenant]]
+portal = "contoso"
+domains = ["contoso.com", "bad domain"]
+deliver_to = ["mx", "x:25"]
+tenant_id = "not-a-guid"
+policy = "strict"
+"#;
+        let e = errors(&text);
+        assert!(
+            e.contains(&"tenant[1].portal: \"contoso\" is already used by tenant[0]".to_string()),
+            "{e:?}"
+        );
+        assert!(
+            e.contains(&"tenant[1].domains: domain \"contoso.com\" already belongs to tenant \"contoso\"".to_string()),
+            "{e:?}"
+        );
+        assert!(
+            e.contains(&"tenant[1].domains: \"bad domain\" is not a domain name".to_string()),
+            "{e:?}"
+        );
+        assert!(
+            e.contains(&"tenant[1].deliver_to[0]: \"mx\" must be the only entry".to_string()),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|x| x.starts_with("tenant[1].tenant_id: expected a GUID")),
+            "{e:?}"
+        );
+        assert!(
+            e.contains(&"tenant[1].policy: no [policy.strict] is defined; defined: default".to_string()),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn missing_certificate_files_are_reported_unless_generated() {
+        let text = MINIMAL.replace("generate = true", "cert = \"nope.pem\"\nkey = \"nope.key\"");
+        let e = errors(&text);
+        assert!(
+            e.iter()
+                .any(|x| x.starts_with("tls.cert: file /nonexistent/nope.pem does not exist")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|x| x.starts_with("tls.key: file /nonexistent/nope.key does not exist")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn toml_syntax_errors_name_the_file() {
+        let e = errors("[server\n");
+        assert!(e[0].starts_with("/nonexistent/gateway.toml: invalid TOML"), "{e:?}");
+    }
+}
