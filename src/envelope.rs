@@ -77,7 +77,7 @@ impl Notify {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recipient {
     pub address: String,
-    /// `ORCPT=` exactly as received (addr-type;xtext-encoded address).
+    /// The address of `ORCPT=rfc822;...`, xtext-decoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orcpt: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,6 +96,7 @@ pub struct Envelope {
     pub smtputf8: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ret: Option<DsnReturn>,
+    /// `ENVID=`, xtext-decoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub envid: Option<String>,
     /// `SIZE=` declared by the client, 0 when absent.
@@ -118,6 +119,19 @@ pub fn domain_of(address: &str) -> Option<String> {
     let (_, domain) = address.rsplit_once('@')?;
     let domain = domain.trim_end_matches('.');
     (!domain.is_empty()).then(|| domain.to_lowercase())
+}
+
+/// Encodes a value as RFC 3461 xtext (for `ENVID=` and `ORCPT=` when relaying).
+pub fn xtext(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if (33..=126).contains(&b) && b != b'+' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Mail direction, as EXO's transport rules name it in `X-CLOUD-SEC-AV-Info`.
@@ -190,6 +204,12 @@ mod tests {
         assert_eq!(domain_of("postmaster"), None);
         assert_eq!(domain_of(""), None);
         assert_eq!(domain_of("x@"), None);
+    }
+
+    #[test]
+    fn xtext_encodes_plus_equals_and_non_printables() {
+        assert_eq!(xtext("a+b=c d"), "a+2Bb+3Dc+20d");
+        assert_eq!(xtext("ü"), "+C3+BC");
     }
 
     #[test]

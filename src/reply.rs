@@ -120,6 +120,15 @@ impl Reply {
     );
     pub const READY_FOR_TLS: Reply = r(220, 2, 0, 0, "Ready to start TLS");
     pub const START_DATA: Reply = r(354, 0, 0, 0, "Start mail input; end with <CRLF>.<CRLF>");
+    /// The EHLO reply with our extensions (STARTTLS only while it can still be used).
+    pub fn ehlo(hostname: &str, client: &str, max_size: u64, offer_starttls: bool) -> Reply {
+        let mut text = format!("{hostname} Hello {client}\nSIZE {max_size}\nPIPELINING\nDSN\nENHANCEDSTATUSCODES\n");
+        if offer_starttls {
+            text.push_str("STARTTLS\n");
+        }
+        text.push_str("8BITMIME\nBINARYMIME\nCHUNKING\nSMTPUTF8\nHELP");
+        Reply::new(250, (0, 0, 0), text)
+    }
     pub fn helo(hostname: &str, client: &str) -> Reply {
         Reply::new(250, (0, 0, 0), format!("{hostname} Hello {client}"))
     }
@@ -204,6 +213,16 @@ mod tests {
             Reply::HELP.to_bytes(),
             b"214-2.0.0 Commands: EHLO HELO STARTTLS MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT\r\n214 2.0.0 See RFC 5321\r\n"
         );
+    }
+
+    #[test]
+    fn ehlo_lists_extensions_and_hides_starttls_once_used() {
+        let text = String::from_utf8(Reply::ehlo("gw", "[1.2.3.4]", 157286400, true).to_bytes()).unwrap();
+        assert!(text.starts_with("250-gw Hello [1.2.3.4]\r\n250-SIZE 157286400\r\n"));
+        assert!(text.contains("250-STARTTLS\r\n") && text.contains("250-CHUNKING\r\n"));
+        assert!(text.ends_with("250 HELP\r\n"));
+        let text = String::from_utf8(Reply::ehlo("gw", "x", 1, false).to_bytes()).unwrap();
+        assert!(!text.contains("STARTTLS"));
     }
 
     #[test]
