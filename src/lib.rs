@@ -17,20 +17,28 @@
 //! forged; temporary beats permanent when in doubt; everything is bounded;
 //! no test-only behaviour in production code.
 
+pub mod admin;
 pub mod admission;
+pub mod app;
 pub mod checks;
+pub mod cli;
 pub mod config;
 pub mod dns;
 pub mod dsn;
 pub mod envelope;
 pub mod headers;
+pub mod intake;
 pub mod inventory;
+pub mod listener;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
+pub mod proxy;
 pub mod queue;
 pub mod relay;
 pub mod reply;
 pub mod runtime;
+pub mod session;
 pub mod smtp_client;
 pub mod spool;
 pub mod spool_format;

@@ -1,1 +1,77 @@
-fn main() {}
+//! The `exogate` binary: parses the command line, sets up logging and maps
+//! errors to exit codes (64 for configuration problems, 1 otherwise).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use exogate::app::{self, AppError};
+use exogate::cli::{self, Cli, Command};
+use exogate::config::LogFormat;
+use exogate::spool::Area;
+
+fn init_logging(level: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn fail(e: AppError) -> ExitCode {
+    eprintln!("exogate: {e}");
+    ExitCode::from(e.exit_code() as u8)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config, log_json } => {
+            let runtime = match app::load_runtime(&config, false) {
+                Ok(rt) => rt,
+                Err(e) => return fail(e),
+            };
+            init_logging(
+                &runtime.config.log.level,
+                log_json || runtime.config.log.format == LogFormat::Json,
+            );
+            let tokio = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return fail(AppError::Other(format!("cannot start the async runtime: {e}"))),
+            };
+            match tokio.block_on(app::run(config, runtime)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "exogate stopped with an error");
+                    fail(e)
+                }
+            }
+        }
+        Command::CheckConfig { config } => match cli::check_config(&config) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Command::Queue { config, action } => print_result(cli::spool_command(&config, Area::Active, action)),
+        Command::Quarantine { config, action } => print_result(cli::spool_command(&config, Area::Quarantine, action)),
+    }
+}
+
+fn print_result(r: Result<String, AppError>) -> ExitCode {
+    match r {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}

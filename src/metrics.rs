@@ -60,13 +60,16 @@ impl CounterVec {
     }
 }
 
+/// Per label set: bucket counts, sum, count.
+type Histogram = (Vec<u64>, f64, u64);
+
 /// A histogram family (seconds) with fixed label names.
 pub struct HistogramVec {
     name: &'static str,
     help: &'static str,
     labels: &'static [&'static str],
     buckets: &'static [f64],
-    values: Mutex<BTreeMap<Vec<String>, (Vec<u64>, f64, u64)>>,
+    values: Mutex<BTreeMap<Vec<String>, Histogram>>,
 }
 
 impl HistogramVec {

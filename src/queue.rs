@@ -249,6 +249,8 @@ impl Scheduler {
     }
 
     fn flush(&mut self) {
+        // Released or restored files may be on disk only.
+        self.scan_disk();
         let ids: Vec<String> = self.due.iter().map(|(_, id)| id.clone()).collect();
         self.due.clear();
         for id in ids {
@@ -270,12 +272,11 @@ impl Scheduler {
         drop(rt);
         let now = now_unix();
         let mut started = Vec::new();
-        let mut looked = 0;
-        for (due, id) in self.due.iter() {
+        // Bounded scan: a destination at its limit must not make dispatch O(queue).
+        for (looked, (due, id)) in self.due.iter().enumerate() {
             if *due > now || self.in_flight + started.len() >= max_total || looked > 10_000 {
                 break;
             }
-            looked += 1;
             let Some(item) = self.items.get(id) else { continue };
             let busy = self.per_key.get(&item.key).copied().unwrap_or(0);
             let already = started

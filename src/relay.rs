@@ -237,7 +237,16 @@ impl Relay {
         None
     }
 
-    fn give_back(&self, key: &str, client: Client) {
+    /// A pooled connection for `route`, or a new one.
+    pub async fn checkout(&self, route: &Route) -> Result<Client, ConnectFailure> {
+        match self.take_pooled(&route.key) {
+            Some(client) => Ok(client),
+            None => self.connect(route).await,
+        }
+    }
+
+    /// Returns a connection in a clean state (after a completed transaction or RSET) to the pool.
+    pub fn give_back(&self, key: &str, client: Client) {
         if client.transactions >= self.settings.max_per_connection {
             tokio::spawn(client.quit());
             return;

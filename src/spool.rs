@@ -522,6 +522,20 @@ impl Spool {
         Ok(report)
     }
 
+    /// Moves a quarantined message into the delivery queue (durably).
+    pub fn release(&self, id: &str) -> Result<(), SpoolError> {
+        let from = self.path(Area::Quarantine, id);
+        if !from.exists() {
+            return Err(SpoolError::NotFound(id.to_string()));
+        }
+        let to = self.path(Area::Active, id);
+        fs::rename(&from, &to).map_err(io_err(&to))?;
+        let _ = fs::remove_file(self.state_path(Area::Quarantine, id));
+        File::open(&self.active)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&self.active))
+    }
+
     /// Moves a damaged queued message (and its history) to `corrupt/`.
     pub fn set_aside(&self, id: &str) {
         for (from, name) in [

@@ -146,7 +146,8 @@ pub struct Verdict {
 
 impl Verdict {
     pub fn decide(thresholds: &Thresholds, findings: Vec<Finding>, failures: Vec<(CheckFailure, OnError)>) -> Verdict {
-        let score: f64 = findings.iter().map(|f| f.score).sum();
+        // `+ 0.0` turns the -0.0 of an empty sum into 0.0 for display.
+        let score: f64 = findings.iter().map(|f| f.score).sum::<f64>() + 0.0;
         let scored = if score >= thresholds.reject {
             Action::Reject
         } else if score >= thresholds.quarantine {

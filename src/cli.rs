@@ -1,0 +1,172 @@
+//! The command line: `run`, `check-config`, `queue` and `quarantine`
+//! maintenance, and `exo-setup`.
+//!
+//! The spool commands work on the files of a running or stopped gateway
+//! without corrupting them: they only read, delete whole messages (a running
+//! scheduler notices the file is gone) or touch the flush trigger file.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+use crate::app::{self, AppError};
+use crate::spool::{Area, Spool, valid_id};
+
+#[derive(Parser)]
+#[command(
+    name = "exogate",
+    version,
+    about = "Inline SMTP security gateway for Microsoft Exchange Online"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Run {
+        #[arg(long, default_value = "/etc/exogate/gateway.toml")]
+        config: PathBuf,
+        /// Log as JSON lines (overrides log.format).
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Validate a configuration and print every problem; exit 64 if there is one.
+    CheckConfig {
+        #[arg(long, default_value = "/etc/exogate/gateway.toml")]
+        config: PathBuf,
+    },
+    /// Inspect and manage the delivery queue.
+    Queue {
+        #[arg(long, default_value = "/etc/exogate/gateway.toml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: SpoolAction,
+    },
+    /// Inspect and manage quarantined messages.
+    Quarantine {
+        #[arg(long, default_value = "/etc/exogate/gateway.toml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: SpoolAction,
+    },
+}
+
+#[derive(Subcommand, Clone)]
+pub enum SpoolAction {
+    /// One line per message: id, age, tenant, sender, recipients, state.
+    List,
+    /// Envelope, verdict, history and header of one message.
+    Show { id: String },
+    /// Delete one message for good.
+    Delete { id: String },
+    /// Queue: retry every message now. Quarantine: not available.
+    Flush,
+    /// Quarantine: deliver the message after all. Queue: not available.
+    Release { id: String },
+}
+
+/// The output of a maintenance command (printed by `main`).
+pub fn spool_command(config: &Path, area: Area, action: SpoolAction) -> Result<String, AppError> {
+    let cfg = crate::config::Config::load(config)?;
+    let spool = Spool::open(&cfg.server.state_dir)?;
+    let check_id = |id: &str| {
+        if valid_id(id) {
+            Ok(())
+        } else {
+            Err(AppError::Other(format!("\"{id}\" is not a queue id")))
+        }
+    };
+    match (area, action) {
+        (_, SpoolAction::List) => {
+            let now = crate::spool::now_unix();
+            let mut out = String::new();
+            let ids = spool.list(area)?;
+            for id in &ids {
+                match spool.entry(area, id) {
+                    Ok(e) => {
+                        let m = &e.trailer.meta;
+                        let state = e
+                            .events
+                            .iter()
+                            .rev()
+                            .find_map(|ev| match ev {
+                                crate::spool::StateEvent::Deferred { attempts, error, .. } => {
+                                    Some(format!("deferred x{attempts}: {error}"))
+                                }
+                                _ => None,
+                            })
+                            .unwrap_or_else(|| "new".into());
+                        let verdict = m
+                            .verdict
+                            .as_ref()
+                            .map(|v| format!("{} {:.1}", v.action, v.score))
+                            .unwrap_or_default();
+                        out.push_str(&format!(
+                            "{id}  {:>6}s  {:<12} <{}> -> {} rcpt  {}  {}\n",
+                            now - m.received,
+                            m.tenant,
+                            m.envelope.mail_from,
+                            m.envelope.recipients.len(),
+                            verdict,
+                            state
+                        ));
+                    }
+                    Err(e) => out.push_str(&format!("{id}  unreadable: {e}\n")),
+                }
+            }
+            out.push_str(&format!("{} message(s)\n", ids.len()));
+            Ok(out)
+        }
+        (_, SpoolAction::Show { id }) => {
+            check_id(&id)?;
+            let e = spool.entry(area, &id)?;
+            let stored = spool.read(area, &id)?;
+            let header_end = crate::pipeline::header_len(&stored.body);
+            Ok(format!(
+                "{}\n--- history\n{}\n--- stamp\n{}--- header as received\n{}",
+                serde_json::to_string_pretty(&e.trailer.meta).unwrap_or_default(),
+                e.events
+                    .iter()
+                    .map(|ev| serde_json::to_string(ev).unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                String::from_utf8_lossy(&stored.trailer.prefix),
+                String::from_utf8_lossy(&stored.body[..header_end]),
+            ))
+        }
+        (_, SpoolAction::Delete { id }) => {
+            check_id(&id)?;
+            spool.remove(area, &id)?;
+            Ok(format!("deleted {id}\n"))
+        }
+        (Area::Active, SpoolAction::Flush) => {
+            std::fs::write(spool.flush_trigger(), b"flush\n").map_err(|e| AppError::Other(e.to_string()))?;
+            Ok("flush requested: queued messages will be retried now (at start-up if the gateway is stopped)\n".into())
+        }
+        (Area::Quarantine, SpoolAction::Release { id }) => {
+            check_id(&id)?;
+            spool.release(&id)?;
+            std::fs::write(spool.flush_trigger(), b"release\n").map_err(|e| AppError::Other(e.to_string()))?;
+            Ok(format!("released {id}: moved to the delivery queue\n"))
+        }
+        (Area::Quarantine, SpoolAction::Flush) => {
+            Err(AppError::Other("flush applies to the queue, not the quarantine".into()))
+        }
+        (Area::Active, SpoolAction::Release { .. }) => Err(AppError::Other(
+            "release applies to the quarantine, not the queue".into(),
+        )),
+    }
+}
+
+/// `check-config`: every problem, or "ok".
+pub fn check_config(config: &Path) -> Result<String, AppError> {
+    let rt = app::load_runtime(config, true)?;
+    let mut out = format!("{}: ok\n", config.display());
+    if rt.acceptor.is_none() {
+        out.push_str("note: a self-signed TLS certificate will be generated at start (tls.generate = true)\n");
+    }
+    Ok(out)
+}

@@ -1,0 +1,736 @@
+//! One SMTP session, server side: the state machine EXO talks to.
+//!
+//! Commands are framed into lines here (so the line-length limit is exact and
+//! the buffer bounded) and parsed with smtp-proto's `Request::parse`; message
+//! bodies go through smtp-proto's `DataReceiver` (dot-unstuffing) and
+//! `BdatReceiver` (bytes kept exactly, bare LFs included), and oversized or
+//! refused bodies are drained with its `DummyDataReceiver` so the connection
+//! stays usable. Replies are queued and written when the client has nothing
+//! more pipelined, or before we would block. STARTTLS returns control to the
+//! caller, which performs the handshake and serves the session again over TLS
+//! with a fresh input buffer: plaintext pipelined after STARTTLS is dropped by
+//! construction. Every reply text comes from `reply`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, DummyDataReceiver};
+use smtp_proto::{MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_RET_FULL, MAIL_RET_HDRS, MAIL_SMTPUTF8, Request};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::admission;
+use crate::app::Shared;
+use crate::envelope::{BodyType, DsnReturn, Envelope, Notify, Recipient, SessionFacts, TlsFacts};
+use crate::intake::{self, spool_reply};
+use crate::proxy::ProxyLeg;
+use crate::reply::Reply;
+use crate::runtime::Runtime;
+use crate::spool::IncomingBody;
+use crate::tenant::Tenant;
+
+/// Longest command line accepted (RFC 5321 allows 512; extensions need more).
+pub const MAX_LINE: usize = 4096;
+const READ_CHUNK: usize = 64 * 1024;
+
+/// How a session ended, for metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Quit,
+    ClientClosed,
+    Timeout,
+    TooManyErrors,
+    SessionTooLong,
+    TlsFailed,
+    Shutdown,
+    IoError,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Quit => "quit",
+            Outcome::ClientClosed => "client-closed",
+            Outcome::Timeout => "timeout",
+            Outcome::TooManyErrors => "too-many-errors",
+            Outcome::SessionTooLong => "session-too-long",
+            Outcome::TlsFailed => "tls-failed",
+            Outcome::Shutdown => "shutdown",
+            Outcome::IoError => "io-error",
+        }
+    }
+}
+
+/// What a served stretch of the session asks the caller to do next.
+enum Flow {
+    Continue,
+    StartTls,
+    Close(Outcome),
+}
+
+/// The receiver the next input bytes go to.
+enum Rx {
+    Command,
+    /// Discard the rest of an over-long command line.
+    LongLine,
+    Data(DataReceiver),
+    Bdat(BdatReceiver),
+    /// Drain a body we will not keep; then send `reply`.
+    Skip {
+        rx: DummyDataReceiver,
+        reply: Reply,
+    },
+}
+
+pub(crate) struct Transaction {
+    id: String,
+    envelope: Envelope,
+    tenant: Option<Arc<Tenant>>,
+    body: Option<IncomingBody>,
+    bdat: bool,
+    proxy: Option<ProxyLeg>,
+}
+
+pub struct Session {
+    shared: Arc<Shared>,
+    rt: Arc<Runtime>,
+    peer: SocketAddr,
+    helo: Option<String>,
+    tls: Option<TlsFacts>,
+    cert_ok: bool,
+    tx: Option<Transaction>,
+    rx: Rx,
+    errors: u32,
+    started: Instant,
+    out: Vec<u8>,
+}
+
+impl Session {
+    pub fn new(shared: Arc<Shared>, rt: Arc<Runtime>, peer: SocketAddr) -> Session {
+        Session {
+            shared,
+            rt,
+            peer,
+            helo: None,
+            tls: None,
+            cert_ok: false,
+            tx: None,
+            rx: Rx::Command,
+            errors: 0,
+            started: Instant::now(),
+            out: Vec::with_capacity(1024),
+        }
+    }
+
+    fn hostname(&self) -> &str {
+        &self.rt.config.server.hostname
+    }
+
+    fn reply(&mut self, reply: &Reply) {
+        reply.write_to(&mut self.out);
+    }
+
+    /// Runs the session on an accepted connection (greeting already decided by the listener).
+    pub async fn run(mut self, tcp: TcpStream, implicit_tls: bool) -> Outcome {
+        let outcome = if implicit_tls {
+            self.upgrade_and_serve(tcp, true).await
+        } else {
+            let mut tcp = tcp;
+            self.reply(&Reply::greeting(&self.rt.config.server.hostname.clone()));
+            match self.serve(&mut tcp).await {
+                Flow::StartTls => self.upgrade_and_serve(tcp, false).await,
+                Flow::Close(o) => o,
+                Flow::Continue => unreachable!("serve returns only StartTls or Close"),
+            }
+        };
+        if let Some(tx) = self.tx.take()
+            && let Some(leg) = tx.proxy
+        {
+            leg.abandon().await;
+        }
+        outcome
+    }
+
+    async fn upgrade_and_serve(&mut self, tcp: TcpStream, implicit: bool) -> Outcome {
+        let Some(acceptor) = self.rt.acceptor.clone() else {
+            return Outcome::TlsFailed;
+        };
+        let handshake = tokio::time::timeout(self.rt.config.server.command_timeout, acceptor.accept(tcp)).await;
+        let mut stream = match handshake {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::info!(client = %self.peer, error = %e, "TLS handshake failed");
+                self.shared.metrics.tls_handshakes.inc(&["failed"]);
+                return Outcome::TlsFailed;
+            }
+            Err(_) => {
+                self.shared.metrics.tls_handshakes.inc(&["failed"]);
+                return Outcome::Timeout;
+            }
+        };
+        let (_, conn) = stream.get_ref();
+        let facts = crate::tls::facts(conn);
+        let names = &self.rt.config.tls.client_cert_names;
+        self.cert_ok = names.is_empty() || crate::tls::client_cert_matches(conn, names);
+        self.shared.metrics.tls_handshakes.inc(&[&facts.version]);
+        tracing::debug!(client = %self.peer, version = %facts.version, cipher = %facts.cipher, client_cert = ?facts.client_names, "TLS established");
+        self.tls = Some(facts);
+        // RFC 3207: forget everything learned before TLS.
+        self.helo = None;
+        self.tx = None;
+        self.rx = Rx::Command;
+        if implicit {
+            // Implicit TLS: the greeting comes after the handshake.
+            let hostname = self.hostname().to_string();
+            self.reply(&Reply::greeting(&hostname));
+        }
+        match self.serve(&mut stream).await {
+            Flow::StartTls => {
+                // serve() answers STARTTLS over TLS with 503 and never returns this.
+                Outcome::IoError
+            }
+            Flow::Close(o) => {
+                let _ = stream.shutdown().await;
+                o
+            }
+            Flow::Continue => unreachable!("serve returns only StartTls or Close"),
+        }
+    }
+
+    /// Reads, processes and answers until the session ends or STARTTLS is accepted.
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(&mut self, stream: &mut S) -> Flow {
+        let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+        let mut chunk = vec![0u8; READ_CHUNK];
+        loop {
+            if !self.out.is_empty()
+                && let Err(e) = write_out(stream, &mut self.out).await
+            {
+                tracing::debug!(client = %self.peer, error = %e, "write failed");
+                return Flow::Close(Outcome::IoError);
+            }
+            let server = &self.rt.config.server;
+            if self.started.elapsed() > server.session_timeout {
+                self.reply(&Reply::SESSION_TOO_LONG);
+                let _ = write_out(stream, &mut self.out).await;
+                return Flow::Close(Outcome::SessionTooLong);
+            }
+            let idle = matches!(self.rx, Rx::Command) && self.tx.is_none();
+            let timeout = if matches!(self.rx, Rx::Command | Rx::LongLine) {
+                server.command_timeout
+            } else {
+                server.data_timeout
+            };
+            let read = tokio::select! {
+                r = tokio::time::timeout(timeout, stream.read(&mut chunk)) => r,
+                _ = self.shared.soft_stop.cancelled(), if idle => {
+                    self.reply(&Reply::SHUTTING_DOWN);
+                    let _ = write_out(stream, &mut self.out).await;
+                    return Flow::Close(Outcome::Shutdown);
+                }
+                _ = self.shared.hard_stop.cancelled() => {
+                    self.reply(&Reply::SHUTTING_DOWN);
+                    let _ = write_out(stream, &mut self.out).await;
+                    return Flow::Close(Outcome::Shutdown);
+                }
+            };
+            let n = match read {
+                Err(_) => {
+                    tracing::info!(client = %self.peer, "client stopped talking: timeout");
+                    self.reply(&Reply::TIMEOUT);
+                    let _ = write_out(stream, &mut self.out).await;
+                    return Flow::Close(Outcome::Timeout);
+                }
+                Ok(Err(_)) => return Flow::Close(Outcome::IoError),
+                Ok(Ok(0)) => return Flow::Close(Outcome::ClientClosed),
+                Ok(Ok(n)) => n,
+            };
+            input.extend_from_slice(&chunk[..n]);
+            match self.ingest(&mut input).await {
+                Flow::Continue => {}
+                Flow::StartTls => {
+                    if let Err(e) = write_out(stream, &mut self.out).await {
+                        tracing::debug!(client = %self.peer, error = %e, "write failed");
+                        return Flow::Close(Outcome::IoError);
+                    }
+                    if !input.is_empty() {
+                        tracing::warn!(client = %self.peer, bytes = input.len(), "discarded plaintext pipelined after STARTTLS");
+                    }
+                    return Flow::StartTls;
+                }
+                Flow::Close(o) => {
+                    let _ = write_out(stream, &mut self.out).await;
+                    return Flow::Close(o);
+                }
+            }
+        }
+    }
+
+    /// Consumes as much of `input` as can be processed.
+    async fn ingest(&mut self, input: &mut Vec<u8>) -> Flow {
+        let mut pos = 0usize;
+        let flow = loop {
+            if pos >= input.len() {
+                break Flow::Continue;
+            }
+            match &mut self.rx {
+                Rx::Command => {
+                    let rest = &input[pos..];
+                    let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
+                        if rest.len() > MAX_LINE {
+                            pos = input.len();
+                            self.rx = Rx::LongLine;
+                            if let Some(flow) = self.error(&Reply::LINE_TOO_LONG) {
+                                break flow;
+                            }
+                        }
+                        break Flow::Continue;
+                    };
+                    if lf > MAX_LINE {
+                        pos += lf + 1;
+                        if let Some(flow) = self.error(&Reply::LINE_TOO_LONG) {
+                            break flow;
+                        }
+                        continue;
+                    }
+                    let line = &input[pos..pos + lf + 1];
+                    pos += lf + 1;
+                    match self.command(line).await {
+                        Flow::Continue => {}
+                        other => break other,
+                    }
+                }
+                Rx::LongLine => match input[pos..].iter().position(|&b| b == b'\n') {
+                    Some(lf) => {
+                        pos += lf + 1;
+                        self.rx = Rx::Command;
+                    }
+                    None => pos = input.len(),
+                },
+                Rx::Data(rx) => {
+                    let Some(body) = self.tx.as_mut().and_then(|t| t.body.as_mut()) else {
+                        self.rx = Rx::Command;
+                        continue;
+                    };
+                    let mut iter = input[pos..].iter();
+                    let done = rx.ingest(&mut iter, body.buf());
+                    pos = input.len() - iter.as_slice().len();
+                    let too_big = body.len() > self.rt.config.server.max_message_size;
+                    if done {
+                        self.rx = Rx::Command;
+                        if too_big {
+                            self.reply(&Reply::MESSAGE_TOO_BIG);
+                            self.drop_transaction().await;
+                        } else {
+                            self.end_of_data().await;
+                        }
+                    } else if too_big {
+                        let skip = DummyDataReceiver::new_data(rx);
+                        self.rx = Rx::Skip {
+                            rx: skip,
+                            reply: Reply::MESSAGE_TOO_BIG,
+                        };
+                        self.drop_transaction().await;
+                    } else if let Err(e) = body.spill_if_needed() {
+                        tracing::error!(error = %e, "cannot spill message body to disk");
+                        let skip = DummyDataReceiver::new_data(rx);
+                        self.rx = Rx::Skip {
+                            rx: skip,
+                            reply: spool_reply(&e),
+                        };
+                        self.drop_transaction().await;
+                    }
+                }
+                Rx::Bdat(rx) => {
+                    let Some(body) = self.tx.as_mut().and_then(|t| t.body.as_mut()) else {
+                        self.rx = Rx::Command;
+                        continue;
+                    };
+                    let mut iter = input[pos..].iter();
+                    let done = rx.ingest(&mut iter, body.buf());
+                    pos = input.len() - iter.as_slice().len();
+                    let spilled = body.spill_if_needed();
+                    if done {
+                        let last = rx.is_last;
+                        self.rx = Rx::Command;
+                        if let Err(e) = spilled {
+                            tracing::error!(error = %e, "cannot spill message body to disk");
+                            self.reply(&spool_reply(&e));
+                            self.drop_transaction().await;
+                        } else if last {
+                            self.end_of_data().await;
+                        } else {
+                            let size = body.len() as usize;
+                            self.reply(&Reply::chunk_ok(size));
+                        }
+                    }
+                }
+                Rx::Skip { rx, reply } => {
+                    let mut iter = input[pos..].iter();
+                    let done = rx.ingest(&mut iter);
+                    pos = input.len() - iter.as_slice().len();
+                    if done {
+                        let reply = reply.clone();
+                        self.rx = Rx::Command;
+                        if let Some(flow) = self.error(&reply) {
+                            break flow;
+                        }
+                    }
+                }
+            }
+        };
+        input.drain(..pos.min(input.len()));
+        flow
+    }
+
+    /// Replies with an error and counts it; closes after too many.
+    fn error(&mut self, reply: &Reply) -> Option<Flow> {
+        self.reply(reply);
+        self.errors += 1;
+        if self.errors >= self.rt.config.server.max_errors {
+            tracing::info!(client = %self.peer, errors = self.errors, "too many errors, closing");
+            self.reply(&Reply::TOO_MANY_ERRORS);
+            return Some(Flow::Close(Outcome::TooManyErrors));
+        }
+        None
+    }
+
+    async fn command(&mut self, line: &[u8]) -> Flow {
+        let request = match Request::parse(&mut line.iter()) {
+            Ok(r) => r.into_owned(),
+            Err(e) => {
+                let reply = match e {
+                    smtp_proto::Error::UnknownCommand => Reply::UNKNOWN_COMMAND,
+                    smtp_proto::Error::InvalidSenderAddress => Reply::BAD_SENDER_SYNTAX,
+                    smtp_proto::Error::InvalidRecipientAddress => Reply::BAD_RECIPIENT_SYNTAX,
+                    smtp_proto::Error::SyntaxError { syntax } => Reply::syntax(syntax),
+                    smtp_proto::Error::InvalidParameter { param } => Reply::bad_parameter(param),
+                    smtp_proto::Error::UnsupportedParameter { param } => Reply::unsupported_parameter(&param),
+                    _ => Reply::UNKNOWN_COMMAND,
+                };
+                return self.error(&reply).unwrap_or(Flow::Continue);
+            }
+        };
+        match request {
+            Request::Ehlo { host } => self.handle_ehlo(host, true),
+            Request::Helo { host } => self.handle_ehlo(host, false),
+            Request::StartTls => return self.handle_starttls(),
+            Request::Mail { from } => return self.handle_mail(from).await,
+            Request::Rcpt { to } => return self.handle_rcpt(to).await,
+            Request::Data => return self.handle_data(),
+            Request::Bdat { chunk_size, is_last } => return self.handle_bdat(chunk_size, is_last).await,
+            Request::Rset => {
+                self.drop_transaction().await;
+                self.reply(&Reply::RESET);
+            }
+            Request::Noop { .. } => self.reply(&Reply::NOOP),
+            Request::Vrfy { .. } => self.reply(&Reply::VRFY),
+            Request::Help { .. } => self.reply(&Reply::HELP),
+            Request::Quit => {
+                let hostname = self.hostname().to_string();
+                self.reply(&Reply::closing(&hostname));
+                return Flow::Close(Outcome::Quit);
+            }
+            Request::Lhlo { .. }
+            | Request::Auth { .. }
+            | Request::Expn { .. }
+            | Request::Etrn { .. }
+            | Request::Atrn { .. }
+            | Request::Burl { .. } => return self.error(&Reply::NOT_IMPLEMENTED).unwrap_or(Flow::Continue),
+        }
+        Flow::Continue
+    }
+
+    fn handle_ehlo(&mut self, host: String, esmtp: bool) {
+        let client = format!("[{}]", self.peer.ip());
+        let hostname = self.hostname().to_string();
+        let reply = if esmtp {
+            let offer_tls = self.tls.is_none() && self.rt.acceptor.is_some();
+            Reply::ehlo(&hostname, &client, self.rt.config.server.max_message_size, offer_tls)
+        } else {
+            Reply::helo(&hostname, &client)
+        };
+        self.reply(&reply);
+        self.helo = Some(host);
+        self.tx = None;
+    }
+
+    fn handle_starttls(&mut self) -> Flow {
+        if self.tls.is_some() {
+            return self.error(&Reply::ALREADY_TLS).unwrap_or(Flow::Continue);
+        }
+        if self.rt.acceptor.is_none() {
+            self.reply(&Reply::TLS_NOT_AVAILABLE);
+            return Flow::Continue;
+        }
+        self.reply(&Reply::READY_FOR_TLS);
+        Flow::StartTls
+    }
+
+    async fn handle_mail(&mut self, from: smtp_proto::MailFrom<String>) -> Flow {
+        if self.helo.is_none() {
+            return self.error(&Reply::HELO_FIRST).unwrap_or(Flow::Continue);
+        }
+        if self.tx.is_some() {
+            return self.error(&Reply::NESTED_MAIL).unwrap_or(Flow::Continue);
+        }
+        if self.rt.config.tls.require && self.tls.is_none() {
+            self.refuse("tls", "MAIL before STARTTLS", &Reply::TLS_REQUIRED);
+            return self.error(&Reply::TLS_REQUIRED).map_or(Flow::Continue, |f| f);
+        }
+        if !self.cert_ok {
+            self.refuse(
+                "client-certificate",
+                &format!(
+                    "client certificate names {:?} match none of tls.client_cert_names",
+                    self.tls.as_ref().map(|t| t.client_names.clone()).unwrap_or_default()
+                ),
+                &Reply::CLIENT_CERT_REJECTED,
+            );
+            self.reply(&Reply::CLIENT_CERT_REJECTED);
+            return Flow::Continue;
+        }
+        let smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
+        if !smtputf8 && !from.address.is_ascii() {
+            return self.error(&Reply::SMTPUTF8_NOT_DECLARED).unwrap_or(Flow::Continue);
+        }
+        let max = self.rt.config.server.max_message_size;
+        if from.size as u64 > max {
+            self.reply(&Reply::MESSAGE_TOO_BIG);
+            return Flow::Continue;
+        }
+        let body = if from.flags & MAIL_BODY_BINARYMIME != 0 {
+            BodyType::BinaryMime
+        } else if from.flags & MAIL_BODY_8BITMIME != 0 {
+            BodyType::EightBitMime
+        } else {
+            BodyType::SevenBit
+        };
+        let ret = if from.flags & MAIL_RET_FULL != 0 {
+            Some(DsnReturn::Full)
+        } else if from.flags & MAIL_RET_HDRS != 0 {
+            Some(DsnReturn::Hdrs)
+        } else {
+            None
+        };
+        self.tx = Some(Transaction {
+            id: crate::spool::new_id(),
+            envelope: Envelope {
+                mail_from: from.address,
+                recipients: Vec::new(),
+                body,
+                smtputf8,
+                ret,
+                envid: from.env_id,
+                declared_size: from.size as u64,
+            },
+            tenant: None,
+            body: None,
+            bdat: false,
+            proxy: None,
+        });
+        self.reply(&Reply::SENDER_OK);
+        Flow::Continue
+    }
+
+    async fn handle_rcpt(&mut self, to: smtp_proto::RcptTo<String>) -> Flow {
+        let Some(tx) = self.tx.as_mut() else {
+            return self.error(&Reply::MAIL_FIRST).unwrap_or(Flow::Continue);
+        };
+        if !tx.envelope.smtputf8 && !to.address.is_ascii() {
+            return self.error(&Reply::SMTPUTF8_NOT_DECLARED).unwrap_or(Flow::Continue);
+        }
+        if tx.envelope.recipients.len() >= self.rt.config.server.max_recipients {
+            self.reply(&Reply::TOO_MANY_RECIPIENTS);
+            return Flow::Continue;
+        }
+        let tenant = match admission::admit_recipient(
+            &self.rt.tenants,
+            &tx.envelope.mail_from,
+            &to.address,
+            tx.tenant.as_ref(),
+        ) {
+            Ok(t) => t,
+            Err(refusal) => {
+                let layer = if refusal.reply.code >= 500 {
+                    "tenant"
+                } else {
+                    "one-tenant-per-message"
+                };
+                self.refuse(layer, &refusal.reason, &refusal.reply);
+                let reply = refusal.reply;
+                return if reply.code >= 500 {
+                    self.error(&reply).unwrap_or(Flow::Continue)
+                } else {
+                    self.reply(&reply);
+                    Flow::Continue
+                };
+            }
+        };
+        let recipient = Recipient {
+            address: to.address,
+            orcpt: to.orcpt,
+            notify: Notify::from_smtp_proto(to.flags),
+        };
+        if self.rt.config.delivery.mode == crate::config::DeliveryMode::Proxy {
+            let state = crate::proxy::ProxyState {
+                envelope: &mut tx.envelope,
+                tenant: &mut tx.tenant,
+                leg: &mut tx.proxy,
+            };
+            let reply = crate::proxy::add_recipient(&self.shared, &self.rt, state, &tenant, recipient).await;
+            self.reply(&reply);
+            return Flow::Continue;
+        }
+        tx.tenant = Some(tenant);
+        tx.envelope.recipients.push(recipient);
+        self.reply(&Reply::RECIPIENT_OK);
+        Flow::Continue
+    }
+
+    fn start_body(&mut self) -> Result<(), Reply> {
+        let threshold = self.rt.config.server.spill_threshold;
+        let spool = self.shared.spool.clone();
+        let Some(tx) = self.tx.as_mut() else {
+            return Err(Reply::MAIL_FIRST);
+        };
+        if tx.envelope.recipients.is_empty() {
+            return Err(Reply::RCPT_FIRST);
+        }
+        if tx.body.is_none() {
+            tx.body = Some(IncomingBody::new(&spool, &tx.id, threshold));
+        }
+        Ok(())
+    }
+
+    fn handle_data(&mut self) -> Flow {
+        if let Some(tx) = &self.tx {
+            if tx.bdat {
+                return self.error(&Reply::MIXED_DATA_BDAT).unwrap_or(Flow::Continue);
+            }
+            if tx.envelope.body == BodyType::BinaryMime {
+                return self.error(&Reply::EIGHTBIT_NEEDS_BDAT).unwrap_or(Flow::Continue);
+            }
+        }
+        if let Err(reply) = self.start_body() {
+            return self.error(&reply).unwrap_or(Flow::Continue);
+        }
+        self.reply(&Reply::START_DATA);
+        self.rx = Rx::Data(DataReceiver::new());
+        Flow::Continue
+    }
+
+    async fn handle_bdat(&mut self, size: usize, last: bool) -> Flow {
+        if let Err(reply) = self.start_body() {
+            // The chunk's bytes must still be read and thrown away.
+            let reply = if reply == Reply::MAIL_FIRST {
+                Reply::BDAT_NO_TRANSACTION
+            } else {
+                reply
+            };
+            self.rx = Rx::Skip {
+                rx: DummyDataReceiver::new_bdat(size),
+                reply,
+            };
+            return Flow::Continue;
+        }
+        let max = self.rt.config.server.max_message_size;
+        let tx = self.tx.as_mut().expect("start_body checked");
+        tx.bdat = true;
+        let have = tx.body.as_ref().map_or(0, |b| b.len());
+        if have + size as u64 > max {
+            self.rx = Rx::Skip {
+                rx: DummyDataReceiver::new_bdat(size),
+                reply: Reply::MESSAGE_TOO_BIG,
+            };
+            // The transaction is over; later chunks get "no valid transaction".
+            let tx = self.tx.take();
+            tokio::spawn(async move {
+                if let Some(leg) = tx.and_then(|t| t.proxy) {
+                    leg.abandon().await;
+                }
+            });
+            return Flow::Continue;
+        }
+        if size == 0 {
+            // No bytes follow: a last empty chunk ends the message right here.
+            if last {
+                self.end_of_data().await;
+            } else {
+                self.reply(&Reply::chunk_ok(have as usize));
+            }
+            return Flow::Continue;
+        }
+        self.rx = Rx::Bdat(BdatReceiver::new(size, last));
+        Flow::Continue
+    }
+
+    async fn drop_transaction(&mut self) {
+        if let Some(tx) = self.tx.take()
+            && let Some(leg) = tx.proxy
+        {
+            leg.reset().await;
+        }
+    }
+
+    fn facts(&self) -> SessionFacts {
+        SessionFacts {
+            client_ip: self.peer.ip(),
+            client_port: self.peer.port(),
+            helo: self.helo.clone().unwrap_or_default(),
+            tls: self.tls.clone(),
+        }
+    }
+
+    async fn end_of_data(&mut self) {
+        let Some(tx) = self.tx.take() else { return };
+        let facts = self.facts();
+        let Transaction {
+            id,
+            envelope,
+            tenant,
+            body,
+            proxy,
+            ..
+        } = tx;
+        let (Some(tenant), Some(body)) = (tenant, body) else {
+            self.reply(&Reply::RCPT_FIRST);
+            return;
+        };
+        let body = match body.finish() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(queue_id = %id, error = %e, "cannot finish writing the message body");
+                self.reply(&spool_reply(&e));
+                if let Some(leg) = proxy {
+                    leg.reset().await;
+                }
+                return;
+            }
+        };
+        let prepared = intake::prepare(&self.shared, &self.rt, &id, facts, envelope, tenant, body).await;
+        let reply = match proxy {
+            Some(leg) => crate::proxy::finish(&self.shared, leg, prepared).await,
+            None => intake::store(&self.shared, prepared).await,
+        };
+        self.reply(&reply);
+    }
+
+    fn refuse(&self, layer: &str, reason: &str, reply: &Reply) {
+        self.shared.metrics.admission_refusals.inc(&[layer]);
+        tracing::warn!(client = %self.peer, layer, reason, reply = %reply.one_line(), "admission refused");
+    }
+}
+
+async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let r = tokio::time::timeout(Duration::from_secs(300), async {
+        stream.write_all(out).await?;
+        stream.flush().await
+    })
+    .await;
+    out.clear();
+    match r {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out")),
+    }
+}
