@@ -18,6 +18,7 @@
 //! no test-only behaviour in production code.
 
 pub mod checks;
+pub mod clamd;
 pub mod envelope;
 pub mod inventory;
 pub mod pipeline;
