@@ -164,7 +164,7 @@ fn builtin_rules() -> Vec<Rule> {
 }
 
 /// A rule name: used as the finding's tag, so short and machine-readable.
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()
