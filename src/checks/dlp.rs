@@ -134,11 +134,8 @@ impl Dlp {
         if self.attachments {
             for a in input.attachments {
                 if let Some(t) = self.attachment_text(a) {
-                    let name = a.name.as_deref().unwrap_or("(unnamed)");
-                    out.push((
-                        format!("attachment {:?}", name.chars().take(100).collect::<String>()),
-                        t,
-                    ));
+                    let name = a.name.as_deref().map_or_else(|| "(unnamed)".to_string(), safe_name);
+                    out.push((format!("attachment {name:?}"), t));
                 }
             }
         }
@@ -231,6 +228,20 @@ impl Dlp {
                 }
             })
             .collect()
+    }
+}
+
+/// An attachment name fit for a finding: short, and with its digits hidden
+/// when it has enough of them to be a card number ("4111 1111 1111 1111.txt").
+fn safe_name(name: &str) -> String {
+    let short: String = name.chars().take(100).collect();
+    if short.chars().filter(char::is_ascii_digit).count() >= 12 {
+        short
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '#' } else { c })
+            .collect()
+    } else {
+        short
     }
 }
 

@@ -66,6 +66,22 @@ fn cards_in_a_csv_attachment_are_counted_once_each() {
 }
 
 #[test]
+fn a_card_number_in_an_attachment_name_is_not_logged() {
+    let raw = b"From: a@contoso.com\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nsee file\r\n\
+--b\r\nContent-Type: text/plain; name=\"4111111111111111.txt\"\r\nContent-Disposition: attachment; filename=\"4111111111111111.txt\"\r\n\r\n\
+card 4111 1111 1111 1111\r\n--b--\r\n";
+    let found = outgoing("", raw);
+    assert_eq!(found.len(), 1);
+    assert!(
+        found[0].reason.contains("in attachment \"################.txt\""),
+        "{}",
+        found[0].reason
+    );
+    assert!(!found[0].reason.contains("4111111111111111"), "{}", found[0].reason);
+}
+
+#[test]
 fn iban_in_text_and_html_alternatives_counts_once() {
     let found = outgoing("", IBAN_ALTERNATIVE);
     assert_eq!(found.len(), 1);
