@@ -21,6 +21,7 @@ pub mod admin;
 pub mod admission;
 pub mod app;
 pub mod checks;
+pub mod clamd;
 pub mod cli;
 pub mod config;
 pub mod dns;
