@@ -20,6 +20,7 @@
 pub mod checks;
 pub mod envelope;
 pub mod inventory;
+pub mod lookalike;
 pub mod pipeline;
 pub mod tenant;
 pub mod toml_reader;
