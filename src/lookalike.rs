@@ -123,6 +123,20 @@ pub fn display_host(host: &str) -> String {
     }
 }
 
+/// `text` made safe for a log line or a header field: control characters
+/// become spaces and at most `max_chars` characters are kept (`…` marks a cut).
+pub fn printable(text: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_chars * 4));
+    for (i, c) in text.chars().enumerate() {
+        if i == max_chars {
+            out.push('…');
+            break;
+        }
+        out.push(if c.is_control() { ' ' } else { c });
+    }
+    out
+}
+
 /// Case, diacritics, invisible characters and look-alike letters from other
 /// scripts folded away: what a reader sees, approximately, in lower case.
 pub fn fold(text: &str) -> String {
