@@ -113,6 +113,25 @@ pub fn normalize_host(host: &str) -> Option<String> {
     Some(out)
 }
 
+/// A domain given in the configuration: lower case, without trailing dot,
+/// at least two labels, no scheme, path or address.
+pub fn configured_domain(text: &str) -> Result<String, String> {
+    let d = text.trim().trim_end_matches('.').to_lowercase();
+    let valid =
+        d.contains('.') && !d.starts_with('.') && !d.contains(['/', ':', '@', ' ']) && normalize_host(&d).is_some();
+    if valid {
+        Ok(d)
+    } else {
+        Err(format!("expected a domain such as \"example.com\", found \"{text}\""))
+    }
+}
+
+/// Characters that render as nothing; a link or a name split by them reads
+/// as if they were not there.
+pub fn is_invisible(c: char) -> bool {
+    tables::is_invisible(c)
+}
+
 /// `host` as shown in a log: the ASCII form, followed by the Unicode form in
 /// parentheses when they differ (`xn--cntoso-2ye.com (cоntoso.com)`).
 pub fn display_host(host: &str) -> String {

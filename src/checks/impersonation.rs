@@ -110,12 +110,12 @@ pub fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
             words,
         })
     });
-    let freemail = options.parsed_list("freemail_domains", DEFAULT_FREEMAIL, parse_domain);
+    let freemail = options.parsed_list("freemail_domains", DEFAULT_FREEMAIL, lookalike::configured_domain);
     let trusted = options.parsed_list("trusted_senders", &[], |text| {
         let t = text.trim().to_lowercase();
         let valid = match t.rsplit_once('@') {
-            Some((local, domain)) => !local.is_empty() && parse_domain(domain).is_ok(),
-            None => parse_domain(&t).is_ok(),
+            Some((local, domain)) => !local.is_empty() && lookalike::configured_domain(domain).is_ok(),
+            None => lookalike::configured_domain(&t).is_ok(),
         };
         if valid {
             Ok(t)
@@ -123,7 +123,7 @@ pub fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
             Err(format!("expected an address or a domain, found \"{text}\""))
         }
     });
-    let lookalike_ignore = options.parsed_list("lookalike_ignore", &[], parse_domain);
+    let lookalike_ignore = options.parsed_list("lookalike_ignore", &[], lookalike::configured_domain);
     let scores = Scores {
         display_name_address: options.f64_or("score_display_name_address", 4.0),
         lookalike_domain: options.f64_or("score_lookalike_domain", 6.0),
@@ -139,20 +139,6 @@ pub fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
         lookalike_ignore,
         scores,
     }))
-}
-
-/// A domain as configured: lower case, without trailing dot, at least two labels.
-pub(crate) fn parse_domain(text: &str) -> Result<String, String> {
-    let d = text.trim().trim_end_matches('.').to_lowercase();
-    let valid = d.contains('.')
-        && !d.contains(['/', ':', '@', ' '])
-        && lookalike::normalize_host(&d).is_some()
-        && !d.starts_with('.');
-    if valid {
-        Ok(d)
-    } else {
-        Err(format!("expected a domain such as \"example.com\", found \"{text}\""))
-    }
 }
 
 #[async_trait]
