@@ -19,6 +19,7 @@
 
 mod extract;
 
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -56,7 +57,8 @@ struct Scores {
 
 struct Urls {
     max_urls: usize,
-    blocklist: Vec<String>,
+    /// Normalised domains; a host matches when it or a parent domain is here.
+    blocklist: HashSet<String>,
     lookalike_ignore: Vec<String>,
     scores: Scores,
 }
@@ -126,15 +128,17 @@ fn collect(message: &Message, depth: u32, budget: &mut usize, collector: &mut Co
     }
 }
 
-/// Findings gathered per rule: one finding per tag, the first reason kept.
+/// Findings gathered per rule: one finding per tag, the first reason kept,
+/// distinct URLs counted (a text part and its HTML twin are one link).
 #[derive(Default)]
 struct Report {
     hits: Vec<(&'static str, f64, String, usize)>,
+    seen: HashSet<(&'static str, String)>,
 }
 
 impl Report {
-    fn add(&mut self, tag: &'static str, score: f64, reason: impl FnOnce() -> String) {
-        if score == 0.0 {
+    fn add(&mut self, tag: &'static str, score: f64, url: &Url, reason: impl FnOnce() -> String) {
+        if score == 0.0 || !self.seen.insert((tag, url.as_str().to_string())) {
             return;
         }
         match self.hits.iter_mut().find(|(t, ..)| *t == tag) {
@@ -168,13 +172,13 @@ impl Urls {
         };
         match &host {
             Host::Domain(domain) => {
-                if let Some(blocked) = self.blocklist.iter().find(|b| within(domain, b)) {
-                    report.add("blocklisted-url", self.scores.blocklisted, || {
+                if let Some(blocked) = self.blocked_parent(domain) {
+                    report.add("blocklisted-url", self.scores.blocklisted, &url, || {
                         format!("link to blocklisted domain {blocked}: {}", shown())
                     });
                 }
                 if let Some(found) = protected.check(domain) {
-                    report.add("lookalike-url", self.scores.lookalike, || {
+                    report.add("lookalike-url", self.scores.lookalike, &url, || {
                         format!(
                             "link host {} looks like the tenant domain {} ({}): {}",
                             lookalike::printable(&lookalike::display_host(domain), QUOTE_CHARS),
@@ -186,7 +190,7 @@ impl Urls {
                 }
             }
             Host::Ipv4(ip) if is_encoded_ipv4(&written, ip) => {
-                report.add("encoded-ip-url", self.scores.encoded_ip_host, || {
+                report.add("encoded-ip-url", self.scores.encoded_ip_host, &url, || {
                     format!(
                         "link to IP address {ip} written as \"{}\": {}",
                         raw_host(&written),
@@ -195,13 +199,13 @@ impl Urls {
                 });
             }
             Host::Ipv4(_) | Host::Ipv6(_) => {
-                report.add("ip-url", self.scores.ip_host, || {
+                report.add("ip-url", self.scores.ip_host, &url, || {
                     format!("link to an IP address: {}", shown())
                 });
             }
         }
         if !url.username().is_empty() || url.password().is_some() {
-            report.add("userinfo-url", self.scores.userinfo, || {
+            report.add("userinfo-url", self.scores.userinfo, &url, || {
                 format!(
                     "link hides its host behind the user name \"{}\": {}",
                     lookalike::printable(url.username(), QUOTE_CHARS),
@@ -211,6 +215,22 @@ impl Urls {
         }
         if let Some(text) = &link.text {
             self.text_mismatch(text, &url, &host, protected, report);
+        }
+    }
+
+    /// The blocklisted domain `host` is or is under, found in as many
+    /// lookups as the host has labels, whatever the size of the list.
+    fn blocked_parent(&self, host: &str) -> Option<String> {
+        if self.blocklist.is_empty() {
+            return None;
+        }
+        let mut rest = lookalike::normalize_host(host)?;
+        loop {
+            if self.blocklist.contains(&rest) {
+                return Some(rest);
+            }
+            let (_, parent) = rest.split_once('.')?;
+            rest = parent.to_string();
         }
     }
 
@@ -225,7 +245,7 @@ impl Urls {
         if shown_org == target_org || (protected.owns(&shown_host) && protected.owns(&target)) {
             return;
         }
-        report.add("link-text-mismatch", self.scores.text_mismatch, || {
+        report.add("link-text-mismatch", self.scores.text_mismatch, url, || {
             format!(
                 "link text shows {} but the link goes to {}: {}",
                 lookalike::printable(&lookalike::display_host(&shown_host), QUOTE_CHARS),
@@ -329,10 +349,6 @@ fn text_host(text: &str) -> Option<String> {
 fn organisation(host: &str) -> Option<String> {
     let host = lookalike::normalize_host(host)?;
     Some(lookalike::registrable(&host).map_or(host, |r| r.domain))
-}
-
-fn within(host: &str, domain: &str) -> bool {
-    lookalike::normalize_host(host).is_some_and(|h| lookalike::is_within(&h, domain))
 }
 
 #[cfg(test)]

@@ -85,6 +85,14 @@ fn a_blocklisted_domain_is_caught_with_its_subdomains() {
 }
 
 #[test]
+fn the_blocklist_matches_whole_labels_only() {
+    let raw = b"Content-Type: text/plain\n\nhttps://notbad.example/ https://bad.example.org/ https://bad.example.\n";
+    assert_eq!(scan(raw).len(), 1, "only the last host is bad.example");
+    let raw = b"Content-Type: text/plain\n\nhttps://notbad.example/ https://bad.example.org/\n";
+    assert_eq!(scan(raw), vec![]);
+}
+
+#[test]
 fn a_phishing_html_attachment_is_read_too() {
     // The form target and the meta refresh both point to the blocklisted host.
     let findings = scan(fixture!("html_attachment.eml"));
@@ -99,11 +107,21 @@ fn ip_literal_hosts_are_caught_and_encoded_ones_score_higher() {
     assert_eq!(f.score, 3.0);
     assert!(f.reason.contains("http://198.51.100.23/owa/login.php"), "{}", f.reason);
 
+    // The text part writes it in hex, its HTML twin as one decimal number:
+    // one target, one count.
     let findings = scan(fixture!("encoded_ip.eml"));
     let f = only(&findings, "encoded-ip-url");
     assert_eq!(f.score, 6.0);
-    assert!(f.reason.contains("192.168.1.1"), "{}", f.reason);
-    assert!(f.reason.ends_with("(and 1 more)"), "decimal and hex both: {}", f.reason);
+    assert_eq!(
+        f.reason,
+        "link to IP address 192.168.1.1 written as \"0xC0A80101\": http://192.168.1.1/doc/view"
+    );
+    let decimal = scan(b"Content-Type: text/html\n\n<a href=http://3232235777/x>Open</a>");
+    assert!(
+        only(&decimal, "encoded-ip-url")
+            .reason
+            .contains("written as \"3232235777\"")
+    );
 }
 
 #[test]
@@ -150,6 +168,11 @@ fn a_user_name_in_front_of_the_real_host_is_caught() {
     let findings = scan(fixture!("userinfo.eml"));
     let f = only(&findings, "userinfo-url");
     assert!(f.reason.contains("user name \"contoso.com\""), "{}", f.reason);
+    // The same link in the text part and its HTML twin counts once.
+    let twin = b"Content-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/plain\n\n\
+                 https://contoso.com@evil.example/x\n--b\nContent-Type: text/html\n\n\
+                 <a href=\"https://contoso.com@evil.example/x\">Open</a>\n--b--\n";
+    assert!(!only(&scan(twin), "userinfo-url").reason.contains("more"));
 }
 
 #[test]
