@@ -193,7 +193,7 @@ impl Urls {
                 report.add("encoded-ip-url", self.scores.encoded_ip_host, &url, || {
                     format!(
                         "link to IP address {ip} written as \"{}\": {}",
-                        raw_host(&written),
+                        lookalike::printable(raw_host(&written), QUOTE_CHARS),
                         shown()
                     )
                 });
