@@ -31,6 +31,7 @@ pub mod headers;
 pub mod intake;
 pub mod inventory;
 pub mod listener;
+pub mod lookalike;
 pub mod metrics;
 pub mod notify;
 pub mod pipeline;

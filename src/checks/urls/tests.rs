@@ -1,0 +1,395 @@
+//! Each rule catches its trick on a real-looking message and stays quiet on
+//! the legitimate messages that resemble it; the extractor reads HTML the
+//! way a mail client shows it and never fails on broken input.
+
+use mail_parser::MessageParser;
+
+use super::extract::{Collector, Link, decode_entities};
+use super::*;
+use crate::envelope::{Direction, Envelope, Recipient};
+use crate::pipeline::test_support;
+
+macro_rules! fixture {
+    ($name:literal) => {
+        include_bytes!(concat!("../../../tests/fixtures/urls/", $name))
+    };
+}
+
+const OPTIONS: &str = r#"blocklist = ["evil-payments.example", "bad.example"]"#;
+
+/// Runs the check for a tenant owning `domains`.
+fn scan_for(domains: &[&str], options: &str, raw: &[u8]) -> Vec<Finding> {
+    let check = test_support::build("urls", options);
+    let message = MessageParser::default().parse(raw).expect("fixture parses");
+    let envelope = Envelope {
+        mail_from: "bounce@sender.example".into(),
+        recipients: vec![Recipient {
+            address: "user@contoso.com".into(),
+            orcpt: None,
+            notify: None,
+        }],
+        ..Envelope::default()
+    };
+    let session = test_support::session();
+    let mut tenant = test_support::tenant();
+    tenant.domains = domains.iter().map(|d| d.to_string()).collect();
+    let input = ScanInput {
+        raw,
+        message: &message,
+        attachments: &[],
+        envelope: &envelope,
+        session: &session,
+        tenant: &tenant,
+        direction: Direction::Inbound,
+        truncated: false,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    rt.block_on(check.scan(&input)).expect("check answers")
+}
+
+fn scan(raw: &[u8]) -> Vec<Finding> {
+    scan_for(&["contoso.com", "contoso.onmicrosoft.com"], OPTIONS, raw)
+}
+
+fn tags(findings: &[Finding]) -> Vec<&str> {
+    findings.iter().map(|f| f.tag.as_str()).collect()
+}
+
+fn only<'a>(findings: &'a [Finding], tag: &str) -> &'a Finding {
+    assert_eq!(tags(findings), vec![tag], "{findings:#?}");
+    &findings[0]
+}
+
+fn links_of_html(html: &str) -> Vec<Link> {
+    let mut c = Collector::new(1000);
+    c.html(html);
+    c.into_links()
+}
+
+fn link(url: &str, text: Option<&str>) -> Link {
+    Link {
+        url: url.into(),
+        text: text.map(str::to_string),
+    }
+}
+
+#[test]
+fn a_blocklisted_domain_is_caught_with_its_subdomains() {
+    let findings = scan(fixture!("blocklisted.eml"));
+    let f = only(&findings, "blocklisted-url");
+    assert_eq!(f.score, 10.0);
+    assert_eq!(
+        f.reason,
+        "link to blocklisted domain evil-payments.example: http://login.evil-payments.example/session?id=55120"
+    );
+}
+
+#[test]
+fn the_blocklist_matches_whole_labels_only() {
+    let raw = b"Content-Type: text/plain\n\nhttps://notbad.example/ https://bad.example.org/ https://bad.example.\n";
+    assert_eq!(scan(raw).len(), 1, "only the last host is bad.example");
+    let raw = b"Content-Type: text/plain\n\nhttps://notbad.example/ https://bad.example.org/\n";
+    assert_eq!(scan(raw), vec![]);
+}
+
+#[test]
+fn a_phishing_html_attachment_is_read_too() {
+    // The form target and the meta refresh both point to the blocklisted host.
+    let findings = scan(fixture!("html_attachment.eml"));
+    let f = only(&findings, "blocklisted-url");
+    assert!(f.reason.ends_with("(and 1 more)"), "{}", f.reason);
+}
+
+#[test]
+fn ip_literal_hosts_are_caught_and_encoded_ones_score_higher() {
+    let findings = scan(fixture!("ip_literal.eml"));
+    let f = only(&findings, "ip-url");
+    assert_eq!(f.score, 3.0);
+    assert!(f.reason.contains("http://198.51.100.23/owa/login.php"), "{}", f.reason);
+
+    // The text part writes it in hex, its HTML twin as one decimal number:
+    // one target, one count.
+    let findings = scan(fixture!("encoded_ip.eml"));
+    let f = only(&findings, "encoded-ip-url");
+    assert_eq!(f.score, 6.0);
+    assert_eq!(
+        f.reason,
+        "link to IP address 192.168.1.1 written as \"0xC0A80101\": http://192.168.1.1/doc/view"
+    );
+    let decimal = scan(b"Content-Type: text/html\n\n<a href=http://3232235777/x>Open</a>");
+    assert!(
+        only(&decimal, "encoded-ip-url")
+            .reason
+            .contains("written as \"3232235777\"")
+    );
+}
+
+#[test]
+fn link_text_showing_another_domain_than_the_target_is_caught() {
+    let findings = scan(fixture!("text_mismatch.eml"));
+    let f = only(&findings, "link-text-mismatch");
+    assert_eq!(f.score, 3.0);
+    assert_eq!(
+        f.reason,
+        "link text shows www.contoso.com but the link goes to secure-login.evil.example: \
+         https://secure-login.evil.example/contoso/account?ref=1029&lang=en"
+    );
+}
+
+#[test]
+fn safe_links_are_unwrapped_before_judging() {
+    let findings = scan(fixture!("safelinks_mismatch.eml"));
+    let f = only(&findings, "link-text-mismatch");
+    assert!(f.reason.contains("goes to payslip-view.evil.example"), "{}", f.reason);
+}
+
+#[test]
+fn look_alike_hosts_of_tenant_domains_are_caught() {
+    let findings = scan(fixture!("lookalike_url.eml"));
+    let f = only(&findings, "lookalike-url");
+    assert_eq!(f.score, 6.0);
+    // The logo host embeds contoso.com; the sign-in link uses a Cyrillic о.
+    assert!(f.reason.contains("contoso.com.cdn-secure.example"), "{}", f.reason);
+    assert!(f.reason.ends_with("(and 1 more)"), "{}", f.reason);
+    let only_punycode = scan(
+        br#"Content-Type: text/html
+
+<a href='https://xn--cntoso-wqf.com/sso/login'>Sign in</a>"#,
+    );
+    assert!(
+        only(&only_punycode, "lookalike-url")
+            .reason
+            .contains("xn--cntoso-wqf.com (cоntoso.com)")
+    );
+}
+
+#[test]
+fn a_user_name_in_front_of_the_real_host_is_caught() {
+    let findings = scan(fixture!("userinfo.eml"));
+    let f = only(&findings, "userinfo-url");
+    assert!(f.reason.contains("user name \"contoso.com\""), "{}", f.reason);
+    // The same link in the text part and its HTML twin counts once.
+    let twin = b"Content-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/plain\n\n\
+                 https://contoso.com@evil.example/x\n--b\nContent-Type: text/html\n\n\
+                 <a href=\"https://contoso.com@evil.example/x\">Open</a>\n--b--\n";
+    assert!(!only(&scan(twin), "userinfo-url").reason.contains("more"));
+}
+
+#[test]
+fn a_newsletter_with_tracking_links_under_plain_words_is_clean() {
+    assert_eq!(scan(fixture!("clean_newsletter.eml")), vec![]);
+}
+
+#[test]
+fn the_tenants_own_links_subdomains_and_sharepoint_are_clean() {
+    assert_eq!(scan(fixture!("clean_tenant_links.eml")), vec![]);
+}
+
+#[test]
+fn links_between_two_domains_of_one_tenant_are_clean() {
+    let raw = fixture!("co_uk_links.eml");
+    assert_eq!(scan_for(&["contoso.com", "contoso.co.uk"], OPTIONS, raw), vec![]);
+    // For a tenant that owns only contoso.com the text shows a foreign domain.
+    let findings = scan_for(&["contoso.com"], OPTIONS, raw);
+    assert!(
+        only(&findings, "link-text-mismatch")
+            .reason
+            .contains("shows contoso.co.uk")
+    );
+}
+
+#[test]
+fn legitimate_idn_links_are_clean() {
+    assert_eq!(scan(fixture!("clean_idn_links.eml")), vec![]);
+}
+
+#[test]
+fn file_names_and_versions_in_link_text_are_not_domains() {
+    assert_eq!(scan(fixture!("clean_developer.eml")), vec![]);
+    for text in [
+        "README.md",
+        "v2.0.1",
+        "src/main.rs",
+        "Read more",
+        "setup.py",
+        "jane@contoso.com",
+        "",
+    ] {
+        assert_eq!(text_host(text), None, "{text}");
+    }
+    assert_eq!(text_host("contoso.com/careers").as_deref(), Some("contoso.com"));
+    assert_eq!(
+        text_host("https://www.Contoso.com/x.").as_deref(),
+        Some("www.contoso.com")
+    );
+    assert_eq!(text_host("WWW.EXAMPLE.ORG").as_deref(), Some("www.example.org"));
+}
+
+#[test]
+fn scores_are_configurable_and_zero_disables_a_rule() {
+    let both = ["contoso.com"];
+    let findings = scan_for(&both, "score_ip_host = 0.5", fixture!("ip_literal.eml"));
+    assert_eq!(only(&findings, "ip-url").score, 0.5);
+    let findings = scan_for(&both, "score_userinfo = 0", fixture!("userinfo.eml"));
+    assert_eq!(findings, vec![]);
+}
+
+#[test]
+fn bad_options_are_reported_with_their_path() {
+    let errors = test_support::build_errors(
+        "urls",
+        r#"
+            max_urls = 0
+            blocklist = ["ok.example", "http://evil.example/", 3]
+            score_lookalike = "high"
+            block_list = []
+        "#,
+    );
+    assert_eq!(
+        errors,
+        vec![
+            "block_list: unknown key",
+            "blocklist[1]: expected a domain such as \"example.com\", found \"http://evil.example/\"",
+            "blocklist[2]: expected a string, found a whole number",
+            "max_urls: must be between 1 and 100000, found 0",
+            "score_lookalike: expected a number, found a string",
+        ]
+    );
+}
+
+#[test]
+fn the_number_of_links_is_bounded_by_max_urls() {
+    let mut html = String::new();
+    for i in 0..50 {
+        html.push_str(&format!("<a href=\"http://198.51.100.{i}/\">x</a>\n"));
+    }
+    let mut c = Collector::new(10);
+    c.html(&html);
+    assert!(c.overflowed);
+    assert_eq!(c.into_links().len(), 10);
+
+    let raw = format!("Content-Type: text/html\n\n<a href=\"https://ok.example/\">ok</a>{html}");
+    let findings = scan_for(&["contoso.com"], "max_urls = 1", raw.as_bytes());
+    assert_eq!(findings, vec![], "only the first link was looked at");
+}
+
+#[test]
+fn html_attributes_are_read_quoted_unquoted_and_entity_encoded() {
+    let links = links_of_html(
+        r#"<A HREF=http://a.example/1>one</A>
+           <a title="x > y" href = 'http&colon;//b.example/2?x=1&amp;y=2'>two</a>
+           <a href="&#104;&#x74;tp://c.example/3">th<b>r</b>ee&nbsp;</a>
+           <img SRC="https://d.example/i.png"><form action=https://e.example/post></form>"#,
+    );
+    assert_eq!(
+        links,
+        vec![
+            link("http://a.example/1", Some("one")),
+            link("http://b.example/2?x=1&y=2", Some("two")),
+            link("http://c.example/3", Some("three")),
+            link("https://d.example/i.png", None),
+            link("https://e.example/post", None),
+        ]
+    );
+}
+
+#[test]
+fn comments_scripts_and_styles_are_not_read_but_visible_text_is() {
+    let links = links_of_html(
+        "<!-- http://comment.example/ --><script>var u='http://script.example/'</script>\
+         <style>.x{background:url(http://style.example/)}</style>\
+         <p>Visit www.visible.example/page.</p><td>http://cell.example/</td><td>next</td>",
+    );
+    assert_eq!(
+        links,
+        vec![
+            link("www.visible.example/page", None),
+            link("http://cell.example/", None)
+        ]
+    );
+}
+
+#[test]
+fn plain_text_urls_lose_sentence_punctuation_and_invisible_characters() {
+    let mut c = Collector::new(100);
+    c.text("See (https://a.example/x), or https://b.example/y?z=1. And http://c.exa\u{200B}mple/.");
+    assert_eq!(
+        c.into_links(),
+        vec![
+            link("https://a.example/x", None),
+            link("https://b.example/y?z=1", None),
+            link("http://c.example/", None),
+        ]
+    );
+}
+
+#[test]
+fn entities_decode_like_a_browser() {
+    assert_eq!(
+        decode_entities("a&amp;b&lt;&#65;&#x42;&#67&unknown;&"),
+        "a&b<ABC&unknown;&"
+    );
+    assert_eq!(decode_entities("&#0;&#99999999;&#1114112;"), "\u{FFFD}\u{FFFD}\u{FFFD}");
+    assert_eq!(
+        decode_entities("x&colon y"),
+        "x&colon y",
+        "new names need their semicolon"
+    );
+}
+
+#[test]
+fn broken_html_never_panics_and_stays_bounded() {
+    let pieces = [
+        "<",
+        ">",
+        "<a",
+        " href=",
+        "\"",
+        "'",
+        "http://x.example/",
+        "&#",
+        "&amp",
+        "<!--",
+        "-->",
+        "</a>",
+        "<script>",
+        "é",
+        "日本",
+        "\u{200B}",
+        "=",
+        "/",
+        " ",
+        "<meta http-equiv=refresh content=",
+        "url=",
+        "<",
+        "&#x",
+    ];
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..2000 {
+        let mut doc = String::new();
+        for _ in 0..40 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            doc.push_str(pieces[(state % pieces.len() as u64) as usize]);
+        }
+        let mut c = Collector::new(5);
+        c.html(&doc);
+        c.text(&doc);
+        assert!(c.into_links().len() <= 5);
+    }
+}
+
+#[test]
+fn encoded_ipv4_forms_are_told_apart_from_the_usual_one() {
+    let ip = |text: &str| match parse_link(text).and_then(|(u, w)| u.host().map(|h| (h.to_owned(), w))) {
+        Some((Host::Ipv4(ip), written)) => is_encoded_ipv4(&written, &ip),
+        other => panic!("{text}: {other:?}"),
+    };
+    assert!(!ip("http://192.168.1.1/"));
+    assert!(!ip("http://user@192.168.1.1:8080/x"));
+    assert!(ip("http://3232235777/"));
+    assert!(ip("http://0xC0A80101/"));
+    assert!(ip("http://0300.0250.1.1/"));
+    assert!(ip("http://192.168.257/"));
+}
