@@ -17,10 +17,12 @@
 //! forged; temporary beats permanent when in doubt; everything is bounded;
 //! no test-only behaviour in production code.
 
+pub mod archive;
 pub mod checks;
 pub mod envelope;
 pub mod inventory;
 pub mod pipeline;
+pub mod tnef;
 pub mod tenant;
 pub mod toml_reader;
 pub mod verdict;
