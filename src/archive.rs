@@ -215,14 +215,16 @@ fn directory(data: &[u8], eocd: usize) -> Result<Directory, ArchiveError> {
         offset: u64::from(le32(data, eocd + 16).ok_or(short)?),
     };
     let zip64 = dir.entries == 0xFFFF || dir.size == 0xFFFF_FFFF || dir.offset == 0xFFFF_FFFF;
-    if zip64 && let Some(loc) = eocd.checked_sub(20) {
-        if le32(data, loc) == Some(ZIP64_LOCATOR_SIG) {
-            let at = le64(data, loc + 8).and_then(|v| usize::try_from(v).ok());
-            if let Some(at) = at.filter(|&at| le32(data, at) == Some(ZIP64_EOCD_SIG)) {
-                dir.entries = le64(data, at + 32).ok_or(ArchiveError::Truncated("zip64 directory"))?;
-                dir.size = le64(data, at + 40).ok_or(ArchiveError::Truncated("zip64 directory"))?;
-                dir.offset = le64(data, at + 48).ok_or(ArchiveError::Truncated("zip64 directory"))?;
-            }
+    if zip64
+        && let Some(loc) = eocd.checked_sub(20)
+        && le32(data, loc) == Some(ZIP64_LOCATOR_SIG)
+    {
+        let at = le64(data, loc + 8).and_then(|v| usize::try_from(v).ok());
+        if let Some(at) = at.filter(|&at| le32(data, at) == Some(ZIP64_EOCD_SIG)) {
+            let short = || ArchiveError::Truncated("zip64 directory");
+            dir.entries = le64(data, at + 32).ok_or_else(short)?;
+            dir.size = le64(data, at + 40).ok_or_else(short)?;
+            dir.offset = le64(data, at + 48).ok_or_else(short)?;
         }
     }
     Ok(dir)

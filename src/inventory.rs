@@ -115,9 +115,7 @@ fn expand_tnef<'a>(data: &'a [u8], container: String, depth: u32, out: &mut Vec<
         let name = member.name.clone();
         out.push(Attachment {
             name: member.name,
-            declared_type: member
-                .mime_type
-                .unwrap_or_else(|| "application/octet-stream".into()),
+            declared_type: member.mime_type.unwrap_or_else(|| "application/octet-stream".into()),
             data: Cow::Borrowed(member.data),
             depth,
             source: Source::Tnef,
@@ -209,7 +207,14 @@ mod tests {
         let list = collect(&message);
         let summary: Vec<_> = list
             .iter()
-            .map(|a| (a.name.clone().unwrap_or_default(), a.depth, a.source, a.container.clone()))
+            .map(|a| {
+                (
+                    a.name.clone().unwrap_or_default(),
+                    a.depth,
+                    a.source,
+                    a.container.clone(),
+                )
+            })
             .collect();
         let dat = Some("winmail.dat".to_string());
         assert_eq!(

@@ -221,7 +221,11 @@ fn keep<'a>(member: &mut Member<'a>, id: u16, base: u16, value: &'a [u8]) {
         PR_ATTACH_MIME_TAG => member.mime_type = text().map(|t| t.to_ascii_lowercase()),
         // attAttachData wins when both are present; an embedded object starts with its 16-byte IID.
         PR_ATTACH_DATA if member.data.is_empty() => {
-            member.data = if base == 0x000d { value.get(16..).unwrap_or(&[]) } else { value };
+            member.data = if base == 0x000d {
+                value.get(16..).unwrap_or(&[])
+            } else {
+                value
+            };
         }
         _ => {}
     }
@@ -296,7 +300,12 @@ pub(crate) mod testtnef {
         out.extend_from_slice(&0x1234u16.to_le_bytes());
         attribute(&mut out, 0x01, 0x0008_9006, &[0x00, 0x00, 0x01, 0x00]); // attTnefVersion
         for (title, long, data) in members {
-            attribute(&mut out, 0x02, super::ATT_ATTACH_REND_DATA, &[1, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0]);
+            attribute(
+                &mut out,
+                0x02,
+                super::ATT_ATTACH_REND_DATA,
+                &[1, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0],
+            );
             let mut t = title.as_bytes().to_vec();
             t.push(0);
             attribute(&mut out, 0x02, super::ATT_ATTACH_TITLE, &t);

@@ -106,7 +106,9 @@ pub fn list_tar(data: &[u8], max_entries: usize) -> Result<Vec<TarEntry<'_>>, Ar
         let kind = header.get(156).copied().unwrap_or(b'0');
         let start = at + 512;
         let len = usize::try_from(size).unwrap_or(usize::MAX);
-        let body = data.get(start..start.saturating_add(len).min(data.len())).unwrap_or(&[]);
+        let body = data
+            .get(start..start.saturating_add(len).min(data.len()))
+            .unwrap_or(&[]);
         let padded = len.div_ceil(512).saturating_mul(512);
         at = start.saturating_add(padded);
         match kind {
@@ -121,7 +123,11 @@ pub fn list_tar(data: &[u8], max_entries: usize) -> Result<Vec<TarEntry<'_>>, Ar
         let name = long_name.take().unwrap_or_else(|| {
             let base = cstr(header.get(..100).unwrap_or(&[]));
             let prefix = cstr(header.get(345..500).unwrap_or(&[]));
-            if prefix.is_empty() { base } else { format!("{prefix}/{base}") }
+            if prefix.is_empty() {
+                base
+            } else {
+                format!("{prefix}/{base}")
+            }
         });
         out.push(TarEntry {
             is_dir: kind == b'5' || name.ends_with('/'),
@@ -162,7 +168,9 @@ pub fn list_cab(data: &[u8], max_entries: usize) -> Result<(Vec<String>, u16), A
     for _ in 0..usize::from(files).min(max_entries) {
         // CFFILE: cbFile u32, uoffFolderStart u32, iFolder u16, date u16, time u16, attribs u16, szName.
         let attribs = le16(data, at + 14).ok_or(ArchiveError::Truncated("cabinet file list"))?;
-        let rest = data.get(at + 16..).ok_or(ArchiveError::Truncated("cabinet file list"))?;
+        let rest = data
+            .get(at + 16..)
+            .ok_or(ArchiveError::Truncated("cabinet file list"))?;
         let end = rest
             .iter()
             .take(1024)

@@ -164,8 +164,14 @@ impl Config {
             }
             out
         };
-        let mut blocked = clean(options.strings_or("blocked_extensions", names::DEFAULT_BLOCKED), "blocked_extensions");
-        blocked.extend(clean(options.strings_or("extra_blocked_extensions", &[]), "extra_blocked_extensions"));
+        let mut blocked = clean(
+            options.strings_or("blocked_extensions", names::DEFAULT_BLOCKED),
+            "blocked_extensions",
+        );
+        blocked.extend(clean(
+            options.strings_or("extra_blocked_extensions", &[]),
+            "extra_blocked_extensions",
+        ));
         let allowed = clean(options.strings_or("allowed_extensions", &[]), "allowed_extensions");
         blocked.retain(|b| !allowed.contains(b));
         blocked.sort();

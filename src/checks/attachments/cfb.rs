@@ -115,7 +115,9 @@ pub(crate) mod testcfb {
         for i in 2..128 {
             f[512 + 4 * i..516 + 4 * i].copy_from_slice(&0xffff_ffffu32.to_le_bytes());
         }
-        let all: Vec<(&str, u8)> = std::iter::once(("Root Entry", 5)).chain(entries.iter().copied()).collect();
+        let all: Vec<(&str, u8)> = std::iter::once(("Root Entry", 5))
+            .chain(entries.iter().copied())
+            .collect();
         for (i, (name, kind)) in all.iter().take(4).enumerate() {
             let e = 1024 + 128 * i;
             let utf16: Vec<u8> = name.encode_utf16().chain([0]).flat_map(u16::to_le_bytes).collect();

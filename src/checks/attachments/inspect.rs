@@ -31,7 +31,14 @@ struct Walk<'c> {
 pub fn attachment(config: &Config, att: &Attachment, macros: bool, hits: &mut Vec<Hit>) {
     let own = match &att.name {
         Some(n) => names::show(n),
-        None => format!("(unnamed {} part)", if att.declared_type.is_empty() { "binary" } else { &att.declared_type }),
+        None => format!(
+            "(unnamed {} part)",
+            if att.declared_type.is_empty() {
+                "binary"
+            } else {
+                &att.declared_type
+            }
+        ),
     };
     let label = match &att.container {
         Some(c) => format!("{} → {own}", names::show(c)),
@@ -43,7 +50,15 @@ pub fn attachment(config: &Config, att: &Attachment, macros: bool, hits: &mut Ve
         hits,
         budget: config.max_decompress_size,
     };
-    walk.blob(&att.data, att.name.as_deref(), &att.declared_type, &label, att.depth, true, true);
+    walk.blob(
+        &att.data,
+        att.name.as_deref(),
+        &att.declared_type,
+        &label,
+        att.depth,
+        true,
+        true,
+    );
 }
 
 impl Walk<'_> {
@@ -70,7 +85,10 @@ impl Walk<'_> {
         if depth > self.config.max_depth {
             self.hit(
                 Rule::NestingTooDeep,
-                format!("{label} is nested {depth} levels deep (limit {})", self.config.max_depth),
+                format!(
+                    "{label} is nested {depth} levels deep (limit {})",
+                    self.config.max_depth
+                ),
             );
             return;
         }
@@ -81,16 +99,20 @@ impl Walk<'_> {
                 Ok(listing) if is_office_package(&listing) => {
                     kind = Kind::OfficePackage;
                     if self.macros
-                        && let Some(vba) = listing.entries.iter().find(|e| {
-                            e.name.to_ascii_lowercase().ends_with("vbaproject.bin")
-                        })
+                        && let Some(vba) = listing
+                            .entries
+                            .iter()
+                            .find(|e| e.name.to_ascii_lowercase().ends_with("vbaproject.bin"))
                     {
                         let detail = format!("{label} contains a VBA project ({})", vba.name);
                         self.hit(Rule::MacroDocument, detail);
                     }
                 }
                 Ok(listing) => self.zip(&listing, data.len(), label, depth),
-                Err(e) => self.hit(Rule::Unscannable, format!("{label}: zip archive could not be read ({e})")),
+                Err(e) => self.hit(
+                    Rule::Unscannable,
+                    format!("{label}: zip archive could not be read ({e})"),
+                ),
             },
             Kind::Ole2 if complete => match cfb::inspect(data) {
                 Ok(facts) => {
@@ -114,7 +136,10 @@ impl Walk<'_> {
                         self.blob(m.data, Some(&m.name), "", &inner, depth + 1, true, false);
                     }
                 }
-                Err(e) => self.hit(Rule::Unscannable, format!("{label}: tar archive could not be read ({e})")),
+                Err(e) => self.hit(
+                    Rule::Unscannable,
+                    format!("{label}: tar archive could not be read ({e})"),
+                ),
             },
             Kind::Cabinet if complete => match stream::list_cab(data, self.config.max_archive_entries) {
                 Ok((files, _)) => {
@@ -224,12 +249,21 @@ impl Walk<'_> {
             );
         }
         let files: Vec<_> = listing.entries.iter().filter(|e| !e.is_dir()).collect();
-        let locked: Vec<String> = files.iter().filter(|e| e.encrypted).map(|e| names::show(&e.name)).collect();
+        let locked: Vec<String> = files
+            .iter()
+            .filter(|e| e.encrypted)
+            .map(|e| names::show(&e.name))
+            .collect();
         if !locked.is_empty() {
             let shown: Vec<&str> = locked.iter().take(3).map(String::as_str).collect();
             self.hit(
                 Rule::EncryptedArchive,
-                format!("{label}: {} of {} entries are encrypted ({})", locked.len(), files.len(), shown.join(", ")),
+                format!(
+                    "{label}: {} of {} entries are encrypted ({})",
+                    locked.len(),
+                    files.len(),
+                    shown.join(", ")
+                ),
             );
         }
         for entry in files {
@@ -245,7 +279,15 @@ impl Walk<'_> {
             self.budget = self.budget.saturating_sub(prefix.data.len());
             let kind = magic::sniff(&prefix.data);
             if prefix.complete || !is_container(kind) {
-                self.blob(&prefix.data, Some(&entry.name), "", &inner, depth + 1, prefix.complete, false);
+                self.blob(
+                    &prefix.data,
+                    Some(&entry.name),
+                    "",
+                    &inner,
+                    depth + 1,
+                    prefix.complete,
+                    false,
+                );
                 continue;
             }
             if depth + 1 > self.config.max_depth {
@@ -254,7 +296,9 @@ impl Walk<'_> {
             }
             match entry.read(self.budget.saturating_add(prefix.data.len())) {
                 Ok(full) if full.complete => {
-                    self.budget = self.budget.saturating_sub(full.data.len().saturating_sub(prefix.data.len()));
+                    self.budget = self
+                        .budget
+                        .saturating_sub(full.data.len().saturating_sub(prefix.data.len()));
                     self.blob(&full.data, Some(&entry.name), "", &inner, depth + 1, true, false);
                 }
                 _ => {
@@ -288,18 +332,31 @@ impl Walk<'_> {
                 None
             }
         });
-        let inner = format!("{label} → {}", name.as_deref().map_or("(gzip content)".into(), names::show));
+        let inner = format!(
+            "{label} → {}",
+            name.as_deref().map_or("(gzip content)".into(), names::show)
+        );
         let declared = u64::from(member.declared_size);
-        if declared > RATIO_FLOOR && declared / (member.compressed_len() as u64).max(1) > self.config.max_compression_ratio
+        if declared > RATIO_FLOOR
+            && declared / (member.compressed_len() as u64).max(1) > self.config.max_compression_ratio
         {
-            self.hit(Rule::ArchiveBomb, format!("{label} has compression ratio {}:1", declared / (member.compressed_len() as u64).max(1)));
+            self.hit(
+                Rule::ArchiveBomb,
+                format!(
+                    "{label} has compression ratio {}:1",
+                    declared / (member.compressed_len() as u64).max(1)
+                ),
+            );
             if let Some(n) = &name {
                 self.name(n, &inner);
             }
             return;
         }
         let Ok(content) = member.read(self.budget) else {
-            return self.hit(Rule::Unscannable, format!("{label}: gzip content could not be decompressed"));
+            return self.hit(
+                Rule::Unscannable,
+                format!("{label}: gzip content could not be decompressed"),
+            );
         };
         self.budget = self.budget.saturating_sub(content.data.len());
         if !content.complete && is_container(magic::sniff(&content.data)) {
@@ -308,7 +365,15 @@ impl Walk<'_> {
                 format!("{inner}: larger than the decompression limit, not inspected"),
             );
         }
-        self.blob(&content.data, name.as_deref(), "", &inner, depth + 1, content.complete, false);
+        self.blob(
+            &content.data,
+            name.as_deref(),
+            "",
+            &inner,
+            depth + 1,
+            content.complete,
+            false,
+        );
     }
 
     fn tnef(&mut self, data: &[u8], label: &str, depth: u32, listed: bool) {
@@ -322,14 +387,20 @@ impl Walk<'_> {
         if tnef.too_many {
             self.hit(
                 Rule::ArchiveBomb,
-                format!("{label} holds more than {} attachments", crate::inventory::MAX_TNEF_MEMBERS),
+                format!(
+                    "{label} holds more than {} attachments",
+                    crate::inventory::MAX_TNEF_MEMBERS
+                ),
             );
         }
         if listed {
             return;
         }
         for m in &tnef.members {
-            let inner = format!("{label} → {}", m.name.as_deref().map_or("(unnamed)".into(), names::show));
+            let inner = format!(
+                "{label} → {}",
+                m.name.as_deref().map_or("(unnamed)".into(), names::show)
+            );
             let declared = m.mime_type.clone().unwrap_or_default();
             self.blob(m.data, m.name.as_deref(), &declared, &inner, depth + 1, true, false);
         }

@@ -100,14 +100,22 @@ pub fn sniff(d: &[u8]) -> Kind {
     if starts(b"\x7fELF") {
         return Kind::Elf;
     }
-    if [[0xfe, 0xed, 0xfa, 0xce], [0xfe, 0xed, 0xfa, 0xcf], [0xce, 0xfa, 0xed, 0xfe], [0xcf, 0xfa, 0xed, 0xfe]]
-        .iter()
-        .any(|m| starts(m))
+    if [
+        [0xfe, 0xed, 0xfa, 0xce],
+        [0xfe, 0xed, 0xfa, 0xcf],
+        [0xce, 0xfa, 0xed, 0xfe],
+        [0xcf, 0xfa, 0xed, 0xfe],
+    ]
+    .iter()
+    .any(|m| starts(m))
     {
         return Kind::MachO;
     }
     // 0xCAFEBABE is also a Java class; a universal binary has few architectures.
-    if starts(&[0xca, 0xfe, 0xba, 0xbe]) && d.get(4..8).is_some_and(|n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]) < 32) {
+    if starts(&[0xca, 0xfe, 0xba, 0xbe])
+        && d.get(4..8)
+            .is_some_and(|n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]) < 32)
+    {
         return Kind::MachO;
     }
     if starts(&[0x4c, 0, 0, 0, 0x01, 0x14, 0x02, 0]) {
@@ -146,7 +154,12 @@ pub fn sniff(d: &[u8]) -> Kind {
     if crate::archive::stream::is_tar(d) {
         return Kind::Tar;
     }
-    if starts(b"vhdxfile") || starts(b"conectix") || [0x8001, 0x8801, 0x9001].iter().any(|&at| d.get(at..at + 5) == Some(b"CD001")) {
+    if starts(b"vhdxfile")
+        || starts(b"conectix")
+        || [0x8001, 0x8801, 0x9001]
+            .iter()
+            .any(|&at| d.get(at..at + 5) == Some(b"CD001"))
+    {
         return Kind::DiskImage;
     }
     if is_script(d) {
@@ -163,7 +176,8 @@ fn is_windows_executable(d: &[u8]) -> bool {
     {
         return true;
     }
-    d.get(2..0x40).is_some_and(|h| h.iter().filter(|&&b| b == 0).count() >= 16)
+    d.get(2..0x40)
+        .is_some_and(|h| h.iter().filter(|&&b| b == 0).count() >= 16)
 }
 
 fn is_image(d: &[u8]) -> bool {
@@ -195,13 +209,12 @@ pub fn family_of_extension(ext: &str) -> Option<Family> {
         "pdf" | "doc" | "docx" | "docm" | "dot" | "dotx" | "dotm" | "xls" | "xlsx" | "xlsm" | "xlsb" | "xlt"
         | "xltx" | "ppt" | "pptx" | "pptm" | "pps" | "ppsx" | "rtf" | "odt" | "ods" | "odp" | "xps" | "oxps"
         | "msg" | "vsd" | "vsdx" | "pub" => Family::Document,
-        "jpg" | "jpeg" | "jpe" | "jfif" | "png" | "gif" | "bmp" | "tif" | "tiff" | "webp" | "heic" | "heif"
-        | "ico" | "svg" => Family::Image,
+        "jpg" | "jpeg" | "jpe" | "jfif" | "png" | "gif" | "bmp" | "tif" | "tiff" | "webp" | "heic" | "heif" | "ico"
+        | "svg" => Family::Image,
         "txt" | "csv" | "log" | "ics" | "vcf" | "xml" | "json" | "md" | "htm" | "html" | "eml" => Family::Text,
         "mp3" | "mp4" | "m4a" | "wav" | "avi" | "mov" | "wmv" | "mkv" | "ogg" => Family::Media,
-        "zip" | "rar" | "7z" | "gz" | "tgz" | "tar" | "cab" | "bz2" | "xz" | "iso" | "img" | "vhd" | "vhdx" | "zipx" => {
-            Family::Archive
-        }
+        "zip" | "rar" | "7z" | "gz" | "tgz" | "tar" | "cab" | "bz2" | "xz" | "iso" | "img" | "vhd" | "vhdx"
+        | "zipx" => Family::Archive,
         "exe" | "dll" | "scr" | "com" | "cpl" | "ocx" | "sys" | "drv" | "efi" | "msi" | "msp" | "so" | "dylib"
         | "elf" | "o" | "ko" | "axf" | "app" | "lnk" | "pif" | "bin" | "run" => Family::Executable,
         "sh" | "bash" | "zsh" | "ksh" | "csh" | "command" | "py" | "pl" | "rb" | "php" | "ps1" | "bat" | "cmd"
@@ -222,13 +235,29 @@ pub fn family_of_media_type(mt: &str) -> Family {
         ("application", s) if s.starts_with("vnd.oasis.opendocument") => Family::Document,
         (
             "application",
-            "zip" | "x-zip-compressed" | "x-rar-compressed" | "vnd.rar" | "x-7z-compressed" | "gzip" | "x-gzip"
-            | "x-tar" | "vnd.ms-cab-compressed" | "x-iso9660-image",
+            "zip"
+            | "x-zip-compressed"
+            | "x-rar-compressed"
+            | "vnd.rar"
+            | "x-7z-compressed"
+            | "gzip"
+            | "x-gzip"
+            | "x-tar"
+            | "vnd.ms-cab-compressed"
+            | "x-iso9660-image",
         ) => Family::Archive,
         (
             "application",
-            "x-msdownload" | "x-dosexec" | "x-executable" | "vnd.microsoft.portable-executable" | "x-msdos-program"
-            | "x-sharedlib" | "x-mach-binary" | "x-elf" | "x-msi" | "x-ms-installer",
+            "x-msdownload"
+            | "x-dosexec"
+            | "x-executable"
+            | "vnd.microsoft.portable-executable"
+            | "x-msdos-program"
+            | "x-sharedlib"
+            | "x-mach-binary"
+            | "x-elf"
+            | "x-msi"
+            | "x-ms-installer",
         ) => Family::Executable,
         ("application", "x-sh" | "x-shellscript" | "javascript" | "x-javascript" | "x-bat") => Family::Script,
         _ => Family::Neutral,
@@ -246,9 +275,35 @@ pub fn claim(ext: Option<&str>, declared: &str) -> Family {
 pub fn is_zip_based(ext: &str) -> bool {
     matches!(
         ext,
-        "docx" | "docm" | "dotx" | "dotm" | "xlsx" | "xlsm" | "xltx" | "xlsb" | "pptx" | "pptm" | "ppsx" | "odt"
-            | "ods" | "odp" | "xps" | "oxps" | "vsdx" | "epub" | "jar" | "apk" | "kmz" | "3mf" | "nupkg" | "appx"
-            | "msix" | "ipa" | "xpi" | "crx" | "whl"
+        "docx"
+            | "docm"
+            | "dotx"
+            | "dotm"
+            | "xlsx"
+            | "xlsm"
+            | "xltx"
+            | "xlsb"
+            | "pptx"
+            | "pptm"
+            | "ppsx"
+            | "odt"
+            | "ods"
+            | "odp"
+            | "xps"
+            | "oxps"
+            | "vsdx"
+            | "epub"
+            | "jar"
+            | "apk"
+            | "kmz"
+            | "3mf"
+            | "nupkg"
+            | "appx"
+            | "msix"
+            | "ipa"
+            | "xpi"
+            | "crx"
+            | "whl"
     )
 }
 
