@@ -22,7 +22,7 @@ pub mod checks;
 pub mod envelope;
 pub mod inventory;
 pub mod pipeline;
-pub mod tnef;
 pub mod tenant;
+pub mod tnef;
 pub mod toml_reader;
 pub mod verdict;
