@@ -1,6 +1,7 @@
 //! Bounded readers for the archive formats mail carries: the zip central
-//! directory (with a local-header fallback), raw deflate, and — in
-//! [`stream`] — gzip, tar and cabinet listings.
+//! directory (with a local-header fallback), raw deflate, in [`stream`]
+//! gzip, tar and cabinet listings, and in [`rar`] RAR listings and 7-Zip
+//! encryption detection.
 //!
 //! These readers exist so that the attachment policy can see the *names*
 //! inside an archive, whether entries are encrypted, and how large they claim
@@ -11,6 +12,7 @@
 //! explicit output limit. They never write files, never follow paths and
 //! never allocate in proportion to a size the archive *declares*.
 
+pub mod rar;
 pub mod stream;
 
 use std::borrow::Cow;

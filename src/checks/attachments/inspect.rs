@@ -10,7 +10,7 @@
 
 use super::magic::{self, Family, Kind};
 use super::{Config, Hit, Rule, cfb, names};
-use crate::archive::{self, ZipListing, stream};
+use crate::archive::{self, ZipListing, rar, stream};
 use crate::inventory::Attachment;
 
 /// Bytes decompressed from an archive member just to learn its type.
@@ -150,6 +150,18 @@ impl Walk<'_> {
                 Err(e) => self.hit(Rule::Unscannable, format!("{label}: cabinet could not be read ({e})")),
             },
             Kind::Tnef if complete => self.tnef(data, label, depth, tnef_listed),
+            Kind::Rar if complete => self.rar(data, label),
+            Kind::SevenZip if complete => match rar::sevenzip_encrypted(data) {
+                Ok(true) => self.hit(
+                    Rule::EncryptedArchive,
+                    format!("{label}: 7-Zip archive uses AES encryption"),
+                ),
+                Ok(false) => {}
+                Err(e) => self.hit(
+                    Rule::Unscannable,
+                    format!("{label}: 7-Zip archive could not be read ({e})"),
+                ),
+            },
             _ => {}
         }
         self.mismatch(kind, ext.as_deref(), declared, label);
@@ -313,6 +325,59 @@ impl Walk<'_> {
                     self.blob(&prefix.data, Some(&entry.name), "", &inner, depth + 1, false, false);
                 }
             }
+        }
+    }
+
+    /// RAR members are listed by name only: RAR compression is never undone here.
+    fn rar(&mut self, data: &[u8], label: &str) {
+        let listing = match rar::list_rar(data, self.config.max_archive_entries) {
+            Ok(l) => l,
+            Err(e) => {
+                return self.hit(
+                    Rule::Unscannable,
+                    format!("{label}: RAR archive could not be read ({e})"),
+                );
+            }
+        };
+        if listing.headers_encrypted {
+            self.hit(
+                Rule::EncryptedArchive,
+                format!("{label}: RAR archive encrypts its file list"),
+            );
+        }
+        if listing.damaged {
+            self.hit(Rule::Unscannable, format!("{label}: RAR archive is damaged"));
+        }
+        let files: Vec<_> = listing.entries.iter().filter(|e| !e.is_dir).collect();
+        let locked: Vec<String> = files
+            .iter()
+            .filter(|e| e.encrypted)
+            .map(|e| names::show(&e.name))
+            .collect();
+        if !locked.is_empty() {
+            let shown: Vec<&str> = locked.iter().take(3).map(String::as_str).collect();
+            self.hit(
+                Rule::EncryptedArchive,
+                format!(
+                    "{label}: {} of {} entries are encrypted ({})",
+                    locked.len(),
+                    files.len(),
+                    shown.join(", ")
+                ),
+            );
+        }
+        let total = files.iter().fold(0u64, |s, e| s.saturating_add(e.unpacked_size));
+        if total > self.config.max_expanded_size {
+            self.hit(
+                Rule::ArchiveBomb,
+                format!(
+                    "{label} expands to {total} bytes (limit {})",
+                    self.config.max_expanded_size
+                ),
+            );
+        }
+        for entry in files {
+            self.name(&entry.name, &format!("{label} → {}", names::show(&entry.name)));
         }
     }
 

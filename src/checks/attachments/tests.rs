@@ -36,7 +36,9 @@ const FIXTURES: &[(&str, &[u8])] = &[
     ("macro-docx.eml", fixture!("macro-docx.eml")),
     ("macro-xls.eml", fixture!("macro-xls.eml")),
     ("nested-zip.eml", fixture!("nested-zip.eml")),
+    ("rar-exe.eml", fixture!("rar-exe.eml")),
     ("report-final.eml", fixture!("report-final.eml")),
+    ("sevenzip-encrypted.eml", fixture!("sevenzip-encrypted.eml")),
     ("signed.eml", fixture!("signed.eml")),
     ("text-only.eml", fixture!("text-only.eml")),
     ("tnef-exe.eml", fixture!("tnef-exe.eml")),
@@ -175,6 +177,30 @@ fn an_encrypted_zip_is_quarantined_by_score_and_its_names_still_checked() {
     );
     assert_eq!(tags(&only), ["encrypted-archive"]);
     assert_eq!(action(only), Action::Quarantine);
+}
+
+#[test]
+fn rar_names_are_checked_and_encrypted_rar_and_7z_are_unscannable() {
+    let found = run(fixture!("rar-exe.eml"));
+    assert_eq!(tags(&found), ["blocked-extension", "encrypted-archive"]);
+    assert!(
+        get(&found, "blocked-extension")
+            .reason
+            .contains("\"Payroll.rar\" → \"Payroll/Payroll_Viewer.exe\": extension .exe is blocked")
+    );
+    assert!(
+        get(&found, "encrypted-archive")
+            .reason
+            .contains("1 of 3 entries are encrypted (\"Payroll/salaries.xlsx\")")
+    );
+    let found = run(fixture!("sevenzip-encrypted.eml"));
+    assert_eq!(tags(&found), ["encrypted-archive"]);
+    assert!(
+        get(&found, "encrypted-archive")
+            .reason
+            .contains("\"Documents.7z\": 7-Zip archive uses AES")
+    );
+    assert_eq!(action(found), Action::Quarantine);
 }
 
 #[test]
