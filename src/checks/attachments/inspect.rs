@@ -1,4 +1,4 @@
-//! Walks one attachment and whatever it contains, recording [`Hit`]s.
+//! Walks one attachment and whatever it contains, recording [`Hits`].
 //!
 //! The walk judges a blob by its name (blocked, decoy, deceptive), by its
 //! bytes against what its name and type claim, and then by what it contains:
@@ -9,7 +9,7 @@
 //! cannot be inspected within these bounds is reported, never skipped silently.
 
 use super::magic::{self, Family, Kind};
-use super::{Config, Hit, Rule, cfb, names};
+use super::{Config, Hits, Rule, cfb, names};
 use crate::archive::{self, ZipListing, rar, stream};
 use crate::inventory::Attachment;
 
@@ -21,14 +21,14 @@ const RATIO_FLOOR: u64 = 1024 * 1024;
 struct Walk<'c> {
     config: &'c Config,
     macros: bool,
-    hits: &'c mut Vec<Hit>,
+    hits: &'c mut Hits,
     /// Bytes this attachment may still decompress.
     budget: usize,
 }
 
 /// Inspects one inventory attachment. TNEF members are already in the
 /// inventory, so a TNEF container here is only checked for damage.
-pub fn attachment(config: &Config, att: &Attachment, macros: bool, hits: &mut Vec<Hit>) {
+pub fn attachment(config: &Config, att: &Attachment, macros: bool, hits: &mut Hits) {
     let own = match &att.name {
         Some(n) => names::show(n),
         None => format!(
@@ -63,7 +63,7 @@ pub fn attachment(config: &Config, att: &Attachment, macros: bool, hits: &mut Ve
 
 impl Walk<'_> {
     fn hit(&mut self, rule: Rule, detail: String) {
-        self.hits.push(Hit { rule, detail });
+        self.hits.push(rule, detail);
     }
 
     /// `complete`: `data` is the whole file (not a sniffing prefix).

@@ -408,6 +408,31 @@ fn scores_and_forced_actions_are_configurable_and_zero_disables() {
 }
 
 #[test]
+fn thousands_of_matches_make_one_finding_that_counts_them() {
+    let names: Vec<String> = (0..1500).map(|i| format!("part{i:04}.js")).collect();
+    let members: Vec<_> = names.iter().map(|n| crate::archive::testzip::stored(n, b"x")).collect();
+    let zip = crate::archive::testzip::build(&members);
+    let config = Config::read(&crate::toml_reader::Section::root(
+        &toml::Table::new(),
+        &crate::toml_reader::Problems::default(),
+    ));
+    let att = crate::inventory::Attachment {
+        name: Some("parts.zip".into()),
+        declared_type: "application/zip".into(),
+        data: std::borrow::Cow::Owned(zip),
+        depth: 0,
+        source: crate::inventory::Source::Mime,
+        container: None,
+    };
+    let mut hits = Hits::default();
+    inspect::attachment(&config, &att, true, &mut hits);
+    let found = findings(&config, hits);
+    assert_eq!(tags(&found), ["blocked-extension"]);
+    assert!(found[0].reason.ends_with("(and 1495 more)"), "{}", found[0].reason);
+    assert_eq!(found[0].score, 10.0);
+}
+
+#[test]
 fn bad_options_are_reported_with_their_path() {
     let errors = build_errors(
         "attachments",
@@ -469,8 +494,9 @@ fn no_prefix_or_corruption_of_any_fixture_panics() {
                     source: crate::inventory::Source::Mime,
                     container: None,
                 };
-                let mut hits = Vec::new();
+                let mut hits = Hits::default();
                 inspect::attachment(&config, &att, true, &mut hits);
+                assert!(hits.rules().count() <= Rule::ALL.len());
                 let _ = crate::tnef::decode(bytes, 64);
                 fed += 1;
             };
