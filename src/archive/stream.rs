@@ -98,7 +98,9 @@ pub fn list_tar(data: &[u8], max_entries: usize) -> Result<Vec<TarEntry<'_>>, Ar
     let mut records = 0usize;
     while records < max_entries.saturating_mul(2) && out.len() < max_entries {
         records += 1;
-        let Some(header) = data.get(at..at + 512) else { break };
+        let Some(header) = at.checked_add(512).and_then(|end| data.get(at..end)) else {
+            break;
+        };
         if header.iter().all(|&b| b == 0) {
             break;
         }
