@@ -210,12 +210,36 @@ impl Config {
     }
 }
 
-/// What one rule matched, before findings are assembled.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Hit {
-    pub rule: Rule,
-    /// "\"invoice.zip\" → \"payload.exe\": extension .exe is blocked"
-    pub detail: String,
+/// What the rules matched, before findings are assembled. Details are
+/// de-duplicated and at most [`MAX_DETAILS`] are kept per rule (a hostile
+/// archive can match thousands of times); every match is still counted.
+#[derive(Debug, Default)]
+pub struct Hits {
+    details: BTreeMap<Rule, Vec<String>>,
+    counts: BTreeMap<Rule, usize>,
+}
+
+const MAX_DETAILS: usize = 100;
+/// Matches named in one finding's reason.
+const SHOWN: usize = 5;
+
+impl Hits {
+    /// `detail` names the attachment and says what the rule saw, e.g.
+    /// "\"invoice.zip\" → \"payload.exe\": extension .exe is blocked".
+    pub fn push(&mut self, rule: Rule, detail: String) {
+        let list = self.details.entry(rule).or_default();
+        if list.contains(&detail) {
+            return;
+        }
+        *self.counts.entry(rule).or_default() += 1;
+        if list.len() < MAX_DETAILS {
+            list.push(detail);
+        }
+    }
+
+    pub fn rules(&self) -> impl Iterator<Item = Rule> + '_ {
+        self.details.keys().copied()
+    }
 }
 
 struct Attachments {
@@ -229,17 +253,17 @@ impl Check for Attachments {
     }
 
     async fn scan(&self, input: &ScanInput<'_>) -> Result<Vec<Finding>, CheckError> {
-        let mut hits = Vec::new();
+        let mut hits = Hits::default();
         let mut deepest = 0;
         message_depth(input.message, 0, &mut deepest, &mut 0);
         if deepest > self.config.max_depth {
-            hits.push(Hit {
-                rule: Rule::NestingTooDeep,
-                detail: format!(
+            hits.push(
+                Rule::NestingTooDeep,
+                format!(
                     "attached messages are nested {deepest} levels deep (limit {})",
                     self.config.max_depth
                 ),
-            });
+            );
         }
         let macros = self.config.macro_directions.contains(&input.direction);
         for att in input.attachments {
@@ -264,24 +288,22 @@ fn message_depth(message: &Message, depth: u32, deepest: &mut u32, visited: &mut
     }
 }
 
-/// One finding per rule that matched, listing up to five matches.
-pub fn findings(config: &Config, hits: Vec<Hit>) -> Vec<Finding> {
-    let mut by_rule: BTreeMap<Rule, Vec<String>> = BTreeMap::new();
-    for hit in hits {
-        let list = by_rule.entry(hit.rule).or_default();
-        if !list.contains(&hit.detail) {
-            list.push(hit.detail);
-        }
-    }
+/// One finding per rule that matched, naming up to five matches.
+pub fn findings(config: &Config, hits: Hits) -> Vec<Finding> {
     let mut out = Vec::new();
-    for (rule, details) in by_rule {
+    for (rule, details) in hits.details {
         let (score, force) = config.rules.get(&rule).copied().unwrap_or_else(|| rule.defaults());
         if score == 0.0 && force.is_none() {
             continue;
         }
-        let mut reason = format!("{}: {}", rule.headline(), details[..details.len().min(5)].join("; "));
-        if details.len() > 5 {
-            reason.push_str(&format!(" (and {} more)", details.len() - 5));
+        let count = hits.counts.get(&rule).copied().unwrap_or(details.len());
+        let mut reason = format!(
+            "{}: {}",
+            rule.headline(),
+            details[..details.len().min(SHOWN)].join("; ")
+        );
+        if count > SHOWN {
+            reason.push_str(&format!(" (and {} more)", count - SHOWN));
         }
         let finding = Finding::new(score, rule.tag(), reason);
         out.push(match force {

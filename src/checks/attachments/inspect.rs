@@ -2,8 +2,8 @@
 //!
 //! The walk judges a blob by its name (blocked, decoy, deceptive), by its
 //! bytes against what its name and type claim, and then by what it contains:
-//! zip listings, gzip members, tar members, cabinet names, OLE2 directories,
-//! TNEF members found inside archives. Only containers are decompressed, and
+//! zip listings, gzip members, tar members, cabinet and RAR names, 7-Zip
+//! encryption, OLE2 directories, TNEF members found inside archives. Only containers are decompressed, and
 //! every decompression is charged to one per-attachment budget
 //! (`max_decompress_size`); depth is capped by `max_depth`. A member that
 //! cannot be inspected within these bounds is reported, never skipped silently.
