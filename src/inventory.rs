@@ -2,8 +2,12 @@
 //! so that the attachment policy and the malware scanner look at the same list.
 //!
 //! Parts of attached messages (`message/rfc822`) are listed with their depth.
-//! Nothing here allocates a copy of a part unless decoding requires it; the
-//! inventory borrows from the parsed message.
+//! TNEF containers (`winmail.dat`, recognised by their signature, not their
+//! name) stay in the list and their members follow them, one level deeper,
+//! with the container's name; TNEF streams nested in embedded messages are
+//! unpacked the same way up to [`MAX_DEPTH`]. Nothing here allocates a copy of
+//! a part unless decoding requires it; the inventory borrows from the parsed
+//! message (TNEF members are slices of their container).
 
 use std::borrow::Cow;
 
@@ -11,6 +15,9 @@ use mail_parser::{Message, MessagePart, MimeHeaders, PartType};
 
 /// How deep the inventory descends into attached messages.
 pub const MAX_DEPTH: u32 = 8;
+
+/// Most members taken from TNEF containers, per message.
+pub const MAX_TNEF_MEMBERS: usize = 1024;
 
 /// Where an attachment was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,10 +74,60 @@ fn collect_into<'a>(message: &'a Message<'a>, depth: u32, container: Option<Stri
                 // Inline body text is not an attachment, but a named text part
                 // (a .js, .vbs or .hta sent as text/plain) is.
                 if part.attachment_name().is_some() || !body_parts.contains(&(i as u32)) {
-                    out.push(attachment(part, depth, container.clone()));
+                    push(attachment(part, depth, container.clone()), out);
                 }
             }
-            PartType::Binary(_) | PartType::InlineBinary(_) => out.push(attachment(part, depth, container.clone())),
+            PartType::Binary(_) | PartType::InlineBinary(_) => push(attachment(part, depth, container.clone()), out),
+        }
+    }
+}
+
+/// Adds `att`, followed by its members when it is a TNEF container.
+fn push<'a>(att: Attachment<'a>, out: &mut Vec<Attachment<'a>>) {
+    let tnef = match &att.data {
+        Cow::Borrowed(data) if crate::tnef::is_tnef(data) => Some(*data),
+        _ => None,
+    };
+    let container = att.name.clone().unwrap_or_else(|| "winmail.dat".into());
+    let depth = att.depth;
+    out.push(att);
+    if let Some(data) = tnef {
+        expand_tnef(data, container, depth + 1, out);
+    }
+}
+
+fn expand_tnef<'a>(data: &'a [u8], container: String, depth: u32, out: &mut Vec<Attachment<'a>>) {
+    let taken = out.iter().filter(|a| a.source == Source::Tnef).count();
+    let room = MAX_TNEF_MEMBERS.saturating_sub(taken);
+    if depth > MAX_DEPTH || room == 0 {
+        return;
+    }
+    // A damaged stream still yields the members before the damage; the
+    // attachment policy decodes the container again to report the damage.
+    let Ok(tnef) = crate::tnef::decode(data, room) else {
+        return;
+    };
+    for member in tnef.members {
+        if member.name.is_none() && member.data.is_empty() {
+            continue;
+        }
+        let nested = crate::tnef::is_tnef(member.data);
+        let name = member.name.clone();
+        out.push(Attachment {
+            name: member.name,
+            declared_type: member.mime_type.unwrap_or_else(|| "application/octet-stream".into()),
+            data: Cow::Borrowed(member.data),
+            depth,
+            source: Source::Tnef,
+            container: Some(container.clone()),
+        });
+        if nested {
+            expand_tnef(
+                member.data,
+                name.unwrap_or_else(|| "embedded message".into()),
+                depth + 1,
+                out,
+            );
         }
     }
 }
@@ -130,5 +187,44 @@ mod tests {
             .expect("nested attachment listed");
         assert_eq!(exe.depth, 1);
         assert_eq!(exe.container.as_deref(), Some("inner"));
+    }
+
+    #[test]
+    fn tnef_members_follow_their_container() {
+        let tnef = crate::tnef::testtnef::build(&[
+            ("REPORT~1.PDF", Some("Report Q3.pdf"), b"%PDF-1.7"),
+            ("SETUP.EXE", None, b"MZ\x90\0"),
+        ]);
+        let raw = [
+            &b"From: a@example.org\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n\
+--b\r\nContent-Type: application/ms-tnef; name=winmail.dat\r\n\r\n"[..],
+            &tnef,
+            b"\r\n--b--\r\n",
+        ]
+        .concat();
+        let message = MessageParser::default().parse(&raw[..]).unwrap();
+        let list = collect(&message);
+        let summary: Vec<_> = list
+            .iter()
+            .map(|a| {
+                (
+                    a.name.clone().unwrap_or_default(),
+                    a.depth,
+                    a.source,
+                    a.container.clone(),
+                )
+            })
+            .collect();
+        let dat = Some("winmail.dat".to_string());
+        assert_eq!(
+            summary,
+            vec![
+                ("winmail.dat".into(), 0, Source::Mime, None),
+                ("Report Q3.pdf".into(), 1, Source::Tnef, dat.clone()),
+                ("SETUP.EXE".into(), 1, Source::Tnef, dat),
+            ]
+        );
+        assert_eq!(&list[2].data[..], b"MZ\x90\0");
     }
 }

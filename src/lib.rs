@@ -20,6 +20,7 @@
 pub mod admin;
 pub mod admission;
 pub mod app;
+pub mod archive;
 pub mod checks;
 pub mod clamd;
 pub mod cli;
@@ -47,5 +48,6 @@ pub mod spool_format;
 pub mod stamp;
 pub mod tenant;
 pub mod tls;
+pub mod tnef;
 pub mod toml_reader;
 pub mod verdict;
