@@ -215,6 +215,8 @@ mod tests {
             mode: TenantMode::Inline,
             policy: "default".into(),
             relay_cert: None,
+            certificate_name: None,
+            journal_address: None,
         }
     }
 

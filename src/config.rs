@@ -124,6 +124,22 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// What `exo-setup` needs to know about how Exchange Online reaches this
+/// gateway and sees it coming back (public names and addresses).
+#[derive(Debug, Clone)]
+pub struct ExchangeConfig {
+    /// Smart host EXO's outbound connector for inbound mail delivers to ("" = server.hostname).
+    pub smart_host: String,
+    /// Smart host for the connector carrying sent (outgoing) mail ("" = smart_host).
+    pub outgoing_smart_host: String,
+    /// Name the gateway certificate must match (`-TlsDomain`; "" = smart_host).
+    pub tls_domain: String,
+    /// Public egress addresses EXO sees ([] = relay.source_ips).
+    pub public_ips: Vec<ipnet::IpNet>,
+    /// Prefix of connector and rule names created in the tenant.
+    pub name_prefix: String,
+}
+
 /// The whole configuration.
 pub struct Config {
     pub path: PathBuf,
@@ -134,6 +150,7 @@ pub struct Config {
     pub relay: RelayConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
+    pub exchange: ExchangeConfig,
     pub tenants: Vec<Tenant>,
     pub policies: BTreeMap<String, Arc<Policy>>,
 }
@@ -213,6 +230,7 @@ fn read(root: &Section, base: &Path, path: &Path) -> Config {
     let relay = read_relay(&or_empty("relay"), base);
     let admin = read_admin(&or_empty("admin"));
     let log = read_log(&or_empty("log"));
+    let exchange = read_exchange(&or_empty("exchange"));
 
     let cx = BuildContext {
         base_dir: base.to_path_buf(),
@@ -257,8 +275,39 @@ fn read(root: &Section, base: &Path, path: &Path) -> Config {
         relay,
         admin,
         log,
+        exchange,
         tenants,
         policies,
+    }
+}
+
+fn read_exchange(s: &Section) -> ExchangeConfig {
+    let public_ips = s.parsed_list("public_ips", &[], |t| {
+        t.parse::<IpNet>()
+            .or_else(|_| t.parse::<IpAddr>().map(IpNet::from))
+            .map_err(|_| format!("expected an IPv4 address or CIDR such as \"203.0.113.5\", found \"{t}\""))
+    });
+    for (i, net) in public_ips.iter().enumerate() {
+        if matches!(net, IpNet::V6(_)) {
+            s.problems().push(
+                format!("{}[{i}]", s.key_path("public_ips")),
+                "Exchange Online connectors accept IPv4 addresses only",
+            );
+        }
+    }
+    let name_prefix = s.string_or("name_prefix", "exogate");
+    if name_prefix.is_empty() || name_prefix.len() > 40 || name_prefix.contains(['"', '`', '$', '\'', '\n']) {
+        s.error(
+            "name_prefix",
+            "must be 1 to 40 characters without quotes, backticks, '$' or newlines",
+        );
+    }
+    ExchangeConfig {
+        smart_host: s.string_or("smart_host", ""),
+        outgoing_smart_host: s.string_or("outgoing_smart_host", ""),
+        tls_domain: s.string_or("tls_domain", ""),
+        public_ips,
+        name_prefix,
     }
 }
 
@@ -493,6 +542,13 @@ fn read_tenant(t: &Section, base: &Path, policies: &BTreeMap<String, Arc<Policy>
     let policy = t.string_or("policy", "default");
     let relay_cert = t.opt_path("relay_cert", base);
     let relay_key = t.opt_path("relay_key", base);
+    let certificate_name = t.opt_string("certificate_name").filter(|n| !n.is_empty());
+    let journal_address = t.opt_string("journal_address").filter(|a| !a.is_empty());
+    if let Some(a) = &journal_address
+        && !a.contains('@')
+    {
+        t.error("journal_address", format!("expected an email address, found \"{a}\""));
+    }
 
     let Some(portal) = portal else {
         t.error(
@@ -601,6 +657,8 @@ fn read_tenant(t: &Section, base: &Path, policies: &BTreeMap<String, Arc<Policy>
         mode,
         policy,
         relay_cert,
+        certificate_name,
+        journal_address,
     })
 }
 

@@ -323,6 +323,8 @@ pub mod test_support {
             mode: TenantMode::Inline,
             policy: "default".into(),
             relay_cert: None,
+            certificate_name: None,
+            journal_address: None,
         }
     }
 

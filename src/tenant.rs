@@ -99,6 +99,11 @@ pub struct Tenant {
     pub policy: String,
     /// Client certificate and key presented when relaying this tenant's mail.
     pub relay_cert: Option<(PathBuf, PathBuf)>,
+    /// Name of that certificate as the tenant's OnPremises connector expects
+    /// it (`-TlsSenderCertificateName`; an accepted domain of the tenant).
+    pub certificate_name: Option<String>,
+    /// Where EXO sends journal reports for a `monitor` tenant.
+    pub journal_address: Option<String>,
 }
 
 impl Tenant {
