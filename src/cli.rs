@@ -62,6 +62,8 @@ pub enum SpoolAction {
     Show { id: String },
     /// Delete one message for good.
     Delete { id: String },
+    /// Write the message exactly as it will be relayed (stamp included) to standard output.
+    Export { id: String },
     /// Queue: retry every message now. Quarantine: not available.
     Flush,
     /// Quarantine: deliver the message after all. Queue: not available.
@@ -69,7 +71,19 @@ pub enum SpoolAction {
 }
 
 /// The output of a maintenance command (printed by `main`).
-pub fn spool_command(config: &Path, area: Area, action: SpoolAction) -> Result<String, AppError> {
+/// What a maintenance command prints.
+pub enum Output {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl From<String> for Output {
+    fn from(s: String) -> Output {
+        Output::Text(s)
+    }
+}
+
+pub fn spool_command(config: &Path, area: Area, action: SpoolAction) -> Result<Output, AppError> {
     let cfg = crate::config::Config::load(config)?;
     let spool = Spool::open(&cfg.server.state_dir)?;
     let check_id = |id: &str| {
@@ -118,14 +132,14 @@ pub fn spool_command(config: &Path, area: Area, action: SpoolAction) -> Result<S
                 }
             }
             out.push_str(&format!("{} message(s)\n", ids.len()));
-            Ok(out)
+            Ok(out.into())
         }
         (_, SpoolAction::Show { id }) => {
             check_id(&id)?;
             let e = spool.entry(area, &id)?;
             let stored = spool.read(area, &id)?;
             let header_end = crate::pipeline::header_len(&stored.body);
-            Ok(format!(
+            Ok(Output::Text(format!(
                 "{}\n--- history\n{}\n--- stamp\n{}--- header as received\n{}",
                 serde_json::to_string_pretty(&e.trailer.meta).unwrap_or_default(),
                 e.events
@@ -135,22 +149,39 @@ pub fn spool_command(config: &Path, area: Area, action: SpoolAction) -> Result<S
                     .join("\n"),
                 String::from_utf8_lossy(&stored.trailer.prefix),
                 String::from_utf8_lossy(&stored.body[..header_end]),
-            ))
+            )))
+        }
+        (_, SpoolAction::Export { id }) => {
+            check_id(&id)?;
+            let stored = spool.read(area, &id)?;
+            let stamp = crate::stamp::Stamp {
+                prefix: stored.trailer.prefix.clone(),
+                skips: stored
+                    .trailer
+                    .meta
+                    .skips
+                    .iter()
+                    .map(|&(s, e)| s as usize..e as usize)
+                    .collect(),
+            };
+            Ok(Output::Bytes(stamp.apply(&stored.body)))
         }
         (_, SpoolAction::Delete { id }) => {
             check_id(&id)?;
             spool.remove(area, &id)?;
-            Ok(format!("deleted {id}\n"))
+            Ok(format!("deleted {id}\n").into())
         }
         (Area::Active, SpoolAction::Flush) => {
             std::fs::write(spool.flush_trigger(), b"flush\n").map_err(|e| AppError::Other(e.to_string()))?;
-            Ok("flush requested: queued messages will be retried now (at start-up if the gateway is stopped)\n".into())
+            Ok(Output::Text(
+                "flush requested: queued messages will be retried now (at start-up if the gateway is stopped)\n".into(),
+            ))
         }
         (Area::Quarantine, SpoolAction::Release { id }) => {
             check_id(&id)?;
             spool.release(&id)?;
             std::fs::write(spool.flush_trigger(), b"release\n").map_err(|e| AppError::Other(e.to_string()))?;
-            Ok(format!("released {id}: moved to the delivery queue\n"))
+            Ok(format!("released {id}: moved to the delivery queue\n").into())
         }
         (Area::Quarantine, SpoolAction::Flush) => {
             Err(AppError::Other("flush applies to the queue, not the quarantine".into()))

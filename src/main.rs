@@ -66,11 +66,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn print_result(r: Result<String, AppError>) -> ExitCode {
+fn print_result(r: Result<cli::Output, AppError>) -> ExitCode {
     match r {
-        Ok(out) => {
+        Ok(cli::Output::Text(out)) => {
             print!("{out}");
             ExitCode::SUCCESS
+        }
+        Ok(cli::Output::Bytes(bytes)) => {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            match stdout.write_all(&bytes).and_then(|_| stdout.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(AppError::Other(format!("writing to standard output: {e}"))),
+            }
         }
         Err(e) => fail(e),
     }

@@ -1,0 +1,330 @@
+//! The gateway as a real process: config written to a temporary folder,
+//! listening on port 0, its addresses read from its log, stopped on drop.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::pki::{Leaf, Pki};
+use super::wait_for;
+
+/// What a test wants in the gateway's configuration.
+#[derive(Clone)]
+pub struct Options {
+    /// `deliver_to` of the tenant "contoso" (domains contoso.com, contoso.onmicrosoft.com).
+    pub deliver_to: Vec<String>,
+    pub mode: &'static str,
+    pub tenant_mode: &'static str,
+    pub tenant_id: String,
+    pub allow: Vec<String>,
+    pub source_ips: Vec<String>,
+    pub retry: Vec<String>,
+    pub max_age: String,
+    pub dsn_retry: Vec<String>,
+    pub client_cert_names: Vec<String>,
+    pub max_message_size: u64,
+    pub max_recipients: u64,
+    pub max_connections: u64,
+    pub max_connections_per_ip: u64,
+    pub command_timeout: String,
+    pub admin: bool,
+    /// Extra `[server]` lines.
+    pub server_extra: String,
+    /// Appended at the end (new tables only: more tenants, policies).
+    pub extra: String,
+    /// Replaces the default policy section when set.
+    pub policy: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            deliver_to: vec!["127.0.0.1:9".into()],
+            mode: "queue",
+            tenant_mode: "inline",
+            tenant_id: String::new(),
+            allow: vec!["127.0.0.0/8".into()],
+            source_ips: vec![],
+            retry: vec!["1s".into()],
+            max_age: "2d".into(),
+            dsn_retry: vec!["1s".into()],
+            client_cert_names: vec![],
+            max_message_size: 157286400,
+            max_recipients: 1000,
+            max_connections: 2000,
+            max_connections_per_ip: 200,
+            command_timeout: "5m".into(),
+            admin: true,
+            server_extra: String::new(),
+            extra: String::new(),
+            policy: None,
+        }
+    }
+}
+
+fn list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| format!("\"{s}\"")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// The config text for `opts`, with certificates from `pki` and state in `dir`.
+pub fn config_text(dir: &Path, pki: &Pki, server: &Leaf, opts: &Options) -> String {
+    let policy = opts.policy.clone().unwrap_or_else(|| {
+        "[policy.default]\njunk_score = 5.0\nquarantine_score = 10.0\nreject_score = 20.0\n\
+         [[policy.default.check]]\nkind = \"attachments\"\n[[policy.default.check]]\nkind = \"malware\"\n\
+         [[policy.default.check]]\nkind = \"impersonation\"\n[[policy.default.check]]\nkind = \"urls\"\n\
+         [[policy.default.check]]\nkind = \"content\"\n[[policy.default.check]]\nkind = \"dlp\"\n"
+            .to_string()
+    });
+    format!(
+        r#"
+[server]
+hostname = "gw.test"
+listen = ["127.0.0.1:0"]
+state_dir = "{state}"
+max_message_size = {max_size}
+max_recipients = {max_rcpt}
+max_connections = {max_conn}
+max_connections_per_ip = {max_per_ip}
+command_timeout = "{cmd_timeout}"
+shutdown_grace = "10s"
+{server_extra}
+
+[tls]
+cert = "{cert}"
+key = "{key}"
+client_cert = "optional"
+client_ca = "{ca}"
+client_cert_names = {names}
+
+[admission]
+allow = {allow}
+
+[delivery]
+mode = "{mode}"
+retry = {retry}
+max_age = "{max_age}"
+dsn_retry = {dsn_retry}
+
+[relay]
+ca = "{ca}"
+source_ips = {source_ips}
+connect_timeout = "5s"
+command_timeout = "30s"
+
+[admin]
+listen = "{admin}"
+
+[log]
+level = "info,exogate=debug"
+
+[[tenant]]
+portal = "contoso"
+domains = ["contoso.com", "contoso.onmicrosoft.com"]
+tenant_id = "{tenant_id}"
+deliver_to = {deliver_to}
+mode = "{tenant_mode}"
+
+{policy}
+{extra}
+"#,
+        state = dir.join("state").display(),
+        max_size = opts.max_message_size,
+        max_rcpt = opts.max_recipients,
+        max_conn = opts.max_connections,
+        max_per_ip = opts.max_connections_per_ip,
+        cmd_timeout = opts.command_timeout,
+        server_extra = opts.server_extra,
+        cert = server.cert.display(),
+        key = server.key.display(),
+        ca = pki.ca.display(),
+        names = list(&opts.client_cert_names),
+        allow = list(&opts.allow),
+        mode = opts.mode,
+        retry = list(&opts.retry),
+        max_age = opts.max_age,
+        dsn_retry = list(&opts.dsn_retry),
+        source_ips = list(&opts.source_ips),
+        admin = if opts.admin { "127.0.0.1:0" } else { "" },
+        tenant_id = opts.tenant_id,
+        deliver_to = list(&opts.deliver_to),
+        tenant_mode = opts.tenant_mode,
+        policy = policy,
+        extra = opts.extra,
+    )
+}
+
+/// A running gateway process.
+pub struct Gateway {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    child: Option<Child>,
+    pub smtp: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    log: Arc<Mutex<String>>,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_exogate")
+}
+
+impl Gateway {
+    /// Writes `config` to `dir/gateway.toml` and starts the gateway on it.
+    pub fn start_with_text(dir: &Path, config: &str) -> Gateway {
+        let path = dir.join("gateway.toml");
+        std::fs::write(&path, config).unwrap();
+        Gateway::start_at(dir, &path)
+    }
+
+    /// Starts (or restarts) the gateway on an existing config file.
+    pub fn start_at(dir: &Path, config: &Path) -> Gateway {
+        Gateway::spawn(dir, config, &[])
+    }
+
+    pub fn spawn(dir: &Path, config: &Path, env: &[(&str, &str)]) -> Gateway {
+        let mut cmd = Command::new(binary());
+        cmd.args(["run", "--config"]).arg(config);
+        cmd.env("RUST_LOG", "info,exogate=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start exogate");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        let log_file = dir.join("gateway.log");
+        std::thread::spawn(move || {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log_file)
+                .ok();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(f) = file.as_mut() {
+                    use std::io::Write;
+                    let _ = writeln!(f, "{line}");
+                }
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let mut gw = Gateway {
+            dir: dir.to_path_buf(),
+            config: config.to_path_buf(),
+            child: Some(child),
+            smtp: "0.0.0.0:0".parse().unwrap(),
+            admin: None,
+            log,
+        };
+        let addrs = wait_for(Duration::from_secs(30), || {
+            let text = gw.log();
+            let smtp = addr_after(&text, "listening for SMTP addr=")?;
+            let admin = addr_after(&text, "listening for admin HTTP addr=");
+            Some((smtp, admin))
+        });
+        match addrs {
+            Some((smtp, admin)) => {
+                gw.smtp = smtp;
+                gw.admin = admin;
+            }
+            None => {
+                let status = gw.child.as_mut().unwrap().try_wait();
+                panic!("gateway did not start ({status:?}); log:\n{}", gw.log());
+            }
+        }
+        gw
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle` (true) or `timeout` passes (false).
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        wait_for(timeout, || self.log().contains(needle).then_some(())).is_some()
+    }
+
+    /// Number of log lines containing `needle`.
+    pub fn count_log(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.pid() as i32, signal);
+        }
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        let status = wait_for(timeout, || child.try_wait().ok().flatten())?;
+        self.child = None;
+        status.code()
+    }
+
+    /// GET on the admin endpoint; returns (status, body).
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.admin.expect("admin enabled")).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// Runs `exogate ARGS --config <this config>`; returns (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(binary())
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+fn addr_after(text: &str, marker: &str) -> Option<SocketAddr> {
+    let start = text.find(marker)? + marker.len();
+    let rest = &text[start..];
+    let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("---- gateway log ----\n{}", self.log());
+        }
+    }
+}

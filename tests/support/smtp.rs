@@ -1,0 +1,217 @@
+//! A raw SMTP client for the cases no library client lets us do: exact bytes,
+//! pipelining split across TCP segments, BDAT with bare LFs, plaintext after
+//! STARTTLS, client certificates.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+use super::pki::Leaf;
+
+trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+pub struct Client {
+    stream: Box<dyn Stream>,
+    buf: Vec<u8>,
+}
+
+/// One reply: code and text lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+}
+
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.code, self.text())
+    }
+}
+
+pub fn tls_config(ca: &Path, client: Option<&Leaf>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some(leaf) => {
+            let certs: Vec<_> = CertificateDer::pem_file_iter(&leaf.cert)
+                .unwrap()
+                .map(|c| c.unwrap())
+                .collect();
+            let key = PrivateKeyDer::from_pem_file(&leaf.key).unwrap();
+            builder.with_client_auth_cert(certs, key).unwrap()
+        }
+    };
+    Arc::new(config)
+}
+
+impl Client {
+    /// Connects and reads the greeting.
+    pub fn connect(addr: SocketAddr) -> (Client, Reply) {
+        let stream = TcpStream::connect(addr).expect("connect to the gateway");
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut c = Client {
+            stream: Box::new(stream),
+            buf: Vec::new(),
+        };
+        let greeting = c.read_reply();
+        (c, greeting)
+    }
+
+    /// Wraps an already connected stream and reads the greeting.
+    pub fn from_stream(stream: TcpStream) -> (Client, Reply) {
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut c = Client {
+            stream: Box::new(stream),
+            buf: Vec::new(),
+        };
+        let greeting = c.read_reply();
+        (c, greeting)
+    }
+
+    /// Connects, EHLO, STARTTLS, EHLO: a ready TLS session.
+    pub fn connect_tls(addr: SocketAddr, ca: &Path, client_cert: Option<&Leaf>) -> Client {
+        let (mut c, greeting) = Client::connect(addr);
+        assert_eq!(greeting.code, 220, "greeting: {greeting}");
+        assert_eq!(c.cmd("EHLO client.test").code, 250);
+        c.starttls(ca, client_cert);
+        assert_eq!(c.cmd("EHLO client.test").code, 250);
+        c
+    }
+
+    /// STARTTLS and the handshake (the caller sends EHLO again).
+    pub fn starttls(&mut self, ca: &Path, client_cert: Option<&Leaf>) {
+        let r = self.cmd("STARTTLS");
+        assert_eq!(r.code, 220, "STARTTLS: {r}");
+        self.upgrade(ca, client_cert);
+    }
+
+    /// The TLS handshake on the current connection (after a 220 to STARTTLS).
+    pub fn upgrade(&mut self, ca: &Path, client_cert: Option<&Leaf>) {
+        assert!(self.buf.is_empty(), "unread bytes before TLS");
+        let config = tls_config(ca, client_cert);
+        let conn = rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
+        let plain = std::mem::replace(&mut self.stream, Box::new(std::io::Cursor::new(Vec::new())));
+        self.stream = Box::new(rustls::StreamOwned::new(conn, plain));
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+        self.stream.flush().unwrap();
+    }
+
+    /// Sends a command line (CRLF added) and reads one reply.
+    pub fn cmd(&mut self, line: &str) -> Reply {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.read_reply()
+    }
+
+    /// Sends a command; `None` when the connection is unusable (write or read fails).
+    pub fn try_cmd(&mut self, line: &str) -> Option<Reply> {
+        self.stream.write_all(format!("{line}\r\n").as_bytes()).ok()?;
+        self.stream.flush().ok()?;
+        self.try_read_reply()
+    }
+
+    /// Reads one (possibly multi-line) reply; panics on EOF.
+    pub fn read_reply(&mut self) -> Reply {
+        self.try_read_reply().expect("the connection closed before a reply")
+    }
+
+    /// Reads one reply, or `None` on EOF.
+    pub fn try_read_reply(&mut self) -> Option<Reply> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.read_line()?;
+            let code: u16 = line.get(..3)?.parse().ok()?;
+            let last = line.as_bytes().get(3) != Some(&b'-');
+            lines.push(line.get(4..).unwrap_or("").to_string());
+            if last {
+                return Some(Reply { code, lines });
+            }
+        }
+    }
+
+    fn read_line(&mut self) -> Option<String> {
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                return Some(
+                    String::from_utf8_lossy(&line)
+                        .trim_end_matches(['\r', '\n'])
+                        .to_string(),
+                );
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// True when the server closed the connection (EOF within the timeout).
+    pub fn is_closed(&mut self) -> bool {
+        self.read_line().is_none()
+    }
+
+    /// MAIL, RCPTs, DATA with `body` (dot-stuffed here); returns the final reply.
+    pub fn send_data(&mut self, from: &str, to: &[&str], body: &[u8]) -> Reply {
+        let r = self.cmd(&format!("MAIL FROM:<{from}>"));
+        assert_eq!(r.code, 250, "MAIL: {r}");
+        for rcpt in to {
+            let r = self.cmd(&format!("RCPT TO:<{rcpt}>"));
+            assert_eq!(r.code, 250, "RCPT {rcpt}: {r}");
+        }
+        let r = self.cmd("DATA");
+        assert_eq!(r.code, 354, "DATA: {r}");
+        let mut stuffed = Vec::with_capacity(body.len() + 16);
+        let mut at_start = true;
+        for &b in body {
+            if at_start && b == b'.' {
+                stuffed.push(b'.');
+            }
+            stuffed.push(b);
+            at_start = b == b'\n';
+        }
+        if !stuffed.ends_with(b"\r\n") {
+            stuffed.extend_from_slice(b"\r\n");
+        }
+        stuffed.extend_from_slice(b".\r\n");
+        self.send(&stuffed);
+        self.read_reply()
+    }
+
+    /// MAIL, RCPTs and one `BDAT n LAST` with `body` exactly.
+    pub fn send_bdat(&mut self, from: &str, to: &[&str], body: &[u8]) -> Reply {
+        let r = self.cmd(&format!("MAIL FROM:<{from}> BODY=BINARYMIME"));
+        assert_eq!(r.code, 250, "MAIL: {r}");
+        for rcpt in to {
+            let r = self.cmd(&format!("RCPT TO:<{rcpt}>"));
+            assert_eq!(r.code, 250, "RCPT {rcpt}: {r}");
+        }
+        self.send(format!("BDAT {} LAST\r\n", body.len()).as_bytes());
+        self.send(body);
+        self.read_reply()
+    }
+}
