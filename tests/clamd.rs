@@ -73,6 +73,8 @@ async fn scan(check: &dyn Check, raw: &[u8]) -> Result<Vec<Finding>, CheckError>
         mode: TenantMode::Inline,
         policy: "default".into(),
         relay_cert: None,
+        certificate_name: None,
+        journal_address: None,
     };
     let input = ScanInput {
         raw,
