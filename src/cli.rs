@@ -19,6 +19,9 @@ use crate::spool::{Area, Spool, valid_id};
     about = "Inline SMTP security gateway for Microsoft Exchange Online"
 )]
 pub struct Cli {
+    /// The configuration file.
+    #[arg(long, global = true, default_value = "/etc/exogate/gateway.toml")]
+    pub config: PathBuf,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -27,28 +30,19 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway.
     Run {
-        #[arg(long, default_value = "/etc/exogate/gateway.toml")]
-        config: PathBuf,
         /// Log as JSON lines (overrides log.format).
         #[arg(long)]
         log_json: bool,
     },
     /// Validate a configuration and print every problem; exit 64 if there is one.
-    CheckConfig {
-        #[arg(long, default_value = "/etc/exogate/gateway.toml")]
-        config: PathBuf,
-    },
+    CheckConfig,
     /// Inspect and manage the delivery queue.
     Queue {
-        #[arg(long, default_value = "/etc/exogate/gateway.toml")]
-        config: PathBuf,
         #[command(subcommand)]
         action: SpoolAction,
     },
     /// Inspect and manage quarantined messages.
     Quarantine {
-        #[arg(long, default_value = "/etc/exogate/gateway.toml")]
-        config: PathBuf,
         #[command(subcommand)]
         action: SpoolAction,
     },

@@ -32,8 +32,9 @@ fn fail(e: AppError) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let config = cli.config;
     match cli.command {
-        Command::Run { config, log_json } => {
+        Command::Run { log_json } => {
             let runtime = match app::load_runtime(&config, false) {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
@@ -54,15 +55,15 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::CheckConfig { config } => match cli::check_config(&config) {
+        Command::CheckConfig => match cli::check_config(&config) {
             Ok(out) => {
                 print!("{out}");
                 ExitCode::SUCCESS
             }
             Err(e) => fail(e),
         },
-        Command::Queue { config, action } => print_result(cli::spool_command(&config, Area::Active, action)),
-        Command::Quarantine { config, action } => print_result(cli::spool_command(&config, Area::Quarantine, action)),
+        Command::Queue { action } => print_result(cli::spool_command(&config, Area::Active, action)),
+        Command::Quarantine { action } => print_result(cli::spool_command(&config, Area::Quarantine, action)),
     }
 }
 

@@ -33,6 +33,8 @@ pub struct Options {
     pub admin: bool,
     /// Extra `[server]` lines.
     pub server_extra: String,
+    /// Extra `[relay]` lines.
+    pub relay_extra: String,
     /// Appended at the end (new tables only: more tenants, policies).
     pub extra: String,
     /// Replaces the default policy section when set.
@@ -59,6 +61,7 @@ impl Default for Options {
             command_timeout: "5m".into(),
             admin: true,
             server_extra: String::new(),
+            relay_extra: String::new(),
             extra: String::new(),
             policy: None,
         }
@@ -114,6 +117,7 @@ ca = "{ca}"
 source_ips = {source_ips}
 connect_timeout = "5s"
 command_timeout = "30s"
+{relay_extra}
 
 [admin]
 listen = "{admin}"
@@ -148,6 +152,7 @@ mode = "{tenant_mode}"
         max_age = opts.max_age,
         dsn_retry = list(&opts.dsn_retry),
         source_ips = list(&opts.source_ips),
+        relay_extra = opts.relay_extra,
         admin = if opts.admin { "127.0.0.1:0" } else { "" },
         tenant_id = opts.tenant_id,
         deliver_to = list(&opts.deliver_to),

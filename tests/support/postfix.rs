@@ -35,6 +35,8 @@ pub struct Postfix {
     child: Option<Child>,
     tls: Tls,
     cert: Option<Leaf>,
+    /// Answer every recipient with 450 (a downstream that is up but refusing).
+    defer_all: bool,
 }
 
 /// One delivered message (for one recipient).
@@ -88,10 +90,19 @@ impl Postfix {
             child: None,
             tls,
             cert: cert.cloned(),
+            defer_all: false,
         };
         pf.prepare();
         pf.run();
         pf
+    }
+
+    /// Restarts with every recipient answered 450 (`true`) or served normally (`false`).
+    pub fn set_defer_all(&mut self, defer: bool) {
+        self.stop();
+        self.defer_all = defer;
+        self.prepare();
+        self.run();
     }
 
     fn prepare(&self) {
@@ -174,7 +185,7 @@ default_transport = capture
 relay_transport = capture
 local_transport = capture
 capture_destination_recipient_limit = 1
-smtpd_recipient_restrictions = check_recipient_access inline:{{ {{tempfail@contoso.com=450 4.2.0 mailbox busy, try later}}, {{reject@contoso.com=550 5.1.1 no such user}} }}, permit_mynetworks, reject
+smtpd_recipient_restrictions = {defer}check_recipient_access inline:{{ {{tempfail@contoso.com=450 4.2.0 mailbox busy, try later}}, {{reject@contoso.com=550 5.1.1 no such user}} }}, permit_mynetworks, reject
 smtpd_end_of_data_restrictions = check_sender_access inline:{{ {{tempdata@example.org=451 4.3.0 content scanner busy}}, {{rejectdata@example.org=554 5.7.1 content rejected downstream}} }}
 maillog_file = {dir}/maillog
 maillog_file_prefixes = /tmp, {dir}
@@ -188,6 +199,7 @@ smtp_host_lookup = native
             data = data.display(),
             ip = self.ip,
             dir = self.dir.display(),
+            defer = if self.defer_all { "defer, " } else { "" },
         );
         std::fs::write(etc.join("main.cf"), main).unwrap();
         let master = format!(
@@ -201,7 +213,10 @@ smtp_host_lookup = native
 
     fn run(&mut self) {
         let etc = self.dir.join("etc");
+        use std::os::unix::process::CommandExt;
         let child = Command::new("/usr/lib/postfix/sbin/master")
+            // Its own process group: master stops its children through it, and so can we.
+            .process_group(0)
             .arg("-c")
             .arg(&etc)
             .arg("-d")
@@ -225,19 +240,23 @@ smtp_host_lookup = native
     /// Stops the MTA (the port then refuses connections).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            // SAFETY: signalling our own child.
+            let pgid = c.id() as i32;
+            // SAFETY: signalling our own child and its process group.
             unsafe {
-                libc::kill(c.id() as i32, libc::SIGTERM);
+                libc::kill(pgid, libc::SIGTERM);
             }
             let _ = wait_for(Duration::from_secs(10), || c.try_wait().ok().flatten());
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
             let _ = c.kill();
             let _ = c.wait();
+            // The listening socket is free once no process of the group holds it.
+            let addr = self.addr();
+            let _ = wait_for(Duration::from_secs(10), || {
+                TcpStream::connect(&addr).is_err().then_some(())
+            });
         }
-        // master's children exit on their own once it is gone; make sure.
-        let _ = Command::new("pkill")
-            .args(["-f", "--"])
-            .arg(format!("-c {}", self.dir.join("etc").display()))
-            .status();
     }
 
     /// Starts it again on the same port.

@@ -1,0 +1,396 @@
+//! The relay back to the tenant, end to end through a real Postfix that
+//! requires TLS: bytes delivered as sent (but for our header fields), egress
+//! addresses, TLS refusals, outages and their recovery, DSNs, damaged spool
+//! files, and proxy mode.
+
+mod support;
+
+use std::time::Duration;
+
+use support::gateway::{Gateway, Options, config_text};
+use support::pki::{Leaf, Pki};
+use support::postfix::{Postfix, Tls, without_postfix_received};
+use support::smtp::Client;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    pki: Pki,
+    server: Leaf,
+    downstream: Postfix,
+}
+
+impl Setup {
+    fn new(tls: Tls, trusted: bool) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new(&dir.path().join("pki"));
+        let server = pki.leaf("gateway", &["localhost", "127.0.0.1"]);
+        let down_cert = if trusted {
+            pki.leaf("downstream", &["localhost", "127.0.0.1"])
+        } else {
+            pki.untrusted("downstream", &["localhost", "127.0.0.1"])
+        };
+        let downstream = Postfix::start(&dir.path().join("postfix"), tls, Some(&down_cert));
+        Setup {
+            dir,
+            pki,
+            server,
+            downstream,
+        }
+    }
+
+    fn gateway(&self, opts: Options) -> Gateway {
+        let opts = Options {
+            deliver_to: vec![self.downstream.addr()],
+            ..opts
+        };
+        let gw_dir = self.dir.path().join("gw");
+        std::fs::create_dir_all(&gw_dir).unwrap();
+        Gateway::start_with_text(&gw_dir, &config_text(&gw_dir, &self.pki, &self.server, &opts))
+    }
+}
+
+/// The message with every X-CLOUD-SEC-AV-* field (and its continuation lines) removed,
+/// computed independently of the gateway's code.
+fn without_owned_fields(msg: &str) -> String {
+    let (head, body) = msg.split_once("\n\n").unwrap();
+    let mut out = Vec::new();
+    let mut skipping = false;
+    for line in head.split('\n') {
+        let continuation = line.starts_with(' ') || line.starts_with('\t');
+        if !continuation {
+            skipping = line.to_ascii_lowercase().starts_with("x-cloud-sec-av-");
+        }
+        if !skipping {
+            out.push(line);
+        }
+    }
+    format!("{}\n\n{}", out.join("\n"), body)
+}
+
+const SMTPLIB_SEND: &str = r#"
+import smtplib, ssl, sys
+host, port, ca, path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.check_hostname = False
+msg = open(path, "rb").read()
+with smtplib.SMTP(host, port, local_hostname="EUR05-DB8-obe.outbound.protection.outlook.com", timeout=30) as s:
+    s.starttls(context=ctx)
+    s.sendmail("sender@example.org", ["user@contoso.com"], msg)
+print("sent")
+"#;
+
+#[test]
+fn delivered_bytes_equal_sent_bytes_except_our_fields() {
+    let s = Setup::new(Tls::Required, true);
+    let gw = s.gateway(Options::default());
+    let original = support::crlf(
+        "X-CLOUD-SEC-AV-SCL: false\n\
+         Received: from mail.example.org (mail.example.org [192.0.2.1])\n\tby EUR05.outbound.protection.outlook.com; Mon, 23 Nov 2026 10:00:00 +0000\n\
+         DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=sel;\n\th=from:to:subject; bh=abc=; b=def=\n\
+         From: \"Sender\" <sender@example.org>\n\
+         To: user@contoso.com\n\
+         x-cloud-sec-av-info: contoso,office365_emails,inline\n\
+         Subject: =?utf-8?q?caf=C3=A9?= and   odd   spacing \n\
+         X-Cloud-Sec-Av-Verdict: action=deliver;\n  folded forged verdict\n\
+         Message-ID: <bytes@example.org>\n\
+         Date: Mon, 23 Nov 2026 10:00:00 +0000\n\
+         MIME-Version: 1.0\n\
+         Content-Type: text/plain; charset=utf-8\n\
+         Content-Transfer-Encoding: 8bit\n\
+         \n\
+         Caf\u{e9} \u{2013} bytes are sacred.\n\
+         .a line that starts with a dot\n\
+         trailing spaces   \n\
+         \ttab-indented\n\
+         X-CLOUD-SEC-AV-SCL: true (in the body: not a header, must stay)\n",
+    );
+    let path = s.dir.path().join("original.eml");
+    std::fs::write(&path, &original).unwrap();
+    support::python(
+        SMTPLIB_SEND,
+        &[
+            "127.0.0.1",
+            &gw.smtp.port().to_string(),
+            s.pki.ca.to_str().unwrap(),
+            path.to_str().unwrap(),
+        ],
+    );
+    let delivered = s.downstream.wait_messages(1, Duration::from_secs(30));
+    let got = String::from_utf8(without_postfix_received(&delivered[0].data).to_vec()).unwrap();
+
+    // Our four fields come first, once each.
+    let fields: Vec<&str> = got.split('\n').take_while(|l| !l.is_empty()).collect();
+    assert!(
+        fields[0].starts_with("Received: from EUR05-DB8-obe.outbound.protection.outlook.com"),
+        "{got}"
+    );
+    let owned: Vec<&&str> = fields
+        .iter()
+        .filter(|l| l.to_ascii_lowercase().starts_with("x-cloud-sec-av-"))
+        .collect();
+    assert_eq!(owned.len(), 3, "exactly Info, SCL and Verdict: {owned:?}");
+    assert!(fields.contains(&"X-CLOUD-SEC-AV-Info: contoso,office365_emails,inline"));
+    assert!(fields.contains(&"X-CLOUD-SEC-AV-SCL: false"));
+
+    // Everything after our prefix is the original minus the forged fields
+    // (Postfix stores lines without CR, so compare with LF line endings).
+    let sent = String::from_utf8(original).unwrap().replace("\r\n", "\n");
+    let expected = without_owned_fields(&sent);
+    assert!(
+        got.ends_with(&expected),
+        "delivered:\n{got}\n---- expected suffix:\n{expected}"
+    );
+    let prefix = &got[..got.len() - expected.len()];
+    assert_eq!(
+        prefix.matches('\n').count(),
+        prefix.split('\n').filter(|l| !l.is_empty()).count(),
+        "only our fields precede the original"
+    );
+}
+
+#[test]
+fn queued_bytes_are_exact_including_crlf_and_bare_lf() {
+    // With the downstream unreachable the message stays queued; `queue export`
+    // shows exactly what will be relayed.
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("pki"));
+    let server = pki.leaf("gateway", &["localhost", "127.0.0.1"]);
+    let opts = Options {
+        deliver_to: vec![format!("127.0.0.1:{}", support::free_port())],
+        retry: vec!["1h".into()],
+        ..Options::default()
+    };
+    let gw = Gateway::start_with_text(dir.path(), &config_text(dir.path(), &pki, &server, &opts));
+    let mut c = Client::connect_tls(gw.smtp, &pki.ca, None);
+    let body = b"X-CLOUD-SEC-AV-SCL: false\r\nFrom: a@example.org\nSubject: mixed\r\nX-Cloud-Sec-AV-Verdict:\r\n x\r\n\r\nbare\nlf\r\ncrlf\r\n\x00\xff binary\r\n";
+    let r = c.send_bdat("a@example.org", &["u@contoso.com"], body);
+    assert_eq!(r.code, 250, "{r}");
+    let id = r.text().rsplit(' ').next().unwrap().to_string();
+    let out = std::process::Command::new(support::gateway::binary())
+        .args(["queue", "export", &id, "--config"])
+        .arg(&gw.config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let exported = out.stdout;
+    let expected_tail: &[u8] = b"From: a@example.org\nSubject: mixed\r\n\r\nbare\nlf\r\ncrlf\r\n\x00\xff binary\r\n";
+    assert!(
+        exported.ends_with(expected_tail),
+        "{}",
+        String::from_utf8_lossy(&exported)
+    );
+    let head = String::from_utf8_lossy(&exported[..exported.len() - expected_tail.len()]).into_owned();
+    assert_eq!(head.matches("X-CLOUD-SEC-AV-SCL:").count(), 1, "{head}");
+    assert!(head.starts_with("Received: from client.test"));
+}
+
+#[test]
+fn egress_addresses_are_used_and_an_unusable_one_is_skipped() {
+    let s = Setup::new(Tls::Required, true);
+    let gw = s.gateway(Options {
+        // 192.0.2.77 is not an address of this machine: binding it fails.
+        source_ips: vec!["127.0.0.2".into(), "192.0.2.77".into(), "127.0.0.3".into()],
+        relay_extra: "max_messages_per_connection = 1".into(),
+        ..Options::default()
+    });
+    for i in 0..6 {
+        let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
+        let msg = support::crlf(&format!(
+            "From: a@example.org\nSubject: {i}\nMessage-ID: <e{i}@x>\n\nhi\n"
+        ));
+        assert_eq!(c.send_data("a@example.org", &["user@contoso.com"], &msg).code, 250);
+        s.downstream.wait_messages(i + 1, Duration::from_secs(30));
+    }
+    let sources: std::collections::BTreeSet<String> =
+        s.downstream.messages().iter().map(|m| m.client_ip.clone()).collect();
+    assert_eq!(
+        sources,
+        ["127.0.0.2".to_string(), "127.0.0.3".to_string()].into_iter().collect(),
+        "both egress addresses used, nothing else"
+    );
+    assert!(
+        gw.log().contains("egress address unusable"),
+        "the unusable address is logged"
+    );
+    assert!(gw.log().contains("192.0.2.77"));
+}
+
+#[test]
+fn a_downstream_without_starttls_gets_nothing() {
+    let s = Setup::new(Tls::Off, true);
+    let gw = s.gateway(Options::default());
+    let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
+    let msg = support::crlf("From: a@example.org\nSubject: secret\nMessage-ID: <n@x>\n\nhi\n");
+    assert_eq!(c.send_data("a@example.org", &["user@contoso.com"], &msg).code, 250);
+    assert!(gw.wait_log(
+        "does not offer STARTTLS; refusing to send in plaintext",
+        Duration::from_secs(20)
+    ));
+    assert!(s.downstream.messages().is_empty());
+    assert!(
+        !s.downstream.maillog().contains("MAIL FROM"),
+        "no transaction was even started"
+    );
+    let (code, list, _) = gw.cli(&["queue", "list"]);
+    assert_eq!(code, 0);
+    assert!(list.contains("1 message(s)"), "still queued: {list}");
+}
+
+#[test]
+fn a_downstream_with_an_untrusted_certificate_gets_nothing() {
+    let s = Setup::new(Tls::Required, false);
+    let gw = s.gateway(Options::default());
+    let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
+    let msg = support::crlf("From: a@example.org\nSubject: secret\nMessage-ID: <u@x>\n\nhi\n");
+    assert_eq!(c.send_data("a@example.org", &["user@contoso.com"], &msg).code, 250);
+    assert!(gw.wait_log("TLS with", Duration::from_secs(20)), "{}", gw.log());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(s.downstream.messages().is_empty());
+}
+
+#[test]
+fn an_outage_keeps_messages_queued_until_the_downstream_is_back() {
+    let mut s = Setup::new(Tls::Required, true);
+    let gw = s.gateway(Options::default());
+    s.downstream.stop();
+    let send = |n: usize| {
+        let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
+        for i in 0..n {
+            let msg = support::crlf(&format!(
+                "From: a@example.org\nSubject: o{i}\nMessage-ID: <o{i}@x>\n\nhi\n"
+            ));
+            assert_eq!(c.send_data("a@example.org", &["user@contoso.com"], &msg).code, 250);
+        }
+    };
+    send(5);
+    assert!(gw.wait_log("delivery deferred", Duration::from_secs(20)));
+    // Up again but refusing with 4xx: still queued.
+    s.downstream.set_defer_all(true);
+    assert!(
+        support::wait_for(Duration::from_secs(20), || s
+            .downstream
+            .maillog()
+            .contains("450")
+            .then_some(()))
+        .is_some()
+    );
+    assert!(s.downstream.messages().is_empty());
+    // Back to normal: everything arrives, nothing lost.
+    s.downstream.set_defer_all(false);
+    let got = s.downstream.wait_messages(5, Duration::from_secs(60));
+    let mut subjects: Vec<String> = got
+        .iter()
+        .map(|m| {
+            String::from_utf8_lossy(&m.data)
+                .lines()
+                .find(|l| l.starts_with("Subject:"))
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!(subjects.len(), 5);
+    assert!(
+        support::wait_for(Duration::from_secs(10), || {
+            gw.cli(&["queue", "list"]).1.contains("0 message(s)").then_some(())
+        })
+        .is_some()
+    );
+}
+
+#[test]
+fn a_permanent_failure_bounces_to_the_sender_but_never_for_the_null_sender() {
+    let s = Setup::new(Tls::Required, true);
+    let gw = s.gateway(Options::default());
+    let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
+    // A tenant sender: the DSN goes back to the tenant (the same downstream).
+    let msg = support::crlf("From: alice@contoso.com\nSubject: to a missing user\nMessage-ID: <d1@x>\n\nhello\n");
+    let r = c.send_data("alice@contoso.com", &["reject@contoso.com", "user@contoso.com"], &msg);
+    assert_eq!(r.code, 250);
+    let got = s.downstream.wait_messages(2, Duration::from_secs(30));
+    let dsn = got
+        .iter()
+        .find(|m| m.recipient == "alice@contoso.com")
+        .expect("a DSN to the sender");
+    let text = String::from_utf8_lossy(&dsn.data);
+    assert!(text.contains("multipart/report"), "{text}");
+    assert!(text.contains("report-type=delivery-status") || text.contains("report-type=\"delivery-status\""));
+    assert!(text.contains("Final-Recipient: rfc822; reject@contoso.com"));
+    assert!(text.contains("Status: 5.1.1"));
+    assert_eq!(dsn.sender, "MAILER-DAEMON", "DSNs are sent from the null sender");
+    assert!(
+        got.iter().any(|m| m.recipient == "user@contoso.com"),
+        "the other recipient got the message"
+    );
+
+    // From <>: no DSN at all.
+    let msg = support::crlf("From: postmaster@example.org\nSubject: ndr\nMessage-ID: <d2@x>\n\nndr\n");
+    assert_eq!(c.send_data("", &["reject@contoso.com"], &msg).code, 250);
+    assert!(gw.wait_log("no DSN: null sender", Duration::from_secs(20)));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(s.downstream.messages().len(), 2, "nothing more was delivered");
+}
+
+#[test]
+fn a_torn_spool_file_is_detected_moved_aside_and_counted() {
+    let s = Setup::new(Tls::Required, true);
+    let gw_dir = s.dir.path().join("gw");
+    let active = gw_dir.join("state/queue/active");
+    std::fs::create_dir_all(&active).unwrap();
+    std::fs::write(
+        active.join("0000000000000000DEAD.q"),
+        b"EXOQ1\r\n\0From: a@example.org\r\n\r\nhalf a messa",
+    )
+    .unwrap();
+    let gw = s.gateway(Options::default());
+    assert!(gw.wait_log("damaged queue file moved aside", Duration::from_secs(10)));
+    assert!(gw_dir.join("state/queue/corrupt/0000000000000000DEAD.q").exists());
+    assert!(!active.join("0000000000000000DEAD.q").exists());
+    let (_, metrics) = gw.http_get("/metrics");
+    assert!(metrics.contains("exogate_spool_corrupt_total 1"), "{metrics}");
+    assert!(s.downstream.messages().is_empty(), "never delivered half");
+}
+
+#[test]
+fn proxy_mode_passes_the_downstream_replies_through() {
+    let s = Setup::new(Tls::Required, true);
+    let gw = s.gateway(Options {
+        mode: "proxy",
+        ..Options::default()
+    });
+    let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
+    assert_eq!(c.cmd("MAIL FROM:<a@example.org>").code, 250);
+    let r = c.cmd("RCPT TO:<tempfail@contoso.com>");
+    assert_eq!(r.code, 450, "temporary stays temporary: {r}");
+    let r = c.cmd("RCPT TO:<reject@contoso.com>");
+    assert_eq!(r.code, 550, "{r}");
+    assert!(r.text().contains("no such user"), "the downstream's own text: {r}");
+    assert_eq!(c.cmd("RCPT TO:<user@contoso.com>").code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(&support::crlf(
+        "From: a@example.org\nSubject: proxied\nMessage-ID: <px@x>\n\nhi\n.\n",
+    ));
+    let r = c.read_reply();
+    assert_eq!(r.code, 250, "{r}");
+    assert!(r.text().contains("queued as"), "Postfix's own reply: {r}");
+    assert_eq!(s.downstream.wait_messages(1, Duration::from_secs(20)).len(), 1);
+    let state = gw.dir.join("state/queue/active");
+    assert_eq!(
+        std::fs::read_dir(&state).map(|d| d.count()).unwrap_or(0),
+        0,
+        "no local state"
+    );
+
+    // End of data refused downstream, temporarily and permanently.
+    for (sender, code) in [("tempdata@example.org", 451), ("rejectdata@example.org", 554)] {
+        assert_eq!(c.cmd(&format!("MAIL FROM:<{sender}>")).code, 250);
+        assert_eq!(c.cmd("RCPT TO:<user@contoso.com>").code, 250);
+        assert_eq!(c.cmd("DATA").code, 354);
+        c.send(&support::crlf(
+            "From: x@example.org\nSubject: refused\nMessage-ID: <pr@x>\n\nhi\n.\n",
+        ));
+        let r = c.read_reply();
+        assert_eq!(r.code, code, "{r}");
+    }
+}
