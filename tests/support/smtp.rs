@@ -99,6 +99,35 @@ impl Client {
         c
     }
 
+    /// Like `connect_tls`, but `None` instead of a panic when anything fails
+    /// (for tests where the gateway may be killed at any moment).
+    pub fn try_connect_tls(addr: SocketAddr, ca: &Path) -> Option<Client> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+        let mut c = Client {
+            stream: Box::new(stream),
+            buf: Vec::new(),
+        };
+        (c.try_read_reply()?.code == 220).then_some(())?;
+        (c.try_cmd("EHLO client.test")?.code == 250).then_some(())?;
+        (c.try_cmd("STARTTLS")?.code == 220).then_some(())?;
+        c.upgrade(ca, None);
+        (c.try_cmd("EHLO client.test")?.code == 250).then_some(())?;
+        Some(c)
+    }
+
+    /// One DATA transaction; the final reply, or `None` if the connection broke.
+    pub fn try_send_data(&mut self, from: &str, to: &str, body: &[u8]) -> Option<Reply> {
+        (self.try_cmd(&format!("MAIL FROM:<{from}>"))?.code == 250).then_some(())?;
+        (self.try_cmd(&format!("RCPT TO:<{to}>"))?.code == 250).then_some(())?;
+        (self.try_cmd("DATA")?.code == 354).then_some(())?;
+        let mut data = body.to_vec();
+        data.extend_from_slice(b".\r\n");
+        self.stream.write_all(&data).ok()?;
+        self.stream.flush().ok()?;
+        self.try_read_reply()
+    }
+
     /// STARTTLS and the handshake (the caller sends EHLO again).
     pub fn starttls(&mut self, ca: &Path, client_cert: Option<&Leaf>) {
         let r = self.cmd("STARTTLS");

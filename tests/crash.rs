@@ -1,0 +1,159 @@
+//! Nothing acknowledged is lost (DESIGN §2.1): a load of 2,000 messages runs
+//! while the gateway is SIGKILLed at random moments and restarted each time;
+//! every message that got a 250 must reach the downstream at least once.
+//! Duplicates are allowed and counted.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::gateway::{Gateway, Options, config_text};
+use support::pki::Pki;
+use support::postfix::{Postfix, Tls};
+use support::smtp::Client;
+
+const MESSAGES: usize = 2000;
+const SENDERS: usize = 8;
+const KILLS: usize = 4;
+
+/// xorshift64*: enough randomness for kill timing, with a printed seed to replay.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_no_acknowledged_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("pki"));
+    let server = pki.leaf("gateway", &["localhost", "127.0.0.1"]);
+    let down_cert = pki.leaf("downstream", &["localhost", "127.0.0.1"]);
+    let downstream = Postfix::start(&dir.path().join("postfix"), Tls::Required, Some(&down_cert));
+    let gw_dir = dir.path().join("gw");
+    std::fs::create_dir_all(&gw_dir).unwrap();
+    let opts = Options {
+        deliver_to: vec![downstream.addr()],
+        retry: vec!["1s".into()],
+        ..Options::default()
+    };
+    let gw = Gateway::start_with_text(&gw_dir, &config_text(&gw_dir, &pki, &server, &opts));
+    let config = gw.config.clone();
+    let addr = Arc::new(Mutex::new(gw.smtp));
+    let gateway = Arc::new(Mutex::new(gw));
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let ca = pki.ca.clone();
+
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|_| {
+            let (next, acked, addr, ca) = (next.clone(), acked.clone(), addr.clone(), ca.clone());
+            std::thread::spawn(move || {
+                let mut client: Option<Client> = None;
+                let mut current: Option<usize> = None;
+                let started = Instant::now();
+                loop {
+                    let i = match current {
+                        Some(i) => i,
+                        None => {
+                            let i = next.fetch_add(1, Ordering::SeqCst);
+                            if i >= MESSAGES {
+                                return;
+                            }
+                            current = Some(i);
+                            i
+                        }
+                    };
+                    assert!(started.elapsed() < Duration::from_secs(600), "load did not finish");
+                    if client.is_none() {
+                        let a: SocketAddr = *addr.lock().unwrap();
+                        client = Client::try_connect_tls(a, &ca);
+                        if client.is_none() {
+                            std::thread::sleep(Duration::from_millis(50));
+                            continue;
+                        }
+                    }
+                    let body = support::crlf(&format!(
+                        "From: load@example.org\nTo: user@contoso.com\nSubject: crash {i}\nMessage-ID: <crash-{i}@example.org>\n\nmessage number {i}\n"
+                    ));
+                    match client.as_mut().unwrap().try_send_data("load@example.org", "user@contoso.com", &body) {
+                        Some(r) if r.code == 250 => {
+                            acked.lock().unwrap().insert(i);
+                            current = None;
+                        }
+                        // 4xx (e.g. shutting down) or a broken connection: try again, elsewhere.
+                        _ => client = None,
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    println!("kill schedule seed: {seed}");
+    let mut rng = Rng(seed);
+    let mut kills = 0;
+    while kills < KILLS && next.load(Ordering::SeqCst) < MESSAGES {
+        std::thread::sleep(Duration::from_millis(300 + rng.next() % 1500));
+        let mut g = gateway.lock().unwrap();
+        g.kill();
+        kills += 1;
+        let acked_so_far = acked.lock().unwrap().len();
+        println!("SIGKILL #{kills} after {acked_so_far} acknowledged");
+        std::thread::sleep(Duration::from_millis(rng.next() % 300));
+        let restarted = Gateway::start_at(&gw_dir, &config);
+        *addr.lock().unwrap() = restarted.smtp;
+        *g = restarted;
+    }
+    for s in senders {
+        s.join().unwrap();
+    }
+    let acked: BTreeSet<usize> = acked.lock().unwrap().clone();
+    assert_eq!(kills, KILLS, "the load finished before every kill happened");
+    assert_eq!(acked.len(), MESSAGES, "every message was eventually acknowledged");
+
+    // Every acknowledged message arrives at least once.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let counts = loop {
+        let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
+        for m in downstream.messages() {
+            let text = String::from_utf8_lossy(&m.data);
+            if let Some(line) = text.lines().find(|l| l.starts_with("Subject: crash ")) {
+                if let Ok(i) = line["Subject: crash ".len()..].trim().parse::<usize>() {
+                    *counts.entry(i).or_insert(0) += 1;
+                }
+            }
+        }
+        let missing = acked.iter().filter(|i| !counts.contains_key(i)).count();
+        if missing == 0 {
+            break counts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} acknowledged message(s) never arrived; gateway log:\n{}",
+            gateway.lock().unwrap().log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    println!(
+        "crash test: {} messages acknowledged, {} delivered, {} duplicate deliveries, {} kills",
+        acked.len(),
+        counts.len(),
+        duplicates,
+        kills
+    );
+}
