@@ -131,10 +131,10 @@ fn sigkill_at_random_moments_loses_no_acknowledged_message() {
         let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
         for m in downstream.messages() {
             let text = String::from_utf8_lossy(&m.data);
-            if let Some(line) = text.lines().find(|l| l.starts_with("Subject: crash ")) {
-                if let Ok(i) = line["Subject: crash ".len()..].trim().parse::<usize>() {
-                    *counts.entry(i).or_insert(0) += 1;
-                }
+            if let Some(line) = text.lines().find(|l| l.starts_with("Subject: crash "))
+                && let Ok(i) = line["Subject: crash ".len()..].trim().parse::<usize>()
+            {
+                *counts.entry(i).or_insert(0) += 1;
             }
         }
         let missing = acked.iter().filter(|i| !counts.contains_key(i)).count();
