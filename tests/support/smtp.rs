@@ -135,6 +135,20 @@ impl Client {
         self.upgrade(ca, client_cert);
     }
 
+    /// The TLS handshake on the current connection; returns the server's certificate (DER).
+    pub fn upgrade_and_peer(&mut self, ca: &Path) -> Vec<u8> {
+        assert!(self.buf.is_empty(), "unread bytes before TLS");
+        let config = tls_config(ca, None);
+        let mut conn = rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
+        let mut plain = std::mem::replace(&mut self.stream, Box::new(std::io::Cursor::new(Vec::new())));
+        while conn.is_handshaking() {
+            conn.complete_io(&mut plain).expect("TLS handshake");
+        }
+        let der = conn.peer_certificates().expect("server certificate")[0].to_vec();
+        self.stream = Box::new(rustls::StreamOwned::new(conn, plain));
+        der
+    }
+
     /// The TLS handshake on the current connection (after a 220 to STARTTLS).
     pub fn upgrade(&mut self, ca: &Path, client_cert: Option<&Leaf>) {
         assert!(self.buf.is_empty(), "unread bytes before TLS");

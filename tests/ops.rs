@@ -1,0 +1,259 @@
+//! Operating the daemon: SIGHUP reload (new tenant, new certificate, broken
+//! config kept out), SIGTERM during a transfer, /metrics after real traffic
+//! (parsed by Prometheus' own Python parser), health endpoints and systemd's
+//! READY notification.
+
+mod support;
+
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+use support::gateway::{Gateway, Options, config_text};
+use support::pki::Pki;
+use support::postfix::{Postfix, Tls};
+use support::smtp::Client;
+
+fn fabrikam() -> String {
+    "[[tenant]]\nportal = \"fabrikam\"\ndomains = [\"fabrikam.com\"]\ndeliver_to = [\"127.0.0.1:9\"]\n".to_string()
+}
+
+#[test]
+fn sighup_reloads_tenants_and_certificates_without_disturbing_open_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("pki"));
+    let cert_a = pki.leaf("gateway-a", &["localhost", "a.gw.test"]);
+    let cert_b = pki.leaf("gateway-b", &["localhost", "b.gw.test"]);
+    let der = |leaf: &support::pki::Leaf| {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::from_pem_file(&leaf.cert)
+            .unwrap()
+            .to_vec()
+    };
+    let gw = Gateway::start_with_text(dir.path(), &config_text(dir.path(), &pki, &cert_a, &Options::default()));
+
+    // Session 1 starts under the old configuration.
+    let (mut one, _) = Client::connect(gw.smtp);
+    one.cmd("EHLO one.test");
+    assert_eq!(one.cmd("STARTTLS").code, 220);
+    assert_eq!(one.upgrade_and_peer(&pki.ca), der(&cert_a));
+    one.cmd("EHLO one.test");
+    assert_eq!(one.cmd("MAIL FROM:<a@example.org>").code, 250);
+    assert_eq!(one.cmd("RCPT TO:<u@contoso.com>").code, 250);
+
+    // New tenant and certificate, then SIGHUP.
+    let opts = Options {
+        extra: fabrikam(),
+        ..Options::default()
+    };
+    std::fs::write(&gw.config, config_text(dir.path(), &pki, &cert_b, &opts)).unwrap();
+    gw.signal(libc::SIGHUP);
+    assert!(
+        gw.wait_log("configuration reloaded", Duration::from_secs(10)),
+        "{}",
+        gw.log()
+    );
+
+    // The open session keeps its rules: fabrikam is still unknown to it, and it completes.
+    assert_eq!(one.cmd("RCPT TO:<v@fabrikam.com>").code, 550);
+    assert_eq!(one.cmd("DATA").code, 354);
+    one.send(&support::crlf(
+        "From: a@example.org\nSubject: during reload\nMessage-ID: <r1@x>\n\nhi\n.\n",
+    ));
+    assert_eq!(one.read_reply().code, 250);
+
+    // The next session sees the new certificate and tenant.
+    let (mut two, _) = Client::connect(gw.smtp);
+    two.cmd("EHLO two.test");
+    assert_eq!(two.cmd("STARTTLS").code, 220);
+    assert_eq!(
+        two.upgrade_and_peer(&pki.ca),
+        der(&cert_b),
+        "new certificate after reload"
+    );
+    two.cmd("EHLO two.test");
+    assert_eq!(two.cmd("MAIL FROM:<a@example.org>").code, 250);
+    assert_eq!(two.cmd("RCPT TO:<v@fabrikam.com>").code, 250, "new tenant after reload");
+
+    // A broken config is refused and the running one keeps serving.
+    std::fs::write(
+        &gw.config,
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nmax_recipients = \"many\"\n",
+    )
+    .unwrap();
+    gw.signal(libc::SIGHUP);
+    assert!(gw.wait_log(
+        "reload failed; the previous configuration stays in force",
+        Duration::from_secs(10)
+    ));
+    assert!(
+        gw.log().contains("server.max_recipients: expected a whole number"),
+        "the problem is named"
+    );
+    let (mut three, _) = Client::connect(gw.smtp);
+    three.cmd("EHLO three.test");
+    assert_eq!(three.cmd("STARTTLS").code, 220);
+    assert_eq!(three.upgrade_and_peer(&pki.ca), der(&cert_b));
+    three.cmd("EHLO three.test");
+    assert_eq!(three.cmd("MAIL FROM:<a@example.org>").code, 250);
+    assert_eq!(three.cmd("RCPT TO:<v@fabrikam.com>").code, 250);
+    let (_, metrics) = gw.http_get("/metrics");
+    assert!(metrics.contains("exogate_reloads_total{result=\"ok\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("exogate_reloads_total{result=\"failed\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn sigterm_during_data_never_acknowledges_what_is_not_durable_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("pki"));
+    let server = pki.leaf("gateway", &["localhost", "127.0.0.1"]);
+    let opts = Options {
+        retry: vec!["1h".into()],
+        ..Options::default()
+    };
+    let mut gw = Gateway::start_with_text(dir.path(), &config_text(dir.path(), &pki, &server, &opts));
+    let (mut idle, _) = Client::connect(gw.smtp);
+    idle.cmd("EHLO idle.test");
+    let mut busy = Client::connect_tls(gw.smtp, &pki.ca, None);
+    assert_eq!(busy.cmd("MAIL FROM:<a@example.org>").code, 250);
+    assert_eq!(busy.cmd("RCPT TO:<u@contoso.com>").code, 250);
+    assert_eq!(busy.cmd("DATA").code, 354);
+    busy.send(&support::crlf(
+        "From: a@example.org\nSubject: in flight\nMessage-ID: <t1@x>\n\nfirst half\n",
+    ));
+
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_log("shutting down", Duration::from_secs(5)));
+    // An idle session is told to come back later.
+    assert_eq!(idle.read_reply().code, 421);
+    // The transfer in progress completes.
+    busy.send(&support::crlf("second half\n.\n"));
+    let r = busy.read_reply();
+    assert!(r.code == 250 || (400..500).contains(&r.code), "{r}");
+    let acknowledged = r.code == 250;
+    let _ = busy.try_cmd("QUIT");
+    assert_eq!(
+        gw.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "exit 0 within the grace period"
+    );
+    if acknowledged {
+        // Durable: the stopped gateway's spool holds it.
+        let out = std::process::Command::new(support::gateway::binary())
+            .args(["queue", "list", "--config"])
+            .arg(&gw.config)
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("1 message(s)"));
+    }
+}
+
+const PARSE: &str = r#"
+import sys, json
+from prometheus_client.parser import text_string_to_metric_families
+values = {}
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        key = s.name + json.dumps(dict(sorted(s.labels.items())), sort_keys=True)
+        values[key] = s.value
+print(json.dumps(values))
+"#;
+
+fn parse_metrics(text: &str) -> serde_json::Value {
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", PARSE])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the Prometheus parser rejected /metrics: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn metrics_move_with_real_traffic_and_parse_as_prometheus_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("pki"));
+    let server = pki.leaf("gateway", &["localhost", "127.0.0.1"]);
+    let down_cert = pki.leaf("downstream", &["localhost", "127.0.0.1"]);
+    let downstream = Postfix::start(&dir.path().join("postfix"), Tls::Required, Some(&down_cert));
+    let gw_dir = dir.path().join("gw");
+    std::fs::create_dir_all(&gw_dir).unwrap();
+    let opts = Options {
+        deliver_to: vec![downstream.addr()],
+        ..Options::default()
+    };
+    let gw = Gateway::start_with_text(&gw_dir, &config_text(&gw_dir, &pki, &server, &opts));
+    let before = parse_metrics(&gw.http_get("/metrics").1);
+    assert_eq!(before["exogate_queue_messages{}"], 0.0);
+
+    let mut c = Client::connect_tls(gw.smtp, &pki.ca, None);
+    for i in 0..3 {
+        let m = support::crlf(&format!(
+            "From: a@example.org\nSubject: m{i}\nMessage-ID: <m{i}@x>\n\nhello\n"
+        ));
+        assert_eq!(c.send_data("a@example.org", &["user@contoso.com"], &m).code, 250);
+    }
+    assert_eq!(c.cmd("MAIL FROM:<a@example.org>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<x@elsewhere.example>").code, 550);
+    c.cmd("QUIT");
+    downstream.wait_messages(3, Duration::from_secs(30));
+    let m = support::wait_for(Duration::from_secs(10), || {
+        let m = parse_metrics(&gw.http_get("/metrics").1);
+        (m["exogate_deliveries_total{\"result\": \"delivered\"}"] == 3.0).then_some(m)
+    })
+    .expect("three deliveries counted");
+    assert_eq!(
+        m["exogate_messages_total{\"action\": \"deliver\", \"direction\": \"inbound\", \"tenant\": \"contoso\"}"],
+        3.0
+    );
+    assert!(
+        m["exogate_connections_total{\"result\": \"accepted\"}"]
+            .as_f64()
+            .unwrap()
+            >= 1.0
+    );
+    assert_eq!(m["exogate_admission_refusals_total{\"layer\": \"tenant\"}"], 1.0);
+    assert_eq!(m["exogate_tls_handshakes_total{\"version\": \"TLSv1.3\"}"], 1.0);
+    assert_eq!(m["exogate_check_duration_seconds_count{\"check\": \"urls\"}"], 3.0);
+    assert_eq!(m["exogate_delivery_duration_seconds_count{}"], 3.0);
+    assert_eq!(m["exogate_queue_messages{}"], 0.0);
+    assert!(m["exogate_sessions_total{\"outcome\": \"quit\"}"].as_f64().unwrap() >= 1.0);
+}
+
+#[test]
+fn health_readiness_and_systemd_notification() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("pki"));
+    let server = pki.leaf("gateway", &["localhost", "127.0.0.1"]);
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, config_text(dir.path(), &pki, &server, &Options::default())).unwrap();
+    let gw = Gateway::spawn(dir.path(), &config, &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())]);
+    let mut buf = [0u8; 512];
+    let n = socket.recv(&mut buf).expect("a notification from the daemon");
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.contains("READY=1"), "{text}");
+    assert!(text.contains(&format!("MAINPID={}", gw.pid())), "{text}");
+    // READY comes only after the listener accepts connections.
+    let (_, greeting) = Client::connect(gw.smtp);
+    assert_eq!(greeting.code, 220);
+    assert_eq!(gw.http_get("/healthz"), (200, "ok\n".to_string()));
+    assert_eq!(gw.http_get("/readyz").0, 200);
+    assert_eq!(gw.http_get("/nope").0, 404);
+    gw.signal(libc::SIGTERM);
+    let n = socket.recv(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
+}
