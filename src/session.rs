@@ -1,11 +1,9 @@
 //! One SMTP session, server side: the state machine EXO talks to.
 //!
-//! Commands are framed into lines here (so the line-length limit is exact and
-//! the buffer bounded) and parsed with smtp-proto's `Request::parse`; message
-//! bodies go through smtp-proto's `DataReceiver` (dot-unstuffing) and
-//! `BdatReceiver` (bytes kept exactly, bare LFs included), and oversized or
-//! refused bodies are drained with its `DummyDataReceiver` so the connection
-//! stays usable. Replies are queued and written when the client has nothing
+//! The byte stream is cut into command lines and bodies by `framing` (sans
+//! I/O, on smtp-proto's receivers); each line is parsed with smtp-proto's
+//! `Request::parse`. Oversized or refused bodies are drained so the
+//! connection stays usable. Replies are queued and written when the client has nothing
 //! more pipelined, or before we would block. STARTTLS returns control to the
 //! caller, which performs the handshake and serves the session again over TLS
 //! with a fresh input buffer: plaintext pipelined after STARTTLS is dropped by
@@ -15,7 +13,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, DummyDataReceiver};
 use smtp_proto::{MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_RET_FULL, MAIL_RET_HDRS, MAIL_SMTPUTF8, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -23,6 +20,7 @@ use tokio::net::TcpStream;
 use crate::admission;
 use crate::app::Shared;
 use crate::envelope::{BodyType, DsnReturn, Envelope, Notify, Recipient, SessionFacts, TlsFacts};
+use crate::framing::{Frame, Framer};
 use crate::intake::{self, spool_reply};
 use crate::proxy::ProxyLeg;
 use crate::reply::Reply;
@@ -30,8 +28,6 @@ use crate::runtime::Runtime;
 use crate::spool::IncomingBody;
 use crate::tenant::Tenant;
 
-/// Longest command line accepted (RFC 5321 allows 512; extensions need more).
-pub const MAX_LINE: usize = 4096;
 const READ_CHUNK: usize = 64 * 1024;
 
 /// How a session ended, for metrics and logs.
@@ -69,20 +65,6 @@ enum Flow {
     Close(Outcome),
 }
 
-/// The receiver the next input bytes go to.
-enum Rx {
-    Command,
-    /// Discard the rest of an over-long command line.
-    LongLine,
-    Data(DataReceiver),
-    Bdat(BdatReceiver),
-    /// Drain a body we will not keep; then send `reply`.
-    Skip {
-        rx: DummyDataReceiver,
-        reply: Reply,
-    },
-}
-
 pub(crate) struct Transaction {
     id: String,
     envelope: Envelope,
@@ -100,7 +82,9 @@ pub struct Session {
     tls: Option<TlsFacts>,
     cert_ok: bool,
     tx: Option<Transaction>,
-    rx: Rx,
+    framer: Framer,
+    /// What to answer once a body being drained is over.
+    skip_reply: Option<Reply>,
     errors: u32,
     started: Instant,
     out: Vec<u8>,
@@ -116,7 +100,8 @@ impl Session {
             tls: None,
             cert_ok: false,
             tx: None,
-            rx: Rx::Command,
+            framer: Framer::new(),
+            skip_reply: None,
             errors: 0,
             started: Instant::now(),
             out: Vec::with_capacity(1024),
@@ -179,7 +164,7 @@ impl Session {
         // RFC 3207: forget everything learned before TLS.
         self.helo = None;
         self.tx = None;
-        self.rx = Rx::Command;
+        self.framer = Framer::new();
         if implicit {
             // Implicit TLS: the greeting comes after the handshake.
             let hostname = self.hostname().to_string();
@@ -215,8 +200,8 @@ impl Session {
                 let _ = write_out(stream, &mut self.out).await;
                 return Flow::Close(Outcome::SessionTooLong);
             }
-            let idle = matches!(self.rx, Rx::Command) && self.tx.is_none();
-            let timeout = if matches!(self.rx, Rx::Command | Rx::LongLine) {
+            let idle = self.framer.expects_command() && self.tx.is_none();
+            let timeout = if self.framer.expects_command() {
                 server.command_timeout
             } else {
                 server.data_timeout
@@ -269,118 +254,75 @@ impl Session {
     /// Consumes as much of `input` as can be processed.
     async fn ingest(&mut self, input: &mut Vec<u8>) -> Flow {
         let mut pos = 0usize;
+        let mut scratch = Vec::new();
         let flow = loop {
-            if pos >= input.len() {
-                break Flow::Continue;
-            }
-            match &mut self.rx {
-                Rx::Command => {
-                    let rest = &input[pos..];
-                    let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
-                        if rest.len() > MAX_LINE {
-                            pos = input.len();
-                            self.rx = Rx::LongLine;
-                            if let Some(flow) = self.error(&Reply::LINE_TOO_LONG) {
-                                break flow;
-                            }
-                        }
-                        break Flow::Continue;
-                    };
-                    if lf > MAX_LINE {
-                        pos += lf + 1;
-                        if let Some(flow) = self.error(&Reply::LINE_TOO_LONG) {
-                            break flow;
-                        }
-                        continue;
-                    }
-                    let line = &input[pos..pos + lf + 1];
-                    pos += lf + 1;
-                    match self.command(line).await {
-                        Flow::Continue => {}
-                        other => break other,
-                    }
+            let sink = match self.tx.as_mut().and_then(|t| t.body.as_mut()) {
+                Some(body) => body.buf(),
+                None => &mut scratch,
+            };
+            let (used, frame) = self.framer.advance(&input[pos..], sink);
+            pos += used;
+            scratch.clear();
+            let Some(frame) = frame else {
+                if used == 0 || pos >= input.len() {
+                    break Flow::Continue;
                 }
-                Rx::LongLine => match input[pos..].iter().position(|&b| b == b'\n') {
-                    Some(lf) => {
-                        pos += lf + 1;
-                        self.rx = Rx::Command;
-                    }
-                    None => pos = input.len(),
+                continue;
+            };
+            let step = match frame {
+                Frame::Line(line) => match self.command(line).await {
+                    Flow::Continue => None,
+                    other => Some(other),
                 },
-                Rx::Data(rx) => {
-                    let Some(body) = self.tx.as_mut().and_then(|t| t.body.as_mut()) else {
-                        self.rx = Rx::Command;
-                        continue;
-                    };
-                    let mut iter = input[pos..].iter();
-                    let done = rx.ingest(&mut iter, body.buf());
-                    pos = input.len() - iter.as_slice().len();
-                    let too_big = body.len() > self.rt.config.server.max_message_size;
-                    if done {
-                        self.rx = Rx::Command;
-                        if too_big {
-                            self.reply(&Reply::MESSAGE_TOO_BIG);
-                            self.drop_transaction().await;
-                        } else {
-                            self.end_of_data().await;
-                        }
-                    } else if too_big {
-                        let skip = DummyDataReceiver::new_data(rx);
-                        self.rx = Rx::Skip {
-                            rx: skip,
-                            reply: Reply::MESSAGE_TOO_BIG,
-                        };
-                        self.drop_transaction().await;
-                    } else if let Err(e) = body.spill_if_needed() {
-                        tracing::error!(error = %e, "cannot spill message body to disk");
-                        let skip = DummyDataReceiver::new_data(rx);
-                        self.rx = Rx::Skip {
-                            rx: skip,
-                            reply: spool_reply(&e),
-                        };
-                        self.drop_transaction().await;
-                    }
+                Frame::LineTooLong => self.error(&Reply::LINE_TOO_LONG),
+                Frame::Drained => {
+                    let reply = self.skip_reply.take().unwrap_or(Reply::LOCAL_ERROR);
+                    self.error(&reply)
                 }
-                Rx::Bdat(rx) => {
-                    let Some(body) = self.tx.as_mut().and_then(|t| t.body.as_mut()) else {
-                        self.rx = Rx::Command;
-                        continue;
-                    };
-                    let mut iter = input[pos..].iter();
-                    let done = rx.ingest(&mut iter, body.buf());
-                    pos = input.len() - iter.as_slice().len();
-                    let spilled = body.spill_if_needed();
-                    if done {
-                        let last = rx.is_last;
-                        self.rx = Rx::Command;
-                        if let Err(e) = spilled {
-                            tracing::error!(error = %e, "cannot spill message body to disk");
-                            self.reply(&spool_reply(&e));
-                            self.drop_transaction().await;
-                        } else if last {
-                            self.end_of_data().await;
-                        } else {
-                            let size = body.len() as usize;
-                            self.reply(&Reply::chunk_ok(size));
-                        }
-                    }
+                Frame::Body { done, last } => {
+                    self.body_progress(done, last).await;
+                    None
                 }
-                Rx::Skip { rx, reply } => {
-                    let mut iter = input[pos..].iter();
-                    let done = rx.ingest(&mut iter);
-                    pos = input.len() - iter.as_slice().len();
-                    if done {
-                        let reply = reply.clone();
-                        self.rx = Rx::Command;
-                        if let Some(flow) = self.error(&reply) {
-                            break flow;
-                        }
-                    }
-                }
+            };
+            if let Some(flow) = step {
+                break flow;
             }
         };
         input.drain(..pos.min(input.len()));
         flow
+    }
+
+    /// After body bytes arrived: enforce the size limit, spill to disk, and
+    /// finish the chunk or the message.
+    async fn body_progress(&mut self, done: bool, last: bool) {
+        let max = self.rt.config.server.max_message_size;
+        let Some(body) = self.tx.as_mut().and_then(|t| t.body.as_mut()) else {
+            return;
+        };
+        let failure = if body.len() > max {
+            Some(Reply::MESSAGE_TOO_BIG)
+        } else if let Err(e) = body.spill_if_needed() {
+            tracing::error!(error = %e, "cannot spill message body to disk");
+            Some(spool_reply(&e))
+        } else {
+            None
+        };
+        let size = body.len() as usize;
+        match (failure, done) {
+            (Some(reply), true) => {
+                self.reply(&reply);
+                self.drop_transaction().await;
+            }
+            (Some(reply), false) => {
+                // Keep reading to the end of the body, keeping nothing.
+                self.framer.drain_data();
+                self.skip_reply = Some(reply);
+                self.drop_transaction().await;
+            }
+            (None, true) if last => self.end_of_data().await,
+            (None, true) => self.reply(&Reply::chunk_ok(size)),
+            (None, false) => {}
+        }
     }
 
     /// Replies with an error and counts it; closes after too many.
@@ -616,7 +558,7 @@ impl Session {
             return self.error(&reply).unwrap_or(Flow::Continue);
         }
         self.reply(&Reply::START_DATA);
-        self.rx = Rx::Data(DataReceiver::new());
+        self.framer.start_data();
         Flow::Continue
     }
 
@@ -628,10 +570,8 @@ impl Session {
             } else {
                 reply
             };
-            self.rx = Rx::Skip {
-                rx: DummyDataReceiver::new_bdat(size),
-                reply,
-            };
+            self.framer.drain_bdat(size);
+            self.skip_reply = Some(reply);
             return Flow::Continue;
         }
         let max = self.rt.config.server.max_message_size;
@@ -639,10 +579,8 @@ impl Session {
         tx.bdat = true;
         let have = tx.body.as_ref().map_or(0, |b| b.len());
         if have + size as u64 > max {
-            self.rx = Rx::Skip {
-                rx: DummyDataReceiver::new_bdat(size),
-                reply: Reply::MESSAGE_TOO_BIG,
-            };
+            self.framer.drain_bdat(size);
+            self.skip_reply = Some(Reply::MESSAGE_TOO_BIG);
             // The transaction is over; later chunks get "no valid transaction".
             let tx = self.tx.take();
             tokio::spawn(async move {
@@ -661,7 +599,7 @@ impl Session {
             }
             return Flow::Continue;
         }
-        self.rx = Rx::Bdat(BdatReceiver::new(size, last));
+        self.framer.start_bdat(size, last);
         Flow::Continue
     }
 

@@ -128,17 +128,11 @@ fn bdat_with_bare_lfs_is_kept_byte_for_byte() {
     let body = b"From: a@example.org\r\nTo: u@contoso.com\r\nSubject: bare\r\nMessage-ID: <bare@x>\r\n\r\nline one\nline two\r\n.\nlast\n";
     let r = c.send_bdat("a@example.org", &["u@contoso.com"], body);
     assert_eq!(r.code, 250, "{r}");
-    let id = r.text().rsplit(' ').next().unwrap().to_string();
-    // The spool keeps the bytes exactly (Postfix, the downstream, normalises line endings).
-    let (code, shown, _) = s.gw.cli(&["queue", "show", &id]);
+    // Exact bytes in the spool are checked in tests/relay.rs (queue export);
+    // Postfix, the downstream, stores LF line endings.
     let delivered = s.downstream.wait_messages(1, Duration::from_secs(30));
     let text = String::from_utf8_lossy(without_postfix_received(&delivered[0].data)).into_owned();
     assert!(text.ends_with("line one\nline two\n.\nlast\n"), "{text}");
-    // Queue show only works while queued: either it was still there (and must show
-    // the bare LFs) or it was already delivered.
-    if code == 0 {
-        assert!(shown.contains("line one"), "{shown}");
-    }
 }
 
 #[test]
