@@ -62,7 +62,13 @@ impl Framer {
 
     /// After 354: the next bytes are a DATA body.
     pub fn start_data(&mut self) {
-        self.mode = Mode::Data(DataReceiver::new());
+        let mut rx = DataReceiver::new();
+        // smtp-proto's receiver only recognises "." after a CRLF it has seen;
+        // the body starts right after the DATA line's CRLF, so prime it with
+        // one (discarded). Without this an empty message (".\r\n") would not
+        // end and a leading ".." would not be unstuffed.
+        rx.ingest(&mut b"\r\n".iter(), &mut Vec::new());
+        self.mode = Mode::Data(rx);
     }
 
     /// After a BDAT command that is accepted.
@@ -188,6 +194,24 @@ mod tests {
                 "step {step}: {frames:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_first_body_line_is_a_line_start() {
+        let mut f = Framer::new();
+        f.start_data();
+        let mut body = Vec::new();
+        assert_eq!(
+            f.advance(b".\r\nQUIT\r\n", &mut body),
+            (3, Some(Frame::Body { done: true, last: true }))
+        );
+        assert!(body.is_empty(), "an empty message");
+        f.start_data();
+        assert_eq!(
+            f.advance(b"..x\r\n.\r\n", &mut body).1,
+            Some(Frame::Body { done: true, last: true })
+        );
+        assert_eq!(body, b".x\r\n");
     }
 
     #[test]

@@ -1,0 +1,56 @@
+//! Arbitrary message bytes through what reads them before any check runs:
+//! the raw header walker, stamping, the tenant header parser, and the queue
+//! file decoder.
+//!
+//! Checks: no panic; the stamped message is exactly our prefix followed by
+//! the input with only whole X-CLOUD-SEC-AV-* fields removed; every owned
+//! field is gone from the header; a queue file decoder never accepts garbage
+//! that does not round-trip.
+
+#![no_main]
+
+use exogate::headers;
+use exogate::stamp::{OWNED_PREFIX, Stamp, owned_fields};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    // Header walking: ranges are in bounds, ordered and cover whole fields.
+    let mut last_end = 0;
+    for f in headers::fields(data) {
+        assert!(f.range.start >= last_end && f.range.end <= data.len() && f.range.start < f.range.end);
+        last_end = f.range.end;
+        let _ = f.unfolded();
+        if let Ok(v) = std::str::from_utf8(f.value) {
+            let _ = exogate::admission::parse_info(v);
+        }
+    }
+
+    // Stamping: prefix + input minus owned fields, nothing else.
+    let skips = owned_fields(data);
+    let stamp = Stamp {
+        prefix: b"X-CLOUD-SEC-AV-SCL: false\r\n".to_vec(),
+        skips: skips.clone(),
+    };
+    let out = stamp.apply(data);
+    assert_eq!(out.len(), stamp.stamped_len(data.len()));
+    assert!(out.starts_with(&stamp.prefix));
+    let mut rebuilt = Vec::new();
+    let mut pos = 0;
+    for s in &skips {
+        rebuilt.extend_from_slice(&data[pos..s.start]);
+        pos = s.end;
+    }
+    rebuilt.extend_from_slice(&data[pos..]);
+    assert_eq!(&out[stamp.prefix.len()..], &rebuilt[..]);
+    for f in headers::fields(&out[stamp.prefix.len()..]) {
+        let owned = f.name.len() >= OWNED_PREFIX.len()
+            && f.name[..OWNED_PREFIX.len()].eq_ignore_ascii_case(OWNED_PREFIX.as_bytes());
+        assert!(!owned, "an owned field survived stamping");
+    }
+
+    // Queue files: garbage is refused, never half-accepted.
+    if let Ok((trailer, body)) = exogate::spool_format::decode_all(data) {
+        let again = exogate::spool_format::encode_all(&data[body], &trailer.meta, &trailer.prefix);
+        assert_eq!(again.len(), data.len());
+    }
+});

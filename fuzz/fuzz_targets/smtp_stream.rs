@@ -1,0 +1,110 @@
+//! The command/data parsing path of the session: arbitrary client bytes, cut
+//! at arbitrary points, through `framing::Framer` and smtp-proto's
+//! `Request::parse`, entering DATA and BDAT as a session would.
+//!
+//! Checks: no panic; every call makes progress or asks for more input;
+//! command lines never exceed the limit; body bytes never exceed what was
+//! sent; and a DATA body matches an independent dot-unstuffing.
+
+#![no_main]
+
+use exogate::framing::{Frame, Framer, MAX_LINE};
+use libfuzzer_sys::fuzz_target;
+use smtp_proto::Request;
+
+/// Reference unstuffing of a DATA body from `stream` (starting right after DATA's line):
+/// returns (body, bytes consumed) when a CRLF.CRLF terminator is present.
+fn reference_data(stream: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let mut body = Vec::new();
+    let mut line_start = 0;
+    // Lines are CRLF-terminated only for the terminator and stuffing.
+    let mut i = 0;
+    let mut at_crlf_start = true;
+    while i < stream.len() {
+        if at_crlf_start && stream[i..].starts_with(b".\r\n") {
+            return Some((body, i + 3));
+        }
+        if at_crlf_start && stream[i] == b'.' {
+            i += 1;
+            at_crlf_start = false;
+            continue;
+        }
+        body.push(stream[i]);
+        at_crlf_start = stream[i] == b'\n' && i > 0 && stream[i - 1] == b'\r';
+        i += 1;
+        let _ = line_start;
+        line_start = i;
+    }
+    None
+}
+
+fuzz_target!(|data: &[u8]| {
+    if data.len() < 2 {
+        return;
+    }
+    // The first byte chooses the segment size, the rest is the stream.
+    let step = (data[0] as usize % 64) + 1;
+    let stream = &data[1..];
+    let mut framer = Framer::new();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut body: Vec<u8> = Vec::new();
+    let mut fed = 0usize;
+    let mut in_data_from: Option<usize> = None;
+    let mut offset = 0usize; // bytes of `stream` consumed so far
+    for piece in stream.chunks(step) {
+        pending.extend_from_slice(piece);
+        fed += piece.len();
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            assert!(rounds < 1_000_000, "no progress");
+            let (used, frame) = framer.advance(&pending, &mut body);
+            assert!(used <= pending.len());
+            let frame_owned = frame.map(|f| match f {
+                Frame::Line(l) => {
+                    assert!(l.len() <= MAX_LINE + 1);
+                    assert_eq!(l.last(), Some(&b'\n'));
+                    Some(l.to_vec())
+                }
+                _ => None,
+            });
+            let frame_kind = frame.map(|f| matches!(f, Frame::Body { done: true, .. }));
+            pending.drain(..used);
+            offset += used;
+            match (frame_owned, frame_kind) {
+                (Some(Some(line)), _) => match Request::parse(&mut line.iter()) {
+                    Ok(Request::Data) => {
+                        framer.start_data();
+                        body.clear();
+                        in_data_from = Some(offset);
+                    }
+                    Ok(Request::Bdat { chunk_size, is_last }) => {
+                        in_data_from = None;
+                        if chunk_size > 1 << 20 {
+                            framer.drain_bdat(chunk_size);
+                        } else {
+                            framer.start_bdat(chunk_size, is_last);
+                        }
+                    }
+                    _ => {}
+                },
+                (_, Some(true)) => {
+                    if let Some(start) = in_data_from.take() {
+                        let (expected, len) = reference_data(&stream[start..]).expect("terminator seen");
+                        assert_eq!(body, expected, "DATA body differs from the reference unstuffing");
+                        assert_eq!(offset, start + len);
+                    }
+                    body.clear();
+                }
+                (_, Some(false)) | (Some(None), None) => {}
+                (None, None) => {
+                    if used == 0 || pending.is_empty() {
+                        break;
+                    }
+                }
+                (None, Some(_)) => unreachable!(),
+            }
+            assert!(body.len() <= fed);
+        }
+    }
+});
