@@ -339,7 +339,7 @@ pub fn ps_quote(value: &str) -> String {
 }
 
 /// The characters PowerShell's tokenizer accepts as a single quote.
-pub fn is_ps_single_quote(c: char) -> bool {
+fn is_ps_single_quote(c: char) -> bool {
     matches!(c, '\'' | '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}')
 }
 

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use exogate::config::Config;
-use exogate::exo_setup::{ExoSetupError, is_ps_single_quote, ps_quote, script};
+use exogate::exo_setup::{ExoSetupError, ps_quote, script};
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/exo")
@@ -32,6 +32,13 @@ fn fixture() -> Config {
 }
 
 // ---- a small PowerShell lexer: code, single-quoted strings, line comments ----
+
+/// The characters PowerShell's tokenizer takes for a single quote (its
+/// `CharExtensions.IsSingleQuote`), written out here rather than borrowed from
+/// the code under test, so a generator that forgets one is caught.
+fn is_ps_single_quote(c: char) -> bool {
+    matches!(c, '\'' | '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}')
+}
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
