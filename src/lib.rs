@@ -28,6 +28,7 @@ pub mod config;
 pub mod dns;
 pub mod dsn;
 pub mod envelope;
+pub mod exo_setup;
 pub mod framing;
 pub mod headers;
 pub mod intake;
