@@ -61,6 +61,8 @@ pub enum AppError {
     Spool(#[from] crate::spool::SpoolError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    ExoSetup(#[from] crate::exo_setup::ExoSetupError),
     #[error("{0}")]
     Other(String),
 }
@@ -69,7 +71,7 @@ impl AppError {
     /// Configuration problems exit with 64 (EX_USAGE), everything else with 1.
     pub fn exit_code(&self) -> i32 {
         match self {
-            AppError::Config(_) | AppError::Build(..) => 64,
+            AppError::Config(_) | AppError::Build(..) | AppError::ExoSetup(_) => 64,
             _ => 1,
         }
     }

@@ -46,6 +46,12 @@ pub enum Command {
         #[command(subcommand)]
         action: SpoolAction,
     },
+    /// Print the Exchange Online PowerShell that wires a tenant to this gateway.
+    ExoSetup {
+        /// The tenant's portal name.
+        #[arg(long)]
+        tenant: String,
+    },
 }
 
 #[derive(Subcommand, Clone)]
@@ -184,6 +190,12 @@ pub fn spool_command(config: &Path, area: Area, action: SpoolAction) -> Result<O
             "release applies to the quarantine, not the queue".into(),
         )),
     }
+}
+
+/// `exo-setup`: the PowerShell script for one tenant.
+pub fn exo_setup(config: &Path, portal: &str) -> Result<String, AppError> {
+    let cfg = crate::config::Config::load(config)?;
+    Ok(crate::exo_setup::script(&cfg, portal)?)
 }
 
 /// `check-config`: every problem, or "ok".
