@@ -1,17 +1,24 @@
 //! Framing of the client's byte stream, without I/O: command lines, DATA
-//! bodies (dot-unstuffed by smtp-proto's `DataReceiver`), BDAT chunks (taken
-//! exactly, bare LFs included, by its `BdatReceiver`) and bodies being drained
-//! after a refusal (its `DummyDataReceiver`).
+//! bodies (dot-unstuffed), BDAT chunks (taken exactly, bare LFs included, by
+//! smtp-proto's `BdatReceiver`) and bodies being drained after a refusal.
 //!
-//! Lines are framed here rather than by smtp-proto's `RequestReceiver` so the
-//! line-length limit is exact whatever the TCP segmentation (that receiver only
-//! applies its limit to lines split across reads) and the buffer stays
-//! bounded; each complete line is then parsed by smtp-proto's
-//! `Request::parse`. The session owns the policy (what a command means, size
-//! limits, replies); this type only knows where one thing ends and the next
-//! begins, so it can be fuzzed on its own.
+//! Two things are done here instead of by smtp-proto, on purpose:
+//! - Command lines are framed here rather than by its `RequestReceiver`, so
+//!   the line-length limit is exact whatever the TCP segmentation (that
+//!   receiver applies it only to lines split across reads) and the buffer
+//!   stays bounded; each complete line is then parsed by smtp-proto's
+//!   `Request::parse`.
+//! - DATA is unstuffed here rather than by its `DataReceiver`, because that
+//!   receiver also ends a message at "." followed by several CRs and a LF
+//!   (`\r\n.\r\r\n`) and does not treat the first body line as a line start.
+//!   Only `<CRLF>.<CRLF>` may end DATA: a terminator other MTAs do not share is
+//!   what SMTP smuggling is built on.
+//!
+//! The session owns the policy (what a command means, size limits, replies);
+//! this type only knows where one thing ends and the next begins, so it can be
+//! fuzzed on its own.
 
-use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, DummyDataReceiver};
+use smtp_proto::request::receiver::BdatReceiver;
 
 /// Longest command line accepted (RFC 5321 allows 512; extensions need more).
 pub const MAX_LINE: usize = 4096;
@@ -20,9 +27,99 @@ enum Mode {
     Command,
     /// Discard the rest of an over-long command line.
     LongLine,
-    Data(DataReceiver),
+    Data(Unstuffer),
     Bdat(BdatReceiver),
-    Skip(DummyDataReceiver),
+    /// Reading a DATA body to its end, keeping nothing.
+    SkipData(Unstuffer),
+    /// Reading the rest of a BDAT chunk, keeping nothing.
+    SkipBdat(usize),
+}
+
+/// Where a DATA body is, relative to line starts (only CRLF starts a line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unstuff {
+    /// At the start of a line.
+    LineStart,
+    /// A "." at the start of a line.
+    Dot,
+    /// ".\r" at the start of a line.
+    DotCr,
+    /// Inside a line; `cr`: the last byte was CR.
+    Inside { cr: bool },
+}
+
+/// Strict DATA dot-unstuffing: removes the leading "." of a line and ends at
+/// `<CRLF>.<CRLF>` only.
+#[derive(Clone, Copy, Debug)]
+struct Unstuffer {
+    state: Unstuff,
+}
+
+impl Unstuffer {
+    fn new() -> Unstuffer {
+        // The body starts right after the DATA line's CRLF.
+        Unstuffer {
+            state: Unstuff::LineStart,
+        }
+    }
+
+    /// Appends the unstuffed bytes of `input` to `out` (when given); returns
+    /// the bytes consumed and whether the terminator was reached.
+    fn ingest(&mut self, input: &[u8], mut out: Option<&mut Vec<u8>>) -> (usize, bool) {
+        let mut i = 0;
+        while i < input.len() {
+            match self.state {
+                Unstuff::Inside { cr } => {
+                    // Fast path: copy up to and including the next LF.
+                    let rest = &input[i..];
+                    let (take, ends_line) = match rest.iter().position(|&b| b == b'\n') {
+                        Some(p) => (p + 1, true),
+                        None => (rest.len(), false),
+                    };
+                    if let Some(out) = out.as_deref_mut() {
+                        out.extend_from_slice(&rest[..take]);
+                    }
+                    let before_lf = if take >= 2 { rest[take - 2] == b'\r' } else { cr };
+                    self.state = if ends_line && before_lf {
+                        Unstuff::LineStart
+                    } else {
+                        Unstuff::Inside {
+                            cr: !ends_line && rest[take - 1] == b'\r',
+                        }
+                    };
+                    i += take;
+                }
+                Unstuff::LineStart => {
+                    if input[i] == b'.' {
+                        self.state = Unstuff::Dot;
+                        i += 1;
+                    } else {
+                        self.state = Unstuff::Inside { cr: false };
+                    }
+                }
+                Unstuff::Dot => {
+                    if input[i] == b'\r' {
+                        self.state = Unstuff::DotCr;
+                        i += 1;
+                    } else {
+                        // A stuffed dot: dropped; the line goes on.
+                        self.state = Unstuff::Inside { cr: false };
+                    }
+                }
+                Unstuff::DotCr => {
+                    if input[i] == b'\n' {
+                        return (i + 1, true);
+                    }
+                    // ".\r" not followed by LF: the dot was stuffing, the CR is data.
+                    if let Some(out) = out.as_deref_mut() {
+                        out.push(b'\r');
+                    }
+                    self.state = Unstuff::Inside { cr: true };
+                }
+            }
+        }
+        (i, false)
+    }
 }
 
 /// What the framer found.
@@ -62,13 +159,7 @@ impl Framer {
 
     /// After 354: the next bytes are a DATA body.
     pub fn start_data(&mut self) {
-        let mut rx = DataReceiver::new();
-        // smtp-proto's receiver only recognises "." after a CRLF it has seen;
-        // the body starts right after the DATA line's CRLF, so prime it with
-        // one (discarded). Without this an empty message (".\r\n") would not
-        // end and a leading ".." would not be unstuffed.
-        rx.ingest(&mut b"\r\n".iter(), &mut Vec::new());
-        self.mode = Mode::Data(rx);
+        self.mode = Mode::Data(Unstuffer::new());
     }
 
     /// After a BDAT command that is accepted.
@@ -78,13 +169,13 @@ impl Framer {
 
     /// After a BDAT command that is refused: its bytes must still be read.
     pub fn drain_bdat(&mut self, size: usize) {
-        self.mode = Mode::Skip(DummyDataReceiver::new_bdat(size));
+        self.mode = Mode::SkipBdat(size);
     }
 
     /// Stops keeping the DATA body in progress but keeps reading to its terminator.
     pub fn drain_data(&mut self) {
         if let Mode::Data(rx) = &self.mode {
-            self.mode = Mode::Skip(DummyDataReceiver::new_data(rx));
+            self.mode = Mode::SkipData(*rx);
         }
     }
 
@@ -114,9 +205,7 @@ impl Framer {
                 None => (input.len(), None),
             },
             Mode::Data(rx) => {
-                let mut iter = input.iter();
-                let done = rx.ingest(&mut iter, body);
-                let used = input.len() - iter.as_slice().len();
+                let (used, done) = rx.ingest(input, Some(body));
                 if done {
                     self.mode = Mode::Command;
                 }
@@ -132,11 +221,19 @@ impl Framer {
                 }
                 (used, Some(Frame::Body { done, last }))
             }
-            Mode::Skip(rx) => {
-                let mut iter = input.iter();
-                let done = rx.ingest(&mut iter);
-                let used = input.len() - iter.as_slice().len();
+            Mode::SkipData(rx) => {
+                let (used, done) = rx.ingest(input, None);
                 if done {
+                    self.mode = Mode::Command;
+                    (used, Some(Frame::Drained))
+                } else {
+                    (used, None)
+                }
+            }
+            Mode::SkipBdat(left) => {
+                let used = (*left).min(input.len());
+                *left -= used;
+                if *left == 0 {
                     self.mode = Mode::Command;
                     (used, Some(Frame::Drained))
                 } else {
@@ -212,6 +309,34 @@ mod tests {
             Some(Frame::Body { done: true, last: true })
         );
         assert_eq!(body, b".x\r\n");
+    }
+
+    #[test]
+    fn only_crlf_dot_crlf_ends_data() {
+        for (input, body_expected, ends) in [
+            (&b"a\r\n.\r\r\nb\r\n.\r\n"[..], &b"a\r\n\r\r\nb\r\n"[..], true),
+            (b"a\n.\nb\r\n.\r\n", b"a\n.\nb\r\n", true),
+            (b"a\r\n.\n", b"a\r\n\n", false),
+            (b"a\r\n.x\r\n", b"a\r\nx\r\n", false),
+            (b"a\r\n..\r\n.\r\n", b"a\r\n.\r\n", true),
+        ] {
+            for step in 1..=input.len() {
+                let mut f = Framer::new();
+                f.start_data();
+                let mut body = Vec::new();
+                let mut done = false;
+                for piece in input.chunks(step) {
+                    let mut rest = piece;
+                    while !rest.is_empty() && !done {
+                        let (used, frame) = f.advance(rest, &mut body);
+                        done = frame == Some(Frame::Body { done: true, last: true });
+                        rest = &rest[used..];
+                    }
+                }
+                assert_eq!(done, ends, "{:?} step {step}", String::from_utf8_lossy(input));
+                assert_eq!(body, body_expected, "{:?} step {step}", String::from_utf8_lossy(input));
+            }
+        }
     }
 
     #[test]

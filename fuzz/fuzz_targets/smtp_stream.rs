@@ -16,8 +16,7 @@ use smtp_proto::Request;
 /// returns (body, bytes consumed) when a CRLF.CRLF terminator is present.
 fn reference_data(stream: &[u8]) -> Option<(Vec<u8>, usize)> {
     let mut body = Vec::new();
-    let mut line_start = 0;
-    // Lines are CRLF-terminated only for the terminator and stuffing.
+    // Only a CRLF starts a line for the terminator and for stuffing.
     let mut i = 0;
     let mut at_crlf_start = true;
     while i < stream.len() {
@@ -32,8 +31,6 @@ fn reference_data(stream: &[u8]) -> Option<(Vec<u8>, usize)> {
         body.push(stream[i]);
         at_crlf_start = stream[i] == b'\n' && i > 0 && stream[i - 1] == b'\r';
         i += 1;
-        let _ = line_start;
-        line_start = i;
     }
     None
 }
@@ -60,19 +57,27 @@ fuzz_target!(|data: &[u8]| {
             assert!(rounds < 1_000_000, "no progress");
             let (used, frame) = framer.advance(&pending, &mut body);
             assert!(used <= pending.len());
-            let frame_owned = frame.map(|f| match f {
-                Frame::Line(l) => {
+            // Own what the frame says before releasing the input it borrows.
+            enum Seen {
+                Line(Vec<u8>),
+                BodyDone,
+                Other,
+                Nothing,
+            }
+            let seen = match frame {
+                Some(Frame::Line(l)) => {
                     assert!(l.len() <= MAX_LINE + 1);
                     assert_eq!(l.last(), Some(&b'\n'));
-                    Some(l.to_vec())
+                    Seen::Line(l.to_vec())
                 }
-                _ => None,
-            });
-            let frame_kind = frame.map(|f| matches!(f, Frame::Body { done: true, .. }));
+                Some(Frame::Body { done: true, .. }) => Seen::BodyDone,
+                Some(_) => Seen::Other,
+                None => Seen::Nothing,
+            };
             pending.drain(..used);
             offset += used;
-            match (frame_owned, frame_kind) {
-                (Some(Some(line)), _) => match Request::parse(&mut line.iter()) {
+            match seen {
+                Seen::Line(line) => match Request::parse(&mut line.iter()) {
                     Ok(Request::Data) => {
                         framer.start_data();
                         body.clear();
@@ -88,7 +93,7 @@ fuzz_target!(|data: &[u8]| {
                     }
                     _ => {}
                 },
-                (_, Some(true)) => {
+                Seen::BodyDone => {
                     if let Some(start) = in_data_from.take() {
                         let (expected, len) = reference_data(&stream[start..]).expect("terminator seen");
                         assert_eq!(body, expected, "DATA body differs from the reference unstuffing");
@@ -96,13 +101,12 @@ fuzz_target!(|data: &[u8]| {
                     }
                     body.clear();
                 }
-                (_, Some(false)) | (Some(None), None) => {}
-                (None, None) => {
+                Seen::Other => {}
+                Seen::Nothing => {
                     if used == 0 || pending.is_empty() {
                         break;
                     }
                 }
-                (None, Some(_)) => unreachable!(),
             }
             assert!(body.len() <= fed);
         }
