@@ -184,7 +184,8 @@ impl Policy {
         tenant: &Tenant,
         direction: Direction,
     ) -> ScanReport {
-        let truncated = raw.len() as u64 > self.scan_max_size;
+        let full_size = raw.len();
+        let truncated = full_size as u64 > self.scan_max_size;
         let raw = if truncated { &raw[..header_len(raw)] } else { raw };
         let Some(message) = MessageParser::default().parse(raw) else {
             let finding = Finding {
@@ -215,7 +216,22 @@ impl Policy {
             direction,
             truncated,
         };
-        self.run(&input).await
+        let mut report = self.run(&input).await;
+        if truncated {
+            // Visible in the verdict header and the log, with no score of its own.
+            report.verdict.findings.push(Finding {
+                check: "pipeline".into(),
+                ..Finding::new(
+                    0.0,
+                    "header-only-scan",
+                    format!(
+                        "message of {full_size} bytes is over scan_max_size ({}): only its header was scanned",
+                        self.scan_max_size
+                    ),
+                )
+            });
+        }
+        report
     }
 
     /// Runs the checks on an already prepared input.

@@ -337,3 +337,35 @@ fn dkim_signatures_verify_after_passing_through() {
         );
     }
 }
+
+#[test]
+fn monitor_mode_scans_the_journaled_original_and_never_relays() {
+    let s = setup("monitor");
+    let mut c = Client::connect_tls(s.gw.smtp, &s.pki.ca, None);
+    let inner = String::from_utf8(with_attachment("journaled virus", "tool.txt", &eicar())).unwrap();
+    let report = support::crlf(&format!(
+        "From: MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@contoso.com\nTo: journal@contoso.com\n\
+         Subject: journal report\nDate: Mon, 23 Nov 2026 10:00:00 +0000\nMessage-ID: <journal-1@contoso.com>\n\
+         X-MS-Journal-Report:\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"jr\"\n\n\
+         --jr\nContent-Type: text/plain\n\nSender: alice@example.org\nSubject: journaled virus\n\
+         Message-ID: <att@example.org>\nRecipient: user@contoso.com\n\n\
+         --jr\nContent-Type: message/rfc822\n\n{}\n--jr--\n",
+        inner.replace("\r\n", "\n")
+    ));
+    let r = c.send_data("", &["journal@contoso.com"], &report);
+    assert_eq!(r.code, 250, "known tenants always get 250 in monitor mode: {r}");
+    assert!(s.gw.wait_log("mode=\"monitor\"", Duration::from_secs(10)));
+    let log = s.gw.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("message scanned") && l.contains("monitor"))
+        .unwrap();
+    assert!(
+        line.contains("verdict=quarantine"),
+        "the attached original was scanned: {line}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(s.downstream.messages().is_empty(), "monitor mode never relays");
+    let (_, list, _) = s.gw.cli(&["queue", "list"]);
+    assert!(list.contains("0 message(s)"), "{list}");
+}
