@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod clamd;
+pub mod dns;
 pub mod gateway;
 pub mod pki;
 pub mod postfix;

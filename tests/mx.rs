@@ -1,0 +1,66 @@
+//! Destinations found through DNS with the gateway's real resolver pointed at
+//! a test name server: a tenant delivered by MX (lowest preference first, the
+//! next host when the first does not answer), the implicit MX of a domain
+//! without one, and a DSN to an external sender's MX.
+
+mod support;
+
+use std::time::Duration;
+
+use support::dns::Dns;
+use support::gateway::{Gateway, Options, config_text};
+use support::pki::Pki;
+use support::postfix::{Postfix, Tls};
+use support::smtp::Client;
+
+#[test]
+fn mx_routing_tries_preferences_in_order_and_falls_back_to_the_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("pki"));
+    let server = pki.leaf("gateway", &["localhost", "127.0.0.1"]);
+    let down_cert = pki.leaf("downstream", &["mx1.contoso.com", "fabrikam.com", "mx.example.net"]);
+    let downstream = Postfix::start(&dir.path().join("postfix"), Tls::Required, Some(&down_cert));
+    let dns = Dns::start(&serde_json::json!({
+        // The preferred MX does not answer (nothing listens on 127.0.0.5).
+        "contoso.com": {"MX": [[20, "mx1.contoso.com"], [10, "mx-dead.contoso.com"]]},
+        "mx-dead.contoso.com": {"A": ["127.0.0.5"]},
+        "mx1.contoso.com": {"A": ["127.0.0.1"]},
+        // No MX at all: the domain's own address is the implicit MX.
+        "fabrikam.com": {"A": ["127.0.0.1"]},
+        "example.net": {"MX": [[10, "mx.example.net"]]},
+        "mx.example.net": {"A": ["127.0.0.1"]}
+    }));
+    let opts = Options {
+        deliver_to: vec!["mx".into()],
+        relay_extra: format!("dns = [\"{}\"]\nmx_port = {}", dns.addr(), downstream.port),
+        extra: "[[tenant]]\nportal = \"fabrikam\"\ndomains = [\"fabrikam.com\"]\ndeliver_to = [\"mx\"]\n".into(),
+        ..Options::default()
+    };
+    let gw_dir = dir.path().join("gw");
+    std::fs::create_dir_all(&gw_dir).unwrap();
+    let gw = Gateway::start_with_text(&gw_dir, &config_text(&gw_dir, &pki, &server, &opts));
+
+    let mut c = Client::connect_tls(gw.smtp, &pki.ca, None);
+    let m = support::crlf("From: a@example.org\nSubject: by mx\nMessage-ID: <mx1@x>\n\nhi\n");
+    assert_eq!(c.send_data("a@example.org", &["user@contoso.com"], &m).code, 250);
+    let m = support::crlf("From: a@example.org\nSubject: implicit mx\nMessage-ID: <mx2@x>\n\nhi\n");
+    assert_eq!(c.send_data("a@example.org", &["user@fabrikam.com"], &m).code, 250);
+    // Outgoing mail from a tenant user to an unknown user: the DSN goes back by the
+    // tenant route; a bounce for an external sender goes to that sender's MX.
+    let m = support::crlf("From: bob@example.net\nSubject: to a missing user\nMessage-ID: <mx3@x>\n\nhi\n");
+    assert_eq!(c.send_data("bob@example.net", &["reject@contoso.com"], &m).code, 250);
+
+    let got = downstream.wait_messages(3, Duration::from_secs(60));
+    assert!(got.iter().any(|m| m.recipient == "user@contoso.com"));
+    assert!(got.iter().any(|m| m.recipient == "user@fabrikam.com"));
+    let dsn = got
+        .iter()
+        .find(|m| m.recipient == "bob@example.net")
+        .expect("DSN delivered to the sender's MX");
+    assert!(String::from_utf8_lossy(&dsn.data).contains("Final-Recipient: rfc822; reject@contoso.com"));
+    let log = gw.log();
+    assert!(
+        log.contains("mx-dead.contoso.com"),
+        "the preferred MX was tried first: {log}"
+    );
+}
