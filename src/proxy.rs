@@ -58,24 +58,33 @@ pub async fn add_recipient(
         let Some(route) = rt.tenant_route(&tenant.portal) else {
             return Reply::DOWNSTREAM_UNAVAILABLE;
         };
-        let mut client = match shared.relay.checkout(&route).await {
-            Ok(c) => c,
-            Err(failure) => {
-                tracing::warn!(tenant = %tenant.portal, reply = %failure.reply.one_line(), "proxy: downstream unavailable");
-                return Reply::DOWNSTREAM_UNAVAILABLE;
+        // A pooled connection may have been closed by the downstream meanwhile:
+        // then one fresh connection is tried before giving up.
+        let mut attempts = 0;
+        let client = loop {
+            attempts += 1;
+            let mut client = match shared.relay.checkout(&route).await {
+                Ok(c) => c,
+                Err(failure) => {
+                    tracing::warn!(tenant = %tenant.portal, reply = %failure.reply.one_line(), "proxy: downstream unavailable");
+                    return Reply::DOWNSTREAM_UNAVAILABLE;
+                }
+            };
+            match client.proxy_mail(state.envelope).await {
+                Ok(reply) if reply.is_positive() => break client,
+                Ok(reply) => {
+                    shared.relay.give_back(&route.key, client);
+                    return reply;
+                }
+                Err(e) if attempts < 2 => {
+                    tracing::debug!(error = %e, "proxy: connection unusable, trying a new one");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "proxy: downstream MAIL failed");
+                    return Reply::DOWNSTREAM_UNAVAILABLE;
+                }
             }
         };
-        match client.proxy_mail(state.envelope).await {
-            Ok(reply) if reply.is_positive() => {}
-            Ok(reply) => {
-                shared.relay.give_back(&route.key, client);
-                return reply;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "proxy: downstream MAIL failed");
-                return Reply::DOWNSTREAM_UNAVAILABLE;
-            }
-        }
         *state.leg = Some(ProxyLeg {
             client,
             key: route.key,

@@ -434,21 +434,21 @@ async fn deliver(shared: &Shared, id: &str) -> Outcome {
     }
     let bytes = MessageBytes { pieces };
 
-    let results: Vec<(usize, RcptResult)> = if pending.is_empty() {
-        Vec::new()
+    let (results, remote): (Vec<(usize, RcptResult)>, Option<String>) = if pending.is_empty() {
+        (Vec::new(), None)
     } else {
         match &route {
             Ok(route) => {
-                shared
-                    .relay
-                    .deliver(route, &meta.envelope, &pending, &bytes)
-                    .await
-                    .results
+                let attempt = shared.relay.deliver(route, &meta.envelope, &pending, &bytes).await;
+                (attempt.results, attempt.server)
             }
-            Err(reply) => pending
-                .iter()
-                .map(|&i| (i, RcptResult::Temporary(reply.clone())))
-                .collect(),
+            Err(reply) => (
+                pending
+                    .iter()
+                    .map(|&i| (i, RcptResult::Temporary(reply.clone())))
+                    .collect(),
+                None,
+            ),
         }
     };
     attempts += 1;
@@ -469,7 +469,7 @@ async fn deliver(shared: &Shared, id: &str) -> Outcome {
             RcptResult::Permanent(r) => permanent.push(dsn::Failed {
                 index: *index,
                 reply: r.clone(),
-                remote: None,
+                remote: remote.clone(),
                 expired: false,
             }),
         }
@@ -495,7 +495,7 @@ async fn deliver(shared: &Shared, id: &str) -> Outcome {
                 permanent.push(dsn::Failed {
                     index,
                     reply,
-                    remote: None,
+                    remote: remote.clone(),
                     expired: true,
                 });
             }
