@@ -14,11 +14,12 @@ use std::time::Instant;
 
 use crate::admission;
 use crate::app::Shared;
+use crate::body::Body;
 use crate::envelope::{Direction, Envelope, SessionFacts};
 use crate::pipeline::ScanReport;
 use crate::reply::Reply;
 use crate::runtime::Runtime;
-use crate::spool::{Area, Body, now_unix};
+use crate::spool::{Area, now_unix};
 use crate::spool_format::{Kind, Meta};
 use crate::stamp::{self, StampFacts};
 use crate::tenant::{Tenant, TenantMode};

@@ -21,6 +21,8 @@ pub mod admin;
 pub mod admission;
 pub mod app;
 pub mod archive;
+pub mod attempt;
+pub mod body;
 pub mod checks;
 pub mod clamd;
 pub mod cli;

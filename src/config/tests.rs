@@ -1,0 +1,108 @@
+use super::*;
+
+fn errors(text: &str) -> Vec<String> {
+    match Config::parse(text, Path::new("/nonexistent/gateway.toml")) {
+        Ok(_) => vec![],
+        Err(LoadError::Invalid { errors, .. }) => errors.iter().map(|e| e.to_string()).collect(),
+        Err(e) => vec![e.to_string()],
+    }
+}
+
+const MINIMAL: &str = r#"
+[server]
+hostname = "gw.example.net"
+listen = ["127.0.0.1:2525"]
+state_dir = "/tmp/x"
+[tls]
+generate = true
+[[tenant]]
+portal = "contoso"
+domains = ["Contoso.com"]
+deliver_to = ["contoso-com.mail.protection.outlook.com:25"]
+"#;
+
+#[test]
+fn a_minimal_config_loads_with_defaults() {
+    let c = Config::parse(MINIMAL, Path::new("/etc/exogate/gateway.toml")).unwrap();
+    assert_eq!(c.server.max_message_size, 157_286_400);
+    assert_eq!(c.admission.allow.len(), 6);
+    assert_eq!(c.tenants[0].domains, vec!["contoso.com"]);
+    assert_eq!(c.delivery.mode, DeliveryMode::Queue);
+    assert!(c.policies.contains_key("default"));
+    assert_eq!(c.tls.cert, PathBuf::from("/tmp/x/tls/cert.pem"));
+}
+
+#[test]
+fn three_mistakes_are_all_reported() {
+    let text = MINIMAL.replace("max_recipients", "x")
+        + "[delivery]\nmode = \"qeue\"\n[admission]\nallow = [\"10.0.0.0/33\"]\n[relay]\nhelo_name = \"x\"\n";
+    let e = errors(&text);
+    assert_eq!(
+        e,
+        vec![
+            "admission.allow[0]: expected a CIDR such as \"40.92.0.0/15\", found \"10.0.0.0/33\"",
+            "delivery.mode: must be one of \"queue\", \"proxy\", found \"qeue\"",
+            "relay.helo_name: unknown key",
+        ]
+    );
+}
+
+#[test]
+fn tenants_are_checked_for_conflicts_and_references() {
+    let text = MINIMAL.to_string()
+        + r#"
+[[tenant]]
+portal = "contoso"
+domains = ["contoso.com", "bad domain"]
+deliver_to = ["mx", "x:25"]
+tenant_id = "not-a-guid"
+policy = "strict"
+"#;
+    let e = errors(&text);
+    assert!(
+        e.contains(&"tenant[1].portal: \"contoso\" is already used by tenant[0]".to_string()),
+        "{e:?}"
+    );
+    assert!(
+        e.contains(&"tenant[1].domains: domain \"contoso.com\" already belongs to tenant \"contoso\"".to_string()),
+        "{e:?}"
+    );
+    assert!(
+        e.contains(&"tenant[1].domains: \"bad domain\" is not a domain name".to_string()),
+        "{e:?}"
+    );
+    assert!(
+        e.contains(&"tenant[1].deliver_to[0]: \"mx\" must be the only entry".to_string()),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|x| x.starts_with("tenant[1].tenant_id: expected a GUID")),
+        "{e:?}"
+    );
+    assert!(
+        e.contains(&"tenant[1].policy: no [policy.strict] is defined; defined: default".to_string()),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn missing_certificate_files_are_reported_unless_generated() {
+    let text = MINIMAL.replace("generate = true", "cert = \"nope.pem\"\nkey = \"nope.key\"");
+    let e = errors(&text);
+    assert!(
+        e.iter()
+            .any(|x| x.starts_with("tls.cert: file /nonexistent/nope.pem does not exist")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|x| x.starts_with("tls.key: file /nonexistent/nope.key does not exist")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn toml_syntax_errors_name_the_file() {
+    let e = errors("[server\n");
+    assert!(e[0].starts_with("/nonexistent/gateway.toml: invalid TOML"), "{e:?}");
+}

@@ -1,0 +1,43 @@
+use super::*;
+
+#[test]
+fn dot_stuffing() {
+    assert_eq!(dot_stuff(&[b"a\r\n.b\r\n", b".", b"c"]), b"a\r\n..b\r\n..c\r\n.\r\n");
+    assert_eq!(dot_stuff(&[b".\r\n"]), b"..\r\n.\r\n");
+}
+
+#[test]
+fn capabilities() {
+    let caps = Caps::parse("mx.example Hello\nSIZE 157286400\nPIPELINING\nCHUNKING\nstarttls\nDSN");
+    assert!(caps.pipelining && caps.chunking && caps.starttls && caps.dsn);
+    assert_eq!(caps.size, Some(157286400));
+    assert!(!caps.smtputf8);
+}
+
+#[test]
+fn bare_lf_detection_spans_pieces() {
+    assert!(
+        !MessageBytes {
+            pieces: vec![b"a\r", b"\nb\r\n"]
+        }
+        .has_bare_lf()
+    );
+    assert!(
+        MessageBytes {
+            pieces: vec![b"a\r\n", b"\nb"]
+        }
+        .has_bare_lf()
+    );
+}
+
+#[test]
+fn only_server_5xx_is_permanent() {
+    let rejected = |code| ClientError::Rejected {
+        server: "s".into(),
+        stage: "RCPT",
+        reply: Reply::new(code, (0, 0, 0), "x"),
+    };
+    assert!(rejected(550).is_permanent());
+    assert!(!rejected(450).is_permanent());
+    assert!(!ClientError::NoStartTls { server: "s".into() }.is_permanent());
+}
