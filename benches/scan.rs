@@ -11,21 +11,11 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use exogate::envelope::{Direction, Envelope, Recipient, SessionFacts};
 use exogate::pipeline::{BuildContext, Policy};
 use exogate::stamp::{StampFacts, stamp};
-use exogate::tenant::{Destination, Tenant, TenantMode};
+use exogate::tenant::{Destination, Tenant};
 use exogate::verdict::Action;
 
 fn tenant() -> Tenant {
-    Tenant {
-        portal: "contoso".into(),
-        domains: vec!["contoso.com".into()],
-        tenant_id: None,
-        deliver_to: Destination::Mx,
-        mode: TenantMode::Inline,
-        policy: "default".into(),
-        relay_cert: None,
-        certificate_name: None,
-        journal_address: None,
-    }
+    Tenant::new("contoso", &["contoso.com"], Destination::Mx)
 }
 
 const HEADER: &str = "Received: from mail.example.org (mail.example.org [192.0.2.1])\r\n\

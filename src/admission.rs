@@ -204,19 +204,12 @@ fn truncate(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::envelope::Recipient;
-    use crate::tenant::{Destination, TenantMode};
+    use crate::tenant::Destination;
 
     fn tenant(portal: &str, domain: &str, id: Option<&str>) -> Tenant {
         Tenant {
-            portal: portal.into(),
-            domains: vec![domain.into()],
             tenant_id: id.map(str::to_string),
-            deliver_to: Destination::Mx,
-            mode: TenantMode::Inline,
-            policy: "default".into(),
-            relay_cert: None,
-            certificate_name: None,
-            journal_address: None,
+            ..Tenant::new(portal, &[domain], Destination::Mx)
         }
     }
 

@@ -328,20 +328,10 @@ pub fn effective_action(verdict: &Verdict, enforce: bool) -> Action {
 pub mod test_support {
     //! Builds a [`ScanInput`] around a fixture for the checks' unit tests.
     use super::*;
-    use crate::tenant::{Destination, TenantMode};
+    use crate::tenant::Destination;
 
     pub fn tenant() -> Tenant {
-        Tenant {
-            portal: "contoso".into(),
-            domains: vec!["contoso.com".into(), "contoso.onmicrosoft.com".into()],
-            tenant_id: None,
-            deliver_to: Destination::Mx,
-            mode: TenantMode::Inline,
-            policy: "default".into(),
-            relay_cert: None,
-            certificate_name: None,
-            journal_address: None,
-        }
+        Tenant::new("contoso", &["contoso.com", "contoso.onmicrosoft.com"], Destination::Mx)
     }
 
     pub fn session() -> SessionFacts {

@@ -107,6 +107,21 @@ pub struct Tenant {
 }
 
 impl Tenant {
+    /// An inline tenant on the default policy, without tenant id or certificates.
+    pub fn new(portal: &str, domains: &[&str], deliver_to: Destination) -> Tenant {
+        Tenant {
+            portal: portal.to_string(),
+            domains: domains.iter().map(|d| d.to_lowercase()).collect(),
+            tenant_id: None,
+            deliver_to,
+            mode: TenantMode::Inline,
+            policy: "default".into(),
+            relay_cert: None,
+            certificate_name: None,
+            journal_address: None,
+        }
+    }
+
     pub fn owns_domain(&self, domain: &str) -> bool {
         self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
     }

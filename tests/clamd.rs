@@ -13,7 +13,7 @@ use std::sync::Arc;
 use clamd_support::{Clamd, MARKER};
 use exogate::envelope::{Direction, Envelope, SessionFacts};
 use exogate::pipeline::{BuildContext, Check, CheckError, ScanInput};
-use exogate::tenant::{Destination, Tenant, TenantMode};
+use exogate::tenant::{Destination, Tenant};
 use exogate::toml_reader::{Problems, Section};
 use exogate::verdict::{Action, Finding};
 use mail_builder::MessageBuilder;
@@ -65,17 +65,7 @@ async fn scan(check: &dyn Check, raw: &[u8]) -> Result<Vec<Finding>, CheckError>
         helo: "mail.protection.outlook.com".into(),
         tls: None,
     };
-    let tenant = Tenant {
-        portal: "contoso".into(),
-        domains: vec!["contoso.com".into()],
-        tenant_id: None,
-        deliver_to: Destination::Mx,
-        mode: TenantMode::Inline,
-        policy: "default".into(),
-        relay_cert: None,
-        certificate_name: None,
-        journal_address: None,
-    };
+    let tenant = Tenant::new("contoso", &["contoso.com"], Destination::Mx);
     let input = ScanInput {
         raw,
         message: &message,

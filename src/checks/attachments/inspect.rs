@@ -62,6 +62,29 @@ pub fn attachment(config: &Config, att: &Attachment, macros: bool, hits: &mut Hi
 }
 
 impl Walk<'_> {
+    /// One `encrypted-archive` hit naming up to three encrypted entries.
+    fn report_encrypted<'n>(&mut self, label: &str, files: impl Iterator<Item = (&'n str, bool)>) {
+        let mut total = 0;
+        let mut locked = Vec::new();
+        for (name, encrypted) in files {
+            total += 1;
+            if encrypted {
+                locked.push(names::show(name));
+            }
+        }
+        if !locked.is_empty() {
+            let shown: Vec<&str> = locked.iter().take(3).map(String::as_str).collect();
+            self.hit(
+                Rule::EncryptedArchive,
+                format!(
+                    "{label}: {} of {total} entries are encrypted ({})",
+                    locked.len(),
+                    shown.join(", ")
+                ),
+            );
+        }
+    }
+
     fn hit(&mut self, rule: Rule, detail: String) {
         self.hits.push(rule, detail);
     }
@@ -261,23 +284,7 @@ impl Walk<'_> {
             );
         }
         let files: Vec<_> = listing.entries.iter().filter(|e| !e.is_dir()).collect();
-        let locked: Vec<String> = files
-            .iter()
-            .filter(|e| e.encrypted)
-            .map(|e| names::show(&e.name))
-            .collect();
-        if !locked.is_empty() {
-            let shown: Vec<&str> = locked.iter().take(3).map(String::as_str).collect();
-            self.hit(
-                Rule::EncryptedArchive,
-                format!(
-                    "{label}: {} of {} entries are encrypted ({})",
-                    locked.len(),
-                    files.len(),
-                    shown.join(", ")
-                ),
-            );
-        }
+        self.report_encrypted(label, files.iter().map(|e| (e.name.as_ref(), e.encrypted)));
         for entry in files {
             let inner = format!("{label} → {}", names::show(&entry.name));
             if entry.encrypted || !bomb.is_empty() || self.budget == 0 {
@@ -349,23 +356,7 @@ impl Walk<'_> {
             self.hit(Rule::Unscannable, format!("{label}: RAR archive is damaged"));
         }
         let files: Vec<_> = listing.entries.iter().filter(|e| !e.is_dir).collect();
-        let locked: Vec<String> = files
-            .iter()
-            .filter(|e| e.encrypted)
-            .map(|e| names::show(&e.name))
-            .collect();
-        if !locked.is_empty() {
-            let shown: Vec<&str> = locked.iter().take(3).map(String::as_str).collect();
-            self.hit(
-                Rule::EncryptedArchive,
-                format!(
-                    "{label}: {} of {} entries are encrypted ({})",
-                    locked.len(),
-                    files.len(),
-                    shown.join(", ")
-                ),
-            );
-        }
+        self.report_encrypted(label, files.iter().map(|e| (e.name.as_ref(), e.encrypted)));
         let total = files.iter().fold(0u64, |s, e| s.saturating_add(e.unpacked_size));
         if total > self.config.max_expanded_size {
             self.hit(
