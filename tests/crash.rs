@@ -11,10 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::gateway::{Gateway, Options, config_text};
-use support::pki::Pki;
-use support::postfix::{Postfix, Tls};
+use support::gateway::{Gateway, Options};
 use support::smtp::Client;
+use support::stack::Stack;
 
 const MESSAGES: usize = 2000;
 const SENDERS: usize = 8;
@@ -33,19 +32,13 @@ impl Rng {
 
 #[test]
 fn sigkill_at_random_moments_loses_no_acknowledged_message() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(&dir.path().join("pki"));
-    let server = pki.leaf("gateway", &["localhost", "127.0.0.1"]);
-    let down_cert = pki.leaf("downstream", &["localhost", "127.0.0.1"]);
-    let downstream = Postfix::start(&dir.path().join("postfix"), Tls::Required, Some(&down_cert));
-    let gw_dir = dir.path().join("gw");
-    std::fs::create_dir_all(&gw_dir).unwrap();
-    let opts = Options {
-        deliver_to: vec![downstream.addr()],
+    let stack = Stack::new();
+    let (pki, downstream) = (&stack.pki, &stack.downstream);
+    let gw = stack.gateway(Options {
         retry: vec!["1s".into()],
         ..Options::default()
-    };
-    let gw = Gateway::start_with_text(&gw_dir, &config_text(&gw_dir, &pki, &server, &opts));
+    });
+    let gw_dir = gw.dir.clone();
     let config = gw.config.clone();
     let addr = Arc::new(Mutex::new(gw.smtp));
     let gateway = Arc::new(Mutex::new(gw));

@@ -8,18 +8,19 @@ mod support;
 use std::time::Duration;
 
 use support::dns::Dns;
-use support::gateway::{Gateway, Options, config_text};
-use support::pki::Pki;
-use support::postfix::{Postfix, Tls};
+use support::gateway::Options;
+use support::postfix::Tls;
 use support::smtp::Client;
+use support::stack::Stack;
 
 #[test]
 fn mx_routing_tries_preferences_in_order_and_falls_back_to_the_address() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(&dir.path().join("pki"));
-    let server = pki.leaf("gateway", &["localhost", "127.0.0.1"]);
-    let down_cert = pki.leaf("downstream", &["mx1.contoso.com", "fabrikam.com", "mx.example.net"]);
-    let downstream = Postfix::start(&dir.path().join("postfix"), Tls::Required, Some(&down_cert));
+    let stack = Stack::with(
+        Tls::Required,
+        true,
+        &["mx1.contoso.com", "fabrikam.com", "mx.example.net"],
+    );
+    let (pki, downstream) = (&stack.pki, &stack.downstream);
     let dns = Dns::start(&serde_json::json!({
         // The preferred MX does not answer (nothing listens on 127.0.0.5).
         "contoso.com": {"MX": [[20, "mx1.contoso.com"], [10, "mx-dead.contoso.com"]]},
@@ -36,9 +37,7 @@ fn mx_routing_tries_preferences_in_order_and_falls_back_to_the_address() {
         extra: "[[tenant]]\nportal = \"fabrikam\"\ndomains = [\"fabrikam.com\"]\ndeliver_to = [\"mx\"]\n".into(),
         ..Options::default()
     };
-    let gw_dir = dir.path().join("gw");
-    std::fs::create_dir_all(&gw_dir).unwrap();
-    let gw = Gateway::start_with_text(&gw_dir, &config_text(&gw_dir, &pki, &server, &opts));
+    let gw = stack.gateway(opts);
 
     let mut c = Client::connect_tls(gw.smtp, &pki.ca, None);
     let m = support::crlf("From: a@example.org\nSubject: by mx\nMessage-ID: <mx1@x>\n\nhi\n");

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use support::gateway::{Gateway, Options, config_text};
 use support::pki::Pki;
-use support::postfix::{Postfix, Tls};
 use support::smtp::Client;
+use support::stack::Stack;
 
 fn fabrikam() -> String {
     "[[tenant]]\nportal = \"fabrikam\"\ndomains = [\"fabrikam.com\"]\ndeliver_to = [\"127.0.0.1:9\"]\n".to_string()
@@ -182,18 +182,9 @@ fn parse_metrics(text: &str) -> serde_json::Value {
 
 #[test]
 fn metrics_move_with_real_traffic_and_parse_as_prometheus_text() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(&dir.path().join("pki"));
-    let server = pki.leaf("gateway", &["localhost", "127.0.0.1"]);
-    let down_cert = pki.leaf("downstream", &["localhost", "127.0.0.1"]);
-    let downstream = Postfix::start(&dir.path().join("postfix"), Tls::Required, Some(&down_cert));
-    let gw_dir = dir.path().join("gw");
-    std::fs::create_dir_all(&gw_dir).unwrap();
-    let opts = Options {
-        deliver_to: vec![downstream.addr()],
-        ..Options::default()
-    };
-    let gw = Gateway::start_with_text(&gw_dir, &config_text(&gw_dir, &pki, &server, &opts));
+    let stack = Stack::new();
+    let (pki, downstream) = (&stack.pki, &stack.downstream);
+    let gw = stack.gateway(Options::default());
     let before = parse_metrics(&gw.http_get("/metrics").1);
     assert_eq!(before["exogate_queue_messages{}"], 0.0);
 

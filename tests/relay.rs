@@ -8,46 +8,12 @@ mod support;
 use std::time::Duration;
 
 use support::gateway::{Gateway, Options, config_text};
-use support::pki::{Leaf, Pki};
-use support::postfix::{Postfix, Tls, without_postfix_received};
+use support::pki::Pki;
+use support::postfix::{Tls, without_postfix_received};
 use support::smtp::Client;
+use support::stack::Stack;
 
-struct Setup {
-    dir: tempfile::TempDir,
-    pki: Pki,
-    server: Leaf,
-    downstream: Postfix,
-}
-
-impl Setup {
-    fn new(tls: Tls, trusted: bool) -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = Pki::new(&dir.path().join("pki"));
-        let server = pki.leaf("gateway", &["localhost", "127.0.0.1"]);
-        let down_cert = if trusted {
-            pki.leaf("downstream", &["localhost", "127.0.0.1"])
-        } else {
-            pki.untrusted("downstream", &["localhost", "127.0.0.1"])
-        };
-        let downstream = Postfix::start(&dir.path().join("postfix"), tls, Some(&down_cert));
-        Setup {
-            dir,
-            pki,
-            server,
-            downstream,
-        }
-    }
-
-    fn gateway(&self, opts: Options) -> Gateway {
-        let opts = Options {
-            deliver_to: vec![self.downstream.addr()],
-            ..opts
-        };
-        let gw_dir = self.dir.path().join("gw");
-        std::fs::create_dir_all(&gw_dir).unwrap();
-        Gateway::start_with_text(&gw_dir, &config_text(&gw_dir, &self.pki, &self.server, &opts))
-    }
-}
+const NAMES: &[&str] = &["localhost", "127.0.0.1"];
 
 /// The message with every X-CLOUD-SEC-AV-* field (and its continuation lines) removed,
 /// computed independently of the gateway's code.
@@ -81,7 +47,7 @@ print("sent")
 
 #[test]
 fn delivered_bytes_equal_sent_bytes_except_our_fields() {
-    let s = Setup::new(Tls::Required, true);
+    let s = Stack::new();
     let gw = s.gateway(Options::default());
     let original = support::crlf(
         "X-CLOUD-SEC-AV-SCL: false\n\
@@ -186,7 +152,7 @@ fn queued_bytes_are_exact_including_crlf_and_bare_lf() {
 
 #[test]
 fn egress_addresses_are_used_and_an_unusable_one_is_skipped() {
-    let s = Setup::new(Tls::Required, true);
+    let s = Stack::new();
     let gw = s.gateway(Options {
         // 192.0.2.77 is not an address of this machine: binding it fails.
         source_ips: vec!["127.0.0.2".into(), "192.0.2.77".into(), "127.0.0.3".into()],
@@ -217,7 +183,7 @@ fn egress_addresses_are_used_and_an_unusable_one_is_skipped() {
 
 #[test]
 fn a_downstream_without_starttls_gets_nothing() {
-    let s = Setup::new(Tls::Off, true);
+    let s = Stack::with(Tls::Off, true, NAMES);
     let gw = s.gateway(Options::default());
     let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
     let msg = support::crlf("From: a@example.org\nSubject: secret\nMessage-ID: <n@x>\n\nhi\n");
@@ -238,7 +204,7 @@ fn a_downstream_without_starttls_gets_nothing() {
 
 #[test]
 fn a_downstream_with_an_untrusted_certificate_gets_nothing() {
-    let s = Setup::new(Tls::Required, false);
+    let s = Stack::with(Tls::Required, false, NAMES);
     let gw = s.gateway(Options::default());
     let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
     let msg = support::crlf("From: a@example.org\nSubject: secret\nMessage-ID: <u@x>\n\nhi\n");
@@ -250,7 +216,7 @@ fn a_downstream_with_an_untrusted_certificate_gets_nothing() {
 
 #[test]
 fn an_outage_keeps_messages_queued_until_the_downstream_is_back() {
-    let mut s = Setup::new(Tls::Required, true);
+    let mut s = Stack::new();
     let gw = s.gateway(Options::default());
     s.downstream.stop();
     let send = |n: usize| {
@@ -301,7 +267,7 @@ fn an_outage_keeps_messages_queued_until_the_downstream_is_back() {
 
 #[test]
 fn a_permanent_failure_bounces_to_the_sender_but_never_for_the_null_sender() {
-    let s = Setup::new(Tls::Required, true);
+    let s = Stack::new();
     let gw = s.gateway(Options::default());
     let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
     // A tenant sender: the DSN goes back to the tenant (the same downstream).
@@ -334,7 +300,7 @@ fn a_permanent_failure_bounces_to_the_sender_but_never_for_the_null_sender() {
 
 #[test]
 fn a_torn_spool_file_is_detected_moved_aside_and_counted() {
-    let s = Setup::new(Tls::Required, true);
+    let s = Stack::new();
     let gw_dir = s.dir.path().join("gw");
     let active = gw_dir.join("state/queue/active");
     std::fs::create_dir_all(&active).unwrap();
@@ -354,7 +320,7 @@ fn a_torn_spool_file_is_detected_moved_aside_and_counted() {
 
 #[test]
 fn proxy_mode_passes_the_downstream_replies_through() {
-    let s = Setup::new(Tls::Required, true);
+    let s = Stack::new();
     let gw = s.gateway(Options {
         mode: "proxy",
         ..Options::default()

@@ -8,10 +8,10 @@ mod support;
 use std::time::Duration;
 
 use support::clamd::Clamd;
-use support::gateway::{Gateway, Options, config_text};
-use support::pki::Pki;
-use support::postfix::{Captured, Postfix, Tls, without_postfix_received};
+use support::gateway::{Gateway, Options};
+use support::postfix::{Captured, without_postfix_received};
 use support::smtp::Client;
+use support::stack::Stack;
 
 fn eicar() -> String {
     // Built from two halves so the repository never contains the test virus.
@@ -38,33 +38,28 @@ fn policy(clamd: &str) -> String {
 }
 
 struct Setup {
-    _dir: tempfile::TempDir,
-    pki: Pki,
-    downstream: Postfix,
+    stack: Stack,
     gw: Gateway,
     _clamd: Clamd,
 }
 
+impl std::ops::Deref for Setup {
+    type Target = Stack;
+    fn deref(&self) -> &Stack {
+        &self.stack
+    }
+}
+
 fn setup(tenant_mode: &'static str) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(&dir.path().join("pki"));
-    let server = pki.leaf("gateway", &["localhost", "127.0.0.1"]);
-    let down_cert = pki.leaf("downstream", &["localhost", "127.0.0.1"]);
-    let downstream = Postfix::start(&dir.path().join("postfix"), Tls::Required, Some(&down_cert));
+    let stack = Stack::new();
     let clamd = Clamd::start();
-    let opts = Options {
-        deliver_to: vec![downstream.addr()],
+    let gw = stack.gateway(Options {
         tenant_mode,
         policy: Some(policy(&clamd.tcp())),
         ..Options::default()
-    };
-    let gw_dir = dir.path().join("gw");
-    std::fs::create_dir_all(&gw_dir).unwrap();
-    let gw = Gateway::start_with_text(&gw_dir, &config_text(&gw_dir, &pki, &server, &opts));
+    });
     Setup {
-        _dir: dir,
-        pki,
-        downstream,
+        stack,
         gw,
         _clamd: clamd,
     }

@@ -6,37 +6,27 @@ mod support;
 
 use std::time::Duration;
 
-use support::gateway::{Gateway, Options, config_text};
-use support::pki::Pki;
-use support::postfix::{Postfix, Tls, without_postfix_received};
+use support::gateway::{Gateway, Options};
+use support::postfix::without_postfix_received;
 use support::smtp::Client;
+use support::stack::Stack;
 
 struct Setup {
-    _dir: tempfile::TempDir,
-    pki: Pki,
-    downstream: Postfix,
+    stack: Stack,
     gw: Gateway,
 }
 
-fn setup(opts: Options) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(&dir.path().join("pki"));
-    let server = pki.leaf("gateway", &["localhost", "127.0.0.1"]);
-    let down_cert = pki.leaf("downstream", &["localhost", "127.0.0.1"]);
-    let downstream = Postfix::start(&dir.path().join("postfix"), Tls::Required, Some(&down_cert));
-    let opts = Options {
-        deliver_to: vec![downstream.addr()],
-        ..opts
-    };
-    let gw_dir = dir.path().join("gw");
-    std::fs::create_dir_all(&gw_dir).unwrap();
-    let gw = Gateway::start_with_text(&gw_dir, &config_text(&gw_dir, &pki, &server, &opts));
-    Setup {
-        _dir: dir,
-        pki,
-        downstream,
-        gw,
+impl std::ops::Deref for Setup {
+    type Target = Stack;
+    fn deref(&self) -> &Stack {
+        &self.stack
     }
+}
+
+fn setup(opts: Options) -> Setup {
+    let stack = Stack::new();
+    let gw = stack.gateway(opts);
+    Setup { stack, gw }
 }
 
 const SMTPLIB: &str = r#"

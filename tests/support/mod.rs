@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod pki;
 pub mod postfix;
 pub mod smtp;
+pub mod stack;
 
 use std::path::Path;
 use std::process::Command;
