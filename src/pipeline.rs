@@ -345,6 +345,17 @@ pub mod test_support {
 
     /// Runs `f` on the parsed fixture, as the pipeline would present it.
     pub fn with_input<R>(raw: &[u8], mail_from: &str, direction: Direction, f: impl FnOnce(&ScanInput) -> R) -> R {
+        with_input_as(&tenant(), raw, mail_from, direction, f)
+    }
+
+    /// The same for a given tenant.
+    pub fn with_input_as<R>(
+        tenant: &Tenant,
+        raw: &[u8],
+        mail_from: &str,
+        direction: Direction,
+        f: impl FnOnce(&ScanInput) -> R,
+    ) -> R {
         let message = MessageParser::default().parse(raw).expect("fixture parses");
         let attachments = inventory::collect(&message);
         let envelope = Envelope {
@@ -357,14 +368,13 @@ pub mod test_support {
             ..Envelope::default()
         };
         let session = session();
-        let tenant = tenant();
         let input = ScanInput {
             raw,
             message: &message,
             attachments: &attachments,
             envelope: &envelope,
             session: &session,
-            tenant: &tenant,
+            tenant,
             direction,
             truncated: false,
         };
@@ -373,11 +383,22 @@ pub mod test_support {
 
     /// Runs a check on a fixture and returns its findings.
     pub fn scan(check: &dyn Check, raw: &[u8], mail_from: &str, direction: Direction) -> Vec<Finding> {
+        scan_as(check, &tenant(), raw, mail_from, direction)
+    }
+
+    /// Runs a check on a fixture for a given tenant.
+    pub fn scan_as(
+        check: &dyn Check,
+        tenant: &Tenant,
+        raw: &[u8],
+        mail_from: &str,
+        direction: Direction,
+    ) -> Vec<Finding> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        with_input(raw, mail_from, direction, |input| {
+        with_input_as(tenant, raw, mail_from, direction, |input| {
             rt.block_on(check.scan(input)).expect("check answers")
         })
     }

@@ -1,10 +1,7 @@
 //! Each rule catches its trick on a real-looking message, and stays quiet on
 //! the legitimate messages that resemble it.
 
-use mail_parser::MessageParser;
-
 use super::*;
-use crate::envelope::{Envelope, Recipient};
 use crate::pipeline::test_support;
 
 macro_rules! fixture {
@@ -18,31 +15,11 @@ const OPTIONS: &str = r#"protected_names = ["Jane Doe", "Pedro Álvarez"]"#;
 /// Runs the check for a tenant owning `domains`.
 fn scan_for(domains: &[&str], options: &str, raw: &[u8], mail_from: &str, direction: Direction) -> Vec<Finding> {
     let check = test_support::build("impersonation", options);
-    let message = MessageParser::default().parse(raw).expect("fixture parses");
-    let envelope = Envelope {
-        mail_from: mail_from.into(),
-        recipients: vec![Recipient {
-            address: "user@contoso.com".into(),
-            orcpt: None,
-            notify: None,
-        }],
-        ..Envelope::default()
+    let tenant = Tenant {
+        domains: domains.iter().map(|d| d.to_string()).collect(),
+        ..test_support::tenant()
     };
-    let session = test_support::session();
-    let mut tenant = test_support::tenant();
-    tenant.domains = domains.iter().map(|d| d.to_string()).collect();
-    let input = ScanInput {
-        raw,
-        message: &message,
-        attachments: &[],
-        envelope: &envelope,
-        session: &session,
-        tenant: &tenant,
-        direction,
-        truncated: false,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    rt.block_on(check.scan(&input)).expect("check answers")
+    test_support::scan_as(&*check, &tenant, raw, mail_from, direction)
 }
 
 /// Runs the check for the test tenant (contoso.com, contoso.onmicrosoft.com).

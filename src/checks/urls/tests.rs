@@ -2,12 +2,11 @@
 //! the legitimate messages that resemble it; the extractor reads HTML the
 //! way a mail client shows it and never fails on broken input.
 
-use mail_parser::MessageParser;
-
 use super::extract::{Collector, Link, decode_entities};
 use super::*;
-use crate::envelope::{Direction, Envelope, Recipient};
+use crate::envelope::Direction;
 use crate::pipeline::test_support;
+use crate::tenant::Tenant;
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -20,31 +19,11 @@ const OPTIONS: &str = r#"blocklist = ["evil-payments.example", "bad.example"]"#;
 /// Runs the check for a tenant owning `domains`.
 fn scan_for(domains: &[&str], options: &str, raw: &[u8]) -> Vec<Finding> {
     let check = test_support::build("urls", options);
-    let message = MessageParser::default().parse(raw).expect("fixture parses");
-    let envelope = Envelope {
-        mail_from: "bounce@sender.example".into(),
-        recipients: vec![Recipient {
-            address: "user@contoso.com".into(),
-            orcpt: None,
-            notify: None,
-        }],
-        ..Envelope::default()
+    let tenant = Tenant {
+        domains: domains.iter().map(|d| d.to_string()).collect(),
+        ..test_support::tenant()
     };
-    let session = test_support::session();
-    let mut tenant = test_support::tenant();
-    tenant.domains = domains.iter().map(|d| d.to_string()).collect();
-    let input = ScanInput {
-        raw,
-        message: &message,
-        attachments: &[],
-        envelope: &envelope,
-        session: &session,
-        tenant: &tenant,
-        direction: Direction::Inbound,
-        truncated: false,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    rt.block_on(check.scan(&input)).expect("check answers")
+    test_support::scan_as(&*check, &tenant, raw, "bounce@sender.example", Direction::Inbound)
 }
 
 fn scan(raw: &[u8]) -> Vec<Finding> {
