@@ -511,8 +511,7 @@ impl Client {
                         .collect(),
                 });
             }
-            let stuffed = dot_stuff(&message.pieces);
-            self.send(&stuffed, "DATA", self.settings.data_timeout).await?;
+            self.send_stuffed(&message.pieces).await?;
             self.reply("end of data", self.settings.data_timeout).await?
         };
         self.last_used = Instant::now();
@@ -564,10 +563,28 @@ impl Client {
             if go.code != 354 {
                 return Ok(go);
             }
-            self.send(&dot_stuff(&message.pieces), "DATA", self.settings.data_timeout)
-                .await?;
+            self.send_stuffed(&message.pieces).await?;
         }
         self.reply("end of data", self.settings.data_timeout).await
+    }
+
+    /// Sends the message dot-stuffed, window by window (never a second copy
+    /// of a large message in memory), with the terminator.
+    async fn send_stuffed(&mut self, pieces: &[&[u8]]) -> Result<(), ClientError> {
+        const WINDOW: usize = 64 * 1024;
+        let mut stuffer = DotStuffer::default();
+        let mut out = Vec::with_capacity(WINDOW + WINDOW / 32);
+        for piece in pieces {
+            for window in piece.chunks(WINDOW) {
+                stuffer.push(window, &mut out);
+                if out.len() >= WINDOW {
+                    self.send(&out, "DATA", self.settings.data_timeout).await?;
+                    out.clear();
+                }
+            }
+        }
+        stuffer.finish(&mut out);
+        self.send(&out, "DATA", self.settings.data_timeout).await
     }
 
     /// RSET, to leave the connection reusable after a failed transaction.
@@ -586,25 +603,57 @@ impl Client {
     }
 }
 
-/// Dot-stuffs the message for DATA and appends the terminator, adding a final
-/// CRLF when the message does not end with one.
-pub fn dot_stuff(pieces: &[&[u8]]) -> Vec<u8> {
-    let total: usize = pieces.iter().map(|p| p.len()).sum();
-    let mut out = Vec::with_capacity(total + total / 64 + 8);
-    let mut at_line_start = true;
-    for piece in pieces {
-        for &b in *piece {
-            if at_line_start && b == b'.' {
-                out.push(b'.');
-            }
-            out.push(b);
-            at_line_start = b == b'\n';
+/// Incremental dot-stuffing for DATA: a "." starting a line is doubled, and
+/// `finish` adds a final CRLF when the message lacks one, then the terminator.
+pub struct DotStuffer {
+    at_line_start: bool,
+    last_two: [u8; 2],
+}
+
+impl Default for DotStuffer {
+    fn default() -> Self {
+        DotStuffer {
+            at_line_start: true,
+            last_two: [0, 0],
         }
     }
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
+}
+
+impl DotStuffer {
+    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        let mut start = 0;
+        for (i, &b) in input.iter().enumerate() {
+            if self.at_line_start && b == b'.' {
+                out.extend_from_slice(&input[start..i]);
+                out.push(b'.');
+                start = i;
+            }
+            self.at_line_start = b == b'\n';
+        }
+        out.extend_from_slice(&input[start..]);
+        match input {
+            [.., a, b] => self.last_two = [*a, *b],
+            [b] => self.last_two = [self.last_two[1], *b],
+            [] => {}
+        }
     }
-    out.extend_from_slice(b".\r\n");
+
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.last_two != *b"\r\n" {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+    }
+}
+
+/// The whole message dot-stuffed with its terminator (small messages, tests).
+pub fn dot_stuff(pieces: &[&[u8]]) -> Vec<u8> {
+    let mut stuffer = DotStuffer::default();
+    let mut out = Vec::new();
+    for piece in pieces {
+        stuffer.push(piece, &mut out);
+    }
+    stuffer.finish(&mut out);
     out
 }
 
