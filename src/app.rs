@@ -117,9 +117,7 @@ pub async fn run(config_path: PathBuf, runtime: Runtime) -> Result<(), AppError>
     let mut bound = Vec::new();
     for (addrs, implicit) in [(&listen, false), (&tls_listen, true)] {
         for addr in addrs {
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|source| AppError::Bind { addr: *addr, source })?;
+            let l = listener::bind(*addr).map_err(|source| AppError::Bind { addr: *addr, source })?;
             let local = l
                 .local_addr()
                 .map_err(|source| AppError::Bind { addr: *addr, source })?;

@@ -1,8 +1,10 @@
 //! Accept loops. A connection is always accepted and then refused with a
 //! reply if it must be (never left waiting in the backlog): a client outside
 //! the allow list gets `554 5.7.1`, one over the total or per-IP limit gets
-//! `421 4.7.0`. Transient accept errors (e.g. out of file descriptors) are
-//! logged and retried with a short pause; they never end the listener.
+//! `421 4.7.0`. Transient accept errors are logged and retried with a short
+//! pause; they never end the listener. Out of file descriptors, a reserved
+//! descriptor is released to accept one waiting client and answer it `421`,
+//! so clients are turned away with a reply instead of waiting in the backlog.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -66,8 +68,28 @@ impl ConnLimits {
     }
 }
 
+/// Backlog of the listening sockets (std's default is 128).
+pub const BACKLOG: u32 = 1024;
+
+/// Binds a listening socket with our backlog.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+fn reserve_fd() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
+}
+
 pub async fn serve(listener: TcpListener, implicit_tls: bool, shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(10);
+    let mut reserve = reserve_fd();
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -80,6 +102,19 @@ pub async fn serve(listener: TcpListener, implicit_tls: bool, shared: Arc<Shared
             }
             Err(e) => {
                 tracing::error!(error = %e, "accept failed; retrying");
+                if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) && reserve.take().is_some() {
+                    // Free the reserved descriptor to take one waiting client and
+                    // tell it to come back, then reserve again.
+                    if let Ok((mut tcp, peer)) = listener.accept().await {
+                        shared.metrics.connections.inc(&["refused-no-descriptors"]);
+                        tracing::warn!(client = %peer, "out of file descriptors: connection refused with 421");
+                        if !implicit_tls {
+                            let _ = tcp.try_write(&Reply::TOO_MANY_CONNECTIONS.to_bytes());
+                        }
+                        let _ = tcp.shutdown().await;
+                    }
+                    reserve = reserve_fd();
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;

@@ -246,3 +246,36 @@ deliver_to = ["mx.contoso.com:notaport"]
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("server.bogus: unknown key"));
 }
+
+#[test]
+fn running_out_of_file_descriptors_never_stops_the_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("pki"));
+    let server = pki.leaf("gateway", &["localhost", "127.0.0.1"]);
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, config_text(dir.path(), &pki, &server, &Options::default())).unwrap();
+    // Few descriptors: the accept loop hits EMFILE long before 200 connections.
+    let gw = Gateway::spawn_limited(dir.path(), &config, &[], Some(64));
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        if let Ok(s) = std::net::TcpStream::connect_timeout(&gw.smtp, Duration::from_secs(2)) {
+            held.push(s);
+        }
+    }
+    assert!(
+        gw.wait_log("accept failed; retrying", Duration::from_secs(10)),
+        "EMFILE was hit and logged"
+    );
+    // Clients beyond the descriptors are answered 421, not left in the backlog.
+    assert!(gw.wait_log(
+        "out of file descriptors: connection refused with 421",
+        Duration::from_secs(10)
+    ));
+    drop(held);
+    // Descriptors free again: the same listener serves new clients.
+    let served = support::wait_for(Duration::from_secs(20), || {
+        let (_, greeting) = Client::connect(gw.smtp);
+        (greeting.code == 220).then_some(())
+    });
+    assert!(served.is_some(), "the listener kept running: {}", gw.log());
+}

@@ -190,7 +190,29 @@ impl Gateway {
     }
 
     pub fn spawn(dir: &Path, config: &Path, env: &[(&str, &str)]) -> Gateway {
+        Gateway::spawn_limited(dir, config, env, None)
+    }
+
+    /// Like `spawn`, with the process's open-file limit set to `nofile`.
+    pub fn spawn_limited(dir: &Path, config: &Path, env: &[(&str, &str)], nofile: Option<u64>) -> Gateway {
         let mut cmd = Command::new(binary());
+        if let Some(limit) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe and touches only the child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let rl = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         cmd.args(["run", "--config"]).arg(config);
         cmd.env("RUST_LOG", "info,exogate=debug")
             .stdout(Stdio::null())
