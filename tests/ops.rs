@@ -248,3 +248,38 @@ fn health_readiness_and_systemd_notification() {
     let n = socket.recv(&mut buf).unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_with_the_message_fields() {
+    let stack = Stack::new();
+    let gw = stack.gateway(Options {
+        log_json: true,
+        ..Options::default()
+    });
+    let mut c = Client::connect_tls(gw.smtp, &stack.pki.ca, None);
+    let m = support::crlf("From: a@example.org\nSubject: json\nMessage-ID: <j@x>\n\nhello\n");
+    assert_eq!(c.send_data("a@example.org", &["user@contoso.com"], &m).code, 250);
+    assert!(gw.wait_log("message fate known", Duration::from_secs(30)));
+    let lines: Vec<serde_json::Value> = gw
+        .log()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let scanned = lines
+        .iter()
+        .find(|v| v["message"] == "message scanned")
+        .expect("the decision line");
+    assert_eq!(scanned["tenant"], "contoso");
+    assert_eq!(scanned["action"], "deliver");
+    let fate = lines
+        .iter()
+        .find(|v| v["message"] == "message fate known")
+        .expect("the fate line");
+    assert_eq!(fate["queue_id"], scanned["queue_id"]);
+    assert!(
+        fate["results"]
+            .as_str()
+            .unwrap()
+            .contains("<user@contoso.com> delivered: 250")
+    );
+}

@@ -31,6 +31,7 @@ pub struct Options {
     pub max_connections_per_ip: u64,
     pub command_timeout: String,
     pub admin: bool,
+    pub log_json: bool,
     /// Extra `[server]` lines.
     pub server_extra: String,
     /// Extra `[relay]` lines.
@@ -60,6 +61,7 @@ impl Default for Options {
             max_connections_per_ip: 200,
             command_timeout: "5m".into(),
             admin: true,
+            log_json: false,
             server_extra: String::new(),
             relay_extra: String::new(),
             extra: String::new(),
@@ -124,6 +126,7 @@ listen = "{admin}"
 
 [log]
 level = "info,exogate=debug"
+format = "{log_format}"
 
 [[tenant]]
 portal = "contoso"
@@ -154,6 +157,7 @@ mode = "{tenant_mode}"
         source_ips = list(&opts.source_ips),
         relay_extra = opts.relay_extra,
         admin = if opts.admin { "127.0.0.1:0" } else { "" },
+        log_format = if opts.log_json { "json" } else { "text" },
         tenant_id = opts.tenant_id,
         deliver_to = list(&opts.deliver_to),
         tenant_mode = opts.tenant_mode,
@@ -251,8 +255,10 @@ impl Gateway {
         };
         let addrs = wait_for(Duration::from_secs(30), || {
             let text = gw.log();
-            let smtp = addr_after(&text, "listening for SMTP addr=")?;
-            let admin = addr_after(&text, "listening for admin HTTP addr=");
+            let smtp =
+                addr_after(&text, "listening for SMTP addr=").or_else(|| json_addr(&text, "listening for SMTP"))?;
+            let admin = addr_after(&text, "listening for admin HTTP addr=")
+                .or_else(|| json_addr(&text, "listening for admin HTTP"));
             Some((smtp, admin))
         });
         match addrs {
@@ -338,6 +344,14 @@ impl Gateway {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     }
+}
+
+/// The `addr` field of the JSON log line whose message is `message`.
+fn json_addr(text: &str, message: &str) -> Option<SocketAddr> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == message)
+        .and_then(|v| v["addr"].as_str().and_then(|a| a.parse().ok()))
 }
 
 fn addr_after(text: &str, marker: &str) -> Option<SocketAddr> {
