@@ -279,3 +279,73 @@ fn running_out_of_file_descriptors_never_stops_the_listener() {
     });
     assert!(served.is_some(), "the listener kept running: {}", gw.log());
 }
+
+/// A small tmpfs, unmounted on drop.
+struct SmallFs(std::path::PathBuf);
+
+impl SmallFs {
+    fn mount(path: &std::path::Path, size: &str) -> SmallFs {
+        std::fs::create_dir_all(path).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "this test mounts a small tmpfs to fill the spool: it needs root");
+        SmallFs(path.to_path_buf())
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_spool_answers_452_and_acknowledges_nothing_it_could_not_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("pki"));
+    let server = pki.leaf("gateway", &["localhost", "127.0.0.1"]);
+    let state = dir.path().join("small");
+    let _fs = SmallFs::mount(&state, "2m");
+    let mut text = config_text(
+        dir.path(),
+        &pki,
+        &server,
+        &Options {
+            retry: vec!["1h".into()],
+            ..Options::default()
+        },
+    );
+    text = text.replace(
+        &format!("state_dir = \"{}\"", dir.path().join("state").display()),
+        &format!("state_dir = \"{}\"", state.display()),
+    );
+    let gw = Gateway::start_with_text(dir.path(), &text);
+    let mut c = Client::connect_tls(gw.smtp, &pki.ca, None);
+    let mut acknowledged = 0;
+    let mut full = None;
+    for _ in 0..20 {
+        let r = c.send_data("a@example.org", &["u@contoso.com"], &big(300_000));
+        if r.code == 250 {
+            acknowledged += 1;
+        } else {
+            full = Some(r);
+            break;
+        }
+    }
+    let r = full.expect("the spool filled up");
+    assert_eq!((r.code, r.text().starts_with("4.3.1")), (452, true), "{r}");
+    assert!(acknowledged >= 1);
+    // Every 250 is in the spool, complete.
+    let (_, list, _) = gw.cli(&["queue", "list"]);
+    assert!(list.contains(&format!("{acknowledged} message(s)")), "{list}");
+    // A body spilled to disk while it arrives hits the same wall.
+    assert_eq!(c.cmd("NOOP").code, 250, "the session goes on");
+    let r = c.send_data("a@example.org", &["u@contoso.com"], &big(3_000_000));
+    assert_eq!(r.code, 452, "{r}");
+    let incoming = std::fs::read_dir(state.join("queue/incoming")).unwrap().count();
+    assert_eq!(incoming, 0, "no partial file is left behind");
+}
