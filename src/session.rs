@@ -61,6 +61,13 @@ impl Outcome {
     }
 }
 
+/// How serving a stream ended.
+enum Served {
+    /// STARTTLS was accepted: hand over for the handshake.
+    StartTls,
+    Closed(Outcome),
+}
+
 /// What a served stretch of the session asks the caller to do next.
 enum Flow {
     Continue,
@@ -95,13 +102,15 @@ pub struct Session {
 
 impl Session {
     pub fn new(shared: Arc<Shared>, rt: Arc<Runtime>, peer: SocketAddr) -> Session {
+        // Without configured names any client (certificate or not) passes layer 2b.
+        let cert_ok = rt.config.tls.client_cert_names.is_empty();
         Session {
             shared,
             rt,
             peer,
             helo: None,
             tls: None,
-            cert_ok: false,
+            cert_ok,
             tx: None,
             framer: Framer::new(),
             skip_reply: None,
@@ -127,9 +136,8 @@ impl Session {
             let mut tcp = tcp;
             self.reply(&Reply::greeting(&self.rt.config.server.hostname.clone()));
             match self.serve(&mut tcp).await {
-                Flow::StartTls => self.upgrade_and_serve(tcp, false).await,
-                Flow::Close(o) => o,
-                Flow::Continue => unreachable!("serve returns only StartTls or Close"),
+                Served::StartTls => self.upgrade_and_serve(tcp, false).await,
+                Served::Closed(o) => o,
             }
         };
         if let Some(tx) = self.tx.take()
@@ -173,21 +181,17 @@ impl Session {
             let hostname = self.hostname().to_string();
             self.reply(&Reply::greeting(&hostname));
         }
-        match self.serve(&mut stream).await {
-            Flow::StartTls => {
-                // serve() answers STARTTLS over TLS with 503 and never returns this.
-                Outcome::IoError
-            }
-            Flow::Close(o) => {
-                let _ = stream.shutdown().await;
-                o
-            }
-            Flow::Continue => unreachable!("serve returns only StartTls or Close"),
-        }
+        let outcome = match self.serve(&mut stream).await {
+            // STARTTLS over TLS is answered 503 by handle_starttls, so this does not happen.
+            Served::StartTls => Outcome::IoError,
+            Served::Closed(o) => o,
+        };
+        let _ = stream.shutdown().await;
+        outcome
     }
 
     /// Reads, processes and answers until the session ends or STARTTLS is accepted.
-    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(&mut self, stream: &mut S) -> Flow {
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(&mut self, stream: &mut S) -> Served {
         let mut input: Vec<u8> = Vec::new();
         let mut chunk = vec![0u8; READ_CHUNK];
         loop {
@@ -195,13 +199,13 @@ impl Session {
                 && let Err(e) = write_out(stream, &mut self.out).await
             {
                 tracing::debug!(client = %self.peer, error = %e, "write failed");
-                return Flow::Close(Outcome::IoError);
+                return Served::Closed(Outcome::IoError);
             }
             let server = &self.rt.config.server;
             if self.started.elapsed() > server.session_timeout {
                 self.reply(&Reply::SESSION_TOO_LONG);
                 let _ = write_out(stream, &mut self.out).await;
-                return Flow::Close(Outcome::SessionTooLong);
+                return Served::Closed(Outcome::SessionTooLong);
             }
             let idle = self.framer.expects_command() && self.tx.is_none();
             let timeout = if self.framer.expects_command() {
@@ -214,12 +218,12 @@ impl Session {
                 _ = self.shared.soft_stop.cancelled(), if idle => {
                     self.reply(&Reply::SHUTTING_DOWN);
                     let _ = write_out(stream, &mut self.out).await;
-                    return Flow::Close(Outcome::Shutdown);
+                    return Served::Closed(Outcome::Shutdown);
                 }
                 _ = self.shared.hard_stop.cancelled() => {
                     self.reply(&Reply::SHUTTING_DOWN);
                     let _ = write_out(stream, &mut self.out).await;
-                    return Flow::Close(Outcome::Shutdown);
+                    return Served::Closed(Outcome::Shutdown);
                 }
             };
             let n = match read {
@@ -227,10 +231,10 @@ impl Session {
                     tracing::info!(client = %self.peer, "client stopped talking: timeout");
                     self.reply(&Reply::TIMEOUT);
                     let _ = write_out(stream, &mut self.out).await;
-                    return Flow::Close(Outcome::Timeout);
+                    return Served::Closed(Outcome::Timeout);
                 }
-                Ok(Err(_)) => return Flow::Close(Outcome::IoError),
-                Ok(Ok(0)) => return Flow::Close(Outcome::ClientClosed),
+                Ok(Err(_)) => return Served::Closed(Outcome::IoError),
+                Ok(Ok(0)) => return Served::Closed(Outcome::ClientClosed),
                 Ok(Ok(n)) => n,
             };
             input.extend_from_slice(&chunk[..n]);
@@ -244,16 +248,16 @@ impl Session {
                 Flow::StartTls => {
                     if let Err(e) = write_out(stream, &mut self.out).await {
                         tracing::debug!(client = %self.peer, error = %e, "write failed");
-                        return Flow::Close(Outcome::IoError);
+                        return Served::Closed(Outcome::IoError);
                     }
                     if !input.is_empty() {
                         tracing::warn!(client = %self.peer, bytes = input.len(), "discarded plaintext pipelined after STARTTLS");
                     }
-                    return Flow::StartTls;
+                    return Served::StartTls;
                 }
                 Flow::Close(o) => {
                     let _ = write_out(stream, &mut self.out).await;
-                    return Flow::Close(o);
+                    return Served::Closed(o);
                 }
             }
         }

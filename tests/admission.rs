@@ -169,3 +169,16 @@ fn tenant_headers_are_confirmed_at_end_of_data() {
     assert!(log.contains("2 X-MS-Exchange-CrossTenant-Id headers"), "reason logged");
     assert!(log.contains("names portal \"fabrikam\""), "reason logged");
 }
+
+#[test]
+fn with_tls_not_required_a_plaintext_client_still_meets_the_tenant_layer() {
+    let s = setup(Options {
+        tls_require: false,
+        ..Options::default()
+    });
+    let (mut c, _) = Client::connect(s.gw.smtp);
+    assert_eq!(c.cmd("EHLO client.test").code, 250);
+    assert_eq!(c.cmd("MAIL FROM:<a@example.org>").code, 250, "no TLS needed");
+    assert_eq!(c.cmd("RCPT TO:<x@elsewhere.example>").code, 550, "still never a relay");
+    assert_eq!(c.cmd("RCPT TO:<u@contoso.com>").code, 250);
+}

@@ -25,6 +25,7 @@ pub struct Options {
     pub max_age: String,
     pub dsn_retry: Vec<String>,
     pub client_cert_names: Vec<String>,
+    pub tls_require: bool,
     pub max_message_size: u64,
     pub max_recipients: u64,
     pub max_connections: u64,
@@ -55,6 +56,7 @@ impl Default for Options {
             max_age: "2d".into(),
             dsn_retry: vec!["1s".into()],
             client_cert_names: vec![],
+            tls_require: true,
             max_message_size: 157286400,
             max_recipients: 1000,
             max_connections: 2000,
@@ -103,6 +105,7 @@ cert = "{cert}"
 key = "{key}"
 client_cert = "optional"
 client_ca = "{ca}"
+require = {tls_require}
 client_cert_names = {names}
 
 [admission]
@@ -149,6 +152,7 @@ mode = "{tenant_mode}"
         key = server.key.display(),
         ca = pki.ca.display(),
         names = list(&opts.client_cert_names),
+        tls_require = opts.tls_require,
         allow = list(&opts.allow),
         mode = opts.mode,
         retry = list(&opts.retry),
