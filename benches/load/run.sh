@@ -151,6 +151,26 @@ mem_of_session() {
     { grep -hs "^$field:" $(printf '/proc/%s/status ' $pids) || true; } | awk '{ s += $2 } END { print s + 0 }'
 }
 
+# CPU time (clock ticks, user + system) of session $1's live processes and of the
+# children they have reaped (cutime/cstime), so Postfix's recycled processes count.
+cpu_of_session() {
+    local sid=$1 pids
+    pids=$(pgrep -s "$sid" | tr '\n' ' ' || true)
+    [ -n "$pids" ] || { echo 0; return 0; }
+    # shellcheck disable=SC2086
+    { cat $(printf '/proc/%s/stat ' $pids) 2>/dev/null || true; } |
+        sed 's/^.*) //' | awk '{ s += $12 + $13 + $14 + $15 } END { print s + 0 }'
+}
+CLK_TCK=$(getconf CLK_TCK)
+CPU_NOTE=""
+
+# Sets CPU_NOTE from the ticks session $1 used since $2, for $3 messages.
+cpu_note() {
+    local used
+    used=$(($(cpu_of_session "$1") - $2))
+    CPU_NOTE="cpu $(calc "$used * 1000 / $CLK_TCK / $3" 2) ms per message (user+sys of the server under test, $(calc "$used / $CLK_TCK" 1) s in all)"
+}
+
 # Proportional set size (KB) summed over session $1: shared pages counted once in all.
 pss_of_session() {
     local sid=$1 pids
@@ -231,6 +251,7 @@ wait_port "$SINK_PORT" sink
 
 sink_count() { awk '{ print $1 }' "$COUNT_FILE" 2>/dev/null || echo 0; }
 sink_last() { awk '{ print $2 }' "$COUNT_FILE" 2>/dev/null || echo 0; }
+sink_sessions() { awk '{ print $3 }' "$COUNT_FILE" 2>/dev/null || echo 0; }
 
 # Waits until the sink has counted $1 recipients (or DRAIN_TIMEOUT passes); then
 # waits a little more so a late duplicate would be seen. Prints the final count.
@@ -261,8 +282,9 @@ B_ACC=""
 # report NAME PATH SENT ACKED BEFORE T0 T_CLIENT_END LATFILE RSS_KB
 report() {
     local name=$1 path=$2 sent=$3 acked=$4 before=$5 t0=$6 t1=$7 lat=$8 rss=$9
-    local after e2e_rate acc_rate ratio="-" acc_ratio="-" p50="-" p99="-" last ok
+    local after e2e_rate acc_rate ratio="-" acc_ratio="-" p50="-" p99="-" last ok conns
     after=$(wait_sink $((before + acked)))
+    conns=$(($(sink_sessions) - SESSIONS_BEFORE))
     last=$(sink_last)
     local delivered=$((after - before))
     e2e_rate=$(calc "$delivered / (($last > $t0 ? $last : $t1) - $t0)" 0)
@@ -290,9 +312,9 @@ report() {
     if [ -s "$RUN/$name.rss" ]; then
         read -r _ pss procs anon <"$RUN/$name.rss"
         if [ "$procs" -gt 1 ]; then
-            note "$name: peak RSS is VmHWM summed over up to $procs processes; their summed Pss peaked at $((pss / 1024)) MB"
+            note "$name: $CPU_NOTE; peak RSS is VmHWM summed over up to $procs processes, whose summed Pss peaked at $((pss / 1024)) MB; $conns connections to the sink"
         else
-            note "$name: of which anonymous memory (RssAnon) peaked at $((anon / 1024)) MB"
+            note "$name: $CPU_NOTE; anonymous memory (RssAnon) peaked at $((anon / 1024)) MB; $conns connections to the sink"
         fi
     fi
     LAST_RATE=$e2e_rate
@@ -302,7 +324,12 @@ report() {
 run_smtp_source() {
     local name=$1 path=$2 port=$3 sid=$4 before t0 t1 rss rc=0
     before=$(sink_count)
-    [ -n "$sid" ] && start_sampler "$sid" "$RUN/$name.rss"
+    SESSIONS_BEFORE=$(sink_sessions)
+    CPU_NOTE=""
+    if [ -n "$sid" ]; then
+        start_sampler "$sid" "$RUN/$name.rss"
+        cpu0=$(cpu_of_session "$sid")
+    fi
     t0=$(now)
     /usr/sbin/smtp-source -d -s "$SESSIONS" -m "$MESSAGES" -F "$RUN/message.txt" -f "$FROM" -t "$TO" \
         -M loadgen.bench.test "$IP:$port" >"$RUN/$name.out" 2>&1 || rc=$?
@@ -312,6 +339,7 @@ run_smtp_source() {
     [ "$rc" = 0 ] || acked=0
     if [ -n "$sid" ]; then
         wait_sink $((before + MESSAGES)) >/dev/null
+        cpu_note "$sid" "$cpu0" "$MESSAGES"
         stop_sampler
         rss=$(awk '{ print $1 }' "$RUN/$name.rss")
     else
@@ -325,7 +353,12 @@ run_loadgen() {
     local name=$1 path=$2 port=$3 sid=$4 before t0 t1 rss rc=0
     shift 4
     before=$(sink_count)
-    [ -n "$sid" ] && start_sampler "$sid" "$RUN/$name.rss"
+    SESSIONS_BEFORE=$(sink_sessions)
+    CPU_NOTE=""
+    if [ -n "$sid" ]; then
+        start_sampler "$sid" "$RUN/$name.rss"
+        cpu0=$(cpu_of_session "$sid")
+    fi
     t0=$(now)
     "$LOADGEN" send --addr "$IP:$port" --messages "$MESSAGES" --sessions "$SESSIONS" --size "$SIZE" \
         --from "$FROM" --to "$TO" --header "$INFO_HEADER" --pipelining "$@" >"$RUN/$name.json" 2>"$RUN/$name.err" || rc=$?
@@ -337,6 +370,7 @@ run_loadgen() {
     [ -n "$sent" ] || { sent=$MESSAGES; acked=0; }
     if [ -n "$sid" ]; then
         wait_sink $((before + acked)) >/dev/null
+        cpu_note "$sid" "$cpu0" "$sent"
         stop_sampler
         rss=$(awk '{ print $1 }' "$RUN/$name.rss")
     else
@@ -588,6 +622,7 @@ if has idle; then
     wait "$IDLE_PID" || true
     per=$( [ "$opened" -gt 0 ] && calc "($with - $before) / $opened" 1 || echo "-")
     say "idle:     $opened of $IDLE_SESSIONS idle TLS sessions open (exogate counts ${open_now:-?}) in $(calc "$t1 - $t0" 1) s; exogate RSS $((before / 1024)) MB before, $((with / 1024)) MB with them: $per KB per session"
+    exogate_notes "$GW_DIR"
     if [ "$opened" != "$IDLE_SESSIONS" ]; then
         say "          FAILURE: only $opened sessions could be opened: $(head -n 3 "$RUN/idle.err" | tr '\n' ' ')"
         FAILED=1

@@ -8,7 +8,7 @@
 //! when the whole body of its transaction has been read (DATA terminator or
 //! the LAST BDAT chunk) and the 250 for it is queued; replies are written once
 //! the pipelined input is used up; plaintext pipelined after STARTTLS is
-//! dropped. The count file holds "COUNT LAST_DELIVERY_UNIX_SECONDS", rewritten
+//! dropped. The count file holds "COUNT LAST_DELIVERY_UNIX_SECONDS SESSIONS", rewritten
 //! (write + rename) every 100 ms and on SIGTERM/SIGINT.
 
 use std::io;
@@ -33,7 +33,7 @@ pub struct SinkArgs {
     cert: Option<PathBuf>,
     #[arg(long, requires = "cert")]
     key: Option<PathBuf>,
-    /// Where the count is written ("COUNT LAST_DELIVERY_UNIX_SECONDS").
+    /// Where the count is written ("COUNT LAST_DELIVERY_UNIX_SECONDS SESSIONS").
     #[arg(long)]
     count_file: PathBuf,
     /// Diagnostic: acknowledge every TCP segment at once (TCP_QUICKACK after each
@@ -72,10 +72,11 @@ impl Counters {
     fn write(&self, path: &std::path::Path) {
         let last = self.last_ns.load(Ordering::Relaxed);
         let text = format!(
-            "{} {}.{:09}\n",
+            "{} {}.{:09} {}\n",
             self.recipients.load(Ordering::Relaxed),
             last / 1_000_000_000,
-            last % 1_000_000_000
+            last % 1_000_000_000,
+            self.sessions.load(Ordering::Relaxed)
         );
         let tmp = path.with_extension("tmp");
         if std::fs::write(&tmp, text).is_ok() {
