@@ -12,7 +12,7 @@
 #
 # Usage: benches/load/run.sh            (as root: Postfix's daemons drop privileges)
 # Env:   MESSAGES=10000 SESSIONS=20 SIZE=10240 IDLE_SESSIONS=5000 BIG_SIZE=150000000
-#        RATE_SECONDS=20 DRAIN_TIMEOUT=300 BENCH_TMP=/var/tmp KEEP=0 SKIP_BUILD=0
+#        RATE_SECONDS=20 RATE=(half of (c)'s e2e rate) DRAIN_TIMEOUT=300 BENCH_TMP=/var/tmp KEEP=0 SKIP_BUILD=0
 #        SCENARIOS="a b b2 c d rate idle big"
 
 set -euo pipefail
@@ -132,13 +132,16 @@ free_port() {
     die "no free port"
 }
 
+# Waits until process $3 (a session leader we started) listens on $IP:$1 itself:
+# a port taken meanwhile by someone else must not pass for ours.
 wait_port() {
-    local port=$1 what=$2
+    local port=$1 what=$2 pid=$3 log=$4
     for _ in $(seq 1 300); do
-        if (exec 3<>"/dev/tcp/$IP/$port") 2>/dev/null; then return 0; fi
+        kill -0 "$pid" 2>/dev/null || die "$what exited: $(tail -n 5 "$log" 2>/dev/null)"
+        if ss -Hltnp "sport = :$port" 2>/dev/null | grep -q "pid=$pid,"; then return 0; fi
         sleep 0.1
     done
-    die "$what did not listen on $IP:$port"
+    die "$what did not listen on $IP:$port: $(tail -n 5 "$log" 2>/dev/null)"
 }
 
 # VmHWM / VmRSS (KB) summed over every live process of session $1.
@@ -247,7 +250,7 @@ SINK_FLAGS=()
 start_session "$RUN/sink.log" "$LOADGEN" sink --listen "$IP:$SINK_PORT" --cert "$CERT" --key "$KEY" \
     --count-file "$COUNT_FILE" "${SINK_FLAGS[@]}"
 SINK_SID=$LAST_SID
-wait_port "$SINK_PORT" sink
+wait_port "$SINK_PORT" sink "$SINK_SID" "$RUN/sink.log"
 
 sink_count() { awk '{ print $1 }' "$COUNT_FILE" 2>/dev/null || echo 0; }
 sink_last() { awk '{ print $2 }' "$COUNT_FILE" 2>/dev/null || echo 0; }
@@ -456,7 +459,7 @@ EOF
     } >"$d/etc/master.cf"
     start_session "$d/master.out" env MAIL_CONFIG="$d/etc" "$MASTER" -c "$d/etc" -d
     PF_SID=$LAST_SID
-    wait_port "$PF_PORT" "Postfix ($name)"
+    wait_port "$PF_PORT" "Postfix ($name)" "$PF_SID" "$d/maillog"
 }
 
 count_in() { grep -c -- "$2" "$1" 2>/dev/null || true; }
@@ -515,7 +518,7 @@ EOF
         die "exogate check-config failed: $(cat "$d/check-config.out")"
     start_session "$d/gateway.log" "$EXOGATE" run --config "$d/gateway.toml"
     GW_SID=$LAST_SID
-    wait_port "$GW_PORT" "exogate ($name)"
+    wait_port "$GW_PORT" "exogate ($name)" "$GW_SID" "$d/gateway.log"
 }
 
 exogate_notes() {
@@ -578,15 +581,17 @@ if has d; then
     stop_session "$GW_SID"
 fi
 
-if has rate && [ -n "$RATE_C" ] && [ "$RATE_C" -gt 1 ]; then
-    half=$(calc "$RATE_C / 2" 0)
+if has rate && { [ -n "${RATE:-}" ] || { [ -n "$RATE_C" ] && [ "$RATE_C" -gt 1 ]; }; }; then
+    half=${RATE:-$(calc "$RATE_C / 2" 0)}
     n=$((half * RATE_SECONDS))
     [ "$n" -gt "$MESSAGES" ] && n=$MESSAGES
     [ "$n" -lt 100 ] && n=100
     start_exogate rate queue
     saved=$MESSAGES
     MESSAGES=$n
-    run_loadgen "c-half" "(c) paced at $half msg/s (half of (c)), $n msgs" "$GW_PORT" "$GW_SID" --starttls --ca "$CA" --rate "$half"
+    label="half of (c)"
+    [ -n "${RATE:-}" ] && label="RATE"
+    run_loadgen "c-half" "(c) paced at $half msg/s ($label), $n msgs" "$GW_PORT" "$GW_SID" --starttls --ca "$CA" --rate "$half"
     MESSAGES=$saved
     note "c-half: start lag p99 $(json "$RUN/c-half.json" lag_p99_ms) ms, max $(json "$RUN/c-half.json" lag_max_ms) ms (how late the pacing was); latency max $(json "$RUN/c-half.json" max_ms) ms"
     exogate_notes "$GW_DIR"
