@@ -77,7 +77,6 @@ struct Item {
     key: String,
     due: i64,
     received: i64,
-    in_flight: bool,
 }
 
 /// The destination key of a queued message (for per-destination limits).
@@ -118,17 +117,29 @@ pub fn start(
     (handle, task)
 }
 
+/// The due messages of one destination and how many are being delivered.
+#[derive(Default)]
+struct KeyQueue {
+    due: BTreeSet<(i64, String)>,
+    in_flight: usize,
+}
+
 struct Scheduler {
     shared: Arc<Shared>,
     items: HashMap<String, Item>,
-    due: BTreeSet<(i64, String)>,
-    per_key: HashMap<String, usize>,
+    /// Per destination key: dispatch looks at each destination's earliest
+    /// entries only, so a destination at its limit costs nothing.
+    queues: HashMap<String, KeyQueue>,
     in_flight: usize,
     /// Some queued messages are only on disk (the index was full).
     overflow: bool,
     last_scan: Instant,
+    last_housekeeping: Instant,
     flush_seen: Option<SystemTime>,
 }
+
+/// Housekeeping (flush trigger, pool pruning, gauges) runs at most this often.
+const HOUSEKEEPING: Duration = Duration::from_millis(250);
 
 async fn scheduler(
     shared: Arc<Shared>,
@@ -139,11 +150,11 @@ async fn scheduler(
     let mut s = Scheduler {
         shared,
         items: HashMap::new(),
-        due: BTreeSet::new(),
-        per_key: HashMap::new(),
+        queues: HashMap::new(),
         in_flight: 0,
         overflow: false,
         last_scan: Instant::now(),
+        last_housekeeping: Instant::now(),
         flush_seen: None,
     };
     let flush_file = s.shared.spool.flush_trigger();
@@ -154,11 +165,12 @@ async fn scheduler(
     s.update_gauges();
     loop {
         s.dispatch();
-        let next_due = s.due.first().map(|(due, _)| *due);
-        let sleep_for = match next_due {
+        let sleep_for = match s.next_due() {
             Some(due) => Duration::from_secs((due - now_unix()).clamp(0, 1) as u64),
-            None => Duration::from_secs(1),
-        };
+            None => HOUSEKEEPING,
+        }
+        .max(Duration::from_millis(10))
+        .min(HOUSEKEEPING);
         tokio::select! {
             _ = shutdown.cancelled() => break,
             event = rx.recv() => match event {
@@ -170,7 +182,9 @@ async fn scheduler(
         while let Ok(event) = rx.try_recv() {
             s.handle(event);
         }
-        s.housekeeping();
+        if s.last_housekeeping.elapsed() >= HOUSEKEEPING {
+            s.housekeeping();
+        }
     }
 }
 
@@ -188,16 +202,12 @@ impl Scheduler {
             self.overflow = true;
             return;
         }
-        self.due.insert((due, id.clone()));
-        self.items.insert(
-            id,
-            Item {
-                key,
-                due,
-                received,
-                in_flight: false,
-            },
-        );
+        self.queues
+            .entry(key.clone())
+            .or_default()
+            .due
+            .insert((due, id.clone()));
+        self.items.insert(id, Item { key, due, received });
     }
 
     fn load_from_disk(&mut self, id: &str, due_now: bool) {
@@ -227,39 +237,54 @@ impl Scheduler {
             Event::Done { id, outcome } => {
                 self.in_flight = self.in_flight.saturating_sub(1);
                 let Some(item) = self.items.get_mut(&id) else { return };
-                item.in_flight = false;
-                if let Some(n) = self.per_key.get_mut(&item.key) {
-                    *n = n.saturating_sub(1);
-                }
+                let key = item.key.clone();
+                let queue = self.queues.entry(key.clone()).or_default();
+                queue.in_flight = queue.in_flight.saturating_sub(1);
                 match outcome {
                     Outcome::Retry { due } => {
                         item.due = due;
-                        self.due.insert((due, id));
+                        queue.due.insert((due, id));
                     }
                     Outcome::Finished | Outcome::Gone => {
                         self.items.remove(&id);
+                        if queue.due.is_empty() && queue.in_flight == 0 {
+                            self.queues.remove(&key);
+                        }
                     }
                 }
             }
         }
-        self.update_gauges();
+        self.shared
+            .metrics
+            .queue_size
+            .store(self.items.len() as i64, Ordering::Relaxed);
     }
 
     fn flush(&mut self) {
         // Released or restored files may be on disk only.
         self.scan_disk();
-        let ids: Vec<String> = self.due.iter().map(|(_, id)| id.clone()).collect();
-        self.due.clear();
-        for id in ids {
-            if let Some(item) = self.items.get_mut(&id) {
-                item.due = 0;
-                self.due.insert((0, id));
+        for queue in self.queues.values_mut() {
+            for (_, id) in std::mem::take(&mut queue.due) {
+                if let Some(item) = self.items.get_mut(&id) {
+                    item.due = 0;
+                }
+                queue.due.insert((0, id));
             }
         }
         tracing::info!(
-            messages = self.due.len(),
+            messages = self.items.len(),
             "queue flush: every queued message is due now"
         );
+    }
+
+    /// The earliest due time among destinations that can take another delivery.
+    fn next_due(&self) -> Option<i64> {
+        let max_key = self.config().config.delivery.max_per_destination;
+        self.queues
+            .values()
+            .filter(|q| q.in_flight < max_key)
+            .filter_map(|q| q.due.first().map(|(due, _)| *due))
+            .min()
     }
 
     fn dispatch(&mut self) {
@@ -269,29 +294,20 @@ impl Scheduler {
         drop(rt);
         let now = now_unix();
         let mut started = Vec::new();
-        // Bounded scan: a destination at its limit must not make dispatch O(queue).
-        for (looked, (due, id)) in self.due.iter().enumerate() {
-            if *due > now || self.in_flight + started.len() >= max_total || looked > 10_000 {
-                break;
+        for queue in self.queues.values_mut() {
+            while self.in_flight + started.len() < max_total && queue.in_flight < max_key {
+                match queue.due.first() {
+                    Some((due, _)) if *due <= now => {
+                        let (_, id) = queue.due.pop_first().expect("first exists");
+                        queue.in_flight += 1;
+                        started.push(id);
+                    }
+                    _ => break,
+                }
             }
-            let Some(item) = self.items.get(id) else { continue };
-            let busy = self.per_key.get(&item.key).copied().unwrap_or(0);
-            let already = started
-                .iter()
-                .filter(|(_, k): &&(String, String)| *k == item.key)
-                .count();
-            if busy + already >= max_key {
-                continue;
-            }
-            started.push((id.clone(), item.key.clone()));
         }
-        for (id, key) in started {
-            if let Some(item) = self.items.get_mut(&id) {
-                self.due.remove(&(item.due, id.clone()));
-                item.in_flight = true;
-            }
-            *self.per_key.entry(key).or_insert(0) += 1;
-            self.in_flight += 1;
+        self.in_flight += started.len();
+        for id in started {
             let shared = self.shared.clone();
             tokio::spawn(async move {
                 let outcome = crate::attempt::deliver(&shared, &id).await;
@@ -301,6 +317,7 @@ impl Scheduler {
     }
 
     fn housekeeping(&mut self) {
+        self.last_housekeeping = Instant::now();
         // `queue flush` from the command line touches a trigger file.
         let trigger = self.shared.spool.flush_trigger();
         if let Ok(modified) = std::fs::metadata(&trigger).and_then(|m| m.modified())
@@ -317,6 +334,7 @@ impl Scheduler {
             self.scan_disk();
         }
         self.shared.relay.prune();
+        self.update_gauges();
     }
 
     /// Picks up messages that are on disk but not in the index.

@@ -487,10 +487,7 @@ impl Client {
         }
 
         let final_reply = if self.caps.chunking {
-            self.send(format!("BDAT {size} LAST\r\n").as_bytes(), "BDAT", t).await?;
-            for piece in &message.pieces {
-                self.send(piece, "BDAT", self.settings.data_timeout).await?;
-            }
+            self.send_bdat(message).await?;
             self.reply("end of data", self.settings.data_timeout).await?
         } else {
             self.send(b"DATA\r\n", "DATA", t).await?;
@@ -552,11 +549,7 @@ impl Client {
             ));
         }
         if self.caps.chunking {
-            self.send(format!("BDAT {} LAST\r\n", message.len()).as_bytes(), "BDAT", t)
-                .await?;
-            for piece in &message.pieces {
-                self.send(piece, "BDAT", self.settings.data_timeout).await?;
-            }
+            self.send_bdat(message).await?;
         } else {
             self.send(b"DATA\r\n", "DATA", t).await?;
             let go = self.reply("DATA", t).await?;
@@ -566,6 +559,34 @@ impl Client {
             self.send_stuffed(&message.pieces).await?;
         }
         self.reply("end of data", self.settings.data_timeout).await
+    }
+
+    /// `BDAT n LAST` and the message, flushed once: one TCP write for a small
+    /// message instead of a command and pieces waiting on each other.
+    async fn send_bdat(&mut self, message: &MessageBytes<'_>) -> Result<(), ClientError> {
+        let command = format!("BDAT {} LAST\r\n", message.len());
+        let server = &self.server;
+        let stream = &mut self.stream;
+        let written = tokio::time::timeout(self.settings.data_timeout, async {
+            stream.write_all(command.as_bytes()).await?;
+            for piece in &message.pieces {
+                stream.write_all(piece).await?;
+            }
+            stream.flush().await
+        })
+        .await;
+        match written {
+            Err(_) => Err(ClientError::Timeout {
+                server: server.clone(),
+                stage: "BDAT",
+            }),
+            Ok(Err(e)) => Err(ClientError::Io {
+                server: server.clone(),
+                stage: "BDAT",
+                detail: e.to_string(),
+            }),
+            Ok(Ok(())) => Ok(()),
+        }
     }
 
     /// Sends the message dot-stuffed, window by window (never a second copy
