@@ -1,11 +1,13 @@
 //! The durable spool: where an accepted message lives until its fate is known.
 //!
-//! Discipline (after Postfix): a message is written under `incoming/`, the
-//! file is fsynced, renamed into `active/` (or `quarantine/`), and the
-//! directory is fsynced; only then may the session answer 250. Directory
+//! Discipline (after Postfix): a message is written as `ID.tmp` in `active/`
+//! (or `quarantine/`; a body too large for memory was already streamed to
+//! `incoming/`), the file is fsynced, renamed to `ID.q`, and the directory is
+//! fsynced; only then may the session answer 250. Directory
 //! fsyncs of concurrent commits are batched by one syncer thread, which keeps
 //! that guarantee while paying for one fsync per batch. Files under
-//! `incoming/` were never acknowledged and are removed at start-up. A file in
+//! `incoming/` and `*.tmp` files were never acknowledged and are removed at
+//! start-up. A file in
 //! `active/` that fails validation is moved to `corrupt/` and counted, never
 //! delivered half and never silently dropped.
 //!
@@ -181,7 +183,10 @@ impl Spool {
     pub async fn commit(&self, area: Area, meta: &Meta, prefix: &[u8], body: Body) -> Result<(), SpoolError> {
         let target = self.path(area, &meta.id);
         let records = format::encode_records(meta, prefix);
-        let incoming = self.incoming.join(&meta.id);
+        // Written next to its final name: a rename within one directory is
+        // cheaper than across two, and only that directory needs its fsync.
+        let incoming = self.dir(area).join(format!("{}.tmp", meta.id));
+        let cleanup = incoming.clone();
         let write = move || -> Result<(), SpoolError> {
             match body {
                 Body::Memory(bytes) => {
@@ -222,6 +227,7 @@ impl Spool {
             source: io::Error::other(e),
         })?;
         if let Err(e) = result {
+            let _ = fs::remove_file(&cleanup);
             let _ = fs::remove_file(self.incoming.join(&meta.id));
             return Err(e);
         }
@@ -345,6 +351,15 @@ impl Spool {
             let entry = entry.map_err(io_err(&self.incoming))?;
             if fs::remove_file(entry.path()).is_ok() {
                 report.incomplete_removed += 1;
+            }
+        }
+        // Files still being written when the process stopped: never acknowledged.
+        for dir in [&self.active, &self.quarantine] {
+            for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+                let path = entry.map_err(io_err(dir))?.path();
+                if path.extension().is_some_and(|e| e == "tmp") && fs::remove_file(&path).is_ok() {
+                    report.incomplete_removed += 1;
+                }
             }
         }
         for id in self.list(Area::Active)? {
@@ -607,10 +622,12 @@ mod tests {
         let full = format::encode_all(b"A: b\r\n\r\nbody\r\n", &meta(&torn), b"");
         fs::write(spool.path(Area::Active, &torn), &full[..full.len() - 10]).unwrap();
         fs::write(spool.incoming.join("PARTIAL"), b"EXOQ1").unwrap();
+        fs::write(spool.active.join("HALF.tmp"), b"EXOQ1").unwrap();
         let r = spool.recover().unwrap();
         assert_eq!(r.valid, vec![good]);
         assert_eq!(r.corrupt.len(), 1);
-        assert_eq!(r.incomplete_removed, 1);
+        assert_eq!(r.incomplete_removed, 2);
+        assert!(!spool.active.join("HALF.tmp").exists());
         assert_eq!(spool.corrupt_count(), 1);
         assert!(!spool.path(Area::Active, &torn).exists());
     }
