@@ -210,8 +210,10 @@ pub async fn store(shared: &Shared, prepared: Prepared) -> Reply {
             }
         }
         Prepared::Deliver { meta, prefix, body } => {
+            let started = Instant::now();
             match shared.spool.commit(Area::Active, &meta, &prefix, body).await {
                 Ok(()) => {
+                    tracing::debug!(queue_id = %meta.id, commit_us = started.elapsed().as_micros() as u64, "message queued");
                     shared
                         .queue
                         .queued(&meta.id, &crate::queue::route_key(&meta), meta.received);

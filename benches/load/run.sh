@@ -78,6 +78,25 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # ---------------------------------------------------------------- run folder, cleanup
 RUN=$(mktemp -d "$BENCH_TMP/exogate-load.XXXXXX")
+# Every spool of the run (Postfix's queue, exogate's state) goes on a fresh,
+# journaled ext4 made for the run: the result then does not depend on what the
+# host's file system went through before (an ext4 without journal, as on some
+# VMs, slows file creation for a while after many deletions, which would
+# penalise whichever server runs after the other). FS_IMAGE=0 keeps the
+# folder on the host's file system instead.
+FS_IMAGE=${FS_IMAGE:-1}
+IMG=""
+if [ "$FS_IMAGE" = 1 ] && command -v mkfs.ext4 >/dev/null; then
+    IMG="$RUN.img"
+    truncate -s 4G "$IMG"
+    if mkfs.ext4 -q -F -O has_journal "$IMG" && mount -o loop "$IMG" "$RUN"; then
+        :
+    else
+        echo "note: could not mount a fresh ext4 image; using $BENCH_TMP as is" >&2
+        rm -f "$IMG"
+        IMG=""
+    fi
+fi
 chmod 755 "$RUN"
 SIDS=()
 FAILED=0
@@ -91,9 +110,10 @@ cleanup() {
         kill -KILL -- "-$sid" 2>/dev/null || true
     done
     if [ "$rc" = 0 ] && [ "$FAILED" = 0 ] && [ "$KEEP" != 1 ]; then
+        if [ -n "$IMG" ]; then umount "$RUN" 2>/dev/null || umount -l "$RUN"; rm -f "$IMG"; fi
         rm -rf "$RUN"
     else
-        printf 'run folder kept: %s\n' "$RUN" >&2
+        printf 'run folder kept: %s%s\n' "$RUN" "${IMG:+ (an ext4 image mounted there; umount $RUN && rm $IMG when done)}" >&2
     fi
 }
 trap cleanup EXIT
@@ -274,13 +294,19 @@ json() { # json FILE KEY
     sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$1" | tr -d '"' | head -n 1
 }
 
-ROW='%-9s %-50s %9s %6s %9s %6s %7s %7s %9s %s\n'
+ROW='%-9s %-50s %9s %6s %9s %6s %7s %7s %13s %9s %s\n'
 # shellcheck disable=SC2059
-printf "$ROW" scenario path "e2e msg/s" "x(b)" "acc msg/s" "x(b)" "p50 ms" "p99 ms" "peak RSS" "count"
+printf "$ROW" scenario path "e2e msg/s" "x(b)" "acc msg/s" "x(b)" "p50 ms" "p99 ms" "added p50/p99" "peak RSS" "count"
 RESULTS=$RUN/results
 : >"$RESULTS"
 B_RATE=""
 B_ACC=""
+# Latency of the same client straight into the sink: what a relay adds is measured against it
+# (a-tls for the STARTTLS clients, a-lg for the plaintext one).
+BASE_TLS_P50=""
+BASE_TLS_P99=""
+BASE_LG_P50=""
+BASE_LG_P99=""
 
 # report NAME PATH SENT ACKED BEFORE T0 T_CLIENT_END LATFILE RSS_KB
 report() {
@@ -297,6 +323,16 @@ report() {
         p99=$(calc "$(json "$lat" p99_ms)" 2)
     fi
     if [ "$name" = b ]; then B_RATE=$e2e_rate; B_ACC=$acc_rate; fi
+    local added="-" base50="" base99=""
+    case $name in
+        a-tls) BASE_TLS_P50=$p50; BASE_TLS_P99=$p99 ;;
+        a-lg) BASE_LG_P50=$p50; BASE_LG_P99=$p99 ;;
+        b-lg) base50=$BASE_LG_P50; base99=$BASE_LG_P99 ;;
+        b2 | c | d | c-half) base50=$BASE_TLS_P50; base99=$BASE_TLS_P99 ;;
+    esac
+    if [ -n "$base50" ] && [ "$p50" != "-" ]; then
+        added="$(calc "$p50 - $base50" 2)/$(calc "$p99 - $base99" 2)"
+    fi
     if [ -n "$B_RATE" ] && [ "$name" != c-half ] && [ "$B_RATE" -gt 0 ] && [ "$B_ACC" -gt 0 ]; then
         ratio="$(calc "$e2e_rate / $B_RATE" 2)"
         acc_ratio="$(calc "$acc_rate / $B_ACC" 2)"
@@ -310,7 +346,7 @@ report() {
     local rss_text="-"
     [ "$rss" -gt 0 ] && rss_text="$((rss / 1024)) MB"
     # shellcheck disable=SC2059
-    printf "$ROW" "$name" "$path" "$e2e_rate" "$ratio" "$acc_rate" "$acc_ratio" "$p50" "$p99" "$rss_text" "$ok"
+    printf "$ROW" "$name" "$path" "$e2e_rate" "$ratio" "$acc_rate" "$acc_ratio" "$p50" "$p99" "$added" "$rss_text" "$ok"
     echo "$name $e2e_rate $acc_rate $p50 $p99 $rss $delivered $sent" >>"$RESULTS"
     if [ -s "$RUN/$name.rss" ]; then
         read -r _ pss procs anon <"$RUN/$name.rss"
@@ -329,6 +365,8 @@ run_smtp_source() {
     before=$(sink_count)
     SESSIONS_BEFORE=$(sink_sessions)
     CPU_NOTE=""
+    # Start every scenario from clean page cache writeback.
+    sync
     if [ -n "$sid" ]; then
         start_sampler "$sid" "$RUN/$name.rss"
         cpu0=$(cpu_of_session "$sid")
@@ -507,7 +545,7 @@ ca = "$CA"
 listen = "$IP:$GW_ADMIN"
 
 [log]
-level = "info"
+level = "${GW_LOG_LEVEL:-info}"
 
 [[tenant]]
 portal = "contoso"
