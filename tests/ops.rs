@@ -283,3 +283,39 @@ fn json_logs_are_one_object_per_line_with_the_message_fields() {
             .contains("<user@contoso.com> delivered: 250")
     );
 }
+
+#[test]
+fn a_second_sigterm_exits_at_once_and_the_spool_stays_sound() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("pki"));
+    let server = pki.leaf("gateway", &["localhost", "127.0.0.1"]);
+    let opts = Options {
+        retry: vec!["1h".into()],
+        ..Options::default()
+    };
+    let mut gw = Gateway::start_with_text(dir.path(), &config_text(dir.path(), &pki, &server, &opts));
+    let mut c = Client::connect_tls(gw.smtp, &pki.ca, None);
+    let m = support::crlf("From: a@example.org\nSubject: kept\nMessage-ID: <k@x>\n\nhi\n");
+    assert_eq!(c.send_data("a@example.org", &["u@contoso.com"], &m).code, 250);
+    // A transfer in progress keeps the first SIGTERM waiting for the grace period...
+    assert_eq!(c.cmd("MAIL FROM:<a@example.org>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<u@contoso.com>").code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(b"Subject: half\r\n");
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_log("shutting down", Duration::from_secs(5)));
+    // ...and a second one ends the process at once.
+    gw.signal(libc::SIGTERM);
+    let code = gw.wait_exit(Duration::from_secs(5));
+    assert!(
+        code.is_some() && code != Some(0),
+        "exits at once, not through the grace period: {code:?}"
+    );
+    // The acknowledged message is intact: a restart recovers it, nothing is corrupt.
+    let restarted = Gateway::start_at(dir.path(), &gw.config);
+    assert!(
+        restarted.wait_log("spool recovered messages=1 corrupt=0", Duration::from_secs(10)),
+        "{}",
+        restarted.log()
+    );
+}

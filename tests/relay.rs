@@ -360,3 +360,51 @@ fn proxy_mode_passes_the_downstream_replies_through() {
         assert_eq!(r.code, code, "{r}");
     }
 }
+
+#[test]
+fn queue_delete_and_flush_work_on_a_running_gateway() {
+    let mut s = Stack::new();
+    let gw = s.gateway(Options {
+        retry: vec!["1h".into()],
+        ..Options::default()
+    });
+    s.downstream.stop();
+    let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        let m = support::crlf(&format!(
+            "From: a@example.org\nSubject: q{i}\nMessage-ID: <q{i}@x>\n\nhi\n"
+        ));
+        let r = c.send_data("a@example.org", &["user@contoso.com"], &m);
+        ids.push(r.text().rsplit(' ').next().unwrap().to_string());
+    }
+    assert!(
+        support::wait_for(Duration::from_secs(20), || (gw.count_log("delivery deferred") >= 2)
+            .then_some(()))
+        .is_some()
+    );
+    let (code, out, _) = gw.cli(&["queue", "delete", &ids[0]]);
+    assert_eq!(code, 0, "{out}");
+    let (_, list, _) = gw.cli(&["queue", "list"]);
+    assert!(
+        list.contains("1 message(s)") && list.contains(&ids[1]) && !list.contains(&ids[0]),
+        "{list}"
+    );
+    let (_, shown, _) = gw.cli(&["queue", "show", &ids[1]]);
+    assert!(
+        shown.contains("\"deferred\"") || shown.contains("deferred"),
+        "history shown: {shown}"
+    );
+    // Back up: without a flush the next attempt would be an hour away.
+    s.downstream.restart();
+    let (code, _, _) = gw.cli(&["queue", "flush"]);
+    assert_eq!(code, 0);
+    let got = s.downstream.wait_messages(1, Duration::from_secs(30));
+    assert!(String::from_utf8_lossy(&got[0].data).contains("Subject: q1"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        s.downstream.messages().len(),
+        1,
+        "the deleted message is never delivered"
+    );
+}

@@ -40,7 +40,7 @@ fn policy(clamd: &str) -> String {
 struct Setup {
     stack: Stack,
     gw: Gateway,
-    _clamd: Clamd,
+    clamd: Clamd,
 }
 
 impl std::ops::Deref for Setup {
@@ -58,11 +58,7 @@ fn setup(tenant_mode: &'static str) -> Setup {
         policy: Some(policy(&clamd.tcp())),
         ..Options::default()
     });
-    Setup {
-        stack,
-        gw,
-        _clamd: clamd,
-    }
+    Setup { stack, gw, clamd }
 }
 
 fn msg(subject: &str, body: &str) -> Vec<u8> {
@@ -363,4 +359,24 @@ fn monitor_mode_scans_the_journaled_original_and_never_relays() {
     assert!(s.downstream.messages().is_empty(), "monitor mode never relays");
     let (_, list, _) = s.gw.cli(&["queue", "list"]);
     assert!(list.contains("0 message(s)"), "{list}");
+}
+
+#[test]
+fn clamd_down_with_on_error_tempfail_answers_451() {
+    let mut s = setup("inline");
+    s.clamd.stop();
+    let mut c = Client::connect_tls(s.gw.smtp, &s.pki.ca, None);
+    let r = c.send_data(
+        "alice@example.org",
+        &["user@contoso.com"],
+        &msg("while clamd is down", "hello"),
+    );
+    assert_eq!(
+        (r.code, r.text().starts_with("4.7.1")),
+        (451, true),
+        "EXO must retry: {r}"
+    );
+    assert!(s.gw.log().contains("check failed"), "the failure is logged");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(s.downstream.messages().is_empty());
 }
