@@ -33,6 +33,7 @@ pub mod envelope;
 pub mod exo_setup;
 pub mod framing;
 pub mod headers;
+pub mod html;
 pub mod intake;
 pub mod inventory;
 pub mod listener;

@@ -7,13 +7,16 @@
 //! [`crate::inventory::MAX_DEPTH`], and no input can make this code panic or
 //! loop without consuming input. The HTML reduction is deliberately crude
 //! (no DOM, no CSS): tags and comments are dropped, `script`/`style` contents
-//! skipped, entities decoded, whitespace collapsed; that is enough to match
-//! words and numbers, and it is linear in the input.
+//! skipped, entities decoded, whitespace collapsed, a new line after each
+//! block element; that is enough to match words and numbers, and it is linear
+//! in the input. Which elements are blocks and how entities decode is
+//! [`crate::html`]'s, shared with the link extraction of the `urls` check.
 
 use std::collections::BTreeSet;
 
 use mail_parser::{Message, PartType};
 
+use crate::html::{decode_reference, find_ascii_ci, is_block_element};
 use crate::inventory::MAX_DEPTH;
 
 /// A string that stops growing at `max` bytes.
@@ -122,26 +125,6 @@ pub(crate) fn header_text(raw: &[u8], max: usize) -> String {
     out.into_string()
 }
 
-/// Tags after which the text continues on a new line.
-const BLOCK_TAGS: [&str; 17] = [
-    "br",
-    "p",
-    "div",
-    "tr",
-    "li",
-    "ul",
-    "ol",
-    "table",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "blockquote",
-    "hr",
-    "title",
-];
 /// Tags whose contents are not text at all.
 const SKIPPED_TAGS: [&str; 4] = ["script", "style", "head", "template"];
 
@@ -155,22 +138,23 @@ pub(crate) fn html_to_text(html: &str, out: &mut Capped) {
         if c == '<' {
             if let Some(next) = skip_markup(html, i) {
                 if let Some(tag) = tag_name(rest)
-                    && (BLOCK_TAGS.contains(&tag.as_str()) || tag == "td" || tag == "th")
+                    && is_block_element(&tag)
                 {
-                    space(out, if tag == "td" || tag == "th" { ' ' } else { '\n' });
+                    // Cells of one row read as one line.
+                    space(out, if matches!(tag.as_str(), "td" | "th") { ' ' } else { '\n' });
                 }
                 i = next;
                 continue;
             }
         } else if c == '&'
-            && let Some((decoded, len)) = entity(rest)
+            && let Some((decoded, len)) = decode_reference(rest.get(1..).unwrap_or(""))
         {
             if decoded.is_whitespace() {
                 space(out, ' ');
             } else {
                 out.push(decoded);
             }
-            i += len;
+            i += 1 + len;
             continue;
         }
         if c.is_whitespace() {
@@ -216,7 +200,7 @@ fn skip_markup(html: &str, at: usize) -> Option<usize> {
         Some(tag) if SKIPPED_TAGS.contains(&tag.as_str()) && second != b'/' => {
             // Skip to the matching close tag, or to the end of the document.
             let close = format!("</{tag}");
-            let close_at = find_ci(html, end, &close).unwrap_or(html.len());
+            let close_at = find_ascii_ci(html.as_bytes(), end, close.as_bytes()).unwrap_or(html.len());
             Some(find_from(html, close_at, ">").map_or(html.len(), |e| e + 1))
         }
         _ => Some(end),
@@ -225,47 +209,6 @@ fn skip_markup(html: &str, at: usize) -> Option<usize> {
 
 fn find_from(hay: &str, from: usize, needle: &str) -> Option<usize> {
     hay.get(from..)?.find(needle).map(|p| p + from)
-}
-
-/// Case-insensitive search for an ASCII `needle`.
-fn find_ci(hay: &str, from: usize, needle: &str) -> Option<usize> {
-    let hay = hay.as_bytes();
-    let needle = needle.as_bytes();
-    let tail = hay.get(from..)?;
-    tail.windows(needle.len())
-        .position(|w| w.eq_ignore_ascii_case(needle))
-        .map(|p| p + from)
-}
-
-/// The character an entity at the start of `s` stands for, and its length.
-fn entity(s: &str) -> Option<(char, usize)> {
-    const MAX_ENTITY: usize = 12;
-    let head = s.get(..floor_char_boundary(s, MAX_ENTITY))?;
-    let semi = head.find(';')?;
-    let body = head.get(1..semi)?;
-    let c = if let Some(num) = body.strip_prefix('#') {
-        let code = match num.strip_prefix(['x', 'X']) {
-            Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-            None => num.parse().ok()?,
-        };
-        char::from_u32(code).unwrap_or('\u{FFFD}')
-    } else {
-        match body {
-            "amp" => '&',
-            "lt" => '<',
-            "gt" => '>',
-            "quot" => '"',
-            "apos" => '\'',
-            "nbsp" | "ensp" | "emsp" | "thinsp" => ' ',
-            "ndash" => '–',
-            "mdash" => '—',
-            "euro" => '€',
-            "pound" => '£',
-            "copy" => '©',
-            _ => return None,
-        }
-    };
-    Some((c, semi + 1))
 }
 
 #[cfg(test)]
@@ -290,6 +233,18 @@ mod tests {
     fn inline_tags_join_and_cells_separate() {
         assert_eq!(text("41<span>11</span>"), "4111");
         assert_eq!(text("<table><tr><td>a</td><td>b</td></tr></table>"), "a b\n");
+    }
+
+    #[test]
+    fn text_reads_as_a_browser_shows_it() {
+        // Obfuscated words decode as the reader sees them ...
+        assert_eq!(
+            text("&#0000086;iagra &#x56iagra V&shy;iagra"),
+            "Viagra Viagra V\u{AD}iagra"
+        );
+        // ... and text in separate blocks is not one word.
+        assert_eq!(text("<section>4111</section><center>1111</center>"), "4111\n1111\n");
+        assert_eq!(text("pay&Tab;now&NewLine;&amp friends"), "pay now & friends");
     }
 
     #[test]

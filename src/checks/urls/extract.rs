@@ -3,8 +3,9 @@
 //! visible text, and for each `<a href>` the text a reader sees on it.
 //!
 //! The HTML reader is a small tolerant tokenizer, not a DOM: it decodes
-//! character references, accepts quoted and unquoted attributes, skips
-//! comments, `<script>` and `<style>`, and never fails. Every step advances
+//! character references (with [`crate::html`], which also says which elements
+//! separate words), accepts quoted and unquoted attributes, skips comments,
+//! `<script>`, `<style>` and `<textarea>`, and never fails. Every step advances
 //! through the input, so the work is linear in its size; the number of links
 //! kept is capped by the [`Collector`]. Nothing here parses the URLs.
 
@@ -14,6 +15,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use crate::html::{decode_entities, find_ascii_ci, is_block_element};
 use crate::lookalike;
 
 /// Characters of an anchor's text kept for comparison.
@@ -25,36 +27,6 @@ const MAX_URL_LEN: usize = 4096;
 
 /// Attributes whose value is a URL a mail client may load or a reader follow.
 const URL_ATTRIBUTES: &[&str] = &["href", "src", "action", "formaction", "background", "poster"];
-
-/// Elements that start a new line or cell: text on either side is not one word.
-const BLOCK_ELEMENTS: &[&str] = &[
-    "br",
-    "p",
-    "div",
-    "td",
-    "th",
-    "tr",
-    "li",
-    "ul",
-    "ol",
-    "table",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "hr",
-    "blockquote",
-    "pre",
-    "section",
-    "article",
-    "header",
-    "footer",
-    "center",
-    "title",
-    "option",
-];
 
 static TEXT_URL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"(?i)\b(?:https?://|www\.)[^\s<>"'`{}|\\^\[\]\x00-\x1f\x7f]+"#).expect("valid regex")
@@ -165,7 +137,7 @@ impl Collector {
                 continue;
             };
             i = next;
-            if BLOCK_ELEMENTS.contains(&tag.name.as_str()) {
+            if is_block_element(&tag.name) {
                 visible.push(' ');
                 if let Some(a) = anchor.as_mut() {
                     a.push_text(" ");
@@ -347,98 +319,6 @@ fn refresh_target(content: &str) -> Option<&str> {
     (!target.is_empty()).then_some(target)
 }
 
-/// HTML character references decoded: named ones that matter in links and
-/// text, decimal and hexadecimal (with or without the closing `;`, as
-/// browsers accept). Unknown references are kept as written.
-pub fn decode_entities(text: &str) -> Cow<'_, str> {
-    if !text.contains('&') {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('&') {
-        out.push_str(rest.get(..at).unwrap_or_default());
-        let after = rest.get(at + 1..).unwrap_or_default();
-        match decode_one(after) {
-            Some((decoded, used)) => {
-                out.push_str(&decoded);
-                rest = after.get(used..).unwrap_or_default();
-            }
-            None => {
-                out.push('&');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    Cow::Owned(out)
-}
-
-/// Decodes the reference at the start of `s` (just after `&`): the text and
-/// the number of bytes consumed.
-fn decode_one(s: &str) -> Option<(String, usize)> {
-    if let Some(num) = s.strip_prefix('#') {
-        let (digits, radix, prefix) = match num.strip_prefix(['x', 'X']) {
-            Some(hex) => (hex, 16, 2),
-            None => (num, 10, 1),
-        };
-        let len = digits.bytes().take_while(|b| (*b as char).is_digit(radix)).count();
-        if len == 0 || len > 8 {
-            return None;
-        }
-        let value = u32::from_str_radix(digits.get(..len)?, radix).ok()?;
-        let c = char::from_u32(value).filter(|c| *c != '\0').unwrap_or('\u{FFFD}');
-        let semicolon = usize::from(digits.as_bytes().get(len) == Some(&b';'));
-        return Some((c.to_string(), prefix + len + semicolon));
-    }
-    let len = s.bytes().take(32).take_while(u8::is_ascii_alphanumeric).count();
-    let name = s.get(..len)?;
-    let with_semicolon = s.as_bytes().get(len) == Some(&b';');
-    let decoded = named_entity(name)?;
-    // Only the legacy references may omit the ";" (as in "?a=1&amp b").
-    if !with_semicolon && !matches!(name, "amp" | "lt" | "gt" | "quot" | "nbsp") {
-        return None;
-    }
-    Some((decoded.to_string(), len + usize::from(with_semicolon)))
-}
-
-fn named_entity(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "amp" => "&",
-        "lt" => "<",
-        "gt" => ">",
-        "quot" => "\"",
-        "apos" => "'",
-        "nbsp" => "\u{A0}",
-        "colon" => ":",
-        "sol" => "/",
-        "bsol" => "\\",
-        "period" => ".",
-        "commat" => "@",
-        "num" => "#",
-        "percnt" => "%",
-        "quest" => "?",
-        "equals" => "=",
-        "excl" => "!",
-        "plus" => "+",
-        "comma" => ",",
-        "semi" => ";",
-        "lowbar" => "_",
-        "hyphen" | "dash" => "\u{2010}",
-        "ndash" => "\u{2013}",
-        "mdash" => "\u{2014}",
-        "lpar" => "(",
-        "rpar" => ")",
-        "ensp" | "emsp" | "thinsp" => " ",
-        "zwnj" => "\u{200C}",
-        "zwj" => "\u{200D}",
-        "shy" => "\u{AD}",
-        "NewLine" => "\n",
-        "Tab" => "\t",
-        _ => return None,
-    })
-}
-
 /// Removes what ends a sentence rather than a URL: "see https://x.example/a."
 fn trim_trailing_punctuation(url: &str) -> &str {
     let mut u = url;
@@ -476,13 +356,5 @@ fn find(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
         .get(from..)?
         .windows(needle.len())
         .position(|w| w == needle)
-        .map(|p| p + from)
-}
-
-fn find_ascii_ci(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    bytes
-        .get(from..)?
-        .windows(needle.len())
-        .position(|w| w.eq_ignore_ascii_case(needle))
         .map(|p| p + from)
 }

@@ -2,9 +2,10 @@
 //! the legitimate messages that resemble it; the extractor reads HTML the
 //! way a mail client shows it and never fails on broken input.
 
-use super::extract::{Collector, Link, decode_entities};
+use super::extract::{Collector, Link};
 use super::*;
 use crate::envelope::Direction;
+use crate::html::decode_entities;
 use crate::pipeline::test_support;
 use crate::tenant::Tenant;
 
