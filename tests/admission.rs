@@ -165,9 +165,12 @@ fn tenant_headers_are_confirmed_at_end_of_data() {
         format!("X-MS-Exchange-CrossTenant-Id: {TENANT_ID}\nX-CLOUD-SEC-AV-Info: fabrikam,office365_emails,inline\n");
     assert_eq!(send(&portal).code, 550, "another tenant's portal");
 
-    let log = s.gw.log();
-    assert!(log.contains("2 X-MS-Exchange-CrossTenant-Id headers"), "reason logged");
-    assert!(log.contains("names portal \"fabrikam\""), "reason logged");
+    let wait = Duration::from_secs(5);
+    assert!(
+        s.gw.wait_log("2 X-MS-Exchange-CrossTenant-Id headers", wait),
+        "reason logged"
+    );
+    assert!(s.gw.wait_log("names portal \"fabrikam\"", wait), "reason logged");
 }
 
 #[test]

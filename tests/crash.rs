@@ -100,7 +100,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_message() {
     let mut rng = Rng(seed);
     let mut kills = 0;
     while kills < KILLS && next.load(Ordering::SeqCst) < MESSAGES {
-        std::thread::sleep(Duration::from_millis(300 + rng.next() % 1500));
+        std::thread::sleep(Duration::from_millis(200 + rng.next() % 600));
         let mut g = gateway.lock().unwrap();
         g.kill();
         kills += 1;

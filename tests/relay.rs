@@ -175,7 +175,7 @@ fn egress_addresses_are_used_and_an_unusable_one_is_skipped() {
         "both egress addresses used, nothing else"
     );
     assert!(
-        gw.log().contains("egress address unusable"),
+        gw.wait_log("egress address unusable", Duration::from_secs(5)),
         "the unusable address is logged"
     );
     assert!(gw.log().contains("192.0.2.77"));

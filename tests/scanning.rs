@@ -376,7 +376,10 @@ fn clamd_down_with_on_error_tempfail_answers_451() {
         (451, true),
         "EXO must retry: {r}"
     );
-    assert!(s.gw.log().contains("check failed"), "the failure is logged");
+    assert!(
+        s.gw.wait_log("check failed", Duration::from_secs(5)),
+        "the failure is logged"
+    );
     std::thread::sleep(Duration::from_secs(1));
     assert!(s.downstream.messages().is_empty());
 }
