@@ -1,6 +1,6 @@
 //! Framing of the client's byte stream, without I/O: command lines, DATA
-//! bodies (dot-unstuffed), BDAT chunks (taken exactly, bare LFs included, by
-//! smtp-proto's `BdatReceiver`) and bodies being drained after a refusal.
+//! bodies (dot-unstuffed), BDAT chunks (taken exactly, bare LFs included) and
+//! bodies being drained after a refusal.
 //!
 //! Two things are done here instead of by smtp-proto, on purpose:
 //! - Command lines are framed here rather than by its `RequestReceiver`, so
@@ -18,8 +18,6 @@
 //! this type only knows where one thing ends and the next begins, so it can be
 //! fuzzed on its own.
 
-use smtp_proto::request::receiver::BdatReceiver;
-
 /// Longest command line accepted (RFC 5321 allows 512; extensions need more).
 pub const MAX_LINE: usize = 4096;
 
@@ -28,7 +26,11 @@ enum Mode {
     /// Discard the rest of an over-long command line.
     LongLine,
     Data(Unstuffer),
-    Bdat(BdatReceiver),
+    /// A BDAT chunk: bytes still to take, and whether it ends the message.
+    Bdat {
+        left: usize,
+        last: bool,
+    },
     /// Reading a DATA body to its end, keeping nothing.
     SkipData(Unstuffer),
     /// Reading the rest of a BDAT chunk, keeping nothing.
@@ -164,7 +166,7 @@ impl Framer {
 
     /// After a BDAT command that is accepted.
     pub fn start_bdat(&mut self, size: usize, last: bool) {
-        self.mode = Mode::Bdat(BdatReceiver::new(size, last));
+        self.mode = Mode::Bdat { left: size, last };
     }
 
     /// After a BDAT command that is refused: its bytes must still be read.
@@ -172,10 +174,13 @@ impl Framer {
         self.mode = Mode::SkipBdat(size);
     }
 
-    /// Stops keeping the DATA body in progress but keeps reading to its terminator.
-    pub fn drain_data(&mut self) {
-        if let Mode::Data(rx) = &self.mode {
-            self.mode = Mode::SkipData(*rx);
+    /// Stops keeping the body in progress (DATA or a BDAT chunk) but keeps
+    /// reading to its end; `Frame::Drained` follows.
+    pub fn drain_body(&mut self) {
+        match self.mode {
+            Mode::Data(rx) => self.mode = Mode::SkipData(rx),
+            Mode::Bdat { left, .. } => self.mode = Mode::SkipBdat(left),
+            _ => {}
         }
     }
 
@@ -211,11 +216,11 @@ impl Framer {
                 }
                 (used, Some(Frame::Body { done, last: true }))
             }
-            Mode::Bdat(rx) => {
-                let mut iter = input.iter();
-                let done = rx.ingest(&mut iter, body);
-                let last = rx.is_last;
-                let used = input.len() - iter.as_slice().len();
+            Mode::Bdat { left, last } => {
+                let used = (*left).min(input.len());
+                body.extend_from_slice(&input[..used]);
+                *left -= used;
+                let (done, last) = (*left == 0, *last);
                 if done {
                     self.mode = Mode::Command;
                 }

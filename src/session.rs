@@ -327,7 +327,7 @@ impl Session {
             }
             (Some(reply), false) => {
                 // Keep reading to the end of the body, keeping nothing.
-                self.framer.drain_data();
+                self.framer.drain_body();
                 self.skip_reply = Some(reply);
                 self.drop_transaction().await;
             }

@@ -178,6 +178,15 @@ fn simple_commands_answer_as_rfc5321_says() {
     assert_eq!(c.cmd("FOO bar").code, 500);
     assert_eq!(c.cmd("STARTTLS").code, 503, "TLS already active");
     assert_eq!(c.cmd("DATA").code, 503, "no transaction");
+    // BDAT without a transaction: its chunk is read and dropped, then 503.
+    assert_eq!(c.cmd("BDAT 0 LAST").code, 503, "answered at once, nothing to wait for");
+    c.send(b"BDAT 5\r\nhello");
+    assert_eq!(c.read_reply().code, 503);
+    assert_eq!(
+        c.cmd("NOOP").code,
+        250,
+        "the chunk did not leak into the command stream"
+    );
     assert_eq!(
         c.cmd("MAIL FROM:<a@example.org> SIZE=1000 RET=HDRS ENVID=abc+2Bdef")
             .code,

@@ -266,7 +266,7 @@ impl State {
             "DATA" if self.rcpts == 0 || self.bdat_seen => self.reply("503 5.5.1 No valid recipients or BDAT used"),
             "DATA" => {
                 self.framer.start_data();
-                self.framer.drain_data();
+                self.framer.drain_body();
                 self.reply("354 End data with <CR><LF>.<CR><LF>");
             }
             "BDAT" => {

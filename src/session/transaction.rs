@@ -176,6 +176,10 @@ impl Session {
             } else {
                 reply
             };
+            if size == 0 {
+                // Nothing to drain: answer now.
+                return self.error(&reply).unwrap_or(Flow::Continue);
+            }
             self.framer.drain_bdat(size);
             self.skip_reply = Some(reply);
             return Flow::Continue;
