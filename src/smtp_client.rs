@@ -130,18 +130,20 @@ impl MessageBytes<'_> {
         self.len() == 0
     }
 
-    /// True when the bytes contain a LF not preceded by CR (DATA cannot carry it).
-    pub fn has_bare_lf(&self) -> bool {
+    /// True when the bytes contain a LF without its CR or a CR without its LF:
+    /// DATA cannot carry them, and a lenient receiver could read a line end
+    /// (even an end of data) where the sender meant none, so they go by BDAT.
+    pub fn has_bare_line_break(&self) -> bool {
         let mut prev = 0u8;
         for piece in &self.pieces {
             for &b in *piece {
-                if b == b'\n' && prev != b'\r' {
+                if (b == b'\n' && prev != b'\r') || (prev == b'\r' && b != b'\n') {
                     return true;
                 }
                 prev = b;
             }
         }
-        false
+        prev == b'\r'
     }
 }
 
@@ -430,13 +432,13 @@ impl Client {
         self.last_used = Instant::now();
         self.transactions += 1;
         let size = message.len();
-        let needs_bdat = envelope.body == BodyType::BinaryMime || message.has_bare_lf();
+        let needs_bdat = envelope.body == BodyType::BinaryMime || message.has_bare_line_break();
         if needs_bdat && !self.caps.chunking {
             let reply = Reply::new(
                 451,
                 (4, 6, 11),
                 format!(
-                    "{} does not offer CHUNKING, which this message (bare LF or BINARYMIME) needs",
+                    "{} does not offer CHUNKING, which this message (bare CR or LF, or BINARYMIME) needs",
                     self.server
                 ),
             );
@@ -541,7 +543,9 @@ impl Client {
     /// Sends the message body of a proxied transaction and returns the final reply.
     pub async fn proxy_data(&mut self, message: &MessageBytes<'_>, binarymime: bool) -> Result<Reply, ClientError> {
         let t = self.settings.command_timeout;
-        if (binarymime || message.has_bare_lf()) && !self.caps.chunking {
+        self.transactions += 1;
+        self.last_used = Instant::now();
+        if (binarymime || message.has_bare_line_break()) && !self.caps.chunking {
             return Ok(Reply::new(
                 451,
                 (4, 6, 11),
