@@ -226,6 +226,11 @@ impl Scheduler {
                 let key = route_key(&entry.trailer.meta);
                 self.insert(id.to_string(), key, due, entry.trailer.meta.received);
             }
+            Err(e @ crate::spool::SpoolError::Corrupt { .. }) => {
+                tracing::error!(queue_id = id, error = %e, "damaged queue file set aside");
+                self.shared.spool.set_aside(id);
+                self.shared.metrics.spool_corrupt.inc(&[]);
+            }
             Err(e) => tracing::warn!(queue_id = id, error = %e, "cannot load queued message; it stays on disk"),
         }
     }
@@ -310,7 +315,16 @@ impl Scheduler {
         for id in started {
             let shared = self.shared.clone();
             tokio::spawn(async move {
-                let outcome = crate::attempt::deliver(&shared, &id).await;
+                // The attempt runs in its own task so that even a panic in it
+                // hands the message back to the scheduler (and its slot frees).
+                let attempt = {
+                    let (shared, id) = (shared.clone(), id.clone());
+                    tokio::spawn(async move { crate::attempt::deliver(&shared, &id).await })
+                };
+                let outcome = attempt.await.unwrap_or_else(|e| {
+                    tracing::error!(queue_id = %id, error = %e, "delivery attempt crashed; retrying in a minute");
+                    Outcome::Retry { due: now_unix() + 60 }
+                });
                 let _ = shared.handle.tx.send(Event::Done { id, outcome });
             });
         }

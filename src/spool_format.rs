@@ -175,8 +175,16 @@ pub fn decode_records(records: &[u8], body_len: u64) -> Result<Trailer, FormatEr
         pos += 5 + len;
     }
     let meta = meta.ok_or(FormatError::NoMeta)?;
-    if meta.skips.iter().any(|&(s, e)| s > e || e > body_len) {
-        return Err(FormatError::BadRecord("skip range outside the body".into()));
+    // Sorted, disjoint and inside the body: anything else could repeat or
+    // invent bytes when the message is written out.
+    let mut end_of_previous = 0;
+    for &(s, e) in &meta.skips {
+        if s < end_of_previous || s > e || e > body_len {
+            return Err(FormatError::BadRecord(
+                "skip ranges out of order or outside the body".into(),
+            ));
+        }
+        end_of_previous = e;
     }
     Ok(Trailer { meta, prefix, body_len })
 }
@@ -259,5 +267,16 @@ mod tests {
             bad[i] ^= 0x20;
             assert!(decode_all(&bad).is_err(), "flipped byte {i} accepted");
         }
+    }
+
+    #[test]
+    fn skip_ranges_must_be_ordered_disjoint_and_inside_the_body() {
+        let body = b"abc\r\nbody\r\n";
+        let with = |skips: Vec<(u64, u64)>| decode_all(&encode_all(body, &Meta { skips, ..meta() }, b""));
+        assert!(with(vec![(0, 3), (5, 9)]).is_ok());
+        assert!(with(vec![(5, 9), (0, 3)]).is_err(), "out of order");
+        assert!(with(vec![(0, 6), (5, 9)]).is_err(), "overlapping");
+        assert!(with(vec![(4, 3)]).is_err(), "reversed");
+        assert!(with(vec![(5, 99)]).is_err(), "past the body");
     }
 }
