@@ -31,6 +31,10 @@ pub struct Route {
     pub key: String,
     pub targets: Targets,
     pub tls: Arc<rustls::ClientConfig>,
+    /// Whether a name that does not exist may fail the message for good.
+    /// False for a tenant's own destination: a typo in `deliver_to` or a
+    /// resolver glitch must defer mail, never bounce what was acknowledged.
+    pub dns_may_bounce: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -279,21 +283,26 @@ impl Relay {
 
     /// Opens a new verified TLS connection to the first target that answers.
     pub async fn connect(&self, route: &Route) -> Result<Client, ConnectFailure> {
+        // Permanent only if every host failed permanently and the route allows it.
+        let dns_failure = |e: DnsError| ConnectFailure::dns(e, route.dns_may_bounce);
         let hosts: Vec<(String, u16)> = match &route.targets {
             Targets::Hosts(list) => list.iter().map(|h| (h.host.clone(), h.port)).collect(),
             Targets::Mx { domain, port } => match self.dns.mx(domain).await {
                 Ok(hosts) => hosts.into_iter().map(|h| (h, *port)).collect(),
-                Err(e) => return Err(ConnectFailure::dns(e)),
+                Err(e) => return Err(dns_failure(e)),
             },
         };
         let settings = self.client_settings(route);
         let mut last: Option<ConnectFailure> = None;
+        let mut all_permanent = true;
         for (host, port) in hosts {
             let ips = match self.dns.addresses(&host).await {
                 Ok(ips) => ips,
                 Err(e) => {
                     tracing::warn!(%host, error = %e, "cannot resolve downstream host");
-                    last = Some(ConnectFailure::dns(e));
+                    let failure = dns_failure(e);
+                    all_permanent &= failure.permanent;
+                    last = Some(failure);
                     continue;
                 }
             };
@@ -303,6 +312,7 @@ impl Relay {
                     Ok(client) => return Ok(client),
                     Err(e) => {
                         tracing::warn!(%host, %addr, error = %e, "downstream connection failed");
+                        all_permanent = false;
                         last = Some(ConnectFailure {
                             permanent: false,
                             reply: e.reply(),
@@ -311,10 +321,17 @@ impl Relay {
                 }
             }
         }
-        Err(last.unwrap_or(ConnectFailure {
+        let mut failure = last.unwrap_or(ConnectFailure {
             permanent: false,
             reply: Reply::new(451, (4, 4, 0), "no downstream host to try"),
-        }))
+        });
+        if failure.permanent && !all_permanent {
+            failure = ConnectFailure {
+                permanent: false,
+                reply: Reply::new(451, (4, 4, 0), failure.reply.text.into_owned()),
+            };
+        }
+        Err(failure)
     }
 
     async fn open_one(&self, addr: SocketAddr, host: &str, settings: &ClientSettings) -> Result<Client, ClientError> {
@@ -380,10 +397,11 @@ pub struct ConnectFailure {
 }
 
 impl ConnectFailure {
-    fn dns(e: DnsError) -> ConnectFailure {
+    fn dns(e: DnsError, may_bounce: bool) -> ConnectFailure {
+        let permanent = may_bounce && e.is_permanent();
         ConnectFailure {
-            permanent: e.is_permanent(),
-            reply: if e.is_permanent() {
+            permanent,
+            reply: if permanent {
                 Reply::new(550, (5, 1, 2), e.to_string())
             } else {
                 Reply::new(451, (4, 4, 3), e.to_string())

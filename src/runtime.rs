@@ -106,6 +106,7 @@ impl Runtime {
                 .get(portal)
                 .cloned()
                 .unwrap_or_else(|| self.relay_tls.clone()),
+            dns_may_bounce: false,
         })
     }
 
@@ -118,6 +119,8 @@ impl Runtime {
                 port: self.config.relay.mx_port,
             },
             tls: self.relay_tls.clone(),
+            // A sender domain that does not exist cannot take a DSN: give up on it.
+            dns_may_bounce: true,
         }
     }
 }

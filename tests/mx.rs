@@ -63,3 +63,34 @@ fn mx_routing_tries_preferences_in_order_and_falls_back_to_the_address() {
         gw.log()
     );
 }
+
+#[test]
+fn a_tenant_destination_that_does_not_resolve_stays_queued_without_a_bounce() {
+    // The tenant's own domain has no records at all (NXDOMAIN): a DNS mistake
+    // or outage on our side, not a verdict on the recipient, so the mail waits.
+    let stack = Stack::with(Tls::Required, true, &["mx.example.net"]);
+    let dns = Dns::start(&serde_json::json!({
+        "example.net": {"MX": [[10, "mx.example.net"]]},
+        "mx.example.net": {"A": ["127.0.0.1"]}
+    }));
+    let gw = stack.gateway(Options {
+        deliver_to: vec!["mx".into()],
+        relay_extra: format!("dns = [\"{}\"]\nmx_port = {}", dns.addr(), stack.downstream.port),
+        ..Options::default()
+    });
+    let mut c = Client::connect_tls(gw.smtp, &stack.pki.ca, None);
+    let m = support::crlf("From: bob@example.net\nSubject: unresolvable\nMessage-ID: <nx@x>\n\nhi\n");
+    assert_eq!(c.send_data("bob@example.net", &["user@contoso.com"], &m).code, 250);
+
+    let list = support::wait_for(Duration::from_secs(30), || {
+        let (_, list, _) = gw.cli(&["queue", "list"]);
+        list.contains("deferred x").then_some(list)
+    })
+    .unwrap_or_else(|| panic!("never deferred: {}", gw.log()));
+    assert!(list.contains("1 message(s)"), "still queued: {list}");
+    assert!(!gw.log().contains("DSN queued"), "no bounce: {}", gw.log());
+    assert!(
+        stack.downstream.messages().is_empty(),
+        "nothing reached the sender's MX"
+    );
+}
