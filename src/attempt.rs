@@ -165,12 +165,19 @@ pub(crate) async fn deliver(shared: &Shared, id: &str) -> Outcome {
 
     if !permanent.is_empty() && meta.kind == Kind::Message {
         let original = stamp.apply(&stored.body);
-        match queue_dsn(shared, &hostname, meta, &original, &permanent).await {
-            Ok(()) => {}
-            Err(e) => {
-                tracing::error!(queue_id = id, error = %e, "cannot queue the DSN; will retry the message later");
-                return Outcome::Retry { due: now + 60 };
+        if let Err(e) = queue_dsn(shared, &hostname, meta, &original, &permanent).await {
+            tracing::error!(queue_id = id, error = %e, "cannot queue the DSN; will retry the message later");
+            // What was delivered stays delivered: never sent twice.
+            for (index, result) in &results {
+                if let RcptResult::Delivered(r) = result {
+                    let event = StateEvent::Delivered {
+                        rcpt: *index,
+                        reply: r.one_line(),
+                    };
+                    let _ = spool.append(Area::Active, id, &event);
+                }
             }
+            return Outcome::Retry { due: now + 60 };
         }
     }
 
@@ -281,6 +288,8 @@ async fn queue_dsn(
                 orcpt: None,
                 notify: None,
             }],
+            // A non-ASCII sender can only be reached with SMTPUTF8.
+            smtputf8: !meta.envelope.mail_from.is_ascii(),
             ..Envelope::default()
         },
         session: SessionFacts {
