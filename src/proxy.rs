@@ -54,6 +54,11 @@ pub async fn add_recipient(
     tenant: &Arc<Tenant>,
     recipient: Recipient,
 ) -> Reply {
+    if state.leg.is_none() && !state.envelope.recipients.is_empty() {
+        // The downstream connection died after accepting recipients: a new one
+        // would not know them, so this transaction can only fail (temporarily).
+        return Reply::DOWNSTREAM_TRANSACTION;
+    }
     if state.leg.is_none() {
         let Some(route) = rt.tenant_route(&tenant.portal) else {
             return Reply::DOWNSTREAM_UNAVAILABLE;
@@ -90,15 +95,15 @@ pub async fn add_recipient(
             key: route.key,
             shared: shared.clone(),
         });
+        // The leg goes to this tenant's destination: the transaction is this
+        // tenant's from now on, whatever the downstream answers to the RCPT.
+        *state.tenant = Some(tenant.clone());
     }
     let leg = state.leg.as_mut().expect("opened above");
     state.envelope.recipients.push(recipient);
     let index = state.envelope.recipients.len() - 1;
     match leg.client.proxy_rcpt(state.envelope, index).await {
-        Ok(reply) if reply.is_positive() => {
-            *state.tenant = Some(tenant.clone());
-            reply
-        }
+        Ok(reply) if reply.is_positive() => reply,
         Ok(reply) => {
             state.envelope.recipients.pop();
             reply

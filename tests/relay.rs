@@ -1,7 +1,7 @@
 //! The relay back to the tenant, end to end through a real Postfix that
 //! requires TLS: bytes delivered as sent (but for our header fields), egress
 //! addresses, TLS refusals, outages and their recovery, DSNs, damaged spool
-//! files, and proxy mode.
+//! files, and tenant-to-tenant mail. Proxy mode is in tests/proxy.rs.
 
 mod support;
 
@@ -316,49 +316,6 @@ fn a_torn_spool_file_is_detected_moved_aside_and_counted() {
     let (_, metrics) = gw.http_get("/metrics");
     assert!(metrics.contains("exogate_spool_corrupt_total 1"), "{metrics}");
     assert!(s.downstream.messages().is_empty(), "never delivered half");
-}
-
-#[test]
-fn proxy_mode_passes_the_downstream_replies_through() {
-    let s = Stack::new();
-    let gw = s.gateway(Options {
-        mode: "proxy",
-        ..Options::default()
-    });
-    let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
-    assert_eq!(c.cmd("MAIL FROM:<a@example.org>").code, 250);
-    let r = c.cmd("RCPT TO:<tempfail@contoso.com>");
-    assert_eq!(r.code, 450, "temporary stays temporary: {r}");
-    let r = c.cmd("RCPT TO:<reject@contoso.com>");
-    assert_eq!(r.code, 550, "{r}");
-    assert!(r.text().contains("no such user"), "the downstream's own text: {r}");
-    assert_eq!(c.cmd("RCPT TO:<user@contoso.com>").code, 250);
-    assert_eq!(c.cmd("DATA").code, 354);
-    c.send(&support::crlf(
-        "From: a@example.org\nSubject: proxied\nMessage-ID: <px@x>\n\nhi\n.\n",
-    ));
-    let r = c.read_reply();
-    assert_eq!(r.code, 250, "{r}");
-    assert!(r.text().contains("queued as"), "Postfix's own reply: {r}");
-    assert_eq!(s.downstream.wait_messages(1, Duration::from_secs(20)).len(), 1);
-    let state = gw.dir.join("state/queue/active");
-    assert_eq!(
-        std::fs::read_dir(&state).map(|d| d.count()).unwrap_or(0),
-        0,
-        "no local state"
-    );
-
-    // End of data refused downstream, temporarily and permanently.
-    for (sender, code) in [("tempdata@example.org", 451), ("rejectdata@example.org", 554)] {
-        assert_eq!(c.cmd(&format!("MAIL FROM:<{sender}>")).code, 250);
-        assert_eq!(c.cmd("RCPT TO:<user@contoso.com>").code, 250);
-        assert_eq!(c.cmd("DATA").code, 354);
-        c.send(&support::crlf(
-            "From: x@example.org\nSubject: refused\nMessage-ID: <pr@x>\n\nhi\n.\n",
-        ));
-        let r = c.read_reply();
-        assert_eq!(r.code, code, "{r}");
-    }
 }
 
 #[test]

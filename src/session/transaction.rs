@@ -256,6 +256,13 @@ impl Session {
                 return;
             }
         };
+        let proxy_mode = self.rt.config.delivery.mode == crate::config::DeliveryMode::Proxy;
+        if proxy_mode && proxy.is_none() {
+            // The downstream went away during the transaction: nothing to hand the message to.
+            body.discard();
+            self.reply(&Reply::DOWNSTREAM_TRANSACTION);
+            return;
+        }
         let prepared = intake::prepare(&self.shared, &self.rt, &id, facts, envelope, tenant, body).await;
         let reply = match proxy {
             Some(leg) => crate::proxy::finish(&self.shared, leg, prepared).await,

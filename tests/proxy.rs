@@ -1,0 +1,181 @@
+//! Proxy mode (no local queue) against real and scripted downstreams: the
+//! downstream's own replies reach the client, a transaction stays with the
+//! tenant whose downstream it opened, and a downstream lost in the middle of
+//! a transaction fails it temporarily instead of queueing it behind the
+//! client's back.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::gateway::Options;
+use support::smtp::Client;
+use support::stack::Stack;
+
+/// tests/support/hangup_server.py: drops the connection at RCPT number `n`.
+struct HangupServer {
+    child: Child,
+    port: u16,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl HangupServer {
+    fn start(stack: &Stack, n: u32) -> HangupServer {
+        let leaf = stack.pki.leaf("hangup", &["127.0.0.1"]);
+        let port = support::free_port();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/hangup_server.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(&leaf.cert)
+            .arg(&leaf.key)
+            .arg(n.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut ready = String::new();
+        out.read_line(&mut ready).unwrap();
+        assert!(ready.starts_with("ready"), "hangup server did not start: {ready}");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        HangupServer { child, port, lines }
+    }
+
+    /// The commands it has received so far.
+    fn received(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+}
+
+impl Drop for HangupServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn queue_is_empty(gw: &support::gateway::Gateway) -> bool {
+    std::fs::read_dir(gw.dir.join("state/queue/active"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+        == 0
+}
+
+#[test]
+fn proxy_mode_passes_the_downstream_replies_through() {
+    let s = Stack::new();
+    let gw = s.gateway(Options {
+        mode: "proxy",
+        ..Options::default()
+    });
+    let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
+    assert_eq!(c.cmd("MAIL FROM:<a@example.org>").code, 250);
+    let r = c.cmd("RCPT TO:<tempfail@contoso.com>");
+    assert_eq!(r.code, 450, "temporary stays temporary: {r}");
+    let r = c.cmd("RCPT TO:<reject@contoso.com>");
+    assert_eq!(r.code, 550, "{r}");
+    assert!(r.text().contains("no such user"), "the downstream's own text: {r}");
+    assert_eq!(c.cmd("RCPT TO:<user@contoso.com>").code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(&support::crlf(
+        "From: a@example.org\nSubject: proxied\nMessage-ID: <px@x>\n\nhi\n.\n",
+    ));
+    let r = c.read_reply();
+    assert_eq!(r.code, 250, "{r}");
+    assert!(r.text().contains("queued as"), "Postfix's own reply: {r}");
+    assert_eq!(s.downstream.wait_messages(1, Duration::from_secs(20)).len(), 1);
+    let state = gw.dir.join("state/queue/active");
+    assert_eq!(
+        std::fs::read_dir(&state).map(|d| d.count()).unwrap_or(0),
+        0,
+        "no local state"
+    );
+
+    // End of data refused downstream, temporarily and permanently.
+    for (sender, code) in [("tempdata@example.org", 451), ("rejectdata@example.org", 554)] {
+        assert_eq!(c.cmd(&format!("MAIL FROM:<{sender}>")).code, 250);
+        assert_eq!(c.cmd("RCPT TO:<user@contoso.com>").code, 250);
+        assert_eq!(c.cmd("DATA").code, 354);
+        c.send(&support::crlf(
+            "From: x@example.org\nSubject: refused\nMessage-ID: <pr@x>\n\nhi\n.\n",
+        ));
+        let r = c.read_reply();
+        assert_eq!(r.code, code, "{r}");
+    }
+}
+
+#[test]
+fn a_transaction_stays_with_the_tenant_whose_downstream_it_opened() {
+    // The first recipient is refused by contoso's downstream; a fabrikam
+    // recipient must still not ride on contoso's connection.
+    let s = Stack::new();
+    let gw = s.gateway(Options {
+        mode: "proxy",
+        extra: "[[tenant]]\nportal = \"fabrikam\"\ndomains = [\"fabrikam.com\"]\ndeliver_to = [\"127.0.0.1:9\"]\n"
+            .into(),
+        ..Options::default()
+    });
+    let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
+    assert_eq!(c.cmd("MAIL FROM:<a@example.org>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<reject@contoso.com>").code, 550);
+    let r = c.cmd("RCPT TO:<v@fabrikam.com>");
+    assert_eq!((r.code, r.text().starts_with("4.5.3")), (452, true), "{r}");
+    assert_eq!(c.cmd("RCPT TO:<user@contoso.com>").code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(&support::crlf(
+        "From: a@example.org\nSubject: one tenant\nMessage-ID: <pt@x>\n\nhi\n.\n",
+    ));
+    assert_eq!(c.read_reply().code, 250);
+    let got = s.downstream.wait_messages(1, Duration::from_secs(20));
+    assert_eq!(got[0].recipient, "user@contoso.com");
+    assert!(gw.wait_log("proxied", Duration::from_secs(5)));
+}
+
+#[test]
+fn a_downstream_lost_mid_transaction_fails_it_temporarily_and_queues_nothing() {
+    let s = Stack::new();
+    let down = HangupServer::start(&s, 2);
+    let gw = s.gateway(Options {
+        mode: "proxy",
+        deliver_to: vec![format!("127.0.0.1:{}", down.port)],
+        ..Options::default()
+    });
+    let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
+    assert_eq!(c.cmd("MAIL FROM:<a@example.org>").code, 250);
+    assert_eq!(
+        c.cmd("RCPT TO:<u1@contoso.com>").code,
+        250,
+        "the downstream took the first"
+    );
+    let r = c.cmd("RCPT TO:<u2@contoso.com>");
+    assert_eq!(r.code / 100, 4, "the connection dropped at the second: {r}");
+    // A new downstream connection would not know u1, so the transaction is lost:
+    // every further step says so, temporarily, and the client keeps the message.
+    let r = c.cmd("RCPT TO:<u3@contoso.com>");
+    assert_eq!((r.code, r.text().starts_with("4.4.2")), (451, true), "{r}");
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(&support::crlf(
+        "From: a@example.org\nSubject: lost\nMessage-ID: <pl@x>\n\nhi\n.\n",
+    ));
+    let r = c.read_reply();
+    assert_eq!((r.code, r.text().starts_with("4.4.2")), (451, true), "{r}");
+    assert!(queue_is_empty(&gw), "nothing queued behind the client's back");
+    // The session itself is fine: the next transaction opens a new connection.
+    assert_eq!(c.cmd("MAIL FROM:<a@example.org>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<u4@contoso.com>").code, 250);
+    let received = down.received();
+    assert_eq!(
+        received.iter().filter(|l| l.starts_with("MAIL FROM")).count(),
+        2,
+        "one downstream transaction each: {received:?}"
+    );
+    assert!(!received.iter().any(|l| l.starts_with("RCPT TO:<u3@")), "{received:?}");
+}
