@@ -113,7 +113,8 @@ fn bench(c: &mut Criterion) {
         }
         group.bench_function(*name, |b| {
             b.iter(|| {
-                let report = rt.block_on(policy.scan(raw, &envelope, &session, &tenant, Direction::Inbound));
+                let report =
+                    rt.block_on(policy.scan(raw, raw.len() as u64, &envelope, &session, &tenant, Direction::Inbound));
                 let st = stamp(
                     raw,
                     &StampFacts {

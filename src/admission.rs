@@ -100,17 +100,72 @@ pub struct Attribution {
     pub inferred: bool,
 }
 
-/// Confirms at end of data that the message belongs to `tenant`, and finds its direction.
-pub fn confirm(tenant: &Tenant, envelope: &Envelope, raw: &[u8]) -> Result<Attribution, Refusal> {
+/// Confirms at end of data which tenant the message belongs to, and its
+/// direction. `tenant` is the one the recipients were admitted for;
+/// `sender_tenant` the one owning the sender's domain, if any: mail from one
+/// protected tenant to another arrives as the sender's outgoing mail
+/// (`<sender portal>,office365_emails,sent,inline`) and belongs to the sender.
+pub fn confirm(
+    tenant: &Arc<Tenant>,
+    sender_tenant: Option<&Arc<Tenant>>,
+    envelope: &Envelope,
+    raw: &[u8],
+) -> Result<(Arc<Tenant>, Attribution), Refusal> {
     let refuse = |reason: String| Err(Refusal::new(Reply::NOT_AUTHORIZED, reason));
 
-    if let Some(expected) = &tenant.tenant_id {
+    let infos = headers::values(raw, "X-CLOUD-SEC-AV-Info");
+    let mut stated: Option<(String, Direction)> = None;
+    for info in &infos {
+        let Some((portal, direction)) = parse_info(info) else {
+            return refuse(format!("unrecognised X-CLOUD-SEC-AV-Info value \"{}\"", truncate(info)));
+        };
+        match &stated {
+            Some((p, d)) if !p.eq_ignore_ascii_case(portal) || *d != direction => {
+                return refuse("X-CLOUD-SEC-AV-Info headers disagree".into());
+            }
+            _ => stated = Some((portal.to_string(), direction)),
+        }
+    }
+    let (owner, attribution) = match stated {
+        None => (
+            tenant.clone(),
+            Attribution {
+                direction: infer_direction(tenant, envelope),
+                inferred: true,
+            },
+        ),
+        Some((portal, direction)) => {
+            let owner = if portal.eq_ignore_ascii_case(&tenant.portal) {
+                tenant.clone()
+            } else {
+                match sender_tenant {
+                    Some(s) if direction == Direction::Outgoing && portal.eq_ignore_ascii_case(&s.portal) => s.clone(),
+                    _ => {
+                        return refuse(format!(
+                            "X-CLOUD-SEC-AV-Info names portal \"{}\" but the recipients belong to tenant {}",
+                            truncate(&portal),
+                            tenant.portal
+                        ));
+                    }
+                }
+            };
+            (
+                owner,
+                Attribution {
+                    direction,
+                    inferred: false,
+                },
+            )
+        }
+    };
+
+    if let Some(expected) = &owner.tenant_id {
         let ids = headers::values(raw, "X-MS-Exchange-CrossTenant-Id");
         match ids.as_slice() {
             [] => {
                 return refuse(format!(
                     "no X-MS-Exchange-CrossTenant-Id header; tenant {} requires {expected}",
-                    tenant.portal
+                    owner.portal
                 ));
             }
             [one] => {
@@ -118,7 +173,7 @@ pub fn confirm(tenant: &Tenant, envelope: &Envelope, raw: &[u8]) -> Result<Attri
                 if &got != expected {
                     return refuse(format!(
                         "X-MS-Exchange-CrossTenant-Id {got} is not tenant {}'s id {expected}",
-                        tenant.portal
+                        owner.portal
                     ));
                 }
             }
@@ -130,36 +185,7 @@ pub fn confirm(tenant: &Tenant, envelope: &Envelope, raw: &[u8]) -> Result<Attri
             }
         }
     }
-
-    let infos = headers::values(raw, "X-CLOUD-SEC-AV-Info");
-    if infos.is_empty() {
-        return Ok(Attribution {
-            direction: infer_direction(tenant, envelope),
-            inferred: true,
-        });
-    }
-    let mut found: Option<Direction> = None;
-    for info in &infos {
-        let (portal, direction) = match parse_info(info) {
-            Some(p) => p,
-            None => return refuse(format!("unrecognised X-CLOUD-SEC-AV-Info value \"{}\"", truncate(info))),
-        };
-        if !portal.eq_ignore_ascii_case(&tenant.portal) {
-            return refuse(format!(
-                "X-CLOUD-SEC-AV-Info names portal \"{}\" but the recipients belong to tenant {}",
-                truncate(portal),
-                tenant.portal
-            ));
-        }
-        if found.is_some_and(|d| d != direction) {
-            return refuse("X-CLOUD-SEC-AV-Info headers disagree on the direction".into());
-        }
-        found = Some(direction);
-    }
-    Ok(Attribution {
-        direction: found.expect("at least one Info header was read"),
-        inferred: false,
-    })
+    Ok((owner, attribution))
 }
 
 /// `<portal>,office365_emails,<direction...>`.
@@ -259,23 +285,24 @@ mod tests {
 
     #[test]
     fn info_header_decides_the_direction_and_portal() {
-        let t = tenant("contoso", "contoso.com", None);
+        let t = Arc::new(tenant("contoso", "contoso.com", None));
         let e = env("x@internet.example", &["u@contoso.com"]);
+        let attribution = |raw: &[u8]| confirm(&t, None, &e, raw).map(|(_, a)| a);
         let raw = b"X-CLOUD-SEC-AV-Info: contoso,office365_emails,sent,inline\r\n\r\n";
         assert_eq!(
-            confirm(&t, &e, raw).unwrap(),
+            attribution(raw).unwrap(),
             Attribution {
                 direction: Direction::Outgoing,
                 inferred: false
             }
         );
         let raw = b"X-CLOUD-SEC-AV-Info: fabrikam,office365_emails,inline\r\n\r\n";
-        assert_eq!(confirm(&t, &e, raw).unwrap_err().reply, Reply::NOT_AUTHORIZED);
-        let raw = b"X-CLOUD-SEC-AV-Info: contoso,office365_emails,bogus\r\n\r\n";
-        assert!(confirm(&t, &e, raw).is_err());
-        let raw = b"Subject: none\r\n\r\n";
+        assert_eq!(attribution(raw).unwrap_err().reply, Reply::NOT_AUTHORIZED);
+        assert!(attribution(b"X-CLOUD-SEC-AV-Info: contoso,office365_emails,bogus\r\n\r\n").is_err());
+        let raw = b"X-CLOUD-SEC-AV-Info: contoso,office365_emails,inline\r\nX-CLOUD-SEC-AV-Info: contoso,office365_emails,sent,inline\r\n\r\n";
+        assert!(attribution(raw).is_err(), "disagreeing Info headers");
         assert_eq!(
-            confirm(&t, &e, raw).unwrap(),
+            attribution(b"Subject: none\r\n\r\n").unwrap(),
             Attribution {
                 direction: Direction::Inbound,
                 inferred: true
@@ -284,22 +311,40 @@ mod tests {
     }
 
     #[test]
+    fn mail_between_two_tenants_belongs_to_the_sender_when_exo_says_sent() {
+        let contoso = Arc::new(tenant("contoso", "contoso.com", None));
+        let fabrikam = Arc::new(tenant("fabrikam", "fabrikam.com", None));
+        // Admitted for the recipient's tenant (fabrikam), sent by a contoso user.
+        let e = env("alice@contoso.com", &["bob@fabrikam.com"]);
+        let sent = b"X-CLOUD-SEC-AV-Info: contoso,office365_emails,sent,inline\r\n\r\n";
+        let (owner, a) = confirm(&fabrikam, Some(&contoso), &e, sent).unwrap();
+        assert_eq!((owner.portal.as_str(), a.direction), ("contoso", Direction::Outgoing));
+        let inbound = b"X-CLOUD-SEC-AV-Info: fabrikam,office365_emails,inline\r\n\r\n";
+        let (owner, _) = confirm(&fabrikam, Some(&contoso), &e, inbound).unwrap();
+        assert_eq!(owner.portal, "fabrikam", "fabrikam's inbound copy stays fabrikam's");
+        // The sender's portal with an inbound direction is not the sender's mail.
+        let odd = b"X-CLOUD-SEC-AV-Info: contoso,office365_emails,inline\r\n\r\n";
+        assert!(confirm(&fabrikam, Some(&contoso), &e, odd).is_err());
+    }
+
+    #[test]
     fn tenant_id_must_appear_exactly_once_and_match() {
         let id = "72f988bf-86f1-41af-91ab-2d7cd011db47";
-        let t = tenant("contoso", "contoso.com", Some(id));
+        let t = Arc::new(tenant("contoso", "contoso.com", Some(id)));
         let e = env("x@internet.example", &["u@contoso.com"]);
+        let check = |raw: &[u8]| confirm(&t, None, &e, raw);
         let ok = format!("X-MS-Exchange-CrossTenant-Id: {}\r\n\r\n", id.to_uppercase());
-        assert!(confirm(&t, &e, ok.as_bytes()).is_ok());
+        assert!(check(ok.as_bytes()).is_ok());
         let twice = format!("X-MS-Exchange-CrossTenant-Id: {id}\r\nX-MS-Exchange-CrossTenant-Id: {id}\r\n\r\n");
         assert!(
-            confirm(&t, &e, twice.as_bytes())
+            check(twice.as_bytes())
                 .unwrap_err()
                 .reason
                 .contains("2 X-MS-Exchange-CrossTenant-Id")
         );
         let wrong = "X-MS-Exchange-CrossTenant-Id: 00000000-0000-0000-0000-000000000000\r\n\r\n";
-        assert!(confirm(&t, &e, wrong.as_bytes()).is_err());
-        assert!(confirm(&t, &e, b"\r\n").is_err());
+        assert!(check(wrong.as_bytes()).is_err());
+        assert!(check(b"\r\n").is_err());
     }
 
     #[test]

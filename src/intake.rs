@@ -48,16 +48,18 @@ pub async fn prepare(
     body: Body,
 ) -> Prepared {
     let started = Instant::now();
-    let policy = rt.config.policy(&tenant.policy);
-    let raw = match body.for_scan(policy.scan_max_size) {
-        Ok(raw) => raw,
+    // The header decides the tenant; only then is its policy (and how much of
+    // a large message it scans) known. In memory both reads are free.
+    let head = match body.for_scan(0) {
+        Ok(head) => head,
         Err(e) => {
             tracing::error!(queue_id = id, error = %e, "cannot read the received message back");
             body.discard();
             return Prepared::Refused(Reply::LOCAL_ERROR);
         }
     };
-    let attribution = match admission::confirm(&tenant, &envelope, &raw) {
+    let sender_tenant = rt.tenants.by_address(&envelope.mail_from).cloned();
+    let (tenant, attribution) = match admission::confirm(&tenant, sender_tenant.as_ref(), &envelope, &head) {
         Ok(a) => a,
         Err(refusal) => {
             shared.metrics.admission_refusals.inc(&["tenant-headers"]);
@@ -69,9 +71,19 @@ pub async fn prepare(
                 reason = %refusal.reason,
                 "admission refused at end of data"
             );
-            drop(raw);
+            drop(head);
             body.discard();
             return Prepared::Refused(refusal.reply);
+        }
+    };
+    drop(head);
+    let policy = rt.config.policy(&tenant.policy);
+    let raw = match body.for_scan(policy.scan_max_size) {
+        Ok(raw) => raw,
+        Err(e) => {
+            tracing::error!(queue_id = id, error = %e, "cannot read the received message back");
+            body.discard();
+            return Prepared::Refused(Reply::LOCAL_ERROR);
         }
     };
     if attribution.inferred {
@@ -82,9 +94,11 @@ pub async fn prepare(
         let _permit = shared.scan_permits.acquire().await;
         if tenant.mode == TenantMode::Monitor {
             let original = journal_original(&raw);
+            let scanned = original.as_deref().unwrap_or(&raw);
             policy
                 .scan(
-                    original.as_deref().unwrap_or(&raw),
+                    scanned,
+                    scanned.len() as u64,
                     &envelope,
                     &session,
                     &tenant,
@@ -93,7 +107,7 @@ pub async fn prepare(
                 .await
         } else {
             policy
-                .scan(&raw, &envelope, &session, &tenant, attribution.direction)
+                .scan(&raw, body.len(), &envelope, &session, &tenant, attribution.direction)
                 .await
         }
     };

@@ -175,17 +175,19 @@ impl Policy {
         }
     }
 
-    /// Parses `raw` and runs every check.
+    /// Parses `raw` and runs every check. `full_size` is the size of the
+    /// whole message: over `scan_max_size`, `raw` may hold only its header
+    /// (only the header is scanned either way).
     pub async fn scan(
         &self,
         raw: &[u8],
+        full_size: u64,
         envelope: &Envelope,
         session: &SessionFacts,
         tenant: &Tenant,
         direction: Direction,
     ) -> ScanReport {
-        let full_size = raw.len();
-        let truncated = full_size as u64 > self.scan_max_size;
+        let truncated = full_size > self.scan_max_size;
         let raw = if truncated { &raw[..header_len(raw)] } else { raw };
         let Some(message) = MessageParser::default().parse(raw) else {
             let finding = Finding {

@@ -365,3 +365,39 @@ fn queue_delete_and_flush_work_on_a_running_gateway() {
         "the deleted message is never delivered"
     );
 }
+
+#[test]
+fn mail_between_two_protected_tenants_is_the_senders_when_exchange_says_sent() {
+    // contoso's user writes to fabrikam: EXO hands it over as contoso's outgoing
+    // mail, so it is scanned under contoso's policy and goes back to contoso
+    // (fabrikam's own downstream does not even answer here).
+    let s = Stack::new();
+    let gw = s.gateway(Options {
+        extra: "[[tenant]]\nportal = \"fabrikam\"\ndomains = [\"fabrikam.com\"]\ndeliver_to = [\"127.0.0.1:9\"]\n"
+            .into(),
+        ..Options::default()
+    });
+    let message = |info: &str| {
+        support::crlf(&format!(
+            "X-CLOUD-SEC-AV-Info: {info}\nFrom: alice@contoso.com\nTo: v@fabrikam.com\nSubject: between tenants\n\
+             Message-ID: <xt@contoso.com>\n\nhi\n"
+        ))
+    };
+    let send = |from: &str, info: &str| {
+        let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
+        c.send_data(from, &["v@fabrikam.com"], &message(info))
+    };
+    let r = send("alice@contoso.com", "contoso,office365_emails,sent,inline");
+    assert_eq!(r.code, 250, "{r}");
+    let got = s.downstream.wait_messages(1, Duration::from_secs(30));
+    assert_eq!(got[0].recipient, "v@fabrikam.com");
+    let text = String::from_utf8_lossy(&got[0].data);
+    assert!(
+        text.contains("X-CLOUD-SEC-AV-Info: contoso,office365_emails,sent"),
+        "stamped as contoso's outgoing mail: {text}"
+    );
+
+    // Claiming the sender's tenant without being its sender, or as incoming mail, is refused.
+    assert_eq!(send("a@example.org", "contoso,office365_emails,sent,inline").code, 550);
+    assert_eq!(send("alice@contoso.com", "contoso,office365_emails,inline").code, 550);
+}
