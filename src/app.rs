@@ -48,6 +48,8 @@ pub struct Shared {
     pub sessions: TaskTracker,
     pub limits: ConnLimits,
     pub listeners_bound: AtomicBool,
+    /// Bytes of bodies held in memory by deliveries (queue and proxy).
+    pub budget: Arc<crate::budget::BodyBudget>,
 }
 
 /// Why the daemon could not start or run.
@@ -110,6 +112,7 @@ pub async fn run(config_path: PathBuf, runtime: Runtime) -> Result<(), AppError>
     let tls_listen = cfg.server.tls_listen.clone();
     let admin_listen = cfg.admin.listen;
     let grace = cfg.server.shutdown_grace;
+    let budget = Arc::new(crate::budget::BodyBudget::new(cfg.delivery.memory_budget));
     let scan_permits = Semaphore::new(std::thread::available_parallelism().map_or(4, |n| n.get() * 4));
     let runtime = Arc::new(ArcSwap::from_pointee(runtime));
 
@@ -143,6 +146,7 @@ pub async fn run(config_path: PathBuf, runtime: Runtime) -> Result<(), AppError>
         relay.clone(),
         runtime.clone(),
         metrics.clone(),
+        budget.clone(),
         queue_stop.clone(),
         recovery.valid,
     );
@@ -158,6 +162,7 @@ pub async fn run(config_path: PathBuf, runtime: Runtime) -> Result<(), AppError>
         sessions: TaskTracker::new(),
         limits: ConnLimits::default(),
         listeners_bound: AtomicBool::new(false),
+        budget,
     });
 
     let mut listener_tasks = Vec::new();

@@ -20,11 +20,32 @@ use crate::smtp_client::MessageBytes;
 use crate::spool::{Area, SpoolError, StateEvent, now_unix};
 use crate::spool_format::{Kind, Meta};
 
+/// Files larger than this are read on the blocking pool, off the scheduler threads.
+const LARGE_READ: u64 = 256 * 1024;
+
 /// One delivery attempt of one queued message.
 pub(crate) async fn deliver(shared: &Shared, id: &str) -> Outcome {
     let started = Instant::now();
     let spool = &shared.spool;
-    let stored = match spool.read(Area::Active, id) {
+    // Hold the message's size against the memory budget while its bytes are
+    // in memory, so many large messages delivered at once wait for each other.
+    let spool_path = spool.path(Area::Active, id);
+    let size = std::fs::metadata(&spool_path).map(|m| m.len()).unwrap_or(0);
+    let _held = shared.budget.reserve(size).await;
+    let read = if size > LARGE_READ {
+        let (spool, owned_id) = (spool.clone(), id.to_string());
+        tokio::task::spawn_blocking(move || spool.read(Area::Active, &owned_id))
+            .await
+            .unwrap_or_else(|e| {
+                Err(SpoolError::Io {
+                    path: spool_path.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            })
+    } else {
+        spool.read(Area::Active, id)
+    };
+    let stored = match read {
         Ok(s) => s,
         Err(SpoolError::NotFound(_)) => {
             tracing::info!(queue_id = id, "message no longer in the spool (deleted)");

@@ -89,6 +89,8 @@ pub struct DeliveryConfig {
     pub max_in_memory: usize,
     pub concurrency: usize,
     pub max_per_destination: usize,
+    /// Bytes of message bodies deliveries may hold in memory at once.
+    pub memory_budget: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -446,6 +448,10 @@ fn read_delivery(s: &Section) -> DeliveryConfig {
     if s.contains("retry") && retry.is_empty() {
         s.error("retry", "must list at least one interval, e.g. [\"1m\", \"5m\"]");
     }
+    let memory_budget = s.size_or("memory_budget", 256 * 1024 * 1024);
+    if memory_budget < 1024 * 1024 {
+        s.error("memory_budget", "must be at least 1MiB");
+    }
     DeliveryConfig {
         mode,
         retry,
@@ -454,6 +460,7 @@ fn read_delivery(s: &Section) -> DeliveryConfig {
         max_in_memory: s.u64_in("max_in_memory", 10_000, 10, 10_000_000) as usize,
         concurrency: s.u64_in("concurrency", 100, 1, 100_000) as usize,
         max_per_destination: s.u64_in("max_per_destination", 20, 1, 10_000) as usize,
+        memory_budget,
     }
 }
 

@@ -23,6 +23,7 @@ pub mod app;
 pub mod archive;
 pub mod attempt;
 pub mod body;
+pub mod budget;
 pub mod checks;
 pub mod clamd;
 pub mod cli;

@@ -121,6 +121,7 @@ pub async fn add_recipient(
 pub async fn finish(shared: &Shared, leg: ProxyLeg, prepared: Prepared) -> Reply {
     match prepared {
         Prepared::Deliver { meta, prefix, body } => {
+            let _held = shared.budget.reserve(body.len()).await;
             let raw = match body.for_scan(u64::MAX) {
                 Ok(raw) => raw.into_owned(),
                 Err(e) => {

@@ -71,6 +71,7 @@ pub(crate) struct Shared {
     pub(crate) runtime: Arc<ArcSwap<Runtime>>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) handle: QueueHandle,
+    pub(crate) budget: Arc<crate::budget::BodyBudget>,
 }
 
 struct Item {
@@ -101,6 +102,7 @@ pub fn start(
     relay: Arc<Relay>,
     runtime: Arc<ArcSwap<Runtime>>,
     metrics: Arc<Metrics>,
+    budget: Arc<crate::budget::BodyBudget>,
     shutdown: CancellationToken,
     recovered: Vec<String>,
 ) -> (QueueHandle, tokio::task::JoinHandle<()>) {
@@ -112,6 +114,7 @@ pub fn start(
         runtime,
         metrics,
         handle: handle.clone(),
+        budget,
     });
     let task = tokio::spawn(scheduler(shared, rx, shutdown, recovered));
     (handle, task)
