@@ -88,6 +88,9 @@ pub fn load_runtime(path: &Path, dry_run: bool) -> Result<Runtime, AppError> {
 /// Runs the gateway until it is told to stop.
 pub async fn run(config_path: PathBuf, runtime: Runtime) -> Result<(), AppError> {
     let cfg = &runtime.config;
+    for w in cfg.warnings() {
+        tracing::warn!("{w}");
+    }
     let metrics = Arc::new(Metrics::new());
     let spool = Arc::new(Spool::open(&cfg.server.state_dir)?);
     let recovery = spool.recover()?;
@@ -225,6 +228,9 @@ fn reload(path: &Path, shared: &Shared) {
                 || new.config.server.state_dir != old.config.server.state_dir
             {
                 tracing::warn!("listen addresses and state_dir changes take effect only after a restart");
+            }
+            for w in new.config.warnings() {
+                tracing::warn!("{w}");
             }
             let tenants = new.config.tenants.len();
             shared.runtime.store(Arc::new(new));

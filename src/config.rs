@@ -209,6 +209,23 @@ impl Config {
         }
     }
 
+    /// Settings that load but weaken the gateway; logged at start and reload,
+    /// printed by `check-config`.
+    pub fn warnings(&self) -> Vec<String> {
+        self.tenants
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.tenant_id.is_none())
+            .map(|(i, t)| {
+                format!(
+                    "tenant[{i}] ({}): no tenant_id, so its mail is recognised by X-CLOUD-SEC-AV-Info and domains alone, \
+                     which another Exchange Online tenant could imitate; set tenant_id to its Microsoft Entra tenant ID",
+                    t.portal
+                )
+            })
+            .collect()
+    }
+
     pub fn policy(&self, name: &str) -> Arc<Policy> {
         self.policies
             .get(name)

@@ -226,7 +226,8 @@ deliver_to = ["mx.contoso.com:notaport"]
 
     std::fs::write(
         &path,
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nstate_dir = \"state\"\n[tls]\ngenerate = true\n",
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nstate_dir = \"state\"\n[tls]\ngenerate = true\n\
+         [[tenant]]\nportal = \"contoso\"\ndomains = [\"contoso.com\"]\ndeliver_to = [\"127.0.0.1:2526\"]\n",
     )
     .unwrap();
     let out = std::process::Command::new(support::gateway::binary())
@@ -235,7 +236,13 @@ deliver_to = ["mx.contoso.com:notaport"]
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(": ok"), "{stdout}");
+    // A tenant without tenant_id loads, with a warning saying what it weakens.
+    assert!(
+        stdout.contains("warning: tenant[0] (contoso): no tenant_id"),
+        "{stdout}"
+    );
     // And the daemon refuses to start on a bad config, before binding anything.
     std::fs::write(&path, "[server]\nlisten = [\"127.0.0.1:0\"]\nbogus = 1\n").unwrap();
     let out = std::process::Command::new(support::gateway::binary())

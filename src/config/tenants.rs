@@ -146,6 +146,15 @@ pub(super) fn read_tenant(t: &Section, base: &Path, policies: &BTreeMap<String, 
             None
         }
     };
+    if relay_cert.is_some() && tenant_id.is_empty() {
+        // With a client certificate EXO treats what we relay as the tenant's
+        // own mail; only the tenant id (stamped by EXO, not by the sender)
+        // stops another EXO tenant from getting its mail relayed that way.
+        t.error(
+            "tenant_id",
+            "required when relay_cert is set: the tenant's Microsoft Entra tenant ID (the GUID in its mail's X-MS-Exchange-CrossTenant-Id)",
+        );
+    }
     Some(Tenant {
         portal,
         domains,

@@ -106,3 +106,30 @@ fn toml_syntax_errors_name_the_file() {
     let e = errors("[server\n");
     assert!(e[0].starts_with("/nonexistent/gateway.toml: invalid TOML"), "{e:?}");
 }
+
+#[test]
+fn a_relay_certificate_needs_the_tenant_id_and_a_missing_id_is_warned_about() {
+    let text = MINIMAL.to_string() + "relay_cert = \"r.pem\"\nrelay_key = \"r.key\"\n";
+    let e = errors(&text);
+    assert!(
+        e.iter()
+            .any(|e| e.starts_with("tenant[0].tenant_id: required when relay_cert is set")),
+        "{e:?}"
+    );
+    let c = Config::parse(MINIMAL, Path::new("/etc/exogate/gateway.toml")).unwrap();
+    assert_eq!(c.warnings().len(), 1);
+    assert!(
+        c.warnings()[0].starts_with("tenant[0] (contoso): no tenant_id"),
+        "{:?}",
+        c.warnings()
+    );
+    let with_id = MINIMAL.to_string() + "tenant_id = \"72f988bf-86f1-41af-91ab-2d7cd011db47\"\n";
+    let c = Config::parse(&with_id, Path::new("/etc/exogate/gateway.toml")).unwrap();
+    assert!(c.warnings().is_empty());
+}
+
+#[test]
+fn a_memory_budget_below_one_mebibyte_is_refused() {
+    let e = errors(&(MINIMAL.to_string() + "[delivery]\nmemory_budget = \"64KiB\"\n"));
+    assert_eq!(e, vec!["delivery.memory_budget: must be at least 1MiB"]);
+}
