@@ -30,6 +30,9 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 SCENARIOS=${SCENARIOS:-"a b b2 c d rate idle big"}
 IP=127.0.0.1
 INFO_HEADER="X-CLOUD-SEC-AV-Info: contoso,office365_emails,inline"
+# EXO stamps every message with the tenant's id; the benchmark tenant checks it, as in production.
+TENANT_ID=72f988bf-86f1-41af-91ab-2d7cd011db47
+TENANT_HEADER="X-MS-Exchange-CrossTenant-Id: $TENANT_ID"
 FROM=alice@example.org
 TO=bob@contoso.com
 
@@ -140,11 +143,15 @@ stop_session() {
     kill -KILL -- "-$sid" 2>/dev/null || true
 }
 
+# A port below the kernel's ephemeral range (so no outgoing connection of the
+# run can be holding it when a server binds it later) with no socket on it.
 free_port() {
-    local p
+    local p low=10000 high
+    high=$(($(cut -f1 /proc/sys/net/ipv4/ip_local_port_range) - 1))
+    [ "$high" -gt $((low + 1000)) ] || { low=20000; high=50000; }
     for _ in $(seq 1 200); do
-        p=$((20000 + RANDOM % 30000))
-        if [ -z "$(ss -Hltn "sport = :$p")" ]; then
+        p=$((low + RANDOM % (high - low)))
+        if [ -z "$(ss -Htan "sport = :$p")" ]; then
             echo "$p"
             return
         fi
@@ -252,7 +259,7 @@ CERT=$RUN/pki/server.pem
 KEY=$RUN/pki/server.key
 
 # The message smtp-source sends (LF line ends; it adds the CRs), the same as loadgen's message 0.
-"$LOADGEN" message --size "$SIZE" --from "$FROM" --to "$TO" --header "$INFO_HEADER" --lf >"$RUN/message.txt"
+"$LOADGEN" message --size "$SIZE" --from "$FROM" --to "$TO" --header "$INFO_HEADER" --header "$TENANT_HEADER" --lf >"$RUN/message.txt"
 
 # ---------------------------------------------------------------- header
 say "== exogate load benchmark =="
@@ -402,7 +409,7 @@ run_loadgen() {
     fi
     t0=$(now)
     "$LOADGEN" send --addr "$IP:$port" --messages "$MESSAGES" --sessions "$SESSIONS" --size "$SIZE" \
-        --from "$FROM" --to "$TO" --header "$INFO_HEADER" --pipelining "$@" >"$RUN/$name.json" 2>"$RUN/$name.err" || rc=$?
+        --from "$FROM" --to "$TO" --header "$INFO_HEADER" --header "$TENANT_HEADER" --pipelining "$@" >"$RUN/$name.json" 2>"$RUN/$name.err" || rc=$?
     t1=$(now)
     [ "$rc" = 0 ] || note "$name: loadgen exited $rc: $(head -n 3 "$RUN/$name.err" | tr '\n' ' ')"
     local sent acked
@@ -531,6 +538,7 @@ level = "${GW_LOG_LEVEL:-info}"
 [[tenant]]
 portal = "contoso"
 domains = ["contoso.com"]
+tenant_id = "$TENANT_ID"
 deliver_to = ["$IP:$SINK_PORT"]
 EOF
     "$EXOGATE" check-config --config "$d/gateway.toml" >"$d/check-config.out" 2>&1 ||
@@ -661,7 +669,8 @@ if has big; then
     base=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
     start_sampler "$GW_SID" "$RUN/big.rss"
     t0=$(now)
-    "$LOADGEN" big --addr "$IP:$GW_PORT" --size "$BIG_SIZE" --ca "$CA" >"$RUN/big.json" 2>"$RUN/big.err" || true
+    "$LOADGEN" big --addr "$IP:$GW_PORT" --size "$BIG_SIZE" --ca "$CA" \
+        --header "$INFO_HEADER" --header "$TENANT_HEADER" >"$RUN/big.json" 2>"$RUN/big.err" || true
     after=$(wait_sink $((before_count + 1)))
     t1=$(sink_last)
     stop_sampler
