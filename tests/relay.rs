@@ -401,3 +401,56 @@ fn mail_between_two_protected_tenants_is_the_senders_when_exchange_says_sent() {
     assert_eq!(send("a@example.org", "contoso,office365_emails,sent,inline").code, 550);
     assert_eq!(send("alice@contoso.com", "contoso,office365_emails,inline").code, 550);
 }
+
+#[test]
+fn a_message_over_scan_max_size_is_scanned_on_its_header_and_says_so() {
+    // Spilled to disk while it arrives (over spill_threshold) and over the
+    // policy's scan_max_size: only the header is scanned, and the verdict says so.
+    let s = Stack::new();
+    let gw = s.gateway(Options {
+        server_extra: "spill_threshold = \"64KiB\"".into(),
+        policy: Some(
+            "[policy.default]\nscan_max_size = \"128KiB\"\n[[policy.default.check]]\nkind = \"content\"\n".into(),
+        ),
+        ..Options::default()
+    });
+    let gtube = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
+    let message = |subject: &str, filler: usize| {
+        let line = "filler text that keeps the message growing past the limits\n";
+        support::crlf(&format!(
+            "From: a@example.org\nTo: user@contoso.com\nSubject: {subject}\nMessage-ID: <{subject}@x>\n\n{}{gtube}\n",
+            line.repeat(filler)
+        ))
+    };
+    let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
+    assert_eq!(
+        c.send_data("a@example.org", &["user@contoso.com"], &message("small", 10))
+            .code,
+        250
+    );
+    let big = message("big", 5000);
+    assert!(big.len() > 256 * 1024, "over both limits: {}", big.len());
+    assert_eq!(c.send_data("a@example.org", &["user@contoso.com"], &big).code, 250);
+
+    let got = s.downstream.wait_messages(2, Duration::from_secs(30));
+    let text = |subject: &str| {
+        let m = got
+            .iter()
+            .find(|m| String::from_utf8_lossy(&m.data).contains(&format!("Subject: {subject}")))
+            .unwrap();
+        String::from_utf8_lossy(&m.data).into_owned()
+    };
+    let (small, big) = (text("small"), text("big"));
+    assert!(
+        small.contains("X-CLOUD-SEC-AV-SCL: true"),
+        "the body rule fires on a scanned body"
+    );
+    assert!(!small.contains("header-only-scan"));
+    assert!(big.contains("X-CLOUD-SEC-AV-SCL: false"), "the body was not scanned");
+    assert!(
+        big.contains("header-only-scan"),
+        "and the verdict says so: {}",
+        &big[..2000]
+    );
+    assert!(big.contains(gtube), "the whole message was still delivered");
+}
