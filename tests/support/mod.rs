@@ -1,7 +1,8 @@
 //! Test harness shared by the integration tests: certificates made at test
 //! time, the gateway as a real process on port 0, a real Postfix as the
-//! downstream MTA, a raw SMTP client, and small helpers to run Python's
-//! smtplib and swaks.
+//! downstream MTA, a raw SMTP client, small helpers to run Python's smtplib
+//! and swaks, and real servers the gateway talks to (Knot DNS, PostgreSQL,
+//! rspamd, HAProxy; tests/rigs.rs shows each at work).
 //!
 //! Everything listens on loopback only and is stopped when its handle is
 //! dropped, also when a test panics.
@@ -11,8 +12,13 @@
 pub mod clamd;
 pub mod dns;
 pub mod gateway;
+pub mod haproxy;
+pub mod knot;
 pub mod pki;
 pub mod postfix;
+pub mod postgres;
+pub mod process;
+pub mod rspamd;
 pub mod smtp;
 pub mod stack;
 
