@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Runs exogate's whole test suite on a Debian machine: first installs what the
-# tests talk to when it is missing (Postfix as the downstream MTA, swaks,
-# ClamAV's clamd, opendkim-tools, systemd-analyze, Python's dkimpy and
-# prometheus_client), then builds and runs every test.
+# tests talk to when it is missing (Postfix as the downstream MTA, swaks and
+# the Perl TLS modules it needs for STARTTLS, ClamAV's clamd, opendkim-tools,
+# systemd-analyze, Knot DNS, PostgreSQL 15, rspamd, HAProxy, promtool, and
+# Python's pyspf, dkimpy, authheaders, dnspython and prometheus_client), then
+# builds and runs every test, reporting every failing test (--no-fail-fast).
+# The tests start their own servers on loopback; /usr/sbin/policy-rc.d keeps
+# apt from starting the packages' daemons (postgresql's postinst still makes
+# an unused "main" cluster, which is harmless).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +20,15 @@ command -v swaks >/dev/null || missing+=(swaks)
 command -v opendkim-genkey >/dev/null || missing+=(opendkim-tools)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+perl -MNet::SSLeay -e1 2>/dev/null || missing+=(libnet-ssleay-perl)
+perl -MIO::Socket::SSL -e1 2>/dev/null || missing+=(libio-socket-ssl-perl)
+[ -x /usr/sbin/knotd ] || missing+=(knot)
+command -v kdig >/dev/null || missing+=(knot-dnsutils)
+[ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql)
+[ -x /usr/bin/rspamd ] || missing+=(rspamd)
+[ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+command -v promtool >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
   as_root apt-get update -q
@@ -24,7 +38,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 py_missing=()
+python3 -c 'import spf' 2>/dev/null || py_missing+=(pyspf)
 python3 -c 'import dkim' 2>/dev/null || py_missing+=(dkimpy)
+python3 -c 'import authheaders' 2>/dev/null || py_missing+=(authheaders)
+python3 -c 'import dns.resolver' 2>/dev/null || py_missing+=(dnspython)
 python3 -c 'import prometheus_client' 2>/dev/null || py_missing+=(prometheus_client)
 if [ ${#py_missing[@]} -gt 0 ]; then
   echo "installing Python packages: ${py_missing[*]}"
@@ -32,4 +49,4 @@ if [ ${#py_missing[@]} -gt 0 ]; then
     || python3 -m pip install -q --break-system-packages "${py_missing[@]}"
 fi
 
-cargo test --locked --all-targets
+cargo test --locked --all-targets --no-fail-fast
