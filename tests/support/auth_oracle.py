@@ -51,6 +51,12 @@ import dns.rdatatype
 import dns.resolver
 import spf
 
+try:  # dkimpy verifies ed25519-sha256 with PyNaCl; without it that case would read "fail"
+    import nacl.signing  # noqa: F401
+except ImportError:
+    sys.exit("auth_oracle: PyNaCl is missing (python3 -m pip install PyNaCl); "
+             "dkimpy needs it for ed25519-sha256 signatures")
+
 RESULT_WORDS = {"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror", "policy"}
 
 
