@@ -14,6 +14,7 @@ pub mod dns;
 pub mod gateway;
 pub mod haproxy;
 pub mod knot;
+pub mod m365;
 pub mod pki;
 pub mod postfix;
 pub mod postgres;
