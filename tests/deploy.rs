@@ -216,7 +216,10 @@ fn the_unit_carries_the_expected_start_stop_and_hardening_settings() {
 
 /// Instructions with their arguments, continuation lines joined.
 fn dockerfile() -> Vec<(String, String)> {
-    let text = read("Dockerfile");
+    dockerfile_from(&read("Dockerfile"))
+}
+
+fn dockerfile_from(text: &str) -> Vec<(String, String)> {
     let mut joined = String::new();
     let mut out = Vec::new();
     for line in text.lines() {
@@ -412,5 +415,334 @@ fn the_daemon_notifies_readiness_passes_the_healthcheck_and_stops_cleanly_on_sig
     assert!(
         !probe(admin),
         "the HEALTHCHECK passes with no daemon: it checks nothing"
+    );
+}
+
+// ---- the image's build stage, replayed from its own COPY lines ----
+//
+// A `docker build` sees only the files its build context keeps (.dockerignore)
+// and its COPY lines bring in, so a file the manifest needs but nobody copies
+// breaks the image and nothing else. This replays the stage named `build` on
+// the host: a fresh folder stands in for the stage's root, COPY brings exactly
+// the paths it names from the repository (minus what .dockerignore leaves out
+// of the context), and RUN runs each command verbatim with `sh -c` in WORKDIR.
+// What differs from a real build, and why it does not weaken the check:
+// - cargo runs offline against the host's registry cache (CARGO_NET_OFFLINE),
+//   with `--locked` as the Dockerfile says, so Cargo.lock must suffice;
+// - the release profile is overridden by environment to opt-level 0 without
+//   debug info, so the suite pays a debug-speed build, not an optimised one.
+//   What the compiler reads (every module, include_*!, build script, bench and
+//   bin declared in the manifest) and what the stage produces at which path do
+//   not depend on the optimisation level;
+// - `target/` is a link to a folder reused between runs (only the crate itself
+//   is rebuilt when its sources change), so the path the runtime stage copies
+//   from still exists where the Dockerfile expects it;
+// - the base image's own environment is the host's (the same toolchain).
+// RUN lines must use paths relative to WORKDIR: an absolute path would touch
+// the host, so the replay refuses it.
+
+/// A `.dockerignore` as Docker reads it: the last matching pattern wins, `!`
+/// re-includes, and a pattern that matches a folder covers what is under it.
+struct DockerIgnore(Vec<(bool, Vec<String>)>);
+
+impl DockerIgnore {
+    fn parse(text: &str) -> DockerIgnore {
+        let rules = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                let (keep, pattern) = match l.strip_prefix('!') {
+                    Some(p) => (true, p.trim()),
+                    None => (false, l),
+                };
+                let parts = pattern
+                    .trim_matches('/')
+                    .split('/')
+                    .filter(|p| !p.is_empty() && *p != ".")
+                    .map(str::to_string)
+                    .collect();
+                (keep, parts)
+            })
+            .collect();
+        DockerIgnore(rules)
+    }
+
+    /// Whether the context leaves `rel` (a path relative to the context root) out.
+    fn excludes(&self, rel: &Path) -> bool {
+        let parts: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let mut excluded = false;
+        for (keep, pattern) in &self.0 {
+            let hit = (1..=parts.len()).any(|n| path_match(pattern, &parts[..n]));
+            if hit {
+                excluded = !keep;
+            }
+        }
+        excluded
+    }
+}
+
+/// Go's filepath.Match per path element, plus `**` for any number of elements.
+fn path_match(pattern: &[String], path: &[String]) -> bool {
+    match pattern.split_first() {
+        None => path.is_empty(),
+        Some((first, rest)) if first == "**" => (0..=path.len()).any(|skip| path_match(rest, &path[skip..])),
+        Some((first, rest)) => {
+            !path.is_empty() && glob(first.as_bytes(), path[0].as_bytes()) && path_match(rest, &path[1..])
+        }
+    }
+}
+
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    match (p.first(), s.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => glob(&p[1..], s) || (!s.is_empty() && glob(p, &s[1..])),
+        (Some(b'?'), Some(_)) => glob(&p[1..], &s[1..]),
+        (Some(a), Some(b)) if a == b => glob(&p[1..], &s[1..]),
+        _ => false,
+    }
+}
+
+/// Every file under `rel` (a file or a folder) that the build context keeps.
+fn context_files(ignore: &DockerIgnore, rel: &Path) -> Vec<PathBuf> {
+    let full = repo().join(rel);
+    if ignore.excludes(rel) && !full.is_dir() {
+        return vec![];
+    }
+    if !full.is_dir() {
+        return if full.exists() { vec![rel.to_path_buf()] } else { vec![] };
+    }
+    let mut out = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(&full)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    entries.sort();
+    for name in entries {
+        let child = rel.join(name);
+        // A folder left out may still hold a re-included file (`!dir/file`).
+        out.extend(context_files(ignore, &child));
+    }
+    out
+}
+
+/// The instructions of the stage `FROM … AS name`, up to the next FROM.
+fn stage(d: &[(String, String)], name: &str) -> Vec<(String, String)> {
+    let start = d
+        .iter()
+        .position(|(op, a)| {
+            op == "FROM" && {
+                let w: Vec<&str> = a.split_whitespace().collect();
+                w.len() == 3 && w[1].eq_ignore_ascii_case("as") && w[2] == name
+            }
+        })
+        .unwrap_or_else(|| panic!("no `FROM … AS {name}` stage in the Dockerfile"));
+    d[start + 1..]
+        .iter()
+        .take_while(|(op, _)| op != "FROM")
+        .cloned()
+        .collect()
+}
+
+/// A path inside the stand-in root for `path` as the stage sees it.
+fn in_stage(root: &Path, workdir: &Path, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        workdir.join(p)
+    };
+    root.join(abs.strip_prefix("/").unwrap())
+}
+
+fn copy_into_stage(ignore: &DockerIgnore, root: &Path, workdir: &Path, args: &str) {
+    let words: Vec<&str> = args.split_whitespace().collect();
+    assert!(
+        !words.iter().any(|w| w.starts_with("--from")),
+        "the replay cannot COPY from another stage or image: {args}"
+    );
+    let words: Vec<&str> = words.into_iter().filter(|w| !w.starts_with("--")).collect();
+    let (dest, sources) = words.split_last().expect("COPY without arguments");
+    assert!(!sources.is_empty(), "COPY without a source: {args}");
+    let to_dir = dest.ends_with('/') || sources.len() > 1;
+    for src in sources {
+        assert!(
+            !src.contains(['*', '?', '[']),
+            "the replay does not expand wildcards: {src}"
+        );
+        let rel = Path::new(src.trim_start_matches("./"));
+        let files = context_files(ignore, rel);
+        assert!(
+            !files.is_empty(),
+            "COPY {src}: not in the build context (missing, or left out by .dockerignore)"
+        );
+        let src_is_dir = repo().join(rel).is_dir();
+        for file in files {
+            let target = if src_is_dir {
+                in_stage(root, workdir, dest).join(file.strip_prefix(rel).unwrap())
+            } else if to_dir {
+                in_stage(root, workdir, dest).join(rel.file_name().unwrap())
+            } else {
+                in_stage(root, workdir, dest)
+            };
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::copy(repo().join(&file), &target).unwrap();
+        }
+    }
+}
+
+fn run_in_stage(cwd: &Path, env: &[(String, String)], command: &str) -> Result<(), String> {
+    let absolute = command
+        .split(|c: char| c.is_whitespace() || c == '=' || c == '\'' || c == '"')
+        .find(|w| w.starts_with('/'));
+    assert!(
+        absolute.is_none(),
+        "RUN uses the absolute path {absolute:?}; the replay would run it on the host. \
+         Use paths relative to WORKDIR: {command}"
+    );
+    let argv: Vec<String> = if command.starts_with('[') {
+        json_array(command)
+    } else {
+        vec!["sh".into(), "-c".into(), command.into()]
+    };
+    std::fs::create_dir_all(cwd).unwrap();
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .current_dir(cwd)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET_DIR")
+        .env("CARGO_NET_OFFLINE", "true")
+        .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "0")
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env("CARGO_PROFILE_RELEASE_LTO", "false")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "false")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
+        .output()
+        .unwrap();
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "RUN {command}\nfailed in the replayed build stage ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
+/// Replays the stage `build` of `instructions` into `root`; a failed RUN is an error.
+fn replay_build_stage(instructions: &[(String, String)], root: &Path, target: &Path) -> Result<(), String> {
+    let ignore = DockerIgnore::parse(&std::fs::read_to_string(repo().join(".dockerignore")).unwrap_or_default());
+    let mut workdir = PathBuf::from("/");
+    let mut env: Vec<(String, String)> = Vec::new();
+    for (op, args) in stage(instructions, "build") {
+        match op.as_str() {
+            "WORKDIR" => {
+                workdir = workdir.join(&args);
+                let dir = in_stage(root, &workdir, ".");
+                std::fs::create_dir_all(&dir).unwrap();
+                // target/ inside WORKDIR is reused between runs (see above).
+                let link = dir.join("target");
+                if !link.exists() {
+                    std::os::unix::fs::symlink(target, &link).unwrap();
+                }
+            }
+            "ENV" => {
+                let (k, v) = args.split_once(['=', ' ']).expect("ENV without a value");
+                env.push((k.trim().into(), v.trim().trim_matches('"').into()));
+            }
+            "COPY" | "ADD" => copy_into_stage(&ignore, root, &workdir, &args),
+            "RUN" => run_in_stage(&in_stage(root, &workdir, "."), &env, &args)?,
+            "ARG" | "LABEL" | "SHELL" | "USER" => {}
+            other => panic!("the replay does not know {other} in the build stage"),
+        }
+    }
+    Ok(())
+}
+
+/// A clean stand-in root for the stage (a fresh folder per `name`) and the
+/// target folder shared by every replay.
+fn replay_dirs(name: &str) -> (PathBuf, PathBuf) {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dockerfile-replay");
+    let root = base.join(name);
+    let target = base.join("target");
+    if root.exists() {
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&target).unwrap();
+    (root, target)
+}
+
+#[test]
+fn the_build_stage_builds_from_exactly_what_it_copies() {
+    let (root, target) = replay_dirs("root");
+    let d = dockerfile();
+    if let Err(e) = replay_build_stage(&d, &root, &target) {
+        panic!("{e}");
+    }
+
+    // Every file the later stages take from the build stage is there.
+    for (_, args) in d
+        .iter()
+        .filter(|(op, a)| op == "COPY" && a.starts_with("--from=build "))
+    {
+        let words: Vec<&str> = args.split_whitespace().filter(|w| !w.starts_with("--")).collect();
+        for src in &words[..words.len() - 1] {
+            let path = in_stage(&root, Path::new("/"), src);
+            assert!(
+                path.exists(),
+                "COPY --from=build {src}: the build stage did not produce it"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_replay_notices_a_file_the_manifest_needs_but_nobody_copies() {
+    // The Dockerfile without whatever copies the bench the manifest declares:
+    // the build must stop at the manifest, as `docker build` would.
+    let text: String = read("Dockerfile")
+        .lines()
+        .filter(|l| !(l.trim_start().starts_with("COPY") && l.contains("benches")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let (root, target) = replay_dirs("root-without-bench");
+    let err = replay_build_stage(&dockerfile_from(&text), &root, &target)
+        .expect_err("the stage built without the bench the manifest declares");
+    assert!(err.contains("can't find `scan` bench"), "{err}");
+}
+
+#[test]
+fn the_build_context_holds_only_what_the_dockerfile_copies() {
+    let ignore = DockerIgnore::parse(&read(".dockerignore"));
+    let context = context_files(&ignore, Path::new(""));
+    let mut copied: Vec<PathBuf> = Vec::new();
+    for (_, args) in dockerfile()
+        .iter()
+        .filter(|(op, a)| (op == "COPY" || op == "ADD") && !a.contains("--from"))
+    {
+        let words: Vec<&str> = args.split_whitespace().filter(|w| !w.starts_with("--")).collect();
+        for src in &words[..words.len() - 1] {
+            copied.extend(context_files(&ignore, Path::new(src.trim_start_matches("./"))));
+        }
+    }
+    copied.sort();
+    copied.dedup();
+    // The builder always receives these two; COPY never takes them.
+    let builder_own = [Path::new("Dockerfile"), Path::new(".dockerignore")];
+    let extra: Vec<&PathBuf> = context
+        .iter()
+        .filter(|f| !copied.contains(f) && !builder_own.contains(&f.as_path()))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "the build context carries {} files no COPY uses (.dockerignore should leave them out), e.g. {:?}",
+        extra.len(),
+        &extra[..extra.len().min(10)]
     );
 }
