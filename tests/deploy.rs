@@ -2,13 +2,16 @@
 //! `systemd-analyze verify` (with its paths pointed at the binary just built)
 //! and carries the hardening a reviewer expects; the Dockerfile is a
 //! multi-stage build that runs as a non-root user with config and state as
-//! volumes. The daemon itself is started the way the unit starts it: under a
-//! `NOTIFY_SOCKET` this test binds, it must send READY=1 once it listens, the
-//! Dockerfile's HEALTHCHECK command must pass against it, and SIGTERM must end
-//! it with exit status 0 (so `Restart=on-failure` does not restart a clean stop).
+//! volumes, and its build stage, replayed on the host from its own COPY lines,
+//! builds from exactly what it copies. The daemon itself is started the way
+//! the unit starts it: under a `NOTIFY_SOCKET` this test binds, it must send
+//! READY=1 once it listens, the Dockerfile's HEALTHCHECK command must pass
+//! against it, and SIGTERM must end it with exit status 0 (so
+//! `Restart=on-failure` does not restart a clean stop).
 //!
-//! No Docker engine runs here, so the image is never built; systemd is not PID 1
-//! either, so the unit is verified offline, not started.
+//! The image itself is built and run by deploy/container-test.sh, which needs a
+//! container engine (podman); systemd is not PID 1 here, so the unit is
+//! verified offline, not started.
 
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixDatagram;
@@ -255,16 +258,30 @@ fn healthcheck_command() -> Vec<String> {
 }
 
 #[test]
-fn dockerfile_builds_in_two_stages_and_runs_unprivileged() {
+fn dockerfile_builds_in_two_stages_and_runs_unprivileged_without_a_shell() {
     let d = dockerfile();
     let froms: Vec<&str> = d
         .iter()
         .filter(|(op, _)| op == "FROM")
         .map(|(_, a)| a.as_str())
         .collect();
-    assert_eq!(froms, vec!["rust:1.95-slim-bookworm AS build", "debian:bookworm-slim"]);
-    assert!(d.iter().any(|(op, a)| op == "COPY" && a.starts_with("--from=build ")));
-    assert!(d.iter().any(|(op, a)| op == "RUN" && a.contains("ca-certificates")));
+    assert_eq!(
+        froms,
+        vec!["rust:1.95-slim-bookworm AS build", "gcr.io/distroless/cc-debian12"]
+    );
+    let runtime_from = d.iter().rposition(|(op, _)| op == "FROM").unwrap();
+    let runtime = &d[runtime_from + 1..];
+    // distroless has no shell: a RUN there would fail at build time, and an
+    // exec-form HEALTHCHECK/ENTRYPOINT is the only kind that can work.
+    assert!(
+        !runtime.iter().any(|(op, _)| op == "RUN"),
+        "RUN in the runtime stage needs a shell the image does not have"
+    );
+    assert!(
+        runtime
+            .iter()
+            .any(|(op, a)| op == "COPY" && a.starts_with("--from=build "))
+    );
 
     // The last USER before ENTRYPOINT is the one the daemon runs as.
     let entry = d
@@ -282,18 +299,27 @@ fn dockerfile_builds_in_two_stages_and_runs_unprivileged() {
         json_array(&d[entry].1),
         vec!["/usr/local/bin/exogate", "run", "--config", "/etc/exogate/gateway.toml"]
     );
+    // The state volume starts owned by that user (a named volume copies it).
+    assert!(
+        runtime.iter().any(|(op, a)| op == "COPY"
+            && a.contains(&format!("--chown={user}:"))
+            && a.trim_end().ends_with(" /var/lib/exogate")),
+        "/var/lib/exogate is not given to uid {user}"
+    );
 
     let volume = d.iter().find(|(op, _)| op == "VOLUME").expect("VOLUME missing");
     assert_eq!(json_array(&volume.1), vec!["/etc/exogate", "/var/lib/exogate"]);
     let expose = d.iter().find(|(op, _)| op == "EXPOSE").expect("EXPOSE missing");
     assert_eq!(expose.1.split_whitespace().collect::<Vec<_>>(), vec!["25", "8025"]);
+    let stop = d.iter().find(|(op, _)| op == "STOPSIGNAL").expect("STOPSIGNAL missing");
+    assert_eq!(stop.1, "SIGTERM");
     let probe = healthcheck_command();
-    assert!(probe.join(" ").contains("127.0.0.1/8025") && probe.join(" ").contains("/healthz"));
-
-    let ignore = read(".dockerignore");
+    assert_eq!(probe, vec!["/usr/local/bin/exogate-healthcheck", "127.0.0.1:8025"]);
     assert!(
-        ignore.lines().any(|l| l.trim() == "target"),
-        "the build context would carry target/"
+        runtime
+            .iter()
+            .any(|(op, a)| op == "COPY" && a.trim_end().ends_with(" /usr/local/bin/exogate-healthcheck")),
+        "the HEALTHCHECK program is not in the image"
     );
 }
 
@@ -319,15 +345,35 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The HEALTHCHECK program, built from deploy/healthcheck.rs as the image's
+/// build stage builds it (plain rustc, no crate), once per test run.
+fn healthcheck_program() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("exogate-healthcheck");
+            let status = Command::new("rustc")
+                .args(["--edition", "2024", "-D", "warnings", "-o"])
+                .arg(&out)
+                .arg(repo().join("deploy/healthcheck.rs"))
+                .status()
+                .unwrap();
+            assert!(status.success(), "deploy/healthcheck.rs does not compile");
+            out
+        })
+        .clone()
+}
+
 /// Runs the Dockerfile's HEALTHCHECK command against `port`.
 fn probe(port: u16) -> bool {
     let cmd = healthcheck_command();
     let (program, args) = cmd.split_first().unwrap();
+    assert_eq!(program, "/usr/local/bin/exogate-healthcheck");
     let args: Vec<String> = args
         .iter()
-        .map(|a| a.replace("127.0.0.1/8025", &format!("127.0.0.1/{port}")))
+        .map(|a| a.replace("127.0.0.1:8025", &format!("127.0.0.1:{port}")))
         .collect();
-    Command::new(program)
+    Command::new(healthcheck_program())
         .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -483,6 +529,20 @@ impl DockerIgnore {
         }
         excluded
     }
+
+    /// Whether a `!` rule could re-include something under the folder `rel`
+    /// (Docker walks into a left-out folder only then).
+    fn may_reinclude_under(&self, rel: &Path) -> bool {
+        let parts: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        self.0.iter().filter(|(keep, _)| *keep).any(|(_, pattern)| {
+            let n = parts.len();
+            let anywhere = pattern.iter().take(n + 1).any(|p| p == "**");
+            anywhere || (pattern.len() > n && path_match(&pattern[..n], &parts))
+        })
+    }
 }
 
 /// Go's filepath.Match per path element, plus `**` for any number of elements.
@@ -509,7 +569,7 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
 /// Every file under `rel` (a file or a folder) that the build context keeps.
 fn context_files(ignore: &DockerIgnore, rel: &Path) -> Vec<PathBuf> {
     let full = repo().join(rel);
-    if ignore.excludes(rel) && !full.is_dir() {
+    if ignore.excludes(rel) && !(full.is_dir() && ignore.may_reinclude_under(rel)) {
         return vec![];
     }
     if !full.is_dir() {
@@ -619,7 +679,6 @@ fn run_in_stage(cwd: &Path, env: &[(String, String)], command: &str) -> Result<(
         .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "0")
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
         .env("CARGO_PROFILE_RELEASE_LTO", "false")
-        .env("CARGO_PROFILE_RELEASE_STRIP", "false")
         .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
         .output()
         .unwrap();
@@ -632,6 +691,27 @@ fn run_in_stage(cwd: &Path, env: &[(String, String)], command: &str) -> Result<(
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     ))
+}
+
+/// `ENV K=V K2=V2` (values without spaces) or the legacy `ENV K V`.
+fn env_pairs(args: &str) -> Vec<(String, String)> {
+    let first = args.split_whitespace().next().unwrap_or("");
+    if !first.contains('=') {
+        let (k, v) = args.split_once(' ').expect("ENV without a value");
+        return vec![(k.into(), v.trim().into())];
+    }
+    args.split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv
+                .split_once('=')
+                .unwrap_or_else(|| panic!("ENV {args}: {kv} is not K=V"));
+            assert!(
+                !v.starts_with(['"', '\'']),
+                "the replay does not read quoted ENV values: {args}"
+            );
+            (k.into(), v.into())
+        })
+        .collect()
 }
 
 /// Replays the stage `build` of `instructions` into `root`; a failed RUN is an error.
@@ -651,10 +731,7 @@ fn replay_build_stage(instructions: &[(String, String)], root: &Path, target: &P
                     std::os::unix::fs::symlink(target, &link).unwrap();
                 }
             }
-            "ENV" => {
-                let (k, v) = args.split_once(['=', ' ']).expect("ENV without a value");
-                env.push((k.trim().into(), v.trim().trim_matches('"').into()));
-            }
+            "ENV" => env.extend(env_pairs(&args)),
             "COPY" | "ADD" => copy_into_stage(&ignore, root, &workdir, &args),
             "RUN" => run_in_stage(&in_stage(root, &workdir, "."), &env, &args)?,
             "ARG" | "LABEL" | "SHELL" | "USER" => {}
@@ -745,4 +822,35 @@ fn the_build_context_holds_only_what_the_dockerfile_copies() {
         extra.len(),
         &extra[..extra.len().min(10)]
     );
+}
+
+#[test]
+fn the_healthcheck_fails_on_another_status_and_on_silence() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (done, wait_done) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        // First a 503, then a peer that accepts and never answers.
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf);
+        s.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+        drop(s);
+        let (silent, _) = listener.accept().unwrap();
+        let _ = wait_done.recv();
+        drop(silent);
+    });
+    assert!(!probe(port), "the HEALTHCHECK passed on a 503");
+    // The silent peer holds on until the probe has given up: the probe must
+    // end by itself (a hung probe would only be cut by HEALTHCHECK --timeout).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(probe(port)));
+    let passed = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the HEALTHCHECK program hangs on a peer that never answers");
+    assert!(!passed, "the HEALTHCHECK passed on a silent peer");
+    done.send(()).unwrap();
+    server.join().unwrap();
 }
