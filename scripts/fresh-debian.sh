@@ -317,6 +317,7 @@ if [ -n "$qs_queue" ]; then
   if [ -n "$qs_swaks" ] && { [ -z "\$qid" ] || ! echo "\$out" | grep -qF "\$qid"; }; then
     echo "the message sent with swaks (queue id '\$qid') is not in the queue"; stop; show; exit 1
   fi
+  [ -n "\$qid" ] && echo "in the queue: \$(echo "\$out" | grep -F "\$qid")"
 fi
 stop
 show
@@ -344,7 +345,7 @@ if [ -n "$t_tests" ]; then
   echo "test command: $t_tests"
 fi
 if [ -n "$t_qs" ]; then
-  grep -E '^(EHLO|GET /healthz|gateway exit status)' "$logs/quickstart.log" | sed 's/^/  /'
+  grep -E '^(EHLO|GET /healthz|<~  250 .*queued|in the queue|gateway exit status)' "$logs/quickstart.log" | sed 's/^/  /'
   echo "quick start: $t_qs"
 fi
 echo "total: $(elapsed "$t_start"); logs: $logs"

@@ -3,8 +3,8 @@
 # tests talk to when it is missing (Postfix as the downstream MTA, swaks and
 # the Perl TLS modules it needs for STARTTLS, ClamAV's clamd, opendkim-tools,
 # systemd-analyze, Knot DNS, PostgreSQL 15, rspamd, HAProxy, promtool, and
-# Python's pyspf, dkimpy, authheaders, dnspython and prometheus_client), then
-# builds and runs every test, reporting every failing test (--no-fail-fast).
+# Python's pyspf, dkimpy, authheaders, dnspython, PyNaCl and prometheus_client),
+# then builds and runs every test, reporting every failing test (--no-fail-fast).
 # The tests start their own servers on loopback, so apt must not start the
 # packages' daemons (Postfix on port 25, Knot, PostgreSQL, rspamd, Prometheus,
 # freshclam ...): where the machine has no /usr/sbin/policy-rc.d of its own, one
@@ -56,6 +56,8 @@ python3 -c 'import spf' 2>/dev/null || py_missing+=(pyspf)
 python3 -c 'import dkim' 2>/dev/null || py_missing+=(dkimpy)
 python3 -c 'import authheaders' 2>/dev/null || py_missing+=(authheaders)
 python3 -c 'import dns.resolver' 2>/dev/null || py_missing+=(dnspython)
+# dkimpy verifies ed25519-sha256 signatures only with PyNaCl (tests/support/auth_oracle.py).
+python3 -c 'import nacl.signing' 2>/dev/null || py_missing+=(PyNaCl)
 python3 -c 'import prometheus_client' 2>/dev/null || py_missing+=(prometheus_client)
 if [ ${#py_missing[@]} -gt 0 ]; then
   echo "installing Python packages: ${py_missing[*]}"
