@@ -134,8 +134,9 @@ cleanup() {
   fi
   exit $rc
 }
+step_pid=""
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'echo "interrupted"; [ -z "$step_pid" ] || { kill -TERM "$step_pid"; wait "$step_pid"; }; exit 130' INT TERM
 
 say "run $run_id: commit $commit"
 if ! mount -t overlay overlay -o "lowerdir=$base,upperdir=$run/upper,workdir=$run/work" "$root" 2>/dev/null; then
@@ -208,16 +209,21 @@ in_root() {
              exec chroot "$2" /usr/bin/env -i HOME=/root TERM=dumb USER=root LOGNAME=root \
                SHELL=/bin/bash PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
                /bin/bash -l -c "$3"' _ "$net" "$root" "$script")
+  # In the background and waited for, so that a signal to this script is handled
+  # at once (the trap stops the step; its PID namespace takes every daemon along).
   if [ $verbose = 1 ]; then
-    "${cmd[@]}" 2>&1 | tee "$log"
-    return "${PIPESTATUS[0]}"
+    "${cmd[@]}" > >(tee "$log") 2>&1 &
+  else
+    "${cmd[@]}" >"$log" 2>&1 &
   fi
-  "${cmd[@]}" >"$log" 2>&1
+  step_pid=$!
+  local rc=0
+  wait "$step_pid" || rc=$?
+  step_pid=""
+  return $rc
 }
 
-failed_step=""
 fail() { # step log
-  failed_step="$1"
   echo
   echo "FAIL: $1 (log: $2)"
   echo "----- last 150 lines of $2 -----"
