@@ -3,11 +3,13 @@
 # tests talk to when it is missing (Postfix as the downstream MTA, swaks and
 # the Perl TLS modules it needs for STARTTLS, ClamAV's clamd, opendkim-tools,
 # systemd-analyze, Knot DNS, PostgreSQL 15, rspamd, HAProxy, promtool, and
-# Python's pyspf, dkimpy, authheaders, dnspython and prometheus_client), then
-# builds and runs every test, reporting every failing test (--no-fail-fast).
-# The tests start their own servers on loopback; /usr/sbin/policy-rc.d keeps
-# apt from starting the packages' daemons (postgresql's postinst still makes
-# an unused "main" cluster, which is harmless).
+# Python's pyspf, dkimpy, authheaders, dnspython, PyNaCl and prometheus_client),
+# then builds and runs every test, reporting every failing test (--no-fail-fast).
+# The tests start their own servers on loopback, so apt must not start the
+# packages' daemons (Postfix on port 25, Knot, PostgreSQL, rspamd, Prometheus,
+# freshclam ...): where the machine has no /usr/sbin/policy-rc.d of its own, one
+# that denies every start is in place while apt installs, and removed after.
+# postgresql's postinst still makes an unused "main" cluster, which is harmless.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,9 +34,21 @@ command -v promtool >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
   as_root apt-get update -q
-  # Postfix asks no questions with this; no daemon is started for the tests.
+  policy=/usr/sbin/policy-rc.d added_policy=""
+  if [ ! -e "$policy" ]; then
+    added_policy=1
+    trap 'as_root rm -f "$policy"' EXIT
+    printf '#!/bin/sh\n# scripts/test.sh: no daemon starts while it installs packages\nexit 101\n' \
+      | as_root tee "$policy" >/dev/null
+    as_root chmod 755 "$policy"
+  fi
+  # Postfix asks no questions with this.
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
     -o DPkg::Lock::Timeout=300 "${missing[@]}"
+  if [ -n "$added_policy" ]; then
+    as_root rm -f "$policy"
+    trap - EXIT
+  fi
 fi
 
 py_missing=()
@@ -42,6 +56,8 @@ python3 -c 'import spf' 2>/dev/null || py_missing+=(pyspf)
 python3 -c 'import dkim' 2>/dev/null || py_missing+=(dkimpy)
 python3 -c 'import authheaders' 2>/dev/null || py_missing+=(authheaders)
 python3 -c 'import dns.resolver' 2>/dev/null || py_missing+=(dnspython)
+# dkimpy verifies ed25519-sha256 signatures only with PyNaCl (tests/support/auth_oracle.py).
+python3 -c 'import nacl.signing' 2>/dev/null || py_missing+=(PyNaCl)
 python3 -c 'import prometheus_client' 2>/dev/null || py_missing+=(prometheus_client)
 if [ ${#py_missing[@]} -gt 0 ]; then
   echo "installing Python packages: ${py_missing[*]}"
