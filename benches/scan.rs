@@ -8,11 +8,11 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use exogate::envelope::{Direction, Envelope, Recipient, SessionFacts};
-use exogate::pipeline::{BuildContext, Policy};
-use exogate::stamp::{StampFacts, stamp};
-use exogate::tenant::{Destination, Tenant};
-use exogate::verdict::Action;
+use exogate::config::tenant::{Destination, Tenant};
+use exogate::message::envelope::{Direction, Envelope, Recipient, SessionFacts};
+use exogate::message::stamp::{StampFacts, stamp};
+use exogate::message::verdict::Action;
+use exogate::scan::pipeline::{BuildContext, Policy};
 
 fn tenant() -> Tenant {
     Tenant::new("contoso", &["contoso.com"], Destination::Mx)

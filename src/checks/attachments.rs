@@ -19,7 +19,6 @@
 //! bytes decompressed per attachment and nesting depth are all limited; the
 //! check never decompresses an entry unless it is itself a container.
 
-mod cfb;
 mod inspect;
 mod magic;
 mod names;
@@ -32,10 +31,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use mail_parser::{Message, PartType};
 
-use crate::envelope::Direction;
-use crate::pipeline::{BuildContext, Check, CheckError, ScanInput};
-use crate::toml_reader::Section;
-use crate::verdict::{Action, Finding};
+use crate::config::reader::Section;
+use crate::message::envelope::Direction;
+use crate::message::verdict::{Action, Finding};
+use crate::scan::pipeline::{BuildContext, Check, CheckError, ScanInput};
 
 /// One kind of finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -198,7 +197,7 @@ impl Config {
             .collect();
         Config {
             blocked,
-            max_depth: options.u64_in("max_depth", 5, 1, u64::from(crate::inventory::MAX_DEPTH)) as u32,
+            max_depth: options.u64_in("max_depth", 5, 1, u64::from(crate::scan::inventory::MAX_DEPTH)) as u32,
             max_archive_entries: options.u64_in("max_archive_entries", 4096, 1, 1_000_000) as usize,
             max_expanded_size: options.size_or("max_expanded_size", 1024 * 1024 * 1024),
             max_compression_ratio: options.u64_in("max_compression_ratio", 250, 2, 100_000),

@@ -38,9 +38,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use regex::{RegexBuilder, RegexSet, RegexSetBuilder};
 
-use crate::pipeline::{BuildContext, Check, CheckError, ScanInput};
-use crate::toml_reader::Section;
-use crate::verdict::{Action, Finding};
+use crate::config::reader::Section;
+use crate::message::verdict::{Action, Finding};
+use crate::scan::pipeline::{BuildContext, Check, CheckError, ScanInput};
 
 pub const DEFAULT_MAX_TEXT: u64 = 1024 * 1024;
 /// Compiled size allowed for one pattern and for one target's set.

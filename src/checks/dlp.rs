@@ -34,11 +34,11 @@ use async_trait::async_trait;
 use regex::{Regex, RegexBuilder};
 
 use super::content::{self, text};
-use crate::envelope::Direction;
-use crate::inventory::Attachment;
-use crate::pipeline::{BuildContext, Check, CheckError, ScanInput};
-use crate::toml_reader::Section;
-use crate::verdict::{Action, Finding};
+use crate::config::reader::Section;
+use crate::message::envelope::Direction;
+use crate::message::verdict::{Action, Finding};
+use crate::scan::inventory::Attachment;
+use crate::scan::pipeline::{BuildContext, Check, CheckError, ScanInput};
 
 /// Distinct values collected per message.
 const MAX_DISTINCT: usize = 1000;

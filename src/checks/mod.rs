@@ -9,8 +9,8 @@
 
 use std::sync::Arc;
 
-use crate::pipeline::{BuildContext, Check};
-use crate::toml_reader::Section;
+use crate::config::reader::Section;
+use crate::scan::pipeline::{BuildContext, Check};
 
 pub mod attachments;
 pub mod content;

@@ -7,7 +7,7 @@
 //!   written as one number, in hex or octal (`http://3232235777/`);
 //! - `link-text-mismatch`: an anchor's text shows a URL or domain of one
 //!   organisation while its href goes to another;
-//! - `lookalike-url`: the host looks like a tenant domain (see [`crate::lookalike`]);
+//! - `lookalike-url`: the host looks like a tenant domain (see [`crate::scan::lookalike`]);
 //! - `userinfo-url`: the URL carries a user name, as in
 //!   `https://contoso.com@evil.example/`, where the real host follows the `@`.
 //!
@@ -27,10 +27,10 @@ use async_trait::async_trait;
 use mail_parser::{Message, PartType};
 use url::{Host, Url};
 
-use crate::lookalike::{self, Protected};
-use crate::pipeline::{BuildContext, Check, CheckError, ScanInput};
-use crate::toml_reader::Section;
-use crate::verdict::Finding;
+use crate::config::reader::Section;
+use crate::message::verdict::Finding;
+use crate::scan::lookalike::{self, Protected};
+use crate::scan::pipeline::{BuildContext, Check, CheckError, ScanInput};
 
 use extract::{Collector, Link};
 

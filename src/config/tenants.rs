@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::pipeline::Policy;
-use crate::tenant::{Destination, HostPort, Tenant, TenantMode};
-use crate::toml_reader::Section;
+use crate::config::reader::Section;
+use crate::config::tenant::{Destination, HostPort, Tenant, TenantMode};
+use crate::scan::pipeline::Policy;
 
 fn valid_domain(d: &str) -> bool {
     !d.is_empty()

@@ -10,8 +10,8 @@
 use std::fmt::Write as _;
 
 use super::{Plan, ip_text, ps_array, ps_quote};
-use crate::envelope::Direction;
-use crate::tenant::TenantMode;
+use crate::config::tenant::TenantMode;
+use crate::message::envelope::Direction;
 
 /// Comment lines are wrapped to this many columns.
 const WIDTH: usize = 100;

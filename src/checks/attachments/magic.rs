@@ -6,7 +6,7 @@
 //! recognised by structure (a PE header must point at `PE\0\0`), never by
 //! two letters alone, so a text file starting with "MZ" stays text.
 
-use crate::archive::le32;
+use crate::scan::formats::archive::le32;
 
 /// What the bytes are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +139,7 @@ pub fn sniff(d: &[u8]) -> Kind {
     if starts(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1") {
         return Kind::Ole2;
     }
-    if starts(&crate::tnef::SIGNATURE) {
+    if starts(&crate::scan::formats::tnef::SIGNATURE) {
         return Kind::Tnef;
     }
     if starts(b"{\\rtf") {
@@ -151,7 +151,7 @@ pub fn sniff(d: &[u8]) -> Kind {
     if is_image(d) {
         return Kind::Image;
     }
-    if crate::archive::stream::is_tar(d) {
+    if crate::scan::formats::archive::stream::is_tar(d) {
         return Kind::Tar;
     }
     if starts(b"vhdxfile")

@@ -3,7 +3,7 @@
 //! visible text, and for each `<a href>` the text a reader sees on it.
 //!
 //! The HTML reader is a small tolerant tokenizer, not a DOM: it decodes
-//! character references (with [`crate::html`], which also says which elements
+//! character references (with [`crate::scan::html`], which also says which elements
 //! separate words), accepts quoted and unquoted attributes, skips comments,
 //! `<script>`, `<style>` and `<textarea>`, and never fails. Every step advances
 //! through the input, so the work is linear in its size; the number of links
@@ -15,8 +15,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use crate::html::{decode_entities, find_ascii_ci, is_block_element};
-use crate::lookalike;
+use crate::scan::html::{decode_entities, find_ascii_ci, is_block_element};
+use crate::scan::lookalike;
 
 /// Characters of an anchor's text kept for comparison.
 const MAX_ANCHOR_TEXT: usize = 1024;

@@ -1,0 +1,373 @@
+//! One delivery attempt of one queued message: read and verify it, relay it
+//! to the recipients still pending, record what became final, bounce what
+//! failed permanently or expired (a DSN queued like any message), and tell
+//! the scheduler when to try again.
+//!
+//! Invariant: a message leaves the spool only when every recipient has a
+//! final result, and the DSN for a failure is durable before the failure is
+//! recorded (a crash in between may send a DSN twice, never lose one).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::delivery::dsn;
+use crate::delivery::queue::{Outcome, Shared, route_key};
+use crate::delivery::relay::{RcptResult, Route};
+use crate::delivery::smtp_client::MessageBytes;
+use crate::message::envelope::{Direction, Envelope, Recipient, SessionFacts, domain_of};
+use crate::smtp::reply::Reply;
+use crate::spool::format::{Kind, Meta};
+use crate::spool::incoming::Body;
+use crate::spool::{Area, SpoolError, StateEvent, now_unix};
+
+/// Files larger than this are read on the blocking pool, off the scheduler threads.
+const LARGE_READ: u64 = 256 * 1024;
+
+/// One delivery attempt of one queued message.
+pub(crate) async fn deliver(shared: &Shared, id: &str) -> Outcome {
+    let started = Instant::now();
+    let spool = &shared.spool;
+    // Hold the message's size against the memory budget while its bytes are
+    // in memory, so many large messages delivered at once wait for each other.
+    let spool_path = spool.path(Area::Active, id);
+    let size = std::fs::metadata(&spool_path).map(|m| m.len()).unwrap_or(0);
+    let _held = shared.budget.reserve(size).await;
+    let read = if size > LARGE_READ {
+        let (spool, owned_id) = (spool.clone(), id.to_string());
+        tokio::task::spawn_blocking(move || spool.read(Area::Active, &owned_id))
+            .await
+            .unwrap_or_else(|e| {
+                Err(SpoolError::Io {
+                    path: spool_path.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            })
+    } else {
+        spool.read(Area::Active, id)
+    };
+    let stored = match read {
+        Ok(s) => s,
+        Err(SpoolError::NotFound(_)) => {
+            tracing::info!(queue_id = id, "message no longer in the spool (deleted)");
+            return Outcome::Gone;
+        }
+        Err(e @ SpoolError::Corrupt { .. }) => {
+            tracing::error!(queue_id = id, error = %e, "damaged queue file set aside");
+            spool.set_aside(id);
+            shared.metrics.spool_corrupt.inc(&[]);
+            return Outcome::Gone;
+        }
+        Err(e) => {
+            tracing::error!(queue_id = id, error = %e, "cannot read queued message; retrying later");
+            return Outcome::Retry { due: now_unix() + 60 };
+        }
+    };
+    let meta = &stored.trailer.meta;
+    let events = spool.events(Area::Active, id);
+    let mut final_results: HashMap<usize, String> = HashMap::new();
+    let mut attempts = 0u32;
+    for e in &events {
+        match e {
+            StateEvent::Delivered { rcpt, reply } | StateEvent::Failed { rcpt, reply } => {
+                final_results.insert(*rcpt, reply.clone());
+            }
+            StateEvent::Deferred { attempts: a, .. } => attempts = *a,
+        }
+    }
+    let pending: Vec<usize> = (0..meta.envelope.recipients.len())
+        .filter(|i| !final_results.contains_key(i))
+        .collect();
+    let rt = shared.runtime.load();
+    let delivery = rt.config.delivery.clone();
+    let hostname = rt.config.server.hostname.clone();
+
+    let route: Result<Route, Reply> = match meta.kind {
+        Kind::Dsn => match &meta.route {
+            Some(portal) => rt
+                .tenant_route(portal)
+                .ok_or_else(|| Reply::new(451, (4, 3, 0), format!("tenant {portal} is no longer configured"))),
+            None => Ok(rt.mx_route(
+                &meta
+                    .envelope
+                    .recipients
+                    .first()
+                    .and_then(|r| domain_of(&r.address))
+                    .unwrap_or_default(),
+            )),
+        },
+        Kind::Message => rt.tenant_route(&meta.tenant).ok_or_else(|| {
+            Reply::new(
+                451,
+                (4, 3, 0),
+                format!("tenant {} is no longer configured", meta.tenant),
+            )
+        }),
+    };
+    drop(rt);
+
+    let skips: Vec<std::ops::Range<usize>> = meta.skips.iter().map(|&(s, e)| s as usize..e as usize).collect();
+    let stamp = crate::message::stamp::Stamp {
+        prefix: stored.trailer.prefix.clone(),
+        skips,
+    };
+    let mut pieces: Vec<&[u8]> = vec![&stamp.prefix];
+    for range in stamp.kept(stored.body.len()) {
+        pieces.push(&stored.body[range]);
+    }
+    let bytes = MessageBytes { pieces };
+
+    let (results, remote): (Vec<(usize, RcptResult)>, Option<String>) = if pending.is_empty() {
+        (Vec::new(), None)
+    } else {
+        match &route {
+            Ok(route) => {
+                let attempt = shared.relay.deliver(route, &meta.envelope, &pending, &bytes).await;
+                (attempt.results, attempt.server)
+            }
+            Err(reply) => (
+                pending
+                    .iter()
+                    .map(|&i| (i, RcptResult::Temporary(reply.clone())))
+                    .collect(),
+                None,
+            ),
+        }
+    };
+    attempts += 1;
+
+    let mut temporary: Vec<(usize, Reply)> = Vec::new();
+    let mut permanent: Vec<dsn::Failed> = Vec::new();
+    for (index, result) in &results {
+        let label = match result {
+            RcptResult::Delivered(_) => "delivered",
+            RcptResult::Temporary(_) => "deferred",
+            RcptResult::Permanent(_) => "bounced",
+        };
+        shared.metrics.deliveries.inc(&[label]);
+        final_results.insert(*index, format!("{label}: {}", result.reply().one_line()));
+        match result {
+            RcptResult::Delivered(_) => {}
+            RcptResult::Temporary(r) => temporary.push((*index, r.clone())),
+            RcptResult::Permanent(r) => permanent.push(dsn::Failed {
+                index: *index,
+                reply: r.clone(),
+                remote: remote.clone(),
+                expired: false,
+            }),
+        }
+    }
+
+    let now = now_unix();
+    let age = now - meta.received;
+    let expired = match meta.kind {
+        Kind::Message => age >= delivery.max_age.as_secs() as i64,
+        Kind::Dsn => attempts as usize > delivery.dsn_retry.len(),
+    };
+    if expired && !temporary.is_empty() {
+        if meta.kind == Kind::Dsn {
+            shared.metrics.dsns.inc(&["dropped"]);
+            tracing::warn!(
+                queue_id = id,
+                attempts,
+                "dropping an undeliverable delivery status notification"
+            );
+            temporary.clear();
+        } else {
+            for (index, reply) in temporary.drain(..) {
+                permanent.push(dsn::Failed {
+                    index,
+                    reply,
+                    remote: remote.clone(),
+                    expired: true,
+                });
+            }
+        }
+    }
+
+    if !permanent.is_empty() && meta.kind == Kind::Message {
+        let original = stamp.apply(&stored.body);
+        if let Err(e) = queue_dsn(shared, &hostname, meta, &original, &permanent).await {
+            tracing::error!(queue_id = id, error = %e, "cannot queue the DSN; will retry the message later");
+            // What was delivered stays delivered: never sent twice.
+            for (index, result) in &results {
+                if let RcptResult::Delivered(r) = result {
+                    let event = StateEvent::Delivered {
+                        rcpt: *index,
+                        reply: r.one_line(),
+                    };
+                    let _ = spool.append(Area::Active, id, &event);
+                }
+            }
+            return Outcome::Retry { due: now + 60 };
+        }
+    }
+
+    if temporary.is_empty() {
+        let _ = spool.remove(Area::Active, id);
+        shared
+            .metrics
+            .delivery_duration
+            .observe(&[], Duration::from_secs(age.max(0) as u64));
+        log_fate(
+            meta,
+            stored.body.len(),
+            &final_results,
+            attempts,
+            age,
+            started.elapsed(),
+        );
+        return Outcome::Finished;
+    }
+
+    // Some recipients are still pending: record what is final and when to retry.
+    for (index, result) in &results {
+        let event = match result {
+            RcptResult::Delivered(r) => StateEvent::Delivered {
+                rcpt: *index,
+                reply: r.one_line(),
+            },
+            RcptResult::Permanent(r) => StateEvent::Failed {
+                rcpt: *index,
+                reply: r.one_line(),
+            },
+            RcptResult::Temporary(_) => continue,
+        };
+        let _ = spool.append(Area::Active, id, &event);
+    }
+    for f in permanent.iter().filter(|f| f.expired) {
+        let _ = spool.append(
+            Area::Active,
+            id,
+            &StateEvent::Failed {
+                rcpt: f.index,
+                reply: f.reply.one_line(),
+            },
+        );
+    }
+    let schedule = match meta.kind {
+        Kind::Message => &delivery.retry,
+        Kind::Dsn => &delivery.dsn_retry,
+    };
+    let step = schedule
+        .get((attempts as usize).saturating_sub(1))
+        .or(schedule.last())
+        .copied()
+        .unwrap_or(Duration::from_secs(300));
+    let due = now + step.as_secs().max(1) as i64;
+    let error = temporary.first().map(|(_, r)| r.one_line()).unwrap_or_default();
+    if let Err(e) = spool.append(
+        Area::Active,
+        id,
+        &StateEvent::Deferred {
+            attempts,
+            next: due,
+            error: error.clone(),
+        },
+    ) {
+        tracing::error!(queue_id = id, error = %e, "cannot record the deferral");
+    }
+    tracing::info!(
+        queue_id = id,
+        tenant = %meta.tenant,
+        pending = temporary.len(),
+        attempts,
+        retry_in_s = step.as_secs(),
+        error = %error,
+        "delivery deferred"
+    );
+    Outcome::Retry { due }
+}
+
+/// Queues a DSN to the sender of `meta` for `failed` recipients.
+async fn queue_dsn(
+    shared: &Shared,
+    hostname: &str,
+    meta: &Meta,
+    original: &[u8],
+    failed: &[dsn::Failed],
+) -> Result<(), SpoolError> {
+    let now = now_unix();
+    let Some(bytes) = dsn::build(hostname, &meta.envelope, original, failed, meta.received, now) else {
+        shared.metrics.dsns.inc(&["suppressed"]);
+        tracing::info!(queue_id = %meta.id, "no DSN: null sender or NOTIFY excludes failures");
+        return Ok(());
+    };
+    let rt = shared.runtime.load();
+    let tenant = rt
+        .tenants
+        .by_address(&meta.envelope.mail_from)
+        .map(|t| t.portal.clone());
+    let id = crate::spool::new_id();
+    let dsn_meta = Meta {
+        id: id.clone(),
+        received: now,
+        kind: Kind::Dsn,
+        envelope: Envelope {
+            mail_from: String::new(),
+            recipients: vec![Recipient {
+                address: meta.envelope.mail_from.clone(),
+                orcpt: None,
+                notify: None,
+            }],
+            // A non-ASCII sender can only be reached with SMTPUTF8.
+            smtputf8: !meta.envelope.mail_from.is_ascii(),
+            ..Envelope::default()
+        },
+        session: SessionFacts {
+            client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            client_port: 0,
+            helo: hostname.to_string(),
+            tls: None,
+        },
+        tenant: tenant.clone().unwrap_or_default(),
+        direction: if tenant.is_some() {
+            Direction::Inbound
+        } else {
+            Direction::Outgoing
+        },
+        verdict: None,
+        skips: vec![],
+        route: tenant,
+    };
+    drop(rt);
+    shared
+        .spool
+        .commit(Area::Active, &dsn_meta, b"", Body::Memory(bytes))
+        .await?;
+    shared.metrics.dsns.inc(&["queued"]);
+    tracing::info!(queue_id = %meta.id, dsn_id = %id, to = %meta.envelope.mail_from, "DSN queued");
+    shared.handle.queued(&id, &route_key(&dsn_meta), now);
+    Ok(())
+}
+
+fn log_fate(
+    meta: &Meta,
+    size: usize,
+    results: &HashMap<usize, String>,
+    attempts: u32,
+    age: i64,
+    last_attempt: Duration,
+) {
+    let mut per_rcpt: Vec<String> = Vec::with_capacity(results.len());
+    for (i, r) in meta.envelope.recipients.iter().enumerate() {
+        per_rcpt.push(format!(
+            "<{}> {}",
+            r.address,
+            results.get(&i).map(String::as_str).unwrap_or("unknown")
+        ));
+    }
+    tracing::info!(
+        queue_id = %meta.id,
+        kind = ?meta.kind,
+        tenant = %meta.tenant,
+        direction = %meta.direction,
+        from = %meta.envelope.mail_from,
+        recipients = meta.envelope.recipients.len(),
+        size,
+        results = %per_rcpt.join("; "),
+        attempts,
+        total_s = age,
+        last_attempt_ms = last_attempt.as_millis() as u64,
+        "message fate known"
+    );
+}

@@ -1,0 +1,686 @@
+//! One SMTP client connection to a downstream MTA: greeting, EHLO, mandatory
+//! STARTTLS, and transactions (pipelined when offered, BDAT when offered).
+//!
+//! Replies are parsed with smtp-proto's `ResponseReceiver`. This type knows
+//! nothing about queues or tenants; `relay` decides where to connect and what
+//! a result means for a message. It never sends a message over plaintext: the
+//! only way to obtain a [`Client`] is [`Client::open`], which fails unless TLS
+//! was negotiated and verified.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use smtp_proto::response::parser::ResponseReceiver;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::message::envelope::{BodyType, DsnReturn, Envelope};
+use crate::smtp::reply::Reply;
+
+/// Why a connection or transaction failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    #[error("connection to {addr} failed: {detail}")]
+    Connect { addr: SocketAddr, detail: String },
+    #[error("{server} timed out waiting for {stage}")]
+    Timeout { server: String, stage: &'static str },
+    #[error("{server} I/O error during {stage}: {detail}")]
+    Io {
+        server: String,
+        stage: &'static str,
+        detail: String,
+    },
+    #[error("{server} does not offer STARTTLS; refusing to send in plaintext")]
+    NoStartTls { server: String },
+    #[error("TLS with {server} failed: {detail}")]
+    Tls { server: String, detail: String },
+    #[error("{server} answered {stage} with {}", .reply.one_line())]
+    Rejected {
+        server: String,
+        stage: &'static str,
+        reply: Reply,
+    },
+    #[error("{server} sent a malformed reply during {stage}")]
+    Protocol { server: String, stage: &'static str },
+}
+
+impl ClientError {
+    /// Only a 5xx answer from the server is permanent; everything else
+    /// (network, TLS, timeouts) is temporary and retried.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ClientError::Rejected { reply, .. } => reply.code >= 500,
+            ClientError::Connect { .. }
+            | ClientError::Timeout { .. }
+            | ClientError::Io { .. }
+            | ClientError::NoStartTls { .. }
+            | ClientError::Tls { .. }
+            | ClientError::Protocol { .. } => false,
+        }
+    }
+
+    /// The reply to record for recipients affected by this error.
+    pub fn reply(&self) -> Reply {
+        match self {
+            ClientError::Rejected { reply, .. } => reply.clone(),
+            other => Reply::new(451, (4, 4, 0), other.to_string()),
+        }
+    }
+}
+
+/// Extensions the server advertised after STARTTLS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caps {
+    pub pipelining: bool,
+    pub chunking: bool,
+    pub binarymime: bool,
+    pub eightbitmime: bool,
+    pub smtputf8: bool,
+    pub dsn: bool,
+    pub size: Option<u64>,
+    pub starttls: bool,
+}
+
+impl Caps {
+    fn parse(ehlo_text: &str) -> Caps {
+        let mut caps = Caps::default();
+        for line in ehlo_text.lines().skip(1) {
+            let mut words = line.split_whitespace();
+            let Some(keyword) = words.next() else { continue };
+            match keyword.to_ascii_uppercase().as_str() {
+                "PIPELINING" => caps.pipelining = true,
+                "CHUNKING" => caps.chunking = true,
+                "BINARYMIME" => caps.binarymime = true,
+                "8BITMIME" => caps.eightbitmime = true,
+                "SMTPUTF8" => caps.smtputf8 = true,
+                "DSN" => caps.dsn = true,
+                "STARTTLS" => caps.starttls = true,
+                "SIZE" => caps.size = words.next().and_then(|s| s.parse().ok()).filter(|&n| n > 0),
+                _ => {}
+            }
+        }
+        caps
+    }
+}
+
+/// Per-connection settings.
+#[derive(Clone)]
+pub struct ClientSettings {
+    pub helo: String,
+    pub tls: Arc<rustls::ClientConfig>,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+}
+
+/// Bytes of the stamped message, in pieces (prefix, kept ranges of the body).
+pub struct MessageBytes<'a> {
+    pub pieces: Vec<&'a [u8]>,
+}
+
+impl MessageBytes<'_> {
+    pub fn len(&self) -> usize {
+        self.pieces.iter().map(|p| p.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True when the bytes contain a LF without its CR or a CR without its LF:
+    /// DATA cannot carry them, and a lenient receiver could read a line end
+    /// (even an end of data) where the sender meant none, so they go by BDAT.
+    pub fn has_bare_line_break(&self) -> bool {
+        let mut prev = 0u8;
+        for piece in &self.pieces {
+            for &b in *piece {
+                if (b == b'\n' && prev != b'\r') || (prev == b'\r' && b != b'\n') {
+                    return true;
+                }
+                prev = b;
+            }
+        }
+        prev == b'\r'
+    }
+}
+
+/// The result of one transaction: the MAIL reply failure, or a reply per recipient.
+#[derive(Debug, Clone)]
+pub struct TransactionResult {
+    /// One entry per recipient offered, in order.
+    pub rcpts: Vec<Reply>,
+}
+
+/// An open, TLS-protected SMTP connection.
+pub struct Client {
+    stream: TlsStream<TcpStream>,
+    buf: Vec<u8>,
+    pub caps: Caps,
+    /// "host[ip]:port" for logs.
+    pub server: String,
+    pub source: Option<IpAddr>,
+    pub transactions: usize,
+    pub last_used: Instant,
+    settings: ClientSettings,
+}
+
+async fn read_reply<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    timeout: Duration,
+    server: &str,
+    stage: &'static str,
+) -> Result<Reply, ClientError> {
+    let mut receiver = ResponseReceiver::default();
+    let started = Instant::now();
+    loop {
+        if !buf.is_empty() {
+            let mut iter = buf.iter();
+            match receiver.parse(&mut iter) {
+                Ok(response) => {
+                    let consumed = buf.len() - iter.as_slice().len();
+                    buf.drain(..consumed);
+                    let text: String = response
+                        .message
+                        .lines()
+                        .map(|l| l.trim_end_matches('\r'))
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    return Ok(Reply::new(
+                        response.code,
+                        (response.esc[0], response.esc[1] as u16, response.esc[2] as u16),
+                        text,
+                    ));
+                }
+                Err(smtp_proto::Error::NeedsMoreData { .. }) => buf.clear(),
+                Err(_) => {
+                    return Err(ClientError::Protocol {
+                        server: server.into(),
+                        stage,
+                    });
+                }
+            }
+        }
+        let left = timeout.saturating_sub(started.elapsed());
+        let mut chunk = [0u8; 4096];
+        let n = match tokio::time::timeout(left, stream.read(&mut chunk)).await {
+            Err(_) => {
+                return Err(ClientError::Timeout {
+                    server: server.into(),
+                    stage,
+                });
+            }
+            Ok(Err(e)) => {
+                return Err(ClientError::Io {
+                    server: server.into(),
+                    stage,
+                    detail: e.to_string(),
+                });
+            }
+            Ok(Ok(0)) => {
+                return Err(ClientError::Io {
+                    server: server.into(),
+                    stage,
+                    detail: "connection closed".into(),
+                });
+            }
+            Ok(Ok(n)) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn send<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    bytes: &[u8],
+    timeout: Duration,
+    server: &str,
+    stage: &'static str,
+) -> Result<(), ClientError> {
+    let io = |e: std::io::Error| ClientError::Io {
+        server: server.into(),
+        stage,
+        detail: e.to_string(),
+    };
+    match tokio::time::timeout(timeout, async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    })
+    .await
+    {
+        Err(_) => Err(ClientError::Timeout {
+            server: server.into(),
+            stage,
+        }),
+        Ok(r) => r.map_err(io),
+    }
+}
+
+fn expect_2xx(reply: Reply, server: &str, stage: &'static str) -> Result<Reply, ClientError> {
+    if reply.is_positive() {
+        Ok(reply)
+    } else {
+        Err(ClientError::Rejected {
+            server: server.into(),
+            stage,
+            reply,
+        })
+    }
+}
+
+impl Client {
+    /// Connects from `source` (when given) to `addr`, reads the greeting,
+    /// says EHLO, upgrades with STARTTLS verified for `tls_name`, and says EHLO again.
+    pub async fn open(
+        tcp: TcpStream,
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+        tls_name: &str,
+        settings: &ClientSettings,
+    ) -> Result<Client, ClientError> {
+        let server = format!("{tls_name}[{}]:{}", addr.ip(), addr.port());
+        let t = settings.command_timeout;
+        let mut tcp = tcp;
+        let mut buf = Vec::new();
+        expect_2xx(
+            read_reply(&mut tcp, &mut buf, t, &server, "greeting").await?,
+            &server,
+            "greeting",
+        )?;
+        send(
+            &mut tcp,
+            format!("EHLO {}\r\n", settings.helo).as_bytes(),
+            t,
+            &server,
+            "EHLO",
+        )
+        .await?;
+        let ehlo = expect_2xx(
+            read_reply(&mut tcp, &mut buf, t, &server, "EHLO").await?,
+            &server,
+            "EHLO",
+        )?;
+        if !Caps::parse(&ehlo.text).starttls {
+            let _ = send(&mut tcp, b"QUIT\r\n", t, &server, "QUIT").await;
+            return Err(ClientError::NoStartTls { server });
+        }
+        send(&mut tcp, b"STARTTLS\r\n", t, &server, "STARTTLS").await?;
+        expect_2xx(
+            read_reply(&mut tcp, &mut buf, t, &server, "STARTTLS").await?,
+            &server,
+            "STARTTLS",
+        )?;
+        // Anything the server sent after its 220 was sent in plaintext: discard it.
+        buf.clear();
+        let name = ServerName::try_from(tls_name.to_string()).map_err(|e| ClientError::Tls {
+            server: server.clone(),
+            detail: format!("invalid name {tls_name}: {e}"),
+        })?;
+        let connector = TlsConnector::from(settings.tls.clone());
+        let mut stream = match tokio::time::timeout(t, connector.connect(name, tcp)).await {
+            Err(_) => {
+                return Err(ClientError::Timeout {
+                    server,
+                    stage: "TLS handshake",
+                });
+            }
+            Ok(Err(e)) => {
+                return Err(ClientError::Tls {
+                    server,
+                    detail: e.to_string(),
+                });
+            }
+            Ok(Ok(s)) => s,
+        };
+        send(
+            &mut stream,
+            format!("EHLO {}\r\n", settings.helo).as_bytes(),
+            t,
+            &server,
+            "EHLO",
+        )
+        .await?;
+        let ehlo = expect_2xx(
+            read_reply(&mut stream, &mut buf, t, &server, "EHLO").await?,
+            &server,
+            "EHLO",
+        )?;
+        Ok(Client {
+            stream,
+            buf,
+            caps: Caps::parse(&ehlo.text),
+            server,
+            source,
+            transactions: 0,
+            last_used: Instant::now(),
+            settings: settings.clone(),
+        })
+    }
+
+    pub fn tls_version(&self) -> String {
+        let (_, conn) = self.stream.get_ref();
+        format!(
+            "{:?}",
+            conn.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default()
+        )
+    }
+
+    async fn reply(&mut self, stage: &'static str, timeout: Duration) -> Result<Reply, ClientError> {
+        read_reply(&mut self.stream, &mut self.buf, timeout, &self.server, stage).await
+    }
+
+    async fn send(&mut self, bytes: &[u8], stage: &'static str, timeout: Duration) -> Result<(), ClientError> {
+        send(&mut self.stream, bytes, timeout, &self.server, stage).await
+    }
+
+    /// The MAIL FROM line for `envelope` given what the server offers.
+    fn mail_command(&self, envelope: &Envelope, size: usize) -> String {
+        let mut cmd = format!("MAIL FROM:<{}>", envelope.mail_from);
+        if self.caps.size.is_some() {
+            cmd.push_str(&format!(" SIZE={size}"));
+        }
+        match envelope.body {
+            BodyType::BinaryMime if self.caps.binarymime => cmd.push_str(" BODY=BINARYMIME"),
+            BodyType::EightBitMime | BodyType::BinaryMime if self.caps.eightbitmime => cmd.push_str(" BODY=8BITMIME"),
+            _ => {}
+        }
+        if envelope.smtputf8 && self.caps.smtputf8 {
+            cmd.push_str(" SMTPUTF8");
+        }
+        if self.caps.dsn {
+            match envelope.ret {
+                Some(DsnReturn::Full) => cmd.push_str(" RET=FULL"),
+                Some(DsnReturn::Hdrs) => cmd.push_str(" RET=HDRS"),
+                None => {}
+            }
+            if let Some(envid) = &envelope.envid {
+                cmd.push_str(&format!(" ENVID={}", crate::message::envelope::xtext(envid)));
+            }
+        }
+        cmd.push_str("\r\n");
+        cmd
+    }
+
+    fn rcpt_command(&self, envelope: &Envelope, index: usize) -> String {
+        let rcpt = &envelope.recipients[index];
+        let mut cmd = format!("RCPT TO:<{}>", rcpt.address);
+        if self.caps.dsn {
+            if let Some(notify) = rcpt.notify {
+                cmd.push_str(&format!(" NOTIFY={}", notify.to_param()));
+            }
+            if let Some(orcpt) = &rcpt.orcpt {
+                cmd.push_str(&format!(" ORCPT=rfc822;{}", crate::message::envelope::xtext(orcpt)));
+            }
+        }
+        cmd.push_str("\r\n");
+        cmd
+    }
+
+    /// Runs one transaction for the recipients at `indices`. An `Err` means the
+    /// connection is unusable and nothing was delivered by this call; replies
+    /// from the server (positive or not) are in the `Ok` result.
+    pub async fn transaction(
+        &mut self,
+        envelope: &Envelope,
+        indices: &[usize],
+        message: &MessageBytes<'_>,
+    ) -> Result<TransactionResult, ClientError> {
+        let t = self.settings.command_timeout;
+        self.last_used = Instant::now();
+        self.transactions += 1;
+        let size = message.len();
+        let needs_bdat = envelope.body == BodyType::BinaryMime || message.has_bare_line_break();
+        if needs_bdat && !self.caps.chunking {
+            let reply = Reply::new(
+                451,
+                (4, 6, 11),
+                format!(
+                    "{} does not offer CHUNKING, which this message (bare CR or LF, or BINARYMIME) needs",
+                    self.server
+                ),
+            );
+            return Ok(TransactionResult {
+                rcpts: vec![reply; indices.len()],
+            });
+        }
+        if envelope.smtputf8 && !self.caps.smtputf8 {
+            let reply = Reply::new(553, (5, 6, 7), format!("{} does not support SMTPUTF8", self.server));
+            return Ok(TransactionResult {
+                rcpts: vec![reply; indices.len()],
+            });
+        }
+
+        let mail = self.mail_command(envelope, size);
+        let rcpts: Vec<String> = indices.iter().map(|&i| self.rcpt_command(envelope, i)).collect();
+        let mut rcpt_replies = Vec::with_capacity(indices.len());
+        let mail_reply;
+        if self.caps.pipelining {
+            let mut batch = mail.into_bytes();
+            for r in &rcpts {
+                batch.extend_from_slice(r.as_bytes());
+            }
+            self.send(&batch, "MAIL/RCPT", t).await?;
+            mail_reply = self.reply("MAIL", t).await?;
+            for _ in &rcpts {
+                rcpt_replies.push(self.reply("RCPT", t).await?);
+            }
+        } else {
+            self.send(mail.as_bytes(), "MAIL", t).await?;
+            mail_reply = self.reply("MAIL", t).await?;
+            if mail_reply.is_positive() {
+                for r in &rcpts {
+                    self.send(r.as_bytes(), "RCPT", t).await?;
+                    rcpt_replies.push(self.reply("RCPT", t).await?);
+                }
+            }
+        }
+        if !mail_reply.is_positive() {
+            self.reset().await?;
+            return Ok(TransactionResult {
+                rcpts: vec![mail_reply; indices.len()],
+            });
+        }
+        if !rcpt_replies.iter().any(Reply::is_positive) {
+            self.reset().await?;
+            return Ok(TransactionResult { rcpts: rcpt_replies });
+        }
+
+        let final_reply = if self.caps.chunking {
+            self.send_bdat(message).await?;
+            self.reply("end of data", self.settings.data_timeout).await?
+        } else {
+            self.send(b"DATA\r\n", "DATA", t).await?;
+            let go = self.reply("DATA", t).await?;
+            if go.code != 354 {
+                if !go.is_positive() {
+                    self.reset().await?;
+                }
+                let reply = if go.is_positive() {
+                    Reply::new(451, (4, 5, 0), format!("unexpected DATA reply {}", go.one_line()))
+                } else {
+                    go
+                };
+                return Ok(TransactionResult {
+                    rcpts: rcpt_replies
+                        .into_iter()
+                        .map(|r| if r.is_positive() { reply.clone() } else { r })
+                        .collect(),
+                });
+            }
+            self.send_stuffed(&message.pieces).await?;
+            self.reply("end of data", self.settings.data_timeout).await?
+        };
+        self.last_used = Instant::now();
+        if !final_reply.is_positive() {
+            self.reset().await?;
+        }
+        Ok(TransactionResult {
+            rcpts: rcpt_replies
+                .into_iter()
+                .map(|r| if r.is_positive() { final_reply.clone() } else { r })
+                .collect(),
+        })
+    }
+
+    /// Sends MAIL and one RCPT in proxy mode, returning the server's replies as they are.
+    pub async fn proxy_mail(&mut self, envelope: &Envelope) -> Result<Reply, ClientError> {
+        let t = self.settings.command_timeout;
+        let mail = self.mail_command(envelope, envelope.declared_size as usize);
+        self.send(mail.as_bytes(), "MAIL", t).await?;
+        self.reply("MAIL", t).await
+    }
+
+    pub async fn proxy_rcpt(&mut self, envelope: &Envelope, index: usize) -> Result<Reply, ClientError> {
+        let t = self.settings.command_timeout;
+        let cmd = self.rcpt_command(envelope, index);
+        self.send(cmd.as_bytes(), "RCPT", t).await?;
+        self.reply("RCPT", t).await
+    }
+
+    /// Sends the message body of a proxied transaction and returns the final reply.
+    pub async fn proxy_data(&mut self, message: &MessageBytes<'_>, binarymime: bool) -> Result<Reply, ClientError> {
+        let t = self.settings.command_timeout;
+        self.transactions += 1;
+        self.last_used = Instant::now();
+        if (binarymime || message.has_bare_line_break()) && !self.caps.chunking {
+            return Ok(Reply::new(
+                451,
+                (4, 6, 11),
+                format!("{} does not offer CHUNKING, which this message needs", self.server),
+            ));
+        }
+        if self.caps.chunking {
+            self.send_bdat(message).await?;
+        } else {
+            self.send(b"DATA\r\n", "DATA", t).await?;
+            let go = self.reply("DATA", t).await?;
+            if go.code != 354 {
+                return Ok(go);
+            }
+            self.send_stuffed(&message.pieces).await?;
+        }
+        self.reply("end of data", self.settings.data_timeout).await
+    }
+
+    /// `BDAT n LAST` and the message, flushed once: one TCP write for a small
+    /// message instead of a command and pieces waiting on each other.
+    async fn send_bdat(&mut self, message: &MessageBytes<'_>) -> Result<(), ClientError> {
+        let command = format!("BDAT {} LAST\r\n", message.len());
+        let server = &self.server;
+        let stream = &mut self.stream;
+        let written = tokio::time::timeout(self.settings.data_timeout, async {
+            stream.write_all(command.as_bytes()).await?;
+            for piece in &message.pieces {
+                stream.write_all(piece).await?;
+            }
+            stream.flush().await
+        })
+        .await;
+        match written {
+            Err(_) => Err(ClientError::Timeout {
+                server: server.clone(),
+                stage: "BDAT",
+            }),
+            Ok(Err(e)) => Err(ClientError::Io {
+                server: server.clone(),
+                stage: "BDAT",
+                detail: e.to_string(),
+            }),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
+    /// Sends the message dot-stuffed, window by window (never a second copy
+    /// of a large message in memory), with the terminator.
+    async fn send_stuffed(&mut self, pieces: &[&[u8]]) -> Result<(), ClientError> {
+        const WINDOW: usize = 64 * 1024;
+        let mut stuffer = DotStuffer::default();
+        let mut out = Vec::with_capacity(WINDOW + WINDOW / 32);
+        for piece in pieces {
+            for window in piece.chunks(WINDOW) {
+                stuffer.push(window, &mut out);
+                if out.len() >= WINDOW {
+                    self.send(&out, "DATA", self.settings.data_timeout).await?;
+                    out.clear();
+                }
+            }
+        }
+        stuffer.finish(&mut out);
+        self.send(&out, "DATA", self.settings.data_timeout).await
+    }
+
+    /// RSET, to leave the connection reusable after a failed transaction.
+    pub async fn reset(&mut self) -> Result<(), ClientError> {
+        let t = self.settings.command_timeout;
+        self.send(b"RSET\r\n", "RSET", t).await?;
+        self.reply("RSET", t).await.map(|_| ())
+    }
+
+    pub async fn quit(mut self) {
+        let t = Duration::from_secs(5);
+        if self.send(b"QUIT\r\n", "QUIT", t).await.is_ok() {
+            let _ = self.reply("QUIT", t).await;
+        }
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+/// Incremental dot-stuffing for DATA: a "." starting a line is doubled, and
+/// `finish` adds a final CRLF when the message lacks one, then the terminator.
+pub struct DotStuffer {
+    at_line_start: bool,
+    last_two: [u8; 2],
+}
+
+impl Default for DotStuffer {
+    fn default() -> Self {
+        DotStuffer {
+            at_line_start: true,
+            last_two: [0, 0],
+        }
+    }
+}
+
+impl DotStuffer {
+    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        let mut start = 0;
+        for (i, &b) in input.iter().enumerate() {
+            if self.at_line_start && b == b'.' {
+                out.extend_from_slice(&input[start..i]);
+                out.push(b'.');
+                start = i;
+            }
+            self.at_line_start = b == b'\n';
+        }
+        out.extend_from_slice(&input[start..]);
+        match input {
+            [.., a, b] => self.last_two = [*a, *b],
+            [b] => self.last_two = [self.last_two[1], *b],
+            [] => {}
+        }
+    }
+
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.last_two != *b"\r\n" {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+    }
+}
+
+/// The whole message dot-stuffed with its terminator (small messages, tests).
+pub fn dot_stuff(pieces: &[&[u8]]) -> Vec<u8> {
+    let mut stuffer = DotStuffer::default();
+    let mut out = Vec::new();
+    for piece in pieces {
+        stuffer.push(piece, &mut out);
+    }
+    stuffer.finish(&mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,3 @@
+//! The admin HTTP endpoint.
+
+pub mod admin;
