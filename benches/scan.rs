@@ -8,11 +8,12 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use exogate::checks::default_policy;
 use exogate::config::tenant::{Destination, Tenant};
 use exogate::message::envelope::{Direction, Envelope, Recipient, SessionFacts};
 use exogate::message::stamp::{StampFacts, stamp};
 use exogate::message::verdict::Action;
-use exogate::scan::pipeline::{BuildContext, Policy};
+use exogate::scan::check::BuildContext;
 
 fn tenant() -> Tenant {
     Tenant::new("contoso", &["contoso.com"], Destination::Mx)
@@ -79,7 +80,7 @@ fn with_attachments(size: usize) -> Vec<u8> {
 }
 
 fn bench(c: &mut Criterion) {
-    let policy = Policy::builtin_default(&BuildContext { base_dir: ".".into() });
+    let policy = default_policy(&BuildContext { base_dir: ".".into() });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -138,7 +138,7 @@ pub fn spool_command(config: &Path, area: Area, action: SpoolAction) -> Result<O
             check_id(&id)?;
             let e = spool.entry(area, &id)?;
             let stored = spool.read(area, &id)?;
-            let header_end = crate::scan::pipeline::header_len(&stored.body);
+            let header_end = crate::message::headers::header_len(&stored.body);
             Ok(Output::Text(format!(
                 "{}\n--- history\n{}\n--- stamp\n{}--- header as received\n{}",
                 serde_json::to_string_pretty(&e.trailer.meta).unwrap_or_default(),

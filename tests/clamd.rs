@@ -15,7 +15,7 @@ use exogate::config::reader::{Problems, Section};
 use exogate::config::tenant::{Destination, Tenant};
 use exogate::message::envelope::{Direction, Envelope, SessionFacts};
 use exogate::message::verdict::{Action, Finding};
-use exogate::scan::pipeline::{BuildContext, Check, CheckError, ScanInput};
+use exogate::scan::check::{BuildContext, Check, CheckError, ScanInput};
 use mail_builder::MessageBuilder;
 use mail_parser::MessageParser;
 

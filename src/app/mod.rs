@@ -83,8 +83,22 @@ impl AppError {
 
 /// Loads and builds a runtime (used at start, on reload and by check-config).
 pub fn load_runtime(path: &Path, dry_run: bool) -> Result<Runtime, AppError> {
-    let config = Config::load(path)?;
-    Runtime::build(config, dry_run).map_err(|errors| AppError::Build(path.to_path_buf(), errors))
+    let (config, mut errors) = Config::load_collecting(path)?;
+    // The checks read their own options: their problems join config's, so
+    // that every mistake is reported at once.
+    let policies = crate::checks::policies(&config).unwrap_or_else(|e| {
+        errors.extend(e);
+        Default::default()
+    });
+    if !errors.is_empty() {
+        errors.sort_by(|a, b| a.path.cmp(&b.path));
+        return Err(LoadError::Invalid {
+            path: path.to_path_buf(),
+            errors,
+        }
+        .into());
+    }
+    Runtime::build(config, policies, dry_run).map_err(|errors| AppError::Build(path.to_path_buf(), errors))
 }
 
 /// Runs the gateway until it is told to stop.

@@ -5,7 +5,7 @@
 //! its TOML path; a half-built runtime never exists. Reload swaps a whole new
 //! runtime in (`ArcSwap`); sessions keep the snapshot they started with.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tokio_rustls::TlsAcceptor;
@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::config::reader::ConfigError;
 use crate::config::tenant::{Destination, TenantIndex};
 use crate::delivery::relay::{Route, Targets};
+use crate::scan::pipeline::Policy;
 use crate::tls;
 
 pub struct Runtime {
@@ -22,6 +23,8 @@ pub struct Runtime {
     /// `None` only in a dry run whose certificate will be generated at start.
     pub acceptor: Option<TlsAcceptor>,
     pub relay_tls: Arc<rustls::ClientConfig>,
+    /// Every policy, its checks built.
+    pub policies: BTreeMap<String, Arc<Policy>>,
     tenant_tls: HashMap<String, Arc<rustls::ClientConfig>>,
 }
 
@@ -35,7 +38,11 @@ fn problem(path: &str, e: impl std::fmt::Display) -> ConfigError {
 impl Runtime {
     /// Builds everything. With `dry_run`, no file is created (a certificate
     /// that would be generated is reported as such, not created).
-    pub fn build(config: Config, dry_run: bool) -> Result<Runtime, Vec<ConfigError>> {
+    pub fn build(
+        config: Config,
+        policies: BTreeMap<String, Arc<Policy>>,
+        dry_run: bool,
+    ) -> Result<Runtime, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let will_generate = config.tls.generate && !config.tls.cert.exists() && !config.tls.key.exists();
         let acceptor = if will_generate && dry_run {
@@ -84,8 +91,17 @@ impl Runtime {
             acceptor,
             relay_tls: relay_tls.expect("no errors means it was built"),
             tenant_tls,
+            policies,
             config,
         })
+    }
+
+    /// A tenant's policy (tenants name only defined policies: config checks).
+    pub fn policy(&self, name: &str) -> Arc<Policy> {
+        self.policies
+            .get(name)
+            .cloned()
+            .expect("tenant policies are validated at load")
     }
 
     /// Where a tenant's mail goes, or `None` when no such tenant is configured.

@@ -34,7 +34,7 @@ use mail_parser::{Message, PartType};
 use crate::config::reader::Section;
 use crate::message::envelope::Direction;
 use crate::message::verdict::{Action, Finding};
-use crate::scan::pipeline::{BuildContext, Check, CheckError, ScanInput};
+use crate::scan::check::{BuildContext, Check, CheckError, ScanInput};
 
 /// One kind of finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -40,7 +40,7 @@ use regex::{RegexBuilder, RegexSet, RegexSetBuilder};
 
 use crate::config::reader::Section;
 use crate::message::verdict::{Action, Finding};
-use crate::scan::pipeline::{BuildContext, Check, CheckError, ScanInput};
+use crate::scan::check::{BuildContext, Check, CheckError, ScanInput};
 
 pub const DEFAULT_MAX_TEXT: u64 = 1024 * 1024;
 /// Compiled size allowed for one pattern and for one target's set.

@@ -37,8 +37,8 @@ use super::content::{self, text};
 use crate::config::reader::Section;
 use crate::message::envelope::Direction;
 use crate::message::verdict::{Action, Finding};
+use crate::scan::check::{BuildContext, Check, CheckError, ScanInput};
 use crate::scan::inventory::Attachment;
-use crate::scan::pipeline::{BuildContext, Check, CheckError, ScanInput};
 
 /// Distinct values collected per message.
 const MAX_DISTINCT: usize = 1000;

@@ -26,8 +26,8 @@ use crate::config::reader::Section;
 use crate::config::tenant::Tenant;
 use crate::message::envelope::{Direction, domain_of};
 use crate::message::verdict::Finding;
+use crate::scan::check::{BuildContext, Check, CheckError, ScanInput};
 use crate::scan::lookalike::{self, Protected};
-use crate::scan::pipeline::{BuildContext, Check, CheckError, ScanInput};
 
 /// Free-mail providers: a Reply-To there, on business mail, is where
 /// invoice fraud wants the answer to go.

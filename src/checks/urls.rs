@@ -29,8 +29,8 @@ use url::{Host, Url};
 
 use crate::config::reader::Section;
 use crate::message::verdict::Finding;
+use crate::scan::check::{BuildContext, Check, CheckError, ScanInput};
 use crate::scan::lookalike::{self, Protected};
-use crate::scan::pipeline::{BuildContext, Check, CheckError, ScanInput};
 
 use extract::{Collector, Link};
 

@@ -6,20 +6,20 @@
 //! errors. Relative paths are relative to the config file's folder. The keys
 //! are a user-facing contract (DESIGN §8): add freely, rename none.
 
+pub mod policy;
 pub mod reader;
 pub mod tenant;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::config::policy::PolicyConfig;
 use crate::config::reader::{ConfigError, Problems, Section, parse_duration};
 use crate::config::tenant::Tenant;
-use crate::scan::pipeline::{BuildContext, Policy};
 
 /// EXO's published mail-flow ranges (Microsoft 365 endpoint set 10).
 pub const EXO_RANGES: [&str; 6] = [
@@ -148,6 +148,8 @@ pub struct ExchangeConfig {
 /// The whole configuration.
 pub struct Config {
     pub path: PathBuf,
+    /// The config file's folder: relative paths in it are relative to this.
+    pub base_dir: PathBuf,
     pub server: ServerConfig,
     pub tls: TlsConfig,
     pub admission: AdmissionConfig,
@@ -157,7 +159,8 @@ pub struct Config {
     pub log: LogConfig,
     pub exchange: ExchangeConfig,
     pub tenants: Vec<Tenant>,
-    pub policies: BTreeMap<String, Arc<Policy>>,
+    /// Every policy by name, `default` always among them.
+    pub policies: BTreeMap<String, PolicyConfig>,
 }
 
 /// Why a configuration could not be loaded.
@@ -186,6 +189,31 @@ impl Config {
 
     /// Parses `text` as if read from `path` (which anchors relative paths).
     pub fn parse(text: &str, path: &Path) -> Result<Config, LoadError> {
+        let (config, errors) = Config::parse_collecting(text, path)?;
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(LoadError::Invalid {
+                path: path.to_path_buf(),
+                errors,
+            })
+        }
+    }
+
+    /// Reads `path` like [`Config::load`], but returns the configuration
+    /// together with its problems, so that whoever builds on it (the check
+    /// factory) can add its own and report them all at once.
+    pub fn load_collecting(path: &Path) -> Result<(Config, Vec<ConfigError>), LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse_collecting(&text, path)
+    }
+
+    /// Parses `text`; only a TOML syntax error stops it. With problems, the
+    /// configuration holds defaults where the values were bad.
+    pub fn parse_collecting(text: &str, path: &Path) -> Result<(Config, Vec<ConfigError>), LoadError> {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| LoadError::Syntax {
             path: path.to_path_buf(),
             message: e.to_string().trim().replace('\n', " "),
@@ -201,15 +229,7 @@ impl Config {
             let root = Section::root(&table, &problems);
             read(&root, &base, path)
         };
-        let errors = problems.into_vec();
-        if errors.is_empty() {
-            Ok(config)
-        } else {
-            Err(LoadError::Invalid {
-                path: path.to_path_buf(),
-                errors,
-            })
-        }
+        Ok((config, problems.into_vec()))
     }
 
     /// Settings that load but weaken the gateway; logged at start and reload,
@@ -227,13 +247,6 @@ impl Config {
                 )
             })
             .collect()
-    }
-
-    pub fn policy(&self, name: &str) -> Arc<Policy> {
-        self.policies
-            .get(name)
-            .cloned()
-            .expect("tenant policies are validated at load")
     }
 }
 
@@ -254,17 +267,14 @@ fn read(root: &Section, base: &Path, path: &Path) -> Config {
     let log = read_log(&or_empty("log"));
     let exchange = read_exchange(&or_empty("exchange"));
 
-    let cx = BuildContext {
-        base_dir: base.to_path_buf(),
-    };
     let mut policies = BTreeMap::new();
     if let Some(section) = root.section("policy") {
         for (name, p) in section.named_sections() {
-            policies.insert(name.clone(), Arc::new(Policy::read(&name, &p, &cx)));
+            policies.insert(name.clone(), PolicyConfig::read(&name, &p));
         }
     }
     if !policies.contains_key("default") {
-        policies.insert("default".into(), Arc::new(Policy::builtin_default(&cx)));
+        policies.insert("default".into(), PolicyConfig::builtin_default());
     }
 
     let tenant_sections = root.sections("tenant");
@@ -290,6 +300,7 @@ fn read(root: &Section, base: &Path, path: &Path) -> Config {
 
     Config {
         path: path.to_path_buf(),
+        base_dir: base.to_path_buf(),
         server,
         tls,
         admission,

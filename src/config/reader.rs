@@ -101,6 +101,12 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// The table this section reads (for a part of the document that is
+    /// handed on, whole, to another reader).
+    pub fn table(&self) -> &'a Table {
+        self.table
+    }
+
     /// The TOML path of this section ("" for the document root).
     pub fn path(&self) -> &str {
         &self.path

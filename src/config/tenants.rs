@@ -4,11 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
+use crate::config::policy::PolicyConfig;
 use crate::config::reader::Section;
 use crate::config::tenant::{Destination, HostPort, Tenant, TenantMode};
-use crate::scan::pipeline::Policy;
 
 fn valid_domain(d: &str) -> bool {
     !d.is_empty()
@@ -22,7 +21,7 @@ fn valid_domain(d: &str) -> bool {
         })
 }
 
-pub(super) fn read_tenant(t: &Section, base: &Path, policies: &BTreeMap<String, Arc<Policy>>) -> Option<Tenant> {
+pub(super) fn read_tenant(t: &Section, base: &Path, policies: &BTreeMap<String, PolicyConfig>) -> Option<Tenant> {
     let portal = t.opt_string("portal");
     let domains = t.opt_strings("domains");
     let tenant_id = t.string_or("tenant_id", "").to_lowercase();

@@ -13,7 +13,7 @@ use mail_builder::headers::text::Text;
 use mail_builder::mime::{BodyPart, MimePart};
 
 use crate::message::envelope::{DsnReturn, Envelope};
-use crate::scan::pipeline::header_len;
+use crate::message::headers::header_len;
 use crate::smtp::reply::Reply;
 
 /// One recipient to report on.

@@ -77,7 +77,7 @@ pub async fn prepare(
         }
     };
     drop(head);
-    let policy = rt.config.policy(&tenant.policy);
+    let policy = rt.policy(&tenant.policy);
     let raw = match body.for_scan(policy.scan_max_size) {
         Ok(raw) => raw,
         Err(e) => {

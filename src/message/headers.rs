@@ -135,6 +135,24 @@ pub fn values(raw: &[u8], name: &str) -> Vec<String> {
     fields(raw).filter(|f| f.name_is(name)).map(|f| f.unfolded()).collect()
 }
 
+/// Length of the header section including the blank line (the whole input if
+/// there is no blank line).
+pub fn header_len(raw: &[u8]) -> usize {
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'\n' {
+            if raw.get(i + 1) == Some(&b'\n') {
+                return i + 2;
+            }
+            if raw.get(i + 1) == Some(&b'\r') && raw.get(i + 2) == Some(&b'\n') {
+                return i + 3;
+            }
+        }
+        i += 1;
+    }
+    raw.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +185,11 @@ mod tests {
         let f: Vec<_> = fields(raw).collect();
         assert_eq!(f[0].name, b"");
         assert_eq!(f[1].name, b"A");
+    }
+    #[test]
+    fn header_length_handles_both_line_endings() {
+        assert_eq!(header_len(b"A: b\r\n\r\nbody"), 8);
+        assert_eq!(header_len(b"A: b\n\nbody"), 6);
+        assert_eq!(header_len(b"A: b\r\n"), 6);
     }
 }

@@ -248,7 +248,7 @@ impl Metrics {
             open_sessions: AtomicI64::new(0),
             queue_size: AtomicI64::new(0),
             queue_oldest: AtomicI64::new(0),
-            started: AtomicU64::new(crate::spool::now_unix() as u64),
+            started: AtomicU64::new(now_unix() as u64),
         }
     }
 
@@ -271,7 +271,7 @@ impl Metrics {
         }
         self.check_duration.render(&mut out);
         self.delivery_duration.render(&mut out);
-        let now = crate::spool::now_unix();
+        let now = now_unix();
         let oldest = self.queue_oldest.load(Ordering::Relaxed);
         for (name, help, value) in [
             (
@@ -299,6 +299,13 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Seconds since the Unix epoch (the clock the spool's timestamps use too).
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

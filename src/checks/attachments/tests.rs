@@ -3,8 +3,8 @@
 //! fixture's attachments makes the parsers panic.
 
 use super::*;
+use crate::checks::test_support::{build, build_errors, scan, with_input};
 use crate::message::verdict::{Thresholds, Verdict};
-use crate::scan::pipeline::test_support::{build, build_errors, scan, with_input};
 
 macro_rules! fixture {
     ($name:literal) => {

@@ -108,7 +108,7 @@ fn append_bodies(message: &Message<'_>, depth: u32, out: &mut Capped) {
 
 /// The header block of `raw`, unfolded: one `Name: value` per line.
 pub(crate) fn header_text(raw: &[u8], max: usize) -> String {
-    let block = raw.get(..crate::scan::pipeline::header_len(raw)).unwrap_or(raw);
+    let block = raw.get(..crate::message::headers::header_len(raw)).unwrap_or(raw);
     let block = String::from_utf8_lossy(block);
     let mut out = Capped::new(max);
     let mut chars = block.chars().peekable();

@@ -4,10 +4,10 @@
 
 use super::extract::{Collector, Link};
 use super::*;
+use crate::checks::test_support;
 use crate::config::tenant::Tenant;
 use crate::message::envelope::Direction;
 use crate::scan::html::decode_entities;
-use crate::scan::pipeline::test_support;
 
 macro_rules! fixture {
     ($name:literal) => {
