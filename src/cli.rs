@@ -200,12 +200,12 @@ pub fn exo_setup(config: &Path, portal: &str) -> Result<String, AppError> {
 
 /// `check-config`: every problem, or "ok".
 pub fn check_config(config: &Path) -> Result<String, AppError> {
-    let rt = app::load_runtime(config, true)?;
+    let rt = app::load(config, true)?;
     let mut out = format!("{}: ok\n", config.display());
     for w in rt.config.warnings() {
         out.push_str(&format!("warning: {w}\n"));
     }
-    if rt.acceptor.is_none() {
+    if rt.certificate_pending() {
         out.push_str("note: a self-signed TLS certificate will be generated at start (tls.generate = true)\n");
     }
     Ok(out)

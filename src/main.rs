@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     let config = cli.config;
     match cli.command {
         Command::Run { log_json } => {
-            let runtime = match app::load_runtime(&config, false) {
+            let runtime = match app::load(&config, false) {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
             };

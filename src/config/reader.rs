@@ -24,6 +24,15 @@ pub struct ConfigError {
     pub problem: String,
 }
 
+impl ConfigError {
+    pub fn new(path: impl Into<String>, problem: impl fmt::Display) -> ConfigError {
+        ConfigError {
+            path: path.into(),
+            problem: problem.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.path.is_empty() {

@@ -10,11 +10,13 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::delivery::Context;
 use crate::delivery::dsn;
-use crate::delivery::queue::{Outcome, Shared, route_key};
-use crate::delivery::relay::{RcptResult, Route};
+use crate::delivery::handle::Outcome;
+use crate::delivery::relay::RcptResult;
+use crate::delivery::route::{Route, RouteKey};
 use crate::delivery::smtp_client::MessageBytes;
-use crate::message::envelope::{Direction, Envelope, Recipient, SessionFacts, domain_of};
+use crate::message::envelope::{Direction, Envelope, Recipient, SessionFacts};
 use crate::smtp::reply::Reply;
 use crate::spool::format::{Kind, Meta};
 use crate::spool::incoming::Body;
@@ -24,7 +26,7 @@ use crate::spool::{Area, SpoolError, StateEvent, now_unix};
 const LARGE_READ: u64 = 256 * 1024;
 
 /// One delivery attempt of one queued message.
-pub(crate) async fn deliver(shared: &Shared, id: &str) -> Outcome {
+pub(crate) async fn deliver(shared: &Context, id: &str) -> Outcome {
     let started = Instant::now();
     let spool = &shared.spool;
     // Hold the message's size against the memory budget while its bytes are
@@ -77,32 +79,10 @@ pub(crate) async fn deliver(shared: &Shared, id: &str) -> Outcome {
     let pending: Vec<usize> = (0..meta.envelope.recipients.len())
         .filter(|i| !final_results.contains_key(i))
         .collect();
-    let rt = shared.runtime.load();
+    let rt = shared.settings.load();
     let delivery = rt.config.delivery.clone();
     let hostname = rt.config.server.hostname.clone();
-
-    let route: Result<Route, Reply> = match meta.kind {
-        Kind::Dsn => match &meta.route {
-            Some(portal) => rt
-                .tenant_route(portal)
-                .ok_or_else(|| Reply::new(451, (4, 3, 0), format!("tenant {portal} is no longer configured"))),
-            None => Ok(rt.mx_route(
-                &meta
-                    .envelope
-                    .recipients
-                    .first()
-                    .and_then(|r| domain_of(&r.address))
-                    .unwrap_or_default(),
-            )),
-        },
-        Kind::Message => rt.tenant_route(&meta.tenant).ok_or_else(|| {
-            Reply::new(
-                451,
-                (4, 3, 0),
-                format!("tenant {} is no longer configured", meta.tenant),
-            )
-        }),
-    };
+    let route: Result<Route, Reply> = rt.route_of(meta);
     drop(rt);
 
     let skips: Vec<std::ops::Range<usize>> = meta.skips.iter().map(|&(s, e)| s as usize..e as usize).collect();
@@ -280,7 +260,7 @@ pub(crate) async fn deliver(shared: &Shared, id: &str) -> Outcome {
 
 /// Queues a DSN to the sender of `meta` for `failed` recipients.
 async fn queue_dsn(
-    shared: &Shared,
+    shared: &Context,
     hostname: &str,
     meta: &Meta,
     original: &[u8],
@@ -292,7 +272,7 @@ async fn queue_dsn(
         tracing::info!(queue_id = %meta.id, "no DSN: null sender or NOTIFY excludes failures");
         return Ok(());
     };
-    let rt = shared.runtime.load();
+    let rt = shared.settings.load();
     let tenant = rt
         .tenants
         .by_address(&meta.envelope.mail_from)
@@ -336,7 +316,7 @@ async fn queue_dsn(
         .await?;
     shared.metrics.dsns.inc(&["queued"]);
     tracing::info!(queue_id = %meta.id, dsn_id = %id, to = %meta.envelope.mail_from, "DSN queued");
-    shared.handle.queued(&id, &route_key(&dsn_meta), now);
+    shared.handle.queued(&id, &RouteKey::of(&dsn_meta), now);
     Ok(())
 }
 

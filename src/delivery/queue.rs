@@ -19,104 +19,41 @@ use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::snapshot::Runtime;
+use crate::delivery::Context;
+use crate::delivery::budget::BodyBudget;
+use crate::delivery::handle::{Event, Outcome, QueueHandle};
 use crate::delivery::relay::Relay;
-use crate::message::envelope::domain_of;
-use crate::spool::format::{Kind, Meta};
-use crate::spool::{Area, Spool, StateEvent, now_unix};
+use crate::delivery::route::RouteKey;
+use crate::delivery::settings::Settings;
+use crate::spool::{Area, Spool, SpoolError, StateEvent, now_unix};
 use crate::telemetry::metrics::Metrics;
 
-/// Tells the scheduler about new work.
-#[derive(Clone)]
-pub struct QueueHandle {
-    tx: mpsc::UnboundedSender<Event>,
-}
-
-enum Event {
-    Queued { id: String, key: String, received: i64 },
-    Done { id: String, outcome: Outcome },
-    Flush,
-}
-
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    /// Every recipient has a final result; the file is gone.
-    Finished,
-    /// Try again at `due` (Unix seconds).
-    Retry { due: i64 },
-    /// The file disappeared or was damaged (already handled).
-    Gone,
-}
-
-impl QueueHandle {
-    /// A message was committed to the active spool.
-    pub fn queued(&self, id: &str, key: &str, received: i64) {
-        let _ = self.tx.send(Event::Queued {
-            id: id.to_string(),
-            key: key.to_string(),
-            received,
-        });
-    }
-
-    /// Retry everything now.
-    pub fn flush(&self) {
-        let _ = self.tx.send(Event::Flush);
-    }
-}
-
-/// Shared by delivery tasks.
-pub(crate) struct Shared {
-    pub(crate) spool: Arc<Spool>,
-    pub(crate) relay: Arc<Relay>,
-    pub(crate) runtime: Arc<ArcSwap<Runtime>>,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) handle: QueueHandle,
-    pub(crate) budget: Arc<crate::delivery::budget::BodyBudget>,
-}
-
 struct Item {
-    key: String,
+    key: RouteKey,
     due: i64,
     received: i64,
-}
-
-/// The destination key of a queued message (for per-destination limits).
-pub fn route_key(meta: &Meta) -> String {
-    match (&meta.kind, &meta.route) {
-        (Kind::Dsn, Some(portal)) => format!("tenant:{portal}"),
-        (Kind::Dsn, None) => format!(
-            "mx:{}",
-            meta.envelope
-                .recipients
-                .first()
-                .and_then(|r| domain_of(&r.address))
-                .unwrap_or_default()
-        ),
-        (Kind::Message, _) => format!("tenant:{}", meta.tenant),
-    }
 }
 
 /// Starts the scheduler; it recovers the spool's active messages first.
 pub fn start(
     spool: Arc<Spool>,
     relay: Arc<Relay>,
-    runtime: Arc<ArcSwap<Runtime>>,
+    settings: Arc<ArcSwap<Settings>>,
     metrics: Arc<Metrics>,
-    budget: Arc<crate::delivery::budget::BodyBudget>,
+    budget: Arc<BodyBudget>,
     shutdown: CancellationToken,
     recovered: Vec<String>,
 ) -> (QueueHandle, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let handle = QueueHandle { tx };
-    let shared = Arc::new(Shared {
+    let (handle, rx) = QueueHandle::channel();
+    let cx = Arc::new(Context {
         spool,
         relay,
-        runtime,
+        settings,
         metrics,
         handle: handle.clone(),
         budget,
     });
-    let task = tokio::spawn(scheduler(shared, rx, shutdown, recovered));
+    let task = tokio::spawn(scheduler(cx, rx, shutdown, recovered));
     (handle, task)
 }
 
@@ -128,11 +65,11 @@ struct KeyQueue {
 }
 
 struct Scheduler {
-    shared: Arc<Shared>,
+    shared: Arc<Context>,
     items: HashMap<String, Item>,
     /// Per destination key: dispatch looks at each destination's earliest
     /// entries only, so a destination at its limit costs nothing.
-    queues: HashMap<String, KeyQueue>,
+    queues: HashMap<RouteKey, KeyQueue>,
     in_flight: usize,
     /// Some queued messages are only on disk (the index was full).
     overflow: bool,
@@ -145,7 +82,7 @@ struct Scheduler {
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
 
 async fn scheduler(
-    shared: Arc<Shared>,
+    shared: Arc<Context>,
     mut rx: mpsc::UnboundedReceiver<Event>,
     shutdown: CancellationToken,
     recovered: Vec<String>,
@@ -192,11 +129,11 @@ async fn scheduler(
 }
 
 impl Scheduler {
-    fn config(&self) -> arc_swap::Guard<Arc<Runtime>> {
-        self.shared.runtime.load()
+    fn config(&self) -> arc_swap::Guard<Arc<Settings>> {
+        self.shared.settings.load()
     }
 
-    fn insert(&mut self, id: String, key: String, due: i64, received: i64) {
+    fn insert(&mut self, id: String, key: RouteKey, due: i64, received: i64) {
         let max = self.config().config.delivery.max_in_memory;
         if self.items.contains_key(&id) {
             return;
@@ -226,10 +163,10 @@ impl Scheduler {
                     })
                     .unwrap_or(0);
                 let due = if due_now { 0 } else { next };
-                let key = route_key(&entry.trailer.meta);
+                let key = RouteKey::of(&entry.trailer.meta);
                 self.insert(id.to_string(), key, due, entry.trailer.meta.received);
             }
-            Err(e @ crate::spool::SpoolError::Corrupt { .. }) => {
+            Err(e @ SpoolError::Corrupt { .. }) => {
                 tracing::error!(queue_id = id, error = %e, "damaged queue file set aside");
                 self.shared.spool.set_aside(id);
                 self.shared.metrics.spool_corrupt.inc(&[]);
@@ -328,7 +265,7 @@ impl Scheduler {
                     tracing::error!(queue_id = %id, error = %e, "delivery attempt crashed; retrying in a minute");
                     Outcome::Retry { due: now_unix() + 60 }
                 });
-                let _ = shared.handle.tx.send(Event::Done { id, outcome });
+                shared.handle.done(id, outcome);
             });
         }
     }

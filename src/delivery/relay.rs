@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -18,30 +17,11 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpSocket;
 
 use crate::config::RelayConfig;
-use crate::config::tenant::HostPort;
+use crate::delivery::route::{Route, Targets};
 use crate::delivery::smtp_client::{Client, ClientError, ClientSettings, MessageBytes};
 use crate::dns::{Dns, DnsError};
 use crate::message::envelope::Envelope;
 use crate::smtp::reply::Reply;
-
-/// Where a message goes.
-#[derive(Clone)]
-pub struct Route {
-    /// Pool key: connections are reused only within the same route.
-    pub key: String,
-    pub targets: Targets,
-    pub tls: Arc<rustls::ClientConfig>,
-    /// Whether a name that does not exist may fail the message for good.
-    /// False for a tenant's own destination: a typo in `deliver_to` or a
-    /// resolver glitch must defer mail, never bounce what was acknowledged.
-    pub dns_may_bounce: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Targets {
-    Hosts(Vec<HostPort>),
-    Mx { domain: String, port: u16 },
-}
 
 /// The result for one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,10 +12,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::app::Shared;
-use crate::app::snapshot::Runtime;
 use crate::config::tenant::{Tenant, TenantMode};
 use crate::inbound::admission;
+use crate::inbound::{Context, Settings};
 use crate::message::envelope::{Direction, Envelope, SessionFacts};
 use crate::message::stamp::{self, StampFacts};
 use crate::message::verdict::Action;
@@ -39,8 +38,8 @@ pub enum Prepared {
 
 /// Confirms, scans, decides and stamps.
 pub async fn prepare(
-    shared: &Shared,
-    rt: &Runtime,
+    shared: &Context,
+    rt: &Settings,
     id: &str,
     session: SessionFacts,
     envelope: Envelope,
@@ -207,7 +206,7 @@ pub async fn prepare(
 }
 
 /// Queue mode: makes the message durable, then answers.
-pub async fn store(shared: &Shared, prepared: Prepared) -> Reply {
+pub async fn store(shared: &Context, prepared: Prepared) -> Reply {
     match prepared {
         Prepared::Refused(reply) => reply,
         Prepared::Monitored { id } => Reply::queued(&id),
@@ -230,7 +229,7 @@ pub async fn store(shared: &Shared, prepared: Prepared) -> Reply {
                     tracing::debug!(queue_id = %meta.id, commit_us = started.elapsed().as_micros() as u64, "message queued");
                     shared
                         .queue
-                        .queued(&meta.id, &crate::delivery::queue::route_key(&meta), meta.received);
+                        .queued(&meta.id, &crate::delivery::route::RouteKey::of(&meta), meta.received);
                     Reply::queued(&meta.id)
                 }
                 Err(e) => {
@@ -249,7 +248,7 @@ pub fn spool_reply(e: &crate::spool::SpoolError) -> Reply {
     }
 }
 
-fn record_checks(shared: &Shared, report: &ScanReport) {
+fn record_checks(shared: &Context, report: &ScanReport) {
     for t in &report.timings {
         shared.metrics.check_duration.observe(&[&t.name], t.elapsed);
         if t.failed {

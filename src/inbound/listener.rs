@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::app::Shared;
+use crate::inbound::Context;
 use crate::inbound::admission;
 use crate::inbound::session::Session;
 use crate::smtp::reply::Reply;
@@ -87,7 +87,7 @@ fn reserve_fd() -> Option<std::fs::File> {
     std::fs::File::open("/dev/null").ok()
 }
 
-pub async fn serve(listener: TcpListener, implicit_tls: bool, shared: Arc<Shared>) {
+pub async fn serve(listener: TcpListener, implicit_tls: bool, shared: Arc<Context>) {
     let mut backoff = Duration::from_millis(10);
     let mut reserve = reserve_fd();
     loop {
@@ -128,8 +128,8 @@ pub async fn serve(listener: TcpListener, implicit_tls: bool, shared: Arc<Shared
     }
 }
 
-async fn handle(tcp: TcpStream, peer: std::net::SocketAddr, implicit_tls: bool, shared: Arc<Shared>) {
-    let rt = shared.runtime.load_full();
+async fn handle(tcp: TcpStream, peer: std::net::SocketAddr, implicit_tls: bool, shared: Arc<Context>) {
+    let rt = shared.settings.load_full();
     let server = &rt.config.server;
     if !admission::ip_allowed(peer.ip(), &rt.config.admission.allow) {
         shared.metrics.connections.inc(&["refused-ip"]);

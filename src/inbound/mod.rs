@@ -1,7 +1,67 @@
 //! Receiving mail: listener, admission, session, disposition, proxy leg.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::config::tenant::TenantIndex;
+use crate::delivery::budget::BodyBudget;
+use crate::delivery::handle::QueueHandle;
+use crate::delivery::relay::Relay;
+use crate::scan::pipeline::Policy;
+use crate::spool::Spool;
+use crate::telemetry::metrics::Metrics;
+
 pub mod admission;
 pub mod disposition;
 pub mod listener;
 pub mod proxy;
 pub mod session;
+
+/// One loaded configuration as a session sees it: a session takes the one in
+/// force when its connection is accepted and keeps it to the end.
+pub struct Settings {
+    pub config: Arc<Config>,
+    pub tenants: Arc<TenantIndex>,
+    /// `None` only in a dry run whose certificate will be generated at start.
+    pub acceptor: Option<TlsAcceptor>,
+    /// Every policy, its checks built.
+    pub policies: BTreeMap<String, Arc<Policy>>,
+    /// Where a tenant's mail goes (the proxy leg relays during the session).
+    pub delivery: Arc<crate::delivery::Settings>,
+}
+
+impl Settings {
+    /// A tenant's policy (config lets tenants name only defined policies).
+    pub fn policy(&self, name: &str) -> Arc<Policy> {
+        self.policies
+            .get(name)
+            .cloned()
+            .expect("tenant policies are validated at load")
+    }
+}
+
+/// What every session and listener shares, built by `app` and passed down.
+pub struct Context {
+    /// The settings in force; replaced whole on reload.
+    pub settings: Arc<ArcSwap<Settings>>,
+    pub spool: Arc<Spool>,
+    pub queue: QueueHandle,
+    pub relay: Arc<Relay>,
+    pub metrics: Arc<Metrics>,
+    /// Stop accepting; idle sessions close.
+    pub soft_stop: CancellationToken,
+    /// Grace period over: every session answers 421 and closes.
+    pub hard_stop: CancellationToken,
+    pub scan_permits: Semaphore,
+    pub sessions: TaskTracker,
+    pub limits: listener::ConnLimits,
+    /// Bytes of bodies held in memory by deliveries (queue and proxy).
+    pub budget: Arc<BodyBudget>,
+}

@@ -9,11 +9,11 @@
 
 use std::sync::Arc;
 
-use crate::app::Shared;
-use crate::app::snapshot::Runtime;
 use crate::config::tenant::Tenant;
+use crate::delivery::route::RouteKey;
 use crate::delivery::smtp_client::{Client, MessageBytes};
 use crate::inbound::disposition::{Prepared, store};
+use crate::inbound::{Context, Settings};
 use crate::message::envelope::{BodyType, Envelope, Recipient};
 use crate::message::stamp::Stamp;
 use crate::smtp::reply::Reply;
@@ -21,8 +21,8 @@ use crate::smtp::reply::Reply;
 /// An open downstream transaction.
 pub struct ProxyLeg {
     client: Client,
-    key: String,
-    shared: Arc<Shared>,
+    key: RouteKey,
+    shared: Arc<Context>,
 }
 
 impl ProxyLeg {
@@ -48,8 +48,8 @@ pub struct ProxyState<'a> {
 
 /// Forwards one admitted recipient; returns the reply for the client.
 pub async fn add_recipient(
-    shared: &Arc<Shared>,
-    rt: &Runtime,
+    shared: &Arc<Context>,
+    rt: &Settings,
     state: ProxyState<'_>,
     tenant: &Arc<Tenant>,
     recipient: Recipient,
@@ -60,7 +60,7 @@ pub async fn add_recipient(
         return Reply::DOWNSTREAM_TRANSACTION;
     }
     if state.leg.is_none() {
-        let Some(route) = rt.tenant_route(&tenant.portal) else {
+        let Some(route) = rt.delivery.tenant_route(&tenant.portal) else {
             return Reply::DOWNSTREAM_UNAVAILABLE;
         };
         // A pooled connection may have been closed by the downstream meanwhile:
@@ -118,7 +118,7 @@ pub async fn add_recipient(
 }
 
 /// Completes the proxied transaction with the prepared message.
-pub async fn finish(shared: &Shared, leg: ProxyLeg, prepared: Prepared) -> Reply {
+pub async fn finish(shared: &Context, leg: ProxyLeg, prepared: Prepared) -> Reply {
     match prepared {
         Prepared::Deliver { meta, prefix, body } => {
             let _held = shared.budget.reserve(body.len()).await;

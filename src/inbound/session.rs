@@ -17,15 +17,14 @@ use smtp_proto::Request;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::app::Shared;
 use crate::inbound::disposition::spool_reply;
 use crate::inbound::proxy::ProxyLeg;
+use crate::inbound::{Context, Settings};
 use crate::message::envelope::{Envelope, TlsFacts};
 use crate::smtp::framing::{Frame, Framer};
 use crate::smtp::reply::Reply;
 
 mod transaction;
-use crate::app::snapshot::Runtime;
 use crate::config::tenant::Tenant;
 use crate::spool::incoming::IncomingBody;
 
@@ -85,8 +84,8 @@ pub(crate) struct Transaction {
 }
 
 pub struct Session {
-    shared: Arc<Shared>,
-    rt: Arc<Runtime>,
+    shared: Arc<Context>,
+    rt: Arc<Settings>,
     peer: SocketAddr,
     helo: Option<String>,
     tls: Option<TlsFacts>,
@@ -101,7 +100,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(shared: Arc<Shared>, rt: Arc<Runtime>, peer: SocketAddr) -> Session {
+    pub fn new(shared: Arc<Context>, rt: Arc<Settings>, peer: SocketAddr) -> Session {
         // Without configured names any client (certificate or not) passes layer 2b.
         let cert_ok = rt.config.tls.client_cert_names.is_empty();
         Session {

@@ -199,6 +199,11 @@ impl Reply {
     pub const SPOOL_FULL: Reply = r(452, 4, 3, 1, "Insufficient system storage, try again later");
     pub const DOWNSTREAM_UNAVAILABLE: Reply = r(451, 4, 4, 1, "Downstream unavailable, try again later");
     pub const DOWNSTREAM_TRANSACTION: Reply = r(451, 4, 4, 2, "Downstream transaction failed, try again later");
+
+    // Recorded as the result of a queued recipient (never sent to a client).
+    pub fn tenant_gone(portal: &str) -> Reply {
+        Reply::new(451, (4, 3, 0), format!("tenant {portal} is no longer configured"))
+    }
 }
 
 #[cfg(test)]

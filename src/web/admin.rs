@@ -13,9 +13,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::app::Shared;
+use crate::web::Context;
 
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+pub async fn serve(listener: TcpListener, shared: Arc<Context>) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(x) => x,
@@ -32,7 +32,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn answer(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+async fn answer(mut stream: TcpStream, shared: &Context) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
@@ -76,12 +76,12 @@ async fn answer(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     stream.shutdown().await
 }
 
-fn readiness(shared: &Shared) -> Vec<&'static str> {
+fn readiness(shared: &Context) -> Vec<&'static str> {
     let mut problems = Vec::new();
     if !shared.listeners_bound.load(Ordering::SeqCst) {
         problems.push("listeners not bound");
     }
-    if shared.soft_stop.is_cancelled() {
+    if shared.stopping.is_cancelled() {
         problems.push("shutting down");
     }
     if !shared.spool.writable() {

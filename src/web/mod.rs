@@ -1,3 +1,21 @@
 //! The admin HTTP endpoint.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::spool::Spool;
+use crate::telemetry::metrics::Metrics;
+
 pub mod admin;
+
+/// What the admin endpoint reads, built by `app` and passed down.
+pub struct Context {
+    pub metrics: Arc<Metrics>,
+    pub spool: Arc<Spool>,
+    /// Set once every listener is bound.
+    pub listeners_bound: Arc<AtomicBool>,
+    /// Cancelled when the gateway starts shutting down.
+    pub stopping: CancellationToken,
+}
