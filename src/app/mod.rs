@@ -15,7 +15,7 @@
 
 mod reload;
 mod shutdown;
-pub mod snapshot;
+mod snapshot;
 mod start;
 mod systemd;
 

@@ -27,7 +27,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Builds everything. With `dry_run`, no file is created (a certificate
     /// that would be generated is reported as such, not created).
-    pub fn build(
+    pub(crate) fn build(
         config: Config,
         policies: BTreeMap<String, Arc<Policy>>,
         dry_run: bool,
@@ -59,7 +59,7 @@ impl Snapshot {
     }
 
     /// A self-signed certificate will be generated at start (dry run only).
-    pub fn certificate_pending(&self) -> bool {
+    pub(crate) fn certificate_pending(&self) -> bool {
         self.inbound.acceptor.is_none()
     }
 }

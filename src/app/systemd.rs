@@ -23,14 +23,14 @@ fn send(state: &str) {
     }
 }
 
-pub fn ready(status: &str) {
+pub(crate) fn ready(status: &str) {
     send(&format!("READY=1\nSTATUS={status}\nMAINPID={}\n", std::process::id()));
 }
 
-pub fn reloading() {
+pub(crate) fn reloading() {
     send("RELOADING=1\nSTATUS=reloading configuration\n");
 }
 
-pub fn stopping(status: &str) {
+pub(crate) fn stopping(status: &str) {
     send(&format!("STOPPING=1\nSTATUS={status}\n"));
 }

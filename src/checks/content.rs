@@ -42,7 +42,7 @@ use crate::config::reader::Section;
 use crate::message::verdict::{Action, Finding};
 use crate::scan::check::{BuildContext, Check, CheckError, ScanInput};
 
-pub const DEFAULT_MAX_TEXT: u64 = 1024 * 1024;
+pub(crate) const DEFAULT_MAX_TEXT: u64 = 1024 * 1024;
 /// Compiled size allowed for one pattern and for one target's set.
 pub(crate) const RULE_SIZE_LIMIT: usize = 2 * 1024 * 1024;
 pub(crate) const SET_SIZE_LIMIT: usize = 16 * 1024 * 1024;
@@ -248,7 +248,7 @@ fn compile(rules: &[Rule], target: Where, case_insensitive: bool) -> Result<Opti
     Ok(Some(Target { set, rule_of }))
 }
 
-pub fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
+pub(crate) fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
     let case_insensitive = options.bool_or("case_insensitive", true);
     let max_text = options.size_or("max_text", DEFAULT_MAX_TEXT);
     let builtin = options.bool_or("builtin_rules", true);

@@ -292,7 +292,7 @@ fn read_pattern(section: &Section) -> Option<Pattern> {
     ok.then_some(Pattern { name, regex })
 }
 
-pub fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
+pub(crate) fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
     let internal = options.bool_or("internal", false);
     let cards = options.bool_or("cards", true);
     let ibans = options.bool_or("ibans", true);

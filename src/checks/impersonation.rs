@@ -97,7 +97,7 @@ struct Impersonation {
     scores: Scores,
 }
 
-pub fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
+pub(crate) fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
     let protected_names = options.parsed_list("protected_names", &[], |text| {
         let words = name_words(text);
         if words.is_empty() {

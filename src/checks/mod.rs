@@ -21,21 +21,21 @@ use crate::message::verdict::OnError;
 use crate::scan::check::{BuildContext, Check, ConfiguredCheck};
 use crate::scan::pipeline::Policy;
 
-pub mod attachments;
-pub mod content;
-pub mod dlp;
-pub mod impersonation;
-pub mod malware;
-pub mod urls;
+pub(crate) mod attachments;
+pub(crate) mod content;
+pub(crate) mod dlp;
+pub(crate) mod impersonation;
+pub(crate) mod malware;
+pub(crate) mod urls;
 
 #[cfg(test)]
 pub(crate) mod test_support;
 
 /// Every `kind` the factory knows.
-pub const KINDS: [&str; 6] = ["attachments", "malware", "impersonation", "urls", "content", "dlp"];
+pub(crate) const KINDS: [&str; 6] = ["attachments", "malware", "impersonation", "urls", "content", "dlp"];
 
 /// The checks of the built-in `default` policy (used when the config defines none).
-pub const BUILTIN_DEFAULTS: [&str; 6] = KINDS;
+pub(crate) const BUILTIN_DEFAULTS: [&str; 6] = KINDS;
 
 /// Builds a check of `kind` from its options.
 pub fn build(kind: &str, options: &Section, cx: &BuildContext) -> Option<Arc<dyn Check>> {
@@ -58,7 +58,7 @@ pub fn build(kind: &str, options: &Section, cx: &BuildContext) -> Option<Arc<dyn
 
 /// The running form of every configured policy, by name; or every problem
 /// the checks' builders found in their options, with TOML paths.
-pub fn policies(config: &Config) -> Result<BTreeMap<String, Arc<Policy>>, Vec<ConfigError>> {
+pub(crate) fn policies(config: &Config) -> Result<BTreeMap<String, Arc<Policy>>, Vec<ConfigError>> {
     let cx = BuildContext {
         base_dir: config.base_dir.clone(),
     };
@@ -73,7 +73,7 @@ pub fn policies(config: &Config) -> Result<BTreeMap<String, Arc<Policy>>, Vec<Co
 }
 
 /// Builds one policy's checks; problems go to `problems`.
-pub fn policy(config: &PolicyConfig, cx: &BuildContext, problems: &Problems) -> Policy {
+pub(crate) fn policy(config: &PolicyConfig, cx: &BuildContext, problems: &Problems) -> Policy {
     let checks = match &config.checks {
         PolicyChecks::BuiltinDefaults => builtin_defaults(cx),
         PolicyChecks::Listed(list) => {
@@ -97,7 +97,6 @@ pub fn policy(config: &PolicyConfig, cx: &BuildContext, problems: &Problems) -> 
         }
     };
     Policy {
-        name: config.name.clone(),
         thresholds: config.thresholds,
         scan_max_size: config.scan_max_size,
         checks,

@@ -10,7 +10,7 @@ use crate::config::reader::{Problems, Section};
 use crate::scan::check::{BuildContext, Check};
 
 /// Builds a check of `kind` from TOML options, panicking on config problems.
-pub fn build(kind: &str, options: &str) -> Arc<dyn Check> {
+pub(crate) fn build(kind: &str, options: &str) -> Arc<dyn Check> {
     let table: toml::Table = options.parse().expect("options parse");
     let problems = Problems::default();
     let check = {
@@ -26,7 +26,7 @@ pub fn build(kind: &str, options: &str) -> Arc<dyn Check> {
 }
 
 /// Config problems reported when building a check of `kind` from `options`.
-pub fn build_errors(kind: &str, options: &str) -> Vec<String> {
+pub(crate) fn build_errors(kind: &str, options: &str) -> Vec<String> {
     let table: toml::Table = options.parse().expect("options parse");
     let problems = Problems::default();
     {

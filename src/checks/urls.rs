@@ -34,7 +34,7 @@ use crate::scan::lookalike::{self, Protected};
 
 use extract::{Collector, Link};
 
-pub const DEFAULT_MAX_URLS: u64 = 1000;
+pub(crate) const DEFAULT_MAX_URLS: u64 = 1000;
 /// Bytes of one text or HTML part that are searched for links.
 const MAX_PART_BYTES: usize = 4 * 1024 * 1024;
 /// Parts walked per message, attached messages included.
@@ -63,7 +63,7 @@ struct Urls {
     scores: Scores,
 }
 
-pub fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
+pub(crate) fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
     let max_urls = options.u64_in("max_urls", DEFAULT_MAX_URLS, 1, 100_000) as usize;
     let blocklist = options.parsed_list("blocklist", &[], lookalike::configured_domain);
     let lookalike_ignore = options.parsed_list("lookalike_ignore", &[], lookalike::configured_domain);

@@ -22,7 +22,7 @@ use crate::config::reader::{ConfigError, Problems, Section, parse_duration};
 use crate::config::tenant::Tenant;
 
 /// EXO's published mail-flow ranges (Microsoft 365 endpoint set 10).
-pub const EXO_RANGES: [&str; 6] = [
+pub(crate) const EXO_RANGES: [&str; 6] = [
     "40.92.0.0/15",
     "40.107.0.0/16",
     "52.100.0.0/14",
@@ -179,7 +179,7 @@ fn format_errors(errors: &[ConfigError]) -> String {
 }
 
 impl Config {
-    pub fn load(path: &Path) -> Result<Config, LoadError> {
+    pub(crate) fn load(path: &Path) -> Result<Config, LoadError> {
         let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
             path: path.to_path_buf(),
             source,
@@ -203,7 +203,7 @@ impl Config {
     /// Reads `path` like [`Config::load`], but returns the configuration
     /// together with its problems, so that whoever builds on it (the check
     /// factory) can add its own and report them all at once.
-    pub fn load_collecting(path: &Path) -> Result<(Config, Vec<ConfigError>), LoadError> {
+    pub(crate) fn load_collecting(path: &Path) -> Result<(Config, Vec<ConfigError>), LoadError> {
         let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
             path: path.to_path_buf(),
             source,
@@ -213,7 +213,7 @@ impl Config {
 
     /// Parses `text`; only a TOML syntax error stops it. With problems, the
     /// configuration holds defaults where the values were bad.
-    pub fn parse_collecting(text: &str, path: &Path) -> Result<(Config, Vec<ConfigError>), LoadError> {
+    pub(crate) fn parse_collecting(text: &str, path: &Path) -> Result<(Config, Vec<ConfigError>), LoadError> {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| LoadError::Syntax {
             path: path.to_path_buf(),
             message: e.to_string().trim().replace('\n', " "),
@@ -234,7 +234,7 @@ impl Config {
 
     /// Settings that load but weaken the gateway; logged at start and reload,
     /// printed by `check-config`.
-    pub fn warnings(&self) -> Vec<String> {
+    pub(crate) fn warnings(&self) -> Vec<String> {
         self.tenants
             .iter()
             .enumerate()

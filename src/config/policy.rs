@@ -12,8 +12,8 @@ use std::time::Duration;
 use crate::config::reader::Section;
 use crate::message::verdict::{OnError, Thresholds};
 
-pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
-pub const DEFAULT_SCAN_MAX_SIZE: u64 = 64 * 1024 * 1024;
+pub(crate) const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_SCAN_MAX_SIZE: u64 = 64 * 1024 * 1024;
 
 /// A named set of checks with thresholds, as configured.
 #[derive(Debug, Clone)]
@@ -51,11 +51,11 @@ pub struct CheckConfig {
 }
 
 /// The keys of a check table that every kind shares (read here).
-pub const GENERIC_CHECK_KEYS: [&str; 4] = ["kind", "name", "timeout", "on_error"];
+pub(crate) const GENERIC_CHECK_KEYS: [&str; 4] = ["kind", "name", "timeout", "on_error"];
 
 impl PolicyConfig {
     /// Reads `[policy.NAME]`; problems are recorded in the section's sink.
-    pub fn read(name: &str, section: &Section) -> PolicyConfig {
+    pub(crate) fn read(name: &str, section: &Section) -> PolicyConfig {
         let defaults = Thresholds::default();
         let thresholds = Thresholds {
             junk: section.f64_or("junk_score", defaults.junk),
@@ -82,7 +82,7 @@ impl PolicyConfig {
     }
 
     /// The policy used when the configuration defines no `[policy.default]`.
-    pub fn builtin_default() -> PolicyConfig {
+    pub(crate) fn builtin_default() -> PolicyConfig {
         PolicyConfig {
             name: "default".into(),
             thresholds: Thresholds::default(),

@@ -25,7 +25,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub fn new(path: impl Into<String>, problem: impl fmt::Display) -> ConfigError {
+    pub(crate) fn new(path: impl Into<String>, problem: impl fmt::Display) -> ConfigError {
         ConfigError {
             path: path.into(),
             problem: problem.to_string(),
@@ -48,7 +48,7 @@ impl fmt::Display for ConfigError {
 pub struct Problems(RefCell<Vec<ConfigError>>);
 
 impl Problems {
-    pub fn push(&self, path: impl Into<String>, problem: impl Into<String>) {
+    pub(crate) fn push(&self, path: impl Into<String>, problem: impl Into<String>) {
         self.0.borrow_mut().push(ConfigError {
             path: path.into(),
             problem: problem.into(),
@@ -62,7 +62,7 @@ impl Problems {
         v
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.borrow().is_empty()
     }
 }
@@ -97,14 +97,14 @@ impl<'a> Section<'a> {
     }
 
     /// The same view placed at `path` (for a section that is absent and read as empty).
-    pub fn at(mut self, path: &str) -> Section<'a> {
+    pub(crate) fn at(mut self, path: &str) -> Section<'a> {
         self.path = path.to_string();
         self
     }
 
     /// Marks every key as consumed (used when the section is unusable anyway,
     /// so that only the real problem is reported).
-    pub fn ignore_rest(&self) {
+    pub(crate) fn ignore_rest(&self) {
         for key in self.table.keys() {
             self.ignore(key);
         }
@@ -112,16 +112,16 @@ impl<'a> Section<'a> {
 
     /// The table this section reads (for a part of the document that is
     /// handed on, whole, to another reader).
-    pub fn table(&self) -> &'a Table {
+    pub(crate) fn table(&self) -> &'a Table {
         self.table
     }
 
     /// The TOML path of this section ("" for the document root).
-    pub fn path(&self) -> &str {
+    pub(crate) fn path(&self) -> &str {
         &self.path
     }
 
-    pub fn key_path(&self, key: &str) -> String {
+    pub(crate) fn key_path(&self, key: &str) -> String {
         if self.path.is_empty() {
             key.to_string()
         } else {
@@ -130,25 +130,25 @@ impl<'a> Section<'a> {
     }
 
     /// Records a problem about `key` of this section.
-    pub fn error(&self, key: &str, problem: impl Into<String>) {
+    pub(crate) fn error(&self, key: &str, problem: impl Into<String>) {
         self.problems.push(self.key_path(key), problem);
     }
 
-    pub fn problems(&self) -> &'a Problems {
+    pub(crate) fn problems(&self) -> &'a Problems {
         self.problems
     }
 
     /// Marks a key as consumed without reading it.
-    pub fn ignore(&self, key: &str) {
+    pub(crate) fn ignore(&self, key: &str) {
         self.seen.borrow_mut().insert(key.to_string());
     }
 
-    pub fn contains(&self, key: &str) -> bool {
+    pub(crate) fn contains(&self, key: &str) -> bool {
         self.table.contains_key(key)
     }
 
     /// The raw value of `key`, marking it as consumed.
-    pub fn value(&self, key: &str) -> Option<&'a Value> {
+    pub(crate) fn value(&self, key: &str) -> Option<&'a Value> {
         self.ignore(key);
         self.table.get(key)
     }
@@ -164,19 +164,19 @@ impl<'a> Section<'a> {
         }
     }
 
-    pub fn opt_string(&self, key: &str) -> Option<String> {
+    pub(crate) fn opt_string(&self, key: &str) -> Option<String> {
         self.typed(key, "a string", |v| v.as_str().map(str::to_string))
     }
 
-    pub fn string_or(&self, key: &str, default: &str) -> String {
+    pub(crate) fn string_or(&self, key: &str, default: &str) -> String {
         self.opt_string(key).unwrap_or_else(|| default.to_string())
     }
 
-    pub fn bool_or(&self, key: &str, default: bool) -> bool {
+    pub(crate) fn bool_or(&self, key: &str, default: bool) -> bool {
         self.typed(key, "true or false", Value::as_bool).unwrap_or(default)
     }
 
-    pub fn opt_u64(&self, key: &str) -> Option<u64> {
+    pub(crate) fn opt_u64(&self, key: &str) -> Option<u64> {
         let v = self.typed(key, "a whole number", Value::as_integer)?;
         if v < 0 {
             self.error(key, format!("must not be negative, found {v}"));
@@ -186,7 +186,7 @@ impl<'a> Section<'a> {
     }
 
     /// A whole number within `min..=max`.
-    pub fn u64_in(&self, key: &str, default: u64, min: u64, max: u64) -> u64 {
+    pub(crate) fn u64_in(&self, key: &str, default: u64, min: u64, max: u64) -> u64 {
         match self.opt_u64(key) {
             Some(v) if v < min || v > max => {
                 self.error(key, format!("must be between {min} and {max}, found {v}"));
@@ -197,14 +197,14 @@ impl<'a> Section<'a> {
         }
     }
 
-    pub fn f64_or(&self, key: &str, default: f64) -> f64 {
+    pub(crate) fn f64_or(&self, key: &str, default: f64) -> f64 {
         self.typed(key, "a number", |v| {
             v.as_float().or_else(|| v.as_integer().map(|i| i as f64))
         })
         .unwrap_or(default)
     }
 
-    pub fn opt_duration(&self, key: &str) -> Option<Duration> {
+    pub(crate) fn opt_duration(&self, key: &str) -> Option<Duration> {
         let text = self.opt_string(key)?;
         match parse_duration(&text) {
             Ok(d) => Some(d),
@@ -215,12 +215,12 @@ impl<'a> Section<'a> {
         }
     }
 
-    pub fn duration_or(&self, key: &str, default: Duration) -> Duration {
+    pub(crate) fn duration_or(&self, key: &str, default: Duration) -> Duration {
         self.opt_duration(key).unwrap_or(default)
     }
 
     /// A byte size: a whole number, or a string such as "150MiB" or "10MB".
-    pub fn size_or(&self, key: &str, default: u64) -> u64 {
+    pub(crate) fn size_or(&self, key: &str, default: u64) -> u64 {
         let Some(value) = self.value(key) else {
             return default;
         };
@@ -238,7 +238,7 @@ impl<'a> Section<'a> {
         })
     }
 
-    pub fn opt_strings(&self, key: &str) -> Option<Vec<String>> {
+    pub(crate) fn opt_strings(&self, key: &str) -> Option<Vec<String>> {
         let value = self.value(key)?;
         let Some(items) = value.as_array() else {
             self.error(key, format!("expected a list of strings, found {}", type_name(value)));
@@ -257,13 +257,18 @@ impl<'a> Section<'a> {
         Some(out)
     }
 
-    pub fn strings_or(&self, key: &str, default: &[&str]) -> Vec<String> {
+    pub(crate) fn strings_or(&self, key: &str, default: &[&str]) -> Vec<String> {
         self.opt_strings(key)
             .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
     }
 
     /// Each string of a list parsed with `parse`; bad items are reported with their index.
-    pub fn parsed_list<T>(&self, key: &str, default: &[&str], parse: impl Fn(&str) -> Result<T, String>) -> Vec<T> {
+    pub(crate) fn parsed_list<T>(
+        &self,
+        key: &str,
+        default: &[&str],
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Vec<T> {
         let items = self.strings_or(key, default);
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
@@ -276,7 +281,7 @@ impl<'a> Section<'a> {
     }
 
     /// A string that must be one of `choices`.
-    pub fn choice_or<T: Copy>(&self, key: &str, default: T, choices: &[(&str, T)]) -> T {
+    pub(crate) fn choice_or<T: Copy>(&self, key: &str, default: T, choices: &[(&str, T)]) -> T {
         let Some(text) = self.opt_string(key) else {
             return default;
         };
@@ -291,7 +296,7 @@ impl<'a> Section<'a> {
     }
 
     /// A file path; relative paths are taken relative to `base`. Empty means none.
-    pub fn opt_path(&self, key: &str, base: &Path) -> Option<PathBuf> {
+    pub(crate) fn opt_path(&self, key: &str, base: &Path) -> Option<PathBuf> {
         let text = self.opt_string(key)?;
         if text.is_empty() {
             return None;
@@ -300,7 +305,7 @@ impl<'a> Section<'a> {
     }
 
     /// A sub-table.
-    pub fn section(&self, key: &str) -> Option<Section<'a>> {
+    pub(crate) fn section(&self, key: &str) -> Option<Section<'a>> {
         let value = self.value(key)?;
         match value.as_table() {
             Some(table) => Some(self.child(table, self.key_path(key))),
@@ -312,7 +317,7 @@ impl<'a> Section<'a> {
     }
 
     /// An array of tables (`[[key]]`).
-    pub fn sections(&self, key: &str) -> Vec<Section<'a>> {
+    pub(crate) fn sections(&self, key: &str) -> Vec<Section<'a>> {
         let Some(value) = self.value(key) else {
             return Vec::new();
         };
@@ -337,7 +342,7 @@ impl<'a> Section<'a> {
     }
 
     /// Every key of this table as a named sub-table (`[key.NAME]`).
-    pub fn named_sections(&self) -> Vec<(String, Section<'a>)> {
+    pub(crate) fn named_sections(&self) -> Vec<(String, Section<'a>)> {
         let mut out = Vec::new();
         for (name, value) in self.table {
             self.ignore(name);
@@ -359,7 +364,7 @@ impl<'a> Section<'a> {
     }
 }
 
-pub fn resolve_path(base: &Path, text: &str) -> PathBuf {
+pub(crate) fn resolve_path(base: &Path, text: &str) -> PathBuf {
     let p = Path::new(text);
     if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
 }
@@ -377,7 +382,7 @@ fn type_name(value: &Value) -> &'static str {
 }
 
 /// "500ms", "30s", "5m", "2h", "2d".
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
@@ -395,7 +400,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// "1048576", "64KiB", "10MiB", "1GiB", "10MB" (powers of 1000), "10KB".
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);

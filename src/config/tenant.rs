@@ -22,7 +22,7 @@ pub enum TenantMode {
 }
 
 impl TenantMode {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             TenantMode::Inline => "inline",
             TenantMode::Detect => "detect",
@@ -50,7 +50,7 @@ impl fmt::Display for HostPort {
 
 impl HostPort {
     /// "host:port", "[v6]:port", or "host" with `default_port`.
-    pub fn parse(text: &str, default_port: u16) -> Result<HostPort, String> {
+    pub(crate) fn parse(text: &str, default_port: u16) -> Result<HostPort, String> {
         let bad = || format!("expected \"host:port\", found \"{text}\"");
         let (host, port) = if let Some(rest) = text.strip_prefix('[') {
             let (host, tail) = rest.split_once(']').ok_or_else(bad)?;
@@ -122,25 +122,25 @@ impl Tenant {
         }
     }
 
-    pub fn owns_domain(&self, domain: &str) -> bool {
+    pub(crate) fn owns_domain(&self, domain: &str) -> bool {
         self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
     }
 
-    pub fn owns_address(&self, address: &str) -> bool {
+    pub(crate) fn owns_address(&self, address: &str) -> bool {
         crate::message::envelope::domain_of(address).is_some_and(|d| self.owns_domain(&d))
     }
 }
 
 /// Domain → tenant lookup.
 #[derive(Debug, Default)]
-pub struct TenantIndex {
+pub(crate) struct TenantIndex {
     tenants: Vec<Arc<Tenant>>,
     by_domain: HashMap<String, usize>,
     by_portal: HashMap<String, usize>,
 }
 
 impl TenantIndex {
-    pub fn new(tenants: Vec<Tenant>) -> TenantIndex {
+    pub(crate) fn new(tenants: Vec<Tenant>) -> TenantIndex {
         let mut index = TenantIndex::default();
         for tenant in tenants {
             let i = index.tenants.len();
@@ -153,21 +153,17 @@ impl TenantIndex {
         index
     }
 
-    pub fn by_domain(&self, domain: &str) -> Option<&Arc<Tenant>> {
+    pub(crate) fn by_domain(&self, domain: &str) -> Option<&Arc<Tenant>> {
         let d = domain.trim_end_matches('.').to_lowercase();
         self.by_domain.get(&d).map(|&i| &self.tenants[i])
     }
 
-    pub fn by_address(&self, address: &str) -> Option<&Arc<Tenant>> {
+    pub(crate) fn by_address(&self, address: &str) -> Option<&Arc<Tenant>> {
         self.by_domain(&crate::message::envelope::domain_of(address)?)
     }
 
-    pub fn by_portal(&self, portal: &str) -> Option<&Arc<Tenant>> {
+    pub(crate) fn by_portal(&self, portal: &str) -> Option<&Arc<Tenant>> {
         self.by_portal.get(portal).map(|&i| &self.tenants[i])
-    }
-
-    pub fn all(&self) -> &[Arc<Tenant>] {
-        &self.tenants
     }
 }
 

@@ -9,13 +9,13 @@
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// Permits count KiB.
-pub struct BodyBudget {
+pub(crate) struct BodyBudget {
     permits: Semaphore,
     total_kib: u32,
 }
 
 impl BodyBudget {
-    pub fn new(bytes: u64) -> BodyBudget {
+    pub(crate) fn new(bytes: u64) -> BodyBudget {
         let total_kib = (bytes / 1024).clamp(1, u32::MAX as u64 / 2) as u32;
         BodyBudget {
             permits: Semaphore::new(total_kib as usize),
@@ -24,7 +24,7 @@ impl BodyBudget {
     }
 
     /// Waits until `bytes` may be held.
-    pub async fn reserve(&self, bytes: u64) -> SemaphorePermit<'_> {
+    pub(crate) async fn reserve(&self, bytes: u64) -> SemaphorePermit<'_> {
         let kib = (bytes.div_ceil(1024)).clamp(1, self.total_kib as u64) as u32;
         self.permits
             .acquire_many(kib)

@@ -18,17 +18,17 @@ use crate::smtp::reply::Reply;
 
 /// One recipient to report on.
 #[derive(Debug, Clone)]
-pub struct Failed {
-    pub index: usize,
-    pub reply: Reply,
+pub(crate) struct Failed {
+    pub(crate) index: usize,
+    pub(crate) reply: Reply,
     /// The server that gave the reply, if any.
-    pub remote: Option<String>,
+    pub(crate) remote: Option<String>,
     /// Whether the message expired in the queue (Action: failed, after delays).
-    pub expired: bool,
+    pub(crate) expired: bool,
 }
 
 /// Whether a DSN should be made for this recipient at all.
-pub fn wanted(envelope: &Envelope, index: usize) -> bool {
+pub(crate) fn wanted(envelope: &Envelope, index: usize) -> bool {
     if envelope.is_null_sender() {
         return false;
     }
@@ -40,7 +40,7 @@ pub fn wanted(envelope: &Envelope, index: usize) -> bool {
 
 /// Builds the DSN message bytes for `failed` recipients of the message
 /// `original` (stamped bytes), or `None` when no recipient wants one.
-pub fn build(
+pub(crate) fn build(
     hostname: &str,
     envelope: &Envelope,
     original: &[u8],

@@ -11,7 +11,7 @@ use crate::delivery::route::RouteKey;
 
 /// What one attempt on a queued message came to.
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Every recipient has a final result; the file is gone.
     Finished,
     /// Try again at `due` (Unix seconds).
@@ -24,12 +24,11 @@ pub enum Outcome {
 pub(crate) enum Event {
     Queued { id: String, key: RouteKey, received: i64 },
     Done { id: String, outcome: Outcome },
-    Flush,
 }
 
 /// Tells the scheduler about new work.
 #[derive(Clone)]
-pub struct QueueHandle {
+pub(crate) struct QueueHandle {
     tx: mpsc::UnboundedSender<Event>,
 }
 
@@ -41,17 +40,12 @@ impl QueueHandle {
     }
 
     /// A message was committed to the active spool.
-    pub fn queued(&self, id: &str, key: &RouteKey, received: i64) {
+    pub(crate) fn queued(&self, id: &str, key: &RouteKey, received: i64) {
         let _ = self.tx.send(Event::Queued {
             id: id.to_string(),
             key: key.clone(),
             received,
         });
-    }
-
-    /// Retry everything now.
-    pub fn flush(&self) {
-        let _ = self.tx.send(Event::Flush);
     }
 
     /// An attempt on `id` is over.

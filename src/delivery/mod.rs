@@ -4,26 +4,26 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-pub mod attempt;
-pub mod budget;
-pub mod dsn;
-pub mod handle;
-pub mod queue;
-pub mod relay;
-pub mod route;
-pub mod settings;
-pub mod smtp_client;
+pub(crate) mod attempt;
+pub(crate) mod budget;
+pub(crate) mod dsn;
+pub(crate) mod handle;
+pub(crate) mod queue;
+pub(crate) mod relay;
+pub(crate) mod route;
+pub(crate) mod settings;
+pub(crate) mod smtp_client;
 
-pub use settings::Settings;
+pub(crate) use settings::Settings;
 
 /// What every delivery task shares.
-pub struct Context {
-    pub spool: Arc<crate::spool::Spool>,
-    pub relay: Arc<relay::Relay>,
+pub(crate) struct Context {
+    pub(crate) spool: Arc<crate::spool::Spool>,
+    pub(crate) relay: Arc<relay::Relay>,
     /// The settings in force; replaced whole on reload.
-    pub settings: Arc<ArcSwap<Settings>>,
-    pub metrics: Arc<crate::telemetry::metrics::Metrics>,
-    pub handle: handle::QueueHandle,
+    pub(crate) settings: Arc<ArcSwap<Settings>>,
+    pub(crate) metrics: Arc<crate::telemetry::metrics::Metrics>,
+    pub(crate) handle: handle::QueueHandle,
     /// Bytes of bodies held in memory by deliveries (queue and proxy).
-    pub budget: Arc<budget::BodyBudget>,
+    pub(crate) budget: Arc<budget::BodyBudget>,
 }

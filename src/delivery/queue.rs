@@ -35,7 +35,7 @@ struct Item {
 }
 
 /// Starts the scheduler; it recovers the spool's active messages first.
-pub fn start(
+pub(crate) fn start(
     spool: Arc<Spool>,
     relay: Arc<Relay>,
     settings: Arc<ArcSwap<Settings>>,
@@ -178,7 +178,6 @@ impl Scheduler {
     fn handle(&mut self, event: Event) {
         match event {
             Event::Queued { id, key, received } => self.insert(id, key, 0, received),
-            Event::Flush => self.flush(),
             Event::Done { id, outcome } => {
                 self.in_flight = self.in_flight.saturating_sub(1);
                 let Some(item) = self.items.get_mut(&id) else { return };

@@ -25,14 +25,14 @@ use crate::smtp::reply::Reply;
 
 /// The result for one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RcptResult {
+pub(crate) enum RcptResult {
     Delivered(Reply),
     Temporary(Reply),
     Permanent(Reply),
 }
 
 impl RcptResult {
-    pub fn from_reply(reply: Reply) -> RcptResult {
+    pub(crate) fn from_reply(reply: Reply) -> RcptResult {
         match reply.code / 100 {
             2 => RcptResult::Delivered(reply),
             5 => RcptResult::Permanent(reply),
@@ -40,7 +40,7 @@ impl RcptResult {
         }
     }
 
-    pub fn reply(&self) -> &Reply {
+    pub(crate) fn reply(&self) -> &Reply {
         match self {
             RcptResult::Delivered(r) | RcptResult::Temporary(r) | RcptResult::Permanent(r) => r,
         }
@@ -49,16 +49,15 @@ impl RcptResult {
 
 /// What one delivery attempt achieved.
 #[derive(Debug, Clone)]
-pub struct Attempt {
+pub(crate) struct Attempt {
     /// (recipient index, result) for every recipient offered.
-    pub results: Vec<(usize, RcptResult)>,
+    pub(crate) results: Vec<(usize, RcptResult)>,
     /// The server that answered, when one did.
-    pub server: Option<String>,
-    pub source: Option<IpAddr>,
+    pub(crate) server: Option<String>,
 }
 
 /// The egress address set.
-pub struct Egress {
+pub(crate) struct Egress {
     ips: Vec<IpAddr>,
     next: AtomicUsize,
     resting: Mutex<HashMap<IpAddr, Instant>>,
@@ -67,7 +66,7 @@ pub struct Egress {
 const REST: Duration = Duration::from_secs(60);
 
 impl Egress {
-    pub fn new(ips: Vec<IpAddr>) -> Egress {
+    pub(crate) fn new(ips: Vec<IpAddr>) -> Egress {
         Egress {
             ips,
             next: AtomicUsize::new(0),
@@ -103,10 +102,10 @@ impl Egress {
 }
 
 /// The relay: settings, resolver, egress set and the connection pool.
-pub struct Relay {
+pub(crate) struct Relay {
     settings: RelaySettings,
     dns: Dns,
-    pub egress: Egress,
+    pub(crate) egress: Egress,
     pool: Mutex<HashMap<String, Vec<Client>>>,
 }
 
@@ -121,7 +120,7 @@ struct RelaySettings {
 }
 
 impl Relay {
-    pub fn new(cfg: &RelayConfig, hostname: &str) -> Result<Relay, String> {
+    pub(crate) fn new(cfg: &RelayConfig, hostname: &str) -> Result<Relay, String> {
         Ok(Relay {
             settings: RelaySettings {
                 helo: if cfg.helo.is_empty() {
@@ -151,7 +150,7 @@ impl Relay {
     }
 
     /// Delivers the message to the recipients at `indices`.
-    pub async fn deliver(
+    pub(crate) async fn deliver(
         &self,
         route: &Route,
         envelope: &Envelope,
@@ -178,7 +177,6 @@ impl Relay {
                 return Attempt {
                     results: indices.iter().map(|&i| (i, result.clone())).collect(),
                     server: None,
-                    source: None,
                 };
             }
         };
@@ -189,7 +187,6 @@ impl Relay {
                 Attempt {
                     results: indices.iter().map(|&i| (i, RcptResult::Temporary(e.reply()))).collect(),
                     server: Some(client.server.clone()),
-                    source: client.source,
                 }
             }
         }
@@ -203,7 +200,6 @@ impl Relay {
                 .zip(replies.into_iter().map(RcptResult::from_reply))
                 .collect(),
             server: Some(client.server.clone()),
-            source: client.source,
         };
         self.give_back(&route.key, client);
         attempt
@@ -222,7 +218,7 @@ impl Relay {
     }
 
     /// A pooled connection for `route`, or a new one.
-    pub async fn checkout(&self, route: &Route) -> Result<Client, ConnectFailure> {
+    pub(crate) async fn checkout(&self, route: &Route) -> Result<Client, ConnectFailure> {
         match self.take_pooled(&route.key) {
             Some(client) => Ok(client),
             None => self.connect(route).await,
@@ -230,7 +226,7 @@ impl Relay {
     }
 
     /// Returns a connection in a clean state (after a completed transaction or RSET) to the pool.
-    pub fn give_back(&self, key: &str, client: Client) {
+    pub(crate) fn give_back(&self, key: &str, client: Client) {
         if client.transactions >= self.settings.max_per_connection {
             tokio::spawn(client.quit());
             return;
@@ -244,7 +240,7 @@ impl Relay {
     }
 
     /// Closes idle pooled connections past their idle timeout.
-    pub fn prune(&self) {
+    pub(crate) fn prune(&self) {
         let mut stale = Vec::new();
         {
             let mut pool = self.pool.lock().expect("pool lock");
@@ -262,7 +258,7 @@ impl Relay {
     }
 
     /// Opens a new verified TLS connection to the first target that answers.
-    pub async fn connect(&self, route: &Route) -> Result<Client, ConnectFailure> {
+    pub(crate) async fn connect(&self, route: &Route) -> Result<Client, ConnectFailure> {
         // Permanent only if every host failed permanently and the route allows it.
         let dns_failure = |e: DnsError| ConnectFailure::dns(e, route.dns_may_bounce);
         let hosts: Vec<(String, u16)> = match &route.targets {
@@ -315,12 +311,12 @@ impl Relay {
     }
 
     async fn open_one(&self, addr: SocketAddr, host: &str, settings: &ClientSettings) -> Result<Client, ClientError> {
-        let (tcp, source) = self.tcp_connect(addr).await?;
-        Client::open(tcp, addr, source, host, settings).await
+        let tcp = self.tcp_connect(addr).await?;
+        Client::open(tcp, addr, host, settings).await
     }
 
     /// Connects from an egress address (or the OS's choice when none is configured).
-    async fn tcp_connect(&self, addr: SocketAddr) -> Result<(tokio::net::TcpStream, Option<IpAddr>), ClientError> {
+    async fn tcp_connect(&self, addr: SocketAddr) -> Result<tokio::net::TcpStream, ClientError> {
         let fail = |detail: String| ClientError::Connect { addr, detail };
         let new_socket = || {
             if addr.is_ipv4() {
@@ -338,7 +334,7 @@ impl Relay {
             // Commands and replies are small and pipelined: without TCP_NODELAY,
             // Nagle's algorithm and the peer's delayed ACK add ~40 ms per message.
             let _ = stream.set_nodelay(true);
-            return Ok((stream, None));
+            return Ok(stream);
         }
         let candidates = self.egress.candidates(addr.ip());
         if candidates.is_empty() {
@@ -359,7 +355,7 @@ impl Relay {
             match tokio::time::timeout(self.settings.connect_timeout, socket.connect(addr)).await {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
-                    return Ok((stream, Some(source)));
+                    return Ok(stream);
                 }
                 Ok(Err(e)) => return Err(fail(format!("from {source}: {e}"))),
                 Err(_) => return Err(fail(format!("from {source}: connect timed out"))),
@@ -371,9 +367,9 @@ impl Relay {
 
 /// Why no connection could be opened.
 #[derive(Debug, Clone)]
-pub struct ConnectFailure {
-    pub permanent: bool,
-    pub reply: Reply,
+pub(crate) struct ConnectFailure {
+    pub(crate) permanent: bool,
+    pub(crate) reply: Reply,
 }
 
 impl ConnectFailure {

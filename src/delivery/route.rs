@@ -15,20 +15,20 @@ use crate::spool::format::{Kind, Meta};
 /// A destination: `tenant:PORTAL` for a tenant's own destination, `mx:DOMAIN`
 /// for the MX of a domain (DSNs to external senders).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RouteKey(String);
+pub(crate) struct RouteKey(String);
 
 impl RouteKey {
-    pub fn tenant(portal: &str) -> RouteKey {
+    pub(crate) fn tenant(portal: &str) -> RouteKey {
         RouteKey(format!("tenant:{portal}"))
     }
 
-    pub fn mx(domain: &str) -> RouteKey {
+    pub(crate) fn mx(domain: &str) -> RouteKey {
         RouteKey(format!("mx:{domain}"))
     }
 
     /// The destination of a queued message: its tenant's, or for a DSN the
     /// tenant it is routed to or else its recipient's MX.
-    pub fn of(meta: &Meta) -> RouteKey {
+    pub(crate) fn of(meta: &Meta) -> RouteKey {
         match (&meta.kind, &meta.route) {
             (Kind::Dsn, Some(portal)) => RouteKey::tenant(portal),
             (Kind::Dsn, None) => RouteKey::mx(&dsn_domain(meta)),
@@ -38,7 +38,7 @@ impl RouteKey {
 }
 
 /// The domain a DSN without a tenant route goes to: its recipient's.
-pub fn dsn_domain(meta: &Meta) -> String {
+pub(crate) fn dsn_domain(meta: &Meta) -> String {
     meta.envelope
         .recipients
         .first()
@@ -61,19 +61,19 @@ impl fmt::Display for RouteKey {
 
 /// Where a message goes.
 #[derive(Clone)]
-pub struct Route {
+pub(crate) struct Route {
     /// Pool key: connections are reused only within the same route.
-    pub key: RouteKey,
-    pub targets: Targets,
-    pub tls: Arc<rustls::ClientConfig>,
+    pub(crate) key: RouteKey,
+    pub(crate) targets: Targets,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
     /// Whether a name that does not exist may fail the message for good.
     /// False for a tenant's own destination: a typo in `deliver_to` or a
     /// resolver glitch must defer mail, never bounce what was acknowledged.
-    pub dns_may_bounce: bool,
+    pub(crate) dns_may_bounce: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Targets {
+pub(crate) enum Targets {
     Hosts(Vec<HostPort>),
     Mx { domain: String, port: u16 },
 }

@@ -14,9 +14,9 @@ use crate::smtp::reply::Reply;
 use crate::spool::format::{Kind, Meta};
 use crate::tls;
 
-pub struct Settings {
-    pub config: Arc<Config>,
-    pub tenants: Arc<TenantIndex>,
+pub(crate) struct Settings {
+    pub(crate) config: Arc<Config>,
+    pub(crate) tenants: Arc<TenantIndex>,
     relay_tls: Arc<rustls::ClientConfig>,
     tenant_tls: HashMap<String, Arc<rustls::ClientConfig>>,
 }
@@ -24,7 +24,7 @@ pub struct Settings {
 impl Settings {
     /// Loads the relay's trust roots and each tenant's relay certificate;
     /// every problem is reported with its TOML path.
-    pub fn build(config: Arc<Config>, tenants: Arc<TenantIndex>) -> Result<Settings, Vec<ConfigError>> {
+    pub(crate) fn build(config: Arc<Config>, tenants: Arc<TenantIndex>) -> Result<Settings, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let relay_tls = match tls::client_config(config.relay.ca.as_deref(), None) {
             Ok(c) => Some(c),
@@ -56,7 +56,7 @@ impl Settings {
     }
 
     /// Where a tenant's mail goes, or `None` when no such tenant is configured.
-    pub fn tenant_route(&self, portal: &str) -> Option<Route> {
+    pub(crate) fn tenant_route(&self, portal: &str) -> Option<Route> {
         let tenant = self.tenants.by_portal(portal)?;
         let targets = match &tenant.deliver_to {
             Destination::Hosts(hosts) => Targets::Hosts(hosts.clone()),
@@ -78,7 +78,7 @@ impl Settings {
     }
 
     /// Delivery to the MX of an arbitrary domain (DSNs to external senders).
-    pub fn mx_route(&self, domain: &str) -> Route {
+    pub(crate) fn mx_route(&self, domain: &str) -> Route {
         Route {
             key: RouteKey::mx(domain),
             targets: Targets::Mx {
@@ -94,7 +94,7 @@ impl Settings {
     /// The route of a queued message (the same destination as
     /// [`RouteKey::of`]), or the temporary reply its recipients get when its
     /// tenant is no longer configured.
-    pub fn route_of(&self, meta: &Meta) -> Result<Route, Reply> {
+    pub(crate) fn route_of(&self, meta: &Meta) -> Result<Route, Reply> {
         let portal = match (&meta.kind, &meta.route) {
             (Kind::Dsn, None) => return Ok(self.mx_route(&dsn_domain(meta))),
             (Kind::Dsn, Some(portal)) => portal,

@@ -7,7 +7,7 @@
 //! only way to obtain a [`Client`] is [`Client::open`], which fails unless TLS
 //! was negotiated and verified.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,7 @@ use crate::smtp::reply::Reply;
 
 /// Why a connection or transaction failed.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     #[error("connection to {addr} failed: {detail}")]
     Connect { addr: SocketAddr, detail: String },
     #[error("{server} timed out waiting for {stage}")]
@@ -51,7 +51,8 @@ pub enum ClientError {
 impl ClientError {
     /// Only a 5xx answer from the server is permanent; everything else
     /// (network, TLS, timeouts) is temporary and retried.
-    pub fn is_permanent(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_permanent(&self) -> bool {
         match self {
             ClientError::Rejected { reply, .. } => reply.code >= 500,
             ClientError::Connect { .. }
@@ -64,7 +65,7 @@ impl ClientError {
     }
 
     /// The reply to record for recipients affected by this error.
-    pub fn reply(&self) -> Reply {
+    pub(crate) fn reply(&self) -> Reply {
         match self {
             ClientError::Rejected { reply, .. } => reply.clone(),
             other => Reply::new(451, (4, 4, 0), other.to_string()),
@@ -74,15 +75,15 @@ impl ClientError {
 
 /// Extensions the server advertised after STARTTLS.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Caps {
-    pub pipelining: bool,
-    pub chunking: bool,
-    pub binarymime: bool,
-    pub eightbitmime: bool,
-    pub smtputf8: bool,
-    pub dsn: bool,
-    pub size: Option<u64>,
-    pub starttls: bool,
+pub(crate) struct Caps {
+    pub(crate) pipelining: bool,
+    pub(crate) chunking: bool,
+    pub(crate) binarymime: bool,
+    pub(crate) eightbitmime: bool,
+    pub(crate) smtputf8: bool,
+    pub(crate) dsn: bool,
+    pub(crate) size: Option<u64>,
+    pub(crate) starttls: bool,
 }
 
 impl Caps {
@@ -109,31 +110,27 @@ impl Caps {
 
 /// Per-connection settings.
 #[derive(Clone)]
-pub struct ClientSettings {
-    pub helo: String,
-    pub tls: Arc<rustls::ClientConfig>,
-    pub command_timeout: Duration,
-    pub data_timeout: Duration,
+pub(crate) struct ClientSettings {
+    pub(crate) helo: String,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+    pub(crate) command_timeout: Duration,
+    pub(crate) data_timeout: Duration,
 }
 
 /// Bytes of the stamped message, in pieces (prefix, kept ranges of the body).
-pub struct MessageBytes<'a> {
-    pub pieces: Vec<&'a [u8]>,
+pub(crate) struct MessageBytes<'a> {
+    pub(crate) pieces: Vec<&'a [u8]>,
 }
 
 impl MessageBytes<'_> {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.pieces.iter().map(|p| p.len()).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// True when the bytes contain a LF without its CR or a CR without its LF:
     /// DATA cannot carry them, and a lenient receiver could read a line end
     /// (even an end of data) where the sender meant none, so they go by BDAT.
-    pub fn has_bare_line_break(&self) -> bool {
+    pub(crate) fn has_bare_line_break(&self) -> bool {
         let mut prev = 0u8;
         for piece in &self.pieces {
             for &b in *piece {
@@ -149,21 +146,20 @@ impl MessageBytes<'_> {
 
 /// The result of one transaction: the MAIL reply failure, or a reply per recipient.
 #[derive(Debug, Clone)]
-pub struct TransactionResult {
+pub(crate) struct TransactionResult {
     /// One entry per recipient offered, in order.
-    pub rcpts: Vec<Reply>,
+    pub(crate) rcpts: Vec<Reply>,
 }
 
 /// An open, TLS-protected SMTP connection.
-pub struct Client {
+pub(crate) struct Client {
     stream: TlsStream<TcpStream>,
     buf: Vec<u8>,
-    pub caps: Caps,
+    pub(crate) caps: Caps,
     /// "host[ip]:port" for logs.
-    pub server: String,
-    pub source: Option<IpAddr>,
-    pub transactions: usize,
-    pub last_used: Instant,
+    pub(crate) server: String,
+    pub(crate) transactions: usize,
+    pub(crate) last_used: Instant,
     settings: ClientSettings,
 }
 
@@ -272,12 +268,11 @@ fn expect_2xx(reply: Reply, server: &str, stage: &'static str) -> Result<Reply, 
 }
 
 impl Client {
-    /// Connects from `source` (when given) to `addr`, reads the greeting,
+    /// Over `tcp` (already connected to `addr`), reads the greeting,
     /// says EHLO, upgrades with STARTTLS verified for `tls_name`, and says EHLO again.
-    pub async fn open(
+    pub(crate) async fn open(
         tcp: TcpStream,
         addr: SocketAddr,
-        source: Option<IpAddr>,
         tls_name: &str,
         settings: &ClientSettings,
     ) -> Result<Client, ClientError> {
@@ -353,19 +348,10 @@ impl Client {
             buf,
             caps: Caps::parse(&ehlo.text),
             server,
-            source,
             transactions: 0,
             last_used: Instant::now(),
             settings: settings.clone(),
         })
-    }
-
-    pub fn tls_version(&self) -> String {
-        let (_, conn) = self.stream.get_ref();
-        format!(
-            "{:?}",
-            conn.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default()
-        )
     }
 
     async fn reply(&mut self, stage: &'static str, timeout: Duration) -> Result<Reply, ClientError> {
@@ -422,7 +408,7 @@ impl Client {
     /// Runs one transaction for the recipients at `indices`. An `Err` means the
     /// connection is unusable and nothing was delivered by this call; replies
     /// from the server (positive or not) are in the `Ok` result.
-    pub async fn transaction(
+    pub(crate) async fn transaction(
         &mut self,
         envelope: &Envelope,
         indices: &[usize],
@@ -526,14 +512,14 @@ impl Client {
     }
 
     /// Sends MAIL and one RCPT in proxy mode, returning the server's replies as they are.
-    pub async fn proxy_mail(&mut self, envelope: &Envelope) -> Result<Reply, ClientError> {
+    pub(crate) async fn proxy_mail(&mut self, envelope: &Envelope) -> Result<Reply, ClientError> {
         let t = self.settings.command_timeout;
         let mail = self.mail_command(envelope, envelope.declared_size as usize);
         self.send(mail.as_bytes(), "MAIL", t).await?;
         self.reply("MAIL", t).await
     }
 
-    pub async fn proxy_rcpt(&mut self, envelope: &Envelope, index: usize) -> Result<Reply, ClientError> {
+    pub(crate) async fn proxy_rcpt(&mut self, envelope: &Envelope, index: usize) -> Result<Reply, ClientError> {
         let t = self.settings.command_timeout;
         let cmd = self.rcpt_command(envelope, index);
         self.send(cmd.as_bytes(), "RCPT", t).await?;
@@ -541,7 +527,11 @@ impl Client {
     }
 
     /// Sends the message body of a proxied transaction and returns the final reply.
-    pub async fn proxy_data(&mut self, message: &MessageBytes<'_>, binarymime: bool) -> Result<Reply, ClientError> {
+    pub(crate) async fn proxy_data(
+        &mut self,
+        message: &MessageBytes<'_>,
+        binarymime: bool,
+    ) -> Result<Reply, ClientError> {
         let t = self.settings.command_timeout;
         self.transactions += 1;
         self.last_used = Instant::now();
@@ -613,13 +603,13 @@ impl Client {
     }
 
     /// RSET, to leave the connection reusable after a failed transaction.
-    pub async fn reset(&mut self) -> Result<(), ClientError> {
+    pub(crate) async fn reset(&mut self) -> Result<(), ClientError> {
         let t = self.settings.command_timeout;
         self.send(b"RSET\r\n", "RSET", t).await?;
         self.reply("RSET", t).await.map(|_| ())
     }
 
-    pub async fn quit(mut self) {
+    pub(crate) async fn quit(mut self) {
         let t = Duration::from_secs(5);
         if self.send(b"QUIT\r\n", "QUIT", t).await.is_ok() {
             let _ = self.reply("QUIT", t).await;
@@ -630,7 +620,7 @@ impl Client {
 
 /// Incremental dot-stuffing for DATA: a "." starting a line is doubled, and
 /// `finish` adds a final CRLF when the message lacks one, then the terminator.
-pub struct DotStuffer {
+pub(crate) struct DotStuffer {
     at_line_start: bool,
     last_two: [u8; 2],
 }
@@ -645,7 +635,7 @@ impl Default for DotStuffer {
 }
 
 impl DotStuffer {
-    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
+    pub(crate) fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
         let mut start = 0;
         for (i, &b) in input.iter().enumerate() {
             if self.at_line_start && b == b'.' {
@@ -663,7 +653,7 @@ impl DotStuffer {
         }
     }
 
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
+    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) {
         if self.last_two != *b"\r\n" {
             out.extend_from_slice(b"\r\n");
         }
@@ -671,8 +661,9 @@ impl DotStuffer {
     }
 }
 
-/// The whole message dot-stuffed with its terminator (small messages, tests).
-pub fn dot_stuff(pieces: &[&[u8]]) -> Vec<u8> {
+/// The whole message dot-stuffed with its terminator.
+#[cfg(test)]
+pub(crate) fn dot_stuff(pieces: &[&[u8]]) -> Vec<u8> {
     let mut stuffer = DotStuffer::default();
     let mut out = Vec::new();
     for piece in pieces {

@@ -11,7 +11,7 @@ use hickory_resolver::proto::rr::RData;
 use hickory_resolver::{Resolver, TokioResolver};
 
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum DnsError {
+pub(crate) enum DnsError {
     /// The name does not exist or has no record of the type (permanent).
     #[error("no {rtype} record for {name}")]
     NoRecords { name: String, rtype: &'static str },
@@ -24,18 +24,18 @@ pub enum DnsError {
 }
 
 impl DnsError {
-    pub fn is_permanent(&self) -> bool {
+    pub(crate) fn is_permanent(&self) -> bool {
         matches!(self, DnsError::NoRecords { .. } | DnsError::NullMx(_))
     }
 }
 
-pub struct Dns {
+pub(crate) struct Dns {
     resolver: TokioResolver,
 }
 
 impl Dns {
     /// `servers` empty = the system configuration (/etc/resolv.conf).
-    pub fn new(servers: &[SocketAddr]) -> Result<Dns, String> {
+    pub(crate) fn new(servers: &[SocketAddr]) -> Result<Dns, String> {
         let builder = if servers.is_empty() {
             Resolver::builder_tokio().map_err(|e| format!("reading the system DNS configuration: {e}"))?
         } else {
@@ -58,7 +58,7 @@ impl Dns {
 
     /// MX hosts of `domain`, lowest preference first. No MX at all yields the
     /// domain itself (the implicit MX of RFC 5321 §5.1).
-    pub async fn mx(&self, domain: &str) -> Result<Vec<String>, DnsError> {
+    pub(crate) async fn mx(&self, domain: &str) -> Result<Vec<String>, DnsError> {
         let fqdn = format!("{}.", domain.trim_end_matches('.'));
         match self.resolver.mx_lookup(fqdn.as_str()).await {
             Ok(lookup) => {
@@ -98,7 +98,7 @@ impl Dns {
     }
 
     /// Addresses of `host` (an IP literal is returned as is).
-    pub async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, DnsError> {
+    pub(crate) async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, DnsError> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(vec![ip]);
         }

@@ -83,20 +83,20 @@ pub fn script(config: &Config, portal: &str) -> Result<String, ExoSetupError> {
 /// Everything the script needs, checked and with defaults resolved.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
-    pub prefix: String,
-    pub portal: String,
-    pub mode: TenantMode,
-    pub domains: Vec<String>,
-    pub smart_host: String,
-    pub outgoing_smart_host: String,
-    pub tls_domain: String,
+    pub(crate) prefix: String,
+    pub(crate) portal: String,
+    pub(crate) mode: TenantMode,
+    pub(crate) domains: Vec<String>,
+    pub(crate) smart_host: String,
+    pub(crate) outgoing_smart_host: String,
+    pub(crate) tls_domain: String,
     /// Which key the addresses came from (for the comments).
-    pub ips_key: &'static str,
-    pub ips: Vec<Ipv4Net>,
+    pub(crate) ips_key: &'static str,
+    pub(crate) ips: Vec<Ipv4Net>,
     /// IPv6 entries left out (EXO connectors take IPv4 only).
-    pub skipped_v6: Vec<IpNet>,
-    pub certificate_name: Option<String>,
-    pub journal_address: Option<String>,
+    pub(crate) skipped_v6: Vec<IpNet>,
+    pub(crate) certificate_name: Option<String>,
+    pub(crate) journal_address: Option<String>,
 }
 
 fn plan(config: &Config, portal: &str) -> Result<Plan, ExoSetupError> {
@@ -344,7 +344,7 @@ fn is_ps_single_quote(c: char) -> bool {
 }
 
 /// `@('a', 'b')`.
-pub fn ps_array<S: AsRef<str>>(items: &[S]) -> String {
+pub(crate) fn ps_array<S: AsRef<str>>(items: &[S]) -> String {
     let inner: Vec<String> = items.iter().map(|i| ps_quote(i.as_ref())).collect();
     format!("@({})", inner.join(", "))
 }

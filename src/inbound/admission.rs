@@ -24,9 +24,9 @@ use crate::smtp::reply::Reply;
 
 /// A refusal: what the client is told and why (for the log).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub reply: Reply,
-    pub reason: String,
+pub(crate) struct Refusal {
+    pub(crate) reply: Reply,
+    pub(crate) reason: String,
 }
 
 impl Refusal {
@@ -38,7 +38,7 @@ impl Refusal {
     }
 }
 
-pub fn ip_allowed(ip: IpAddr, allow: &[IpNet]) -> bool {
+pub(crate) fn ip_allowed(ip: IpAddr, allow: &[IpNet]) -> bool {
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
@@ -48,7 +48,7 @@ pub fn ip_allowed(ip: IpAddr, allow: &[IpNet]) -> bool {
 
 /// Decides whether `rcpt` may be accepted in a transaction from `mail_from`
 /// that is already bound to `current` (if any).
-pub fn admit_recipient(
+pub(crate) fn admit_recipient(
     index: &TenantIndex,
     mail_from: &str,
     rcpt: &str,
@@ -95,9 +95,9 @@ pub fn admit_recipient(
 
 /// The direction of a message and whether it was read from the header or inferred.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Attribution {
-    pub direction: Direction,
-    pub inferred: bool,
+pub(crate) struct Attribution {
+    pub(crate) direction: Direction,
+    pub(crate) inferred: bool,
 }
 
 /// Confirms at end of data which tenant the message belongs to, and its
@@ -105,7 +105,7 @@ pub struct Attribution {
 /// `sender_tenant` the one owning the sender's domain, if any: mail from one
 /// protected tenant to another arrives as the sender's outgoing mail
 /// (`<sender portal>,office365_emails,sent,inline`) and belongs to the sender.
-pub fn confirm(
+pub(crate) fn confirm(
     tenant: &Arc<Tenant>,
     sender_tenant: Option<&Arc<Tenant>>,
     envelope: &Envelope,
@@ -212,7 +212,7 @@ pub fn parse_info(value: &str) -> Option<(&str, Direction)> {
 }
 
 /// Direction from the domains when EXO did not say.
-pub fn infer_direction(tenant: &Tenant, envelope: &Envelope) -> Direction {
+pub(crate) fn infer_direction(tenant: &Tenant, envelope: &Envelope) -> Direction {
     let sender_internal = domain_of(&envelope.mail_from).is_some_and(|d| tenant.owns_domain(&d));
     let all_rcpts_internal = envelope.recipients.iter().all(|r| tenant.owns_address(&r.address));
     match (sender_internal, all_rcpts_internal) {

@@ -25,7 +25,7 @@ use crate::spool::incoming::Body;
 use crate::spool::{Area, now_unix};
 
 /// The outcome of `prepare`: what to do with the message.
-pub enum Prepared {
+pub(crate) enum Prepared {
     /// Refused or temporarily failed; nothing is kept.
     Refused(Reply),
     /// Keep in quarantine, deliver nothing.
@@ -37,7 +37,7 @@ pub enum Prepared {
 }
 
 /// Confirms, scans, decides and stamps.
-pub async fn prepare(
+pub(crate) async fn prepare(
     shared: &Context,
     rt: &Settings,
     id: &str,
@@ -206,7 +206,7 @@ pub async fn prepare(
 }
 
 /// Queue mode: makes the message durable, then answers.
-pub async fn store(shared: &Context, prepared: Prepared) -> Reply {
+pub(crate) async fn store(shared: &Context, prepared: Prepared) -> Reply {
     match prepared {
         Prepared::Refused(reply) => reply,
         Prepared::Monitored { id } => Reply::queued(&id),
@@ -241,7 +241,7 @@ pub async fn store(shared: &Context, prepared: Prepared) -> Reply {
     }
 }
 
-pub fn spool_reply(e: &crate::spool::SpoolError) -> Reply {
+pub(crate) fn spool_reply(e: &crate::spool::SpoolError) -> Reply {
     match e {
         crate::spool::SpoolError::Full(_) => Reply::SPOOL_FULL,
         _ => Reply::LOCAL_ERROR,

@@ -23,12 +23,12 @@ use crate::smtp::reply::Reply;
 
 /// Open connections in total and per client address.
 #[derive(Default)]
-pub struct ConnLimits {
+pub(crate) struct ConnLimits {
     inner: Mutex<(usize, HashMap<IpAddr, usize>)>,
 }
 
 /// Releases a connection's slot when dropped.
-pub struct Slot<'a> {
+pub(crate) struct Slot<'a> {
     limits: &'a ConnLimits,
     ip: IpAddr,
 }
@@ -47,13 +47,13 @@ impl Drop for Slot<'_> {
 }
 
 /// Why a slot was not granted.
-pub enum Full {
+pub(crate) enum Full {
     Total,
     PerIp,
 }
 
 impl ConnLimits {
-    pub fn acquire(&self, ip: IpAddr, max_total: usize, max_per_ip: usize) -> Result<Slot<'_>, Full> {
+    pub(crate) fn acquire(&self, ip: IpAddr, max_total: usize, max_per_ip: usize) -> Result<Slot<'_>, Full> {
         let mut g = self.inner.lock().expect("limits lock");
         if g.0 >= max_total {
             return Err(Full::Total);
@@ -69,10 +69,10 @@ impl ConnLimits {
 }
 
 /// Backlog of the listening sockets (std's default is 128).
-pub const BACKLOG: u32 = 1024;
+pub(crate) const BACKLOG: u32 = 1024;
 
 /// Binds a listening socket with our backlog.
-pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
@@ -87,7 +87,7 @@ fn reserve_fd() -> Option<std::fs::File> {
     std::fs::File::open("/dev/null").ok()
 }
 
-pub async fn serve(listener: TcpListener, implicit_tls: bool, shared: Arc<Context>) {
+pub(crate) async fn serve(listener: TcpListener, implicit_tls: bool, shared: Arc<Context>) {
     let mut backoff = Duration::from_millis(10);
     let mut reserve = reserve_fd();
     loop {

@@ -19,27 +19,27 @@ use crate::spool::Spool;
 use crate::telemetry::metrics::Metrics;
 
 pub mod admission;
-pub mod disposition;
-pub mod listener;
-pub mod proxy;
-pub mod session;
+pub(crate) mod disposition;
+pub(crate) mod listener;
+pub(crate) mod proxy;
+pub(crate) mod session;
 
 /// One loaded configuration as a session sees it: a session takes the one in
 /// force when its connection is accepted and keeps it to the end.
-pub struct Settings {
-    pub config: Arc<Config>,
-    pub tenants: Arc<TenantIndex>,
+pub(crate) struct Settings {
+    pub(crate) config: Arc<Config>,
+    pub(crate) tenants: Arc<TenantIndex>,
     /// `None` only in a dry run whose certificate will be generated at start.
-    pub acceptor: Option<TlsAcceptor>,
+    pub(crate) acceptor: Option<TlsAcceptor>,
     /// Every policy, its checks built.
-    pub policies: BTreeMap<String, Arc<Policy>>,
+    pub(crate) policies: BTreeMap<String, Arc<Policy>>,
     /// Where a tenant's mail goes (the proxy leg relays during the session).
-    pub delivery: Arc<crate::delivery::Settings>,
+    pub(crate) delivery: Arc<crate::delivery::Settings>,
 }
 
 impl Settings {
     /// A tenant's policy (config lets tenants name only defined policies).
-    pub fn policy(&self, name: &str) -> Arc<Policy> {
+    pub(crate) fn policy(&self, name: &str) -> Arc<Policy> {
         self.policies
             .get(name)
             .cloned()
@@ -48,20 +48,20 @@ impl Settings {
 }
 
 /// What every session and listener shares, built by `app` and passed down.
-pub struct Context {
+pub(crate) struct Context {
     /// The settings in force; replaced whole on reload.
-    pub settings: Arc<ArcSwap<Settings>>,
-    pub spool: Arc<Spool>,
-    pub queue: QueueHandle,
-    pub relay: Arc<Relay>,
-    pub metrics: Arc<Metrics>,
+    pub(crate) settings: Arc<ArcSwap<Settings>>,
+    pub(crate) spool: Arc<Spool>,
+    pub(crate) queue: QueueHandle,
+    pub(crate) relay: Arc<Relay>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Stop accepting; idle sessions close.
-    pub soft_stop: CancellationToken,
+    pub(crate) soft_stop: CancellationToken,
     /// Grace period over: every session answers 421 and closes.
-    pub hard_stop: CancellationToken,
-    pub scan_permits: Semaphore,
-    pub sessions: TaskTracker,
-    pub limits: listener::ConnLimits,
+    pub(crate) hard_stop: CancellationToken,
+    pub(crate) scan_permits: Semaphore,
+    pub(crate) sessions: TaskTracker,
+    pub(crate) limits: listener::ConnLimits,
     /// Bytes of bodies held in memory by deliveries (queue and proxy).
-    pub budget: Arc<BodyBudget>,
+    pub(crate) budget: Arc<BodyBudget>,
 }

@@ -19,7 +19,7 @@ use crate::message::stamp::Stamp;
 use crate::smtp::reply::Reply;
 
 /// An open downstream transaction.
-pub struct ProxyLeg {
+pub(crate) struct ProxyLeg {
     client: Client,
     key: RouteKey,
     shared: Arc<Context>,
@@ -27,27 +27,27 @@ pub struct ProxyLeg {
 
 impl ProxyLeg {
     /// Resets the downstream transaction and keeps the connection for reuse.
-    pub async fn reset(mut self) {
+    pub(crate) async fn reset(mut self) {
         if self.client.reset().await.is_ok() {
             self.shared.relay.give_back(&self.key, self.client);
         }
     }
 
     /// Closes the downstream connection (the client went away).
-    pub async fn abandon(self) {
+    pub(crate) async fn abandon(self) {
         self.client.quit().await;
     }
 }
 
 /// Where the transaction's proxy state lives (owned by the session).
-pub struct ProxyState<'a> {
-    pub envelope: &'a mut Envelope,
-    pub tenant: &'a mut Option<Arc<Tenant>>,
-    pub leg: &'a mut Option<ProxyLeg>,
+pub(crate) struct ProxyState<'a> {
+    pub(crate) envelope: &'a mut Envelope,
+    pub(crate) tenant: &'a mut Option<Arc<Tenant>>,
+    pub(crate) leg: &'a mut Option<ProxyLeg>,
 }
 
 /// Forwards one admitted recipient; returns the reply for the client.
-pub async fn add_recipient(
+pub(crate) async fn add_recipient(
     shared: &Arc<Context>,
     rt: &Settings,
     state: ProxyState<'_>,
@@ -118,7 +118,7 @@ pub async fn add_recipient(
 }
 
 /// Completes the proxied transaction with the prepared message.
-pub async fn finish(shared: &Context, leg: ProxyLeg, prepared: Prepared) -> Reply {
+pub(crate) async fn finish(shared: &Context, leg: ProxyLeg, prepared: Prepared) -> Reply {
     match prepared {
         Prepared::Deliver { meta, prefix, body } => {
             let _held = shared.budget.reserve(body.len()).await;

@@ -34,7 +34,7 @@ const READ_CHUNK: usize = 16 * 1024;
 
 /// How a session ended, for metrics and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Quit,
     ClientClosed,
     Timeout,
@@ -46,7 +46,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Quit => "quit",
             Outcome::ClientClosed => "client-closed",
@@ -83,7 +83,7 @@ pub(crate) struct Transaction {
     proxy: Option<ProxyLeg>,
 }
 
-pub struct Session {
+pub(crate) struct Session {
     shared: Arc<Context>,
     rt: Arc<Settings>,
     peer: SocketAddr,
@@ -100,7 +100,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(shared: Arc<Context>, rt: Arc<Settings>, peer: SocketAddr) -> Session {
+    pub(crate) fn new(shared: Arc<Context>, rt: Arc<Settings>, peer: SocketAddr) -> Session {
         // Without configured names any client (certificate or not) passes layer 2b.
         let cert_ok = rt.config.tls.client_cert_names.is_empty();
         Session {
@@ -128,7 +128,7 @@ impl Session {
     }
 
     /// Runs the session on an accepted connection (greeting already decided by the listener).
-    pub async fn run(mut self, tcp: TcpStream, implicit_tls: bool) -> Outcome {
+    pub(crate) async fn run(mut self, tcp: TcpStream, implicit_tls: bool) -> Outcome {
         let outcome = if implicit_tls {
             self.upgrade_and_serve(tcp, true).await
         } else {

@@ -43,7 +43,7 @@ pub struct Notify {
 }
 
 impl Notify {
-    pub fn from_smtp_proto(flags: u64) -> Option<Notify> {
+    pub(crate) fn from_smtp_proto(flags: u64) -> Option<Notify> {
         use smtp_proto::*;
         let n = Notify {
             never: flags & RCPT_NOTIFY_NEVER != 0,
@@ -55,7 +55,7 @@ impl Notify {
     }
 
     /// The value as written in `RCPT TO ... NOTIFY=`.
-    pub fn to_param(self) -> String {
+    pub(crate) fn to_param(self) -> String {
         if self.never {
             return "NEVER".into();
         }
@@ -105,24 +105,20 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    pub fn is_null_sender(&self) -> bool {
+    pub(crate) fn is_null_sender(&self) -> bool {
         self.mail_from.is_empty()
-    }
-
-    pub fn sender_domain(&self) -> Option<String> {
-        domain_of(&self.mail_from)
     }
 }
 
 /// The lower-cased domain of an address, `None` when it has no `@domain`.
-pub fn domain_of(address: &str) -> Option<String> {
+pub(crate) fn domain_of(address: &str) -> Option<String> {
     let (_, domain) = address.rsplit_once('@')?;
     let domain = domain.trim_end_matches('.');
     (!domain.is_empty()).then(|| domain.to_lowercase())
 }
 
 /// Encodes a value as RFC 3461 xtext (for `ENVID=` and `ORCPT=` when relaying).
-pub fn xtext(value: &str) -> String {
+pub(crate) fn xtext(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if (33..=126).contains(&b) && b != b'+' && b != b'=' {
@@ -148,7 +144,7 @@ pub enum Direction {
 
 impl Direction {
     /// The direction part of the `X-CLOUD-SEC-AV-Info` value.
-    pub fn info_value(self) -> &'static str {
+    pub(crate) fn info_value(self) -> &'static str {
         match self {
             Direction::Inbound => "inline",
             Direction::Outgoing => "sent,inline",
@@ -156,7 +152,7 @@ impl Direction {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Direction::Inbound => "inbound",
             Direction::Outgoing => "outgoing",

@@ -22,7 +22,7 @@ pub struct RawField<'a> {
 }
 
 impl RawField<'_> {
-    pub fn name_is(&self, name: &str) -> bool {
+    pub(crate) fn name_is(&self, name: &str) -> bool {
         self.name.eq_ignore_ascii_case(name.as_bytes())
     }
 
@@ -131,13 +131,13 @@ fn trim_end(s: &[u8]) -> &[u8] {
 }
 
 /// Unfolded values of every field named `name`, in order of appearance.
-pub fn values(raw: &[u8], name: &str) -> Vec<String> {
+pub(crate) fn values(raw: &[u8], name: &str) -> Vec<String> {
     fields(raw).filter(|f| f.name_is(name)).map(|f| f.unfolded()).collect()
 }
 
 /// Length of the header section including the blank line (the whole input if
 /// there is no blank line).
-pub fn header_len(raw: &[u8]) -> usize {
+pub(crate) fn header_len(raw: &[u8]) -> usize {
     let mut i = 0;
     while i < raw.len() {
         if raw[i] == b'\n' {

@@ -20,7 +20,7 @@ use crate::message::verdict::{Action, Verdict};
 /// The prefix of the header fields exogate owns.
 pub const OWNED_PREFIX: &str = "x-cloud-sec-av-";
 /// Longest header value we write (RFC 5322 line limit).
-pub const MAX_VALUE: usize = 998;
+pub(crate) const MAX_VALUE: usize = 998;
 const FOLD_AT: usize = 78;
 
 /// How to turn the received bytes into the bytes we relay.
@@ -39,7 +39,7 @@ impl Stamp {
     }
 
     /// The pieces of the received message that are kept, in order.
-    pub fn kept(&self, raw_len: usize) -> Vec<Range<usize>> {
+    pub(crate) fn kept(&self, raw_len: usize) -> Vec<Range<usize>> {
         let mut out = Vec::with_capacity(self.skips.len() + 1);
         let mut pos = 0;
         for skip in &self.skips {
@@ -55,7 +55,7 @@ impl Stamp {
     }
 
     /// Writes the stamped message.
-    pub fn write(&self, raw: &[u8], out: &mut impl Write) -> io::Result<()> {
+    pub(crate) fn write(&self, raw: &[u8], out: &mut impl Write) -> io::Result<()> {
         out.write_all(&self.prefix)?;
         for range in self.kept(raw.len()) {
             out.write_all(&raw[range])?;
@@ -209,7 +209,7 @@ fn sanitize_token(s: &str) -> String {
 
 /// Appends `Name: value` folded at spaces to at most 78 columns per line.
 /// A single word longer than a line is kept whole (never split inside a word).
-pub fn push_field(out: &mut Vec<u8>, name: &str, value: &str) {
+pub(crate) fn push_field(out: &mut Vec<u8>, name: &str, value: &str) {
     let value = if value.len() > MAX_VALUE {
         let mut end = MAX_VALUE;
         while !value.is_char_boundary(end) {

@@ -25,7 +25,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Action::Deliver => "deliver",
             Action::Junk => "junk",
@@ -34,17 +34,7 @@ impl Action {
         }
     }
 
-    pub fn parse(text: &str) -> Option<Action> {
-        match text {
-            "deliver" => Some(Action::Deliver),
-            "junk" => Some(Action::Junk),
-            "quarantine" => Some(Action::Quarantine),
-            "reject" => Some(Action::Reject),
-            _ => None,
-        }
-    }
-
-    pub const CHOICES: [(&'static str, Action); 4] = [
+    pub(crate) const CHOICES: [(&'static str, Action); 4] = [
         ("deliver", Action::Deliver),
         ("junk", Action::Junk),
         ("quarantine", Action::Quarantine),
@@ -67,7 +57,7 @@ pub enum OnError {
 }
 
 impl OnError {
-    pub const CHOICES: [(&'static str, OnError); 3] = [
+    pub(crate) const CHOICES: [(&'static str, OnError); 3] = [
         ("ignore", OnError::Ignore),
         ("tempfail", OnError::Tempfail),
         ("quarantine", OnError::Quarantine),
@@ -90,7 +80,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    pub fn new(score: f64, tag: impl Into<String>, reason: impl Into<String>) -> Finding {
+    pub(crate) fn new(score: f64, tag: impl Into<String>, reason: impl Into<String>) -> Finding {
         Finding {
             check: String::new(),
             score,
@@ -100,7 +90,7 @@ impl Finding {
         }
     }
 
-    pub fn forcing(mut self, action: Action) -> Finding {
+    pub(crate) fn forcing(mut self, action: Action) -> Finding {
         self.force = Some(action);
         self
     }
@@ -145,7 +135,11 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    pub fn decide(thresholds: &Thresholds, findings: Vec<Finding>, failures: Vec<(CheckFailure, OnError)>) -> Verdict {
+    pub(crate) fn decide(
+        thresholds: &Thresholds,
+        findings: Vec<Finding>,
+        failures: Vec<(CheckFailure, OnError)>,
+    ) -> Verdict {
         // `+ 0.0` turns the -0.0 of an empty sum into 0.0 for display.
         let score: f64 = findings.iter().map(|f| f.score).sum::<f64>() + 0.0;
         let scored = if score >= thresholds.reject {
@@ -178,7 +172,7 @@ impl Verdict {
     }
 
     /// Tags of the strongest findings first, at most `n`.
-    pub fn top_reasons(&self, n: usize) -> Vec<&Finding> {
+    pub(crate) fn top_reasons(&self, n: usize) -> Vec<&Finding> {
         let mut sorted: Vec<&Finding> = self.findings.iter().collect();
         sorted.sort_by(|a, b| {
             b.force

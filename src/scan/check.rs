@@ -70,9 +70,9 @@ pub struct BuildContext {
 }
 
 /// A check as the policy configured it.
-pub struct ConfiguredCheck {
-    pub name: String,
-    pub timeout: Duration,
-    pub on_error: OnError,
-    pub check: Arc<dyn Check>,
+pub(crate) struct ConfiguredCheck {
+    pub(crate) name: String,
+    pub(crate) timeout: Duration,
+    pub(crate) on_error: OnError,
+    pub(crate) check: Arc<dyn Check>,
 }

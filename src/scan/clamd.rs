@@ -24,7 +24,7 @@ use tokio::net::{TcpStream, UnixStream};
 use crate::config::tenant::HostPort;
 
 /// clamd's usual TCP port.
-pub const DEFAULT_PORT: u16 = 3310;
+pub(crate) const DEFAULT_PORT: u16 = 3310;
 
 /// Size of the INSTREAM chunks sent. clamd accepts any chunk size up to its
 /// `StreamMaxLength`; 64 KiB keeps syscalls few without large buffers.
@@ -36,7 +36,7 @@ const MAX_REPLY: usize = 4096;
 
 /// Where clamd listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     Tcp(HostPort),
     Unix(PathBuf),
 }
@@ -45,7 +45,7 @@ impl Endpoint {
     /// `"127.0.0.1:3310"`, `"[::1]:3310"`, `"clamav.internal"` (port 3310) or
     /// a unix socket path such as `"/run/clamav/clamd.ctl"`. A text containing
     /// `/` is a path; a relative path is taken relative to `base`.
-    pub fn parse(text: &str, base: &Path) -> Result<Endpoint, String> {
+    pub(crate) fn parse(text: &str, base: &Path) -> Result<Endpoint, String> {
         let text = text.trim();
         if text.contains('/') {
             return Ok(Endpoint::Unix(crate::config::reader::resolve_path(base, text)));
@@ -67,14 +67,14 @@ impl fmt::Display for Endpoint {
 
 /// What clamd said about one stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Clean,
     /// The signature name as reported (e.g. `Win.Test.EICAR_HDB-1`).
     Found(String),
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ClamdError {
+pub(crate) enum ClamdError {
     #[error("cannot connect to clamd at {endpoint}: {source}")]
     Connect { endpoint: String, source: io::Error },
     #[error("connecting to clamd at {endpoint} timed out after {timeout:?}")]
@@ -93,7 +93,7 @@ pub enum ClamdError {
 impl ClamdError {
     /// True when clamd could not be reached or stopped answering, as opposed
     /// to clamd answering something we cannot use.
-    pub fn is_unavailable(&self) -> bool {
+    pub(crate) fn is_unavailable(&self) -> bool {
         matches!(
             self,
             ClamdError::Connect { .. }
@@ -114,11 +114,11 @@ enum Reply {
 
 /// Connection settings for one clamd.
 #[derive(Debug, Clone)]
-pub struct Client {
-    pub endpoint: Endpoint,
-    pub connect_timeout: Duration,
+pub(crate) struct Client {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) connect_timeout: Duration,
     /// Longest clamd may take to accept a chunk or to answer.
-    pub io_timeout: Duration,
+    pub(crate) io_timeout: Duration,
 }
 
 enum Failure {
@@ -128,7 +128,7 @@ enum Failure {
 
 impl Client {
     /// Scans `data` with one INSTREAM command on a fresh connection.
-    pub async fn scan(&self, data: &[u8]) -> Result<Verdict, ClamdError> {
+    pub(crate) async fn scan(&self, data: &[u8]) -> Result<Verdict, ClamdError> {
         match self.connect().await? {
             Conn::Tcp(s) => self.instream(s, data).await,
             Conn::Unix(s) => self.instream(s, data).await,
@@ -136,7 +136,8 @@ impl Client {
     }
 
     /// `zPING` → `PONG`: whether clamd is up and answering.
-    pub async fn ping(&self) -> Result<(), ClamdError> {
+    #[cfg(test)]
+    pub(crate) async fn ping(&self) -> Result<(), ClamdError> {
         let reply = match self.connect().await? {
             Conn::Tcp(s) => self.command(s, b"zPING\0").await?,
             Conn::Unix(s) => self.command(s, b"zPING\0").await?,
@@ -166,6 +167,7 @@ impl Client {
         }
     }
 
+    #[cfg(test)]
     async fn command<S: AsyncRead + AsyncWrite + Unpin>(&self, mut s: S, cmd: &[u8]) -> Result<String, ClamdError> {
         self.bounded(s.write_all(cmd)).await.map_err(|f| self.failure(f))?;
         let raw = read_reply(&mut s, self.io_timeout).await.map_err(|f| self.failure(f))?;

@@ -16,7 +16,7 @@ use std::borrow::Cow;
 /// Elements that start a new line or cell: the text on either side is not one
 /// word. `td` and `th` are included (cells are separate words too); a caller
 /// that lays out text may still treat them as a space rather than a new line.
-pub const BLOCK_ELEMENTS: &[&str] = &[
+pub(crate) const BLOCK_ELEMENTS: &[&str] = &[
     "br",
     "p",
     "div",
@@ -46,18 +46,18 @@ pub const BLOCK_ELEMENTS: &[&str] = &[
 ];
 
 /// Whether the element `name` (lower case) breaks the text; see [`BLOCK_ELEMENTS`].
-pub fn is_block_element(name: &str) -> bool {
+pub(crate) fn is_block_element(name: &str) -> bool {
     BLOCK_ELEMENTS.contains(&name)
 }
 
 /// Bytes read after an `&` at most: a run of digits or letters longer than
 /// this is not a reference (no real one is), so it is kept as written.
-pub const MAX_REFERENCE: usize = 32;
+pub(crate) const MAX_REFERENCE: usize = 32;
 
 /// HTML character references in `text` decoded: the named ones of
 /// [`decode_reference`], decimal and hexadecimal. Unknown or malformed
 /// references are kept as written.
-pub fn decode_entities(text: &str) -> Cow<'_, str> {
+pub(crate) fn decode_entities(text: &str) -> Cow<'_, str> {
     if !text.contains('&') {
         return Cow::Borrowed(text);
     }
@@ -89,7 +89,7 @@ pub fn decode_entities(text: &str) -> Cow<'_, str> {
 /// (so it cannot make two halves of a word or URL meet unseen). A named
 /// reference needs its `;`, except the legacy `amp`, `lt`, `gt`, `quot` and
 /// `nbsp` (as in `?a=1&amp b`). Names are case-sensitive.
-pub fn decode_reference(s: &str) -> Option<(char, usize)> {
+pub(crate) fn decode_reference(s: &str) -> Option<(char, usize)> {
     if let Some(num) = s.strip_prefix('#') {
         let (digits, radix, prefix) = match num.strip_prefix(['x', 'X']) {
             Some(hex) => (hex, 16, 2),
@@ -174,7 +174,7 @@ fn named_entity(name: &str) -> Option<char> {
 /// The first index `>= from` where `needle` occurs in `hay`, ASCII letters
 /// compared without case (for end tags such as `</SCRIPT`). An empty needle
 /// is found at `from`; a `from` past the end finds nothing.
-pub fn find_ascii_ci(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+pub(crate) fn find_ascii_ci(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
     let tail = hay.get(from..)?;
     if needle.is_empty() {
         return Some(from);

@@ -14,10 +14,10 @@ use std::borrow::Cow;
 use mail_parser::{Message, MessagePart, MimeHeaders, PartType};
 
 /// How deep the inventory descends into attached messages.
-pub const MAX_DEPTH: u32 = 8;
+pub(crate) const MAX_DEPTH: u32 = 8;
 
 /// Most members taken from TNEF containers, per message.
-pub const MAX_TNEF_MEMBERS: usize = 1024;
+pub(crate) const MAX_TNEF_MEMBERS: usize = 1024;
 
 /// Where an attachment was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

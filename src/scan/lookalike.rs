@@ -37,7 +37,7 @@ const MIN_NAME_FOR_OTHER_SUFFIX: usize = 4;
 
 /// Why a host looks like a protected domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// Identical once look-alike characters are folded (homoglyphs from other
     /// scripts, diacritics, `rn`→`m`, `vv`→`w`, `0`→`o`, `1`/`i`→`l`).
     Confusable,
@@ -65,27 +65,27 @@ impl fmt::Display for Reason {
 
 /// A host found to look like a protected domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lookalike {
+pub(crate) struct Lookalike {
     /// The protected domain it imitates, as configured.
-    pub protected: String,
-    pub reason: Reason,
+    pub(crate) protected: String,
+    pub(crate) reason: Reason,
 }
 
 /// The registrable part of a host: `name.suffix`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Registrable {
+pub(crate) struct Registrable {
     /// `name.suffix`.
-    pub domain: String,
+    pub(crate) domain: String,
     /// The label left of the suffix.
-    pub name: String,
-    pub suffix: String,
+    pub(crate) name: String,
+    pub(crate) suffix: String,
     /// The suffix is a hosting platform's (`sharepoint.com`), not a registry's.
-    pub hosting: bool,
+    pub(crate) hosting: bool,
 }
 
 /// Lower case, punycode decoded, trailing dot removed. `None` for an empty,
 /// over-long or malformed host (empty labels).
-pub fn normalize_host(host: &str) -> Option<String> {
+pub(crate) fn normalize_host(host: &str) -> Option<String> {
     let host = host.trim().trim_end_matches('.');
     if host.is_empty() || host.len() > MAX_HOST_LEN {
         return None;
@@ -115,7 +115,7 @@ pub fn normalize_host(host: &str) -> Option<String> {
 
 /// A domain given in the configuration: lower case, without trailing dot,
 /// at least two labels, no scheme, path or address.
-pub fn configured_domain(text: &str) -> Result<String, String> {
+pub(crate) fn configured_domain(text: &str) -> Result<String, String> {
     let d = text.trim().trim_end_matches('.').to_lowercase();
     let valid =
         d.contains('.') && !d.starts_with('.') && !d.contains(['/', ':', '@', ' ']) && normalize_host(&d).is_some();
@@ -128,13 +128,13 @@ pub fn configured_domain(text: &str) -> Result<String, String> {
 
 /// Characters that render as nothing; a link or a name split by them reads
 /// as if they were not there.
-pub fn is_invisible(c: char) -> bool {
+pub(crate) fn is_invisible(c: char) -> bool {
     tables::is_invisible(c)
 }
 
 /// `host` as shown in a log: the ASCII form, followed by the Unicode form in
 /// parentheses when they differ (`xn--cntoso-2ye.com (cоntoso.com)`).
-pub fn display_host(host: &str) -> String {
+pub(crate) fn display_host(host: &str) -> String {
     let ascii = host.trim_end_matches('.').to_lowercase();
     match normalize_host(&ascii) {
         Some(unicode) if unicode != ascii => format!("{ascii} ({unicode})"),
@@ -144,7 +144,7 @@ pub fn display_host(host: &str) -> String {
 
 /// `text` made safe for a log line or a header field: control characters
 /// become spaces and at most `max_chars` characters are kept (`…` marks a cut).
-pub fn printable(text: &str, max_chars: usize) -> String {
+pub(crate) fn printable(text: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max_chars * 4));
     for (i, c) in text.chars().enumerate() {
         if i == max_chars {
@@ -158,7 +158,7 @@ pub fn printable(text: &str, max_chars: usize) -> String {
 
 /// Case, diacritics, invisible characters and look-alike letters from other
 /// scripts folded away: what a reader sees, approximately, in lower case.
-pub fn fold(text: &str) -> String {
+pub(crate) fn fold(text: &str) -> String {
     let decomposed = DecomposingNormalizerBorrowed::new_nfkd().normalize(text);
     let mut out = String::with_capacity(decomposed.len());
     for c in decomposed.chars() {
@@ -176,7 +176,7 @@ pub fn fold(text: &str) -> String {
 /// [`fold`] plus the ASCII tricks that only work in host names, where
 /// everything is shown in one case: `0`→`o`, `1`/`i`/`|`→`l`, `rn`→`m`,
 /// `vv`→`w`. Two hosts with the same skeleton read the same at a glance.
-pub fn skeleton(text: &str) -> String {
+pub(crate) fn skeleton(text: &str) -> String {
     let mapped: String = fold(text)
         .chars()
         .map(|c| match c {
@@ -191,7 +191,7 @@ pub fn skeleton(text: &str) -> String {
 /// Damerau-Levenshtein distance (optimal string alignment) between `a` and
 /// `b` when it is at most `bound`; `None` when it is larger or a string is
 /// longer than the comparison limit.
-pub fn edit_distance(a: &str, b: &str, bound: usize) -> Option<usize> {
+pub(crate) fn edit_distance(a: &str, b: &str, bound: usize) -> Option<usize> {
     let a: Vec<char> = a.chars().take(MAX_DISTANCE_LEN + 1).collect();
     let b: Vec<char> = b.chars().take(MAX_DISTANCE_LEN + 1).collect();
     if a.len() > MAX_DISTANCE_LEN || b.len() > MAX_DISTANCE_LEN || a.len().abs_diff(b.len()) > bound {
@@ -225,7 +225,7 @@ pub fn edit_distance(a: &str, b: &str, bound: usize) -> Option<usize> {
 
 /// The registrable part of a normalised host; `None` for IP literals and
 /// single-label names.
-pub fn registrable(host: &str) -> Option<Registrable> {
+pub(crate) fn registrable(host: &str) -> Option<Registrable> {
     if host.contains(':') || host.parse::<IpAddr>().is_ok() {
         return None;
     }
@@ -257,7 +257,7 @@ pub fn registrable(host: &str) -> Option<Registrable> {
 
 /// Whether a top-level domain is common enough that link text ending in it
 /// (`contoso.com`) is read as a host name rather than a file name.
-pub fn is_link_text_tld(tld: &str) -> bool {
+pub(crate) fn is_link_text_tld(tld: &str) -> bool {
     tables::LINK_TEXT_TLDS.iter().any(|t| t.eq_ignore_ascii_case(tld))
 }
 
@@ -266,13 +266,14 @@ fn is_country_code(label: &str) -> bool {
 }
 
 /// `host` is `domain` or one of its subdomains (both normalised).
-pub fn is_within(host: &str, domain: &str) -> bool {
+pub(crate) fn is_within(host: &str, domain: &str) -> bool {
     host == domain || host.strip_suffix(domain).is_some_and(|rest| rest.ends_with('.'))
 }
 
 /// Whether `candidate` looks like `protected` without being it, one of its
 /// subdomains, or another host of the same registrable domain.
-pub fn looks_like(candidate: &str, protected: &str) -> Option<Reason> {
+#[cfg(test)]
+pub(crate) fn looks_like(candidate: &str, protected: &str) -> Option<Reason> {
     let candidate = normalize_host(candidate)?;
     let protected = normalize_host(protected)?;
     let target = Target::new(&protected)?;
@@ -343,7 +344,7 @@ fn is_embedded(candidate: &str, reg: &Registrable, target: &Target) -> bool {
 }
 
 /// A tenant's domains prepared for checking many candidate hosts.
-pub struct Protected {
+pub(crate) struct Protected {
     targets: Vec<Target>,
     /// Normalised hosts that are never look-alikes: the protected domains
     /// themselves and the configured exceptions, with their subdomains.
@@ -353,7 +354,7 @@ pub struct Protected {
 impl Protected {
     /// `domains` are the tenant's; `ignore` are hosts (with their subdomains)
     /// never reported, e.g. a partner whose name is close to the tenant's.
-    pub fn new(domains: &[String], ignore: &[String]) -> Protected {
+    pub(crate) fn new(domains: &[String], ignore: &[String]) -> Protected {
         let protected: Vec<String> = domains.iter().filter_map(|d| normalize_host(d)).collect();
         let mut owned = protected.clone();
         owned.extend(ignore.iter().filter_map(|d| normalize_host(d)));
@@ -364,12 +365,12 @@ impl Protected {
     }
 
     /// `host` is one of the domains (or ignored hosts) or a subdomain of one.
-    pub fn owns(&self, host: &str) -> bool {
+    pub(crate) fn owns(&self, host: &str) -> bool {
         normalize_host(host).is_some_and(|h| self.owned.iter().any(|d| is_within(&h, d)))
     }
 
     /// The first protected domain `host` looks like, unless `host` is owned.
-    pub fn check(&self, host: &str) -> Option<Lookalike> {
+    pub(crate) fn check(&self, host: &str) -> Option<Lookalike> {
         let host = normalize_host(host)?;
         if self.owned.iter().any(|d| is_within(&host, d)) {
             return None;

@@ -3,11 +3,11 @@
 //! container formats).
 
 pub mod check;
-pub mod clamd;
-pub mod formats;
-pub mod html;
+pub(crate) mod clamd;
+pub(crate) mod formats;
+pub(crate) mod html;
 pub mod inventory;
-pub mod lookalike;
+pub(crate) mod lookalike;
 pub mod pipeline;
 #[cfg(test)]
 pub(crate) mod test_support;

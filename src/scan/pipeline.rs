@@ -35,11 +35,10 @@ pub struct ScanReport {
 
 /// A named set of checks with thresholds.
 pub struct Policy {
-    pub name: String,
-    pub thresholds: Thresholds,
+    pub(crate) thresholds: Thresholds,
     /// Messages larger than this are scanned on their header only.
-    pub scan_max_size: u64,
-    pub checks: Vec<ConfiguredCheck>,
+    pub(crate) scan_max_size: u64,
+    pub(crate) checks: Vec<ConfiguredCheck>,
 }
 
 impl Policy {
@@ -105,7 +104,7 @@ impl Policy {
     }
 
     /// Runs the checks on an already prepared input.
-    pub async fn run(&self, input: &ScanInput<'_>) -> ScanReport {
+    pub(crate) async fn run(&self, input: &ScanInput<'_>) -> ScanReport {
         let runs = self.checks.iter().map(|c| async move {
             let started = Instant::now();
             let result = tokio::time::timeout(c.timeout, c.check.scan(input)).await;

@@ -8,11 +8,11 @@ use crate::message::verdict::Finding;
 use crate::scan::check::{Check, ScanInput};
 use crate::scan::inventory;
 
-pub fn tenant() -> Tenant {
+pub(crate) fn tenant() -> Tenant {
     Tenant::new("contoso", &["contoso.com", "contoso.onmicrosoft.com"], Destination::Mx)
 }
 
-pub fn session() -> SessionFacts {
+pub(crate) fn session() -> SessionFacts {
     SessionFacts {
         client_ip: "40.92.1.1".parse().unwrap(),
         client_port: 40000,
@@ -22,12 +22,12 @@ pub fn session() -> SessionFacts {
 }
 
 /// Runs `f` on the parsed fixture, as the pipeline would present it.
-pub fn with_input<R>(raw: &[u8], mail_from: &str, direction: Direction, f: impl FnOnce(&ScanInput) -> R) -> R {
+pub(crate) fn with_input<R>(raw: &[u8], mail_from: &str, direction: Direction, f: impl FnOnce(&ScanInput) -> R) -> R {
     with_input_as(&tenant(), raw, mail_from, direction, f)
 }
 
 /// The same for a given tenant.
-pub fn with_input_as<R>(
+pub(crate) fn with_input_as<R>(
     tenant: &Tenant,
     raw: &[u8],
     mail_from: &str,
@@ -60,12 +60,18 @@ pub fn with_input_as<R>(
 }
 
 /// Runs a check on a fixture and returns its findings.
-pub fn scan(check: &dyn Check, raw: &[u8], mail_from: &str, direction: Direction) -> Vec<Finding> {
+pub(crate) fn scan(check: &dyn Check, raw: &[u8], mail_from: &str, direction: Direction) -> Vec<Finding> {
     scan_as(check, &tenant(), raw, mail_from, direction)
 }
 
 /// Runs a check on a fixture for a given tenant.
-pub fn scan_as(check: &dyn Check, tenant: &Tenant, raw: &[u8], mail_from: &str, direction: Direction) -> Vec<Finding> {
+pub(crate) fn scan_as(
+    check: &dyn Check,
+    tenant: &Tenant,
+    raw: &[u8],
+    mail_from: &str,
+    direction: Direction,
+) -> Vec<Finding> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -155,7 +155,7 @@ impl Framer {
     }
 
     /// True while commands (not body bytes) are expected.
-    pub fn expects_command(&self) -> bool {
+    pub(crate) fn expects_command(&self) -> bool {
         matches!(self.mode, Mode::Command | Mode::LongLine)
     }
 

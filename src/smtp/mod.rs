@@ -2,4 +2,4 @@
 //! data, and the table of every reply the gateway sends. No I/O, no policy.
 
 pub mod framing;
-pub mod reply;
+pub(crate) mod reply;

@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 use crate::message::envelope::{Direction, Envelope, SessionFacts};
 use crate::message::verdict::Verdict;
 
-pub const MAGIC: &[u8; 8] = b"EXOQ1\r\n\0";
-pub const END_MARK: &[u8; 8] = b"EXOQEND\0";
-pub const FOOTER_LEN: usize = 32;
+pub(crate) const MAGIC: &[u8; 8] = b"EXOQ1\r\n\0";
+pub(crate) const END_MARK: &[u8; 8] = b"EXOQEND\0";
+pub(crate) const FOOTER_LEN: usize = 32;
 
 const REC_META: u8 = b'M';
 const REC_HEADERS: u8 = b'H';
@@ -91,14 +91,14 @@ pub struct Trailer {
 
 /// The decoded footer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Footer {
-    pub body_len: u64,
-    pub records_len: u64,
-    pub crc: u32,
+pub(crate) struct Footer {
+    pub(crate) body_len: u64,
+    pub(crate) records_len: u64,
+    pub(crate) crc: u32,
 }
 
 /// Encodes the records for `meta` and `prefix`.
-pub fn encode_records(meta: &Meta, prefix: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_records(meta: &Meta, prefix: &[u8]) -> Vec<u8> {
     let json = serde_json::to_vec(meta).expect("metadata always serialises");
     let mut out = Vec::with_capacity(json.len() + prefix.len() + 10);
     for (ty, payload) in [(REC_META, &json[..]), (REC_HEADERS, prefix)] {
@@ -110,7 +110,7 @@ pub fn encode_records(meta: &Meta, prefix: &[u8]) -> Vec<u8> {
 }
 
 /// Encodes the footer; `crc` must already cover magic, body and records.
-pub fn encode_footer(body_len: u64, records_len: u64, mut crc: crc32fast::Hasher) -> [u8; FOOTER_LEN] {
+pub(crate) fn encode_footer(body_len: u64, records_len: u64, mut crc: crc32fast::Hasher) -> [u8; FOOTER_LEN] {
     let mut f = [0u8; FOOTER_LEN];
     f[..8].copy_from_slice(END_MARK);
     f[8..16].copy_from_slice(&body_len.to_be_bytes());
@@ -120,7 +120,7 @@ pub fn encode_footer(body_len: u64, records_len: u64, mut crc: crc32fast::Hasher
     f
 }
 
-pub fn decode_footer(f: &[u8], file_len: u64) -> Result<Footer, FormatError> {
+pub(crate) fn decode_footer(f: &[u8], file_len: u64) -> Result<Footer, FormatError> {
     if file_len < (MAGIC.len() + FOOTER_LEN) as u64 || f.len() != FOOTER_LEN {
         return Err(FormatError::TooShort(file_len));
     }
@@ -149,7 +149,7 @@ pub fn decode_footer(f: &[u8], file_len: u64) -> Result<Footer, FormatError> {
 }
 
 /// Parses the records region.
-pub fn decode_records(records: &[u8], body_len: u64) -> Result<Trailer, FormatError> {
+pub(crate) fn decode_records(records: &[u8], body_len: u64) -> Result<Trailer, FormatError> {
     let mut meta = None;
     let mut prefix = Vec::new();
     let mut pos = 0usize;

@@ -14,7 +14,7 @@ use crate::spool::format::MAGIC;
 use crate::spool::{Spool, SpoolError, io_err};
 
 /// A message body being received: in memory up to a threshold, then on disk.
-pub struct IncomingBody {
+pub(crate) struct IncomingBody {
     mem: Vec<u8>,
     spill: Option<Spill>,
     threshold: usize,
@@ -28,7 +28,7 @@ struct Spill {
 }
 
 impl IncomingBody {
-    pub fn new(spool: &Spool, id: &str, threshold: usize) -> IncomingBody {
+    pub(crate) fn new(spool: &Spool, id: &str, threshold: usize) -> IncomingBody {
         IncomingBody {
             mem: Vec::new(),
             spill: None,
@@ -38,21 +38,17 @@ impl IncomingBody {
     }
 
     /// Where receivers append bytes.
-    pub fn buf(&mut self) -> &mut Vec<u8> {
+    pub(crate) fn buf(&mut self) -> &mut Vec<u8> {
         &mut self.mem
     }
 
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.spill.as_ref().map_or(0, |s| s.written) + self.mem.len() as u64
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Moves buffered bytes to disk once past the threshold. The last byte
     /// stays in memory: the DATA receiver may still take back a CR it pushed.
-    pub fn spill_if_needed(&mut self) -> Result<(), SpoolError> {
+    pub(crate) fn spill_if_needed(&mut self) -> Result<(), SpoolError> {
         if self.mem.len() <= self.threshold {
             return Ok(());
         }
@@ -83,7 +79,7 @@ impl IncomingBody {
     }
 
     /// Ends reception.
-    pub fn finish(mut self) -> Result<Body, SpoolError> {
+    pub(crate) fn finish(mut self) -> Result<Body, SpoolError> {
         if self.spill.is_none() {
             return Ok(Body::Memory(std::mem::take(&mut self.mem)));
         }
@@ -108,7 +104,7 @@ impl Drop for IncomingBody {
 }
 
 /// A fully received body.
-pub enum Body {
+pub(crate) enum Body {
     Memory(Vec<u8>),
     Spilled {
         file: File,
@@ -119,20 +115,16 @@ pub enum Body {
 }
 
 impl Body {
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         match self {
             Body::Memory(v) => v.len() as u64,
             Body::Spilled { len, .. } => *len,
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The whole message if it is at most `max` bytes, else only its header
     /// section. In memory: borrowed; on disk: read.
-    pub fn for_scan(&self, max: u64) -> Result<std::borrow::Cow<'_, [u8]>, SpoolError> {
+    pub(crate) fn for_scan(&self, max: u64) -> Result<std::borrow::Cow<'_, [u8]>, SpoolError> {
         match self {
             Body::Memory(v) => Ok(std::borrow::Cow::Borrowed(&v[..])),
             Body::Spilled { path, len, .. } => {
@@ -152,7 +144,7 @@ impl Body {
     }
 
     /// Removes what was written to disk (for a message that is not kept).
-    pub fn discard(self) {
+    pub(crate) fn discard(self) {
         if let Body::Spilled { path, .. } = self {
             let _ = fs::remove_file(path);
         }

@@ -18,7 +18,7 @@
 //! torn last line is ignored (at worst one duplicate delivery).
 
 pub mod format;
-pub mod incoming;
+pub(crate) mod incoming;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -66,7 +66,7 @@ pub enum Area {
 }
 
 /// A new, unique, time-ordered queue id (20 upper-case hex digits).
-pub fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let seed = *SEED.get_or_init(|| {
@@ -83,11 +83,11 @@ pub fn new_id() -> String {
 }
 
 /// Only ids we generated are valid file names (no path tricks from the CLI).
-pub fn valid_id(id: &str) -> bool {
+pub(crate) fn valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-pub fn now_unix() -> i64 {
+pub(crate) fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -97,7 +97,7 @@ pub fn now_unix() -> i64 {
 /// One event in a message's delivery history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "e", rename_all = "lowercase")]
-pub enum StateEvent {
+pub(crate) enum StateEvent {
     /// Recipient `rcpt` (index in the envelope) was accepted downstream.
     Delivered { rcpt: usize, reply: String },
     /// Recipient `rcpt` failed permanently (a DSN was queued if one was due).
@@ -108,20 +108,20 @@ pub enum StateEvent {
 
 /// A committed message as the queue sees it: metadata and history, no body.
 #[derive(Debug, Clone)]
-pub struct Entry {
-    pub trailer: Trailer,
-    pub events: Vec<StateEvent>,
+pub(crate) struct Entry {
+    pub(crate) trailer: Trailer,
+    pub(crate) events: Vec<StateEvent>,
 }
 
 /// A committed message with its body, validated.
-pub struct Stored {
-    pub trailer: Trailer,
-    pub body: Vec<u8>,
+pub(crate) struct Stored {
+    pub(crate) trailer: Trailer,
+    pub(crate) body: Vec<u8>,
 }
 
 /// The directories and the syncer.
-pub struct Spool {
-    pub root: PathBuf,
+pub(crate) struct Spool {
+    pub(crate) root: PathBuf,
     pub(crate) incoming: PathBuf,
     active: PathBuf,
     corrupt: PathBuf,
@@ -131,15 +131,15 @@ pub struct Spool {
 
 /// What start-up found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Recovery {
-    pub valid: Vec<String>,
-    pub corrupt: Vec<(String, String)>,
-    pub incomplete_removed: usize,
+pub(crate) struct Recovery {
+    pub(crate) valid: Vec<String>,
+    pub(crate) corrupt: Vec<(String, String)>,
+    pub(crate) incomplete_removed: usize,
 }
 
 impl Spool {
     /// Opens (creating) the spool under `state_dir`.
-    pub fn open(state_dir: &Path) -> Result<Spool, SpoolError> {
+    pub(crate) fn open(state_dir: &Path) -> Result<Spool, SpoolError> {
         let root = state_dir.join("queue");
         let spool_dirs = [
             root.join("incoming"),
@@ -168,7 +168,7 @@ impl Spool {
         }
     }
 
-    pub fn path(&self, area: Area, id: &str) -> PathBuf {
+    pub(crate) fn path(&self, area: Area, id: &str) -> PathBuf {
         self.dir(area).join(format!("{id}.q"))
     }
 
@@ -177,13 +177,13 @@ impl Spool {
     }
 
     /// The file `queue flush` touches to ask the scheduler to retry everything now.
-    pub fn flush_trigger(&self) -> PathBuf {
+    pub(crate) fn flush_trigger(&self) -> PathBuf {
         self.root.join("flush")
     }
 
     /// Makes a message durable in `area`. Returns once file and directory are
     /// on stable storage.
-    pub async fn commit(&self, area: Area, meta: &Meta, prefix: &[u8], body: Body) -> Result<(), SpoolError> {
+    pub(crate) async fn commit(&self, area: Area, meta: &Meta, prefix: &[u8], body: Body) -> Result<(), SpoolError> {
         let target = self.path(area, &meta.id);
         let records = format::encode_records(meta, prefix);
         // Written next to its final name: a rename within one directory is
@@ -248,7 +248,7 @@ impl Spool {
     }
 
     /// Metadata and history of a committed message (body not read, not validated).
-    pub fn entry(&self, area: Area, id: &str) -> Result<Entry, SpoolError> {
+    pub(crate) fn entry(&self, area: Area, id: &str) -> Result<Entry, SpoolError> {
         let path = self.path(area, id);
         let mut f = File::open(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => SpoolError::NotFound(id.to_string()),
@@ -279,7 +279,7 @@ impl Spool {
     }
 
     /// A committed message with its body, checksum verified.
-    pub fn read(&self, area: Area, id: &str) -> Result<Stored, SpoolError> {
+    pub(crate) fn read(&self, area: Area, id: &str) -> Result<Stored, SpoolError> {
         let path = self.path(area, id);
         let file = fs::read(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => SpoolError::NotFound(id.to_string()),
@@ -296,7 +296,7 @@ impl Spool {
     }
 
     /// The delivery history of a message (checksummed lines; damaged lines skipped).
-    pub fn events(&self, area: Area, id: &str) -> Vec<StateEvent> {
+    pub(crate) fn events(&self, area: Area, id: &str) -> Vec<StateEvent> {
         let Ok(text) = fs::read(self.state_path(area, id)) else {
             return Vec::new();
         };
@@ -304,7 +304,7 @@ impl Spool {
     }
 
     /// Appends an event to a message's history and makes it durable.
-    pub fn append(&self, area: Area, id: &str, event: &StateEvent) -> Result<(), SpoolError> {
+    pub(crate) fn append(&self, area: Area, id: &str, event: &StateEvent) -> Result<(), SpoolError> {
         let path = self.state_path(area, id);
         let json = serde_json::to_string(event).expect("events serialise");
         let line = format!("{:08x} {json}\n", crc32fast::hash(json.as_bytes()));
@@ -319,7 +319,7 @@ impl Spool {
 
     /// Removes a message whose fate is known. Not fsynced: after a crash it may
     /// come back and be delivered twice, never lost.
-    pub fn remove(&self, area: Area, id: &str) -> Result<(), SpoolError> {
+    pub(crate) fn remove(&self, area: Area, id: &str) -> Result<(), SpoolError> {
         let path = self.path(area, id);
         let _ = fs::remove_file(self.state_path(area, id));
         match fs::remove_file(&path) {
@@ -330,7 +330,7 @@ impl Spool {
     }
 
     /// Ids of the committed messages in `area`, oldest first.
-    pub fn list(&self, area: Area) -> Result<Vec<String>, SpoolError> {
+    pub(crate) fn list(&self, area: Area) -> Result<Vec<String>, SpoolError> {
         let dir = self.dir(area);
         let mut ids = Vec::new();
         for entry in fs::read_dir(dir).map_err(io_err(dir))? {
@@ -348,7 +348,7 @@ impl Spool {
 
     /// Start-up: removes unacknowledged partial files, validates every queued
     /// file, moves damaged ones to `corrupt/`.
-    pub fn recover(&self) -> Result<Recovery, SpoolError> {
+    pub(crate) fn recover(&self) -> Result<Recovery, SpoolError> {
         let mut report = Recovery::default();
         for entry in fs::read_dir(&self.incoming).map_err(io_err(&self.incoming))? {
             let entry = entry.map_err(io_err(&self.incoming))?;
@@ -379,7 +379,7 @@ impl Spool {
     }
 
     /// Moves a quarantined message into the delivery queue (durably).
-    pub fn release(&self, id: &str) -> Result<(), SpoolError> {
+    pub(crate) fn release(&self, id: &str) -> Result<(), SpoolError> {
         let from = self.path(Area::Quarantine, id);
         if !from.exists() {
             return Err(SpoolError::NotFound(id.to_string()));
@@ -393,7 +393,7 @@ impl Spool {
     }
 
     /// Moves a damaged queued message (and its history) to `corrupt/`.
-    pub fn set_aside(&self, id: &str) {
+    pub(crate) fn set_aside(&self, id: &str) {
         for (from, name) in [
             (self.path(Area::Active, id), format!("{id}.q")),
             (self.state_path(Area::Active, id), format!("{id}.st")),
@@ -403,7 +403,8 @@ impl Spool {
     }
 
     /// Number of files set aside as damaged.
-    pub fn corrupt_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn corrupt_count(&self) -> usize {
         fs::read_dir(&self.corrupt)
             .map(|d| {
                 d.filter_map(Result::ok)
@@ -414,7 +415,7 @@ impl Spool {
     }
 
     /// Whether the spool directories are writable (for readiness).
-    pub fn writable(&self) -> bool {
+    pub(crate) fn writable(&self) -> bool {
         let probe = self.incoming.join(".probe");
         let ok = File::create(&probe).and_then(|mut f| f.write_all(b"x")).is_ok();
         let _ = fs::remove_file(&probe);

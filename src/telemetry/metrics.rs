@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A counter family with fixed label names.
-pub struct CounterVec {
+pub(crate) struct CounterVec {
     name: &'static str,
     help: &'static str,
     labels: &'static [&'static str],
@@ -31,24 +31,14 @@ impl CounterVec {
         }
     }
 
-    pub fn inc(&self, label_values: &[&str]) {
+    pub(crate) fn inc(&self, label_values: &[&str]) {
         self.add(label_values, 1);
     }
 
-    pub fn add(&self, label_values: &[&str], n: u64) {
+    pub(crate) fn add(&self, label_values: &[&str], n: u64) {
         debug_assert_eq!(label_values.len(), self.labels.len(), "{}", self.name);
         let key: Vec<String> = label_values.iter().map(|s| s.to_string()).collect();
         *self.values.lock().expect("metrics lock").entry(key).or_insert(0) += n;
-    }
-
-    pub fn get(&self, label_values: &[&str]) -> u64 {
-        let key: Vec<String> = label_values.iter().map(|s| s.to_string()).collect();
-        self.values
-            .lock()
-            .expect("metrics lock")
-            .get(&key)
-            .copied()
-            .unwrap_or(0)
     }
 
     fn render(&self, out: &mut String) {
@@ -64,7 +54,7 @@ impl CounterVec {
 type Histogram = (Vec<u64>, f64, u64);
 
 /// A histogram family (seconds) with fixed label names.
-pub struct HistogramVec {
+pub(crate) struct HistogramVec {
     name: &'static str,
     help: &'static str,
     labels: &'static [&'static str],
@@ -88,7 +78,7 @@ impl HistogramVec {
         }
     }
 
-    pub fn observe(&self, label_values: &[&str], d: Duration) {
+    pub(crate) fn observe(&self, label_values: &[&str], d: Duration) {
         let secs = d.as_secs_f64();
         let key: Vec<String> = label_values.iter().map(|s| s.to_string()).collect();
         let mut map = self.values.lock().expect("metrics lock");
@@ -159,23 +149,23 @@ const CHECK_BUCKETS: &[f64] = &[0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0,
 const DELIVERY_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0];
 
 /// The gateway's metrics.
-pub struct Metrics {
-    pub connections: CounterVec,
-    pub sessions: CounterVec,
-    pub tls_handshakes: CounterVec,
-    pub admission_refusals: CounterVec,
-    pub messages: CounterVec,
-    pub check_duration: HistogramVec,
-    pub check_errors: CounterVec,
-    pub deliveries: CounterVec,
-    pub delivery_duration: HistogramVec,
-    pub dsns: CounterVec,
-    pub reloads: CounterVec,
-    pub spool_corrupt: CounterVec,
-    pub open_sessions: AtomicI64,
-    pub queue_size: AtomicI64,
-    pub queue_oldest: AtomicI64,
-    pub started: AtomicU64,
+pub(crate) struct Metrics {
+    pub(crate) connections: CounterVec,
+    pub(crate) sessions: CounterVec,
+    pub(crate) tls_handshakes: CounterVec,
+    pub(crate) admission_refusals: CounterVec,
+    pub(crate) messages: CounterVec,
+    pub(crate) check_duration: HistogramVec,
+    pub(crate) check_errors: CounterVec,
+    pub(crate) deliveries: CounterVec,
+    pub(crate) delivery_duration: HistogramVec,
+    pub(crate) dsns: CounterVec,
+    pub(crate) reloads: CounterVec,
+    pub(crate) spool_corrupt: CounterVec,
+    pub(crate) open_sessions: AtomicI64,
+    pub(crate) queue_size: AtomicI64,
+    pub(crate) queue_oldest: AtomicI64,
+    pub(crate) started: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -185,7 +175,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         Metrics {
             connections: CounterVec::new(
                 "exogate_connections_total",
@@ -253,7 +243,7 @@ impl Metrics {
     }
 
     /// The whole exposition.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::with_capacity(8192);
         for c in [
             &self.connections,

@@ -1,3 +1,3 @@
 //! The metrics every stage records into (served by `web`).
 
-pub mod metrics;
+pub(crate) mod metrics;

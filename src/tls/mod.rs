@@ -20,7 +20,7 @@ use crate::config::{ClientCertMode, TlsConfig};
 use crate::message::envelope::TlsFacts;
 
 #[derive(Debug, thiserror::Error)]
-pub enum TlsError {
+pub(crate) enum TlsError {
     #[error("cannot read {path}: {source}")]
     Read { path: String, source: std::io::Error },
     #[error("{path}: no PEM certificate found")]
@@ -48,7 +48,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let text = std::fs::read(path).map_err(|source| TlsError::Read {
         path: path.display().to_string(),
         source,
@@ -62,7 +62,7 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     Ok(certs)
 }
 
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(crate) fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let text = std::fs::read(path).map_err(|source| TlsError::Read {
         path: path.display().to_string(),
         source,
@@ -74,7 +74,7 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 }
 
 /// Roots from a PEM file, or the system's roots when `path` is `None`.
-pub fn load_roots(path: Option<&Path>) -> Result<RootCertStore, TlsError> {
+pub(crate) fn load_roots(path: Option<&Path>) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     match path {
         Some(p) => {
@@ -100,7 +100,7 @@ pub fn load_roots(path: Option<&Path>) -> Result<RootCertStore, TlsError> {
 }
 
 /// Creates a self-signed pair for `hostname` when neither file exists.
-pub fn generate_if_absent(cfg: &TlsConfig, hostname: &str) -> Result<bool, TlsError> {
+pub(crate) fn generate_if_absent(cfg: &TlsConfig, hostname: &str) -> Result<bool, TlsError> {
     if !cfg.generate || cfg.cert.exists() || cfg.key.exists() {
         return Ok(false);
     }
@@ -132,7 +132,7 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 }
 
 /// The server side of STARTTLS / implicit TLS.
-pub fn server_config(cfg: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
+pub(crate) fn server_config(cfg: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = load_certs(&cfg.cert)?;
     let key = load_key(&cfg.key)?;
     let builder = ServerConfig::builder_with_provider(provider())
@@ -165,7 +165,10 @@ pub fn server_config(cfg: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
 
 /// The client side used to relay: verified against `ca` or the system roots,
 /// optionally presenting a client certificate.
-pub fn client_config(ca: Option<&Path>, client_cert: Option<(&Path, &Path)>) -> Result<Arc<ClientConfig>, TlsError> {
+pub(crate) fn client_config(
+    ca: Option<&Path>,
+    client_cert: Option<(&Path, &Path)>,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let roots = load_roots(ca)?;
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(versions(false))
@@ -188,7 +191,7 @@ pub fn client_config(ca: Option<&Path>, client_cert: Option<(&Path, &Path)>) -> 
 }
 
 /// What a finished server handshake negotiated.
-pub fn facts(conn: &rustls::ServerConnection) -> TlsFacts {
+pub(crate) fn facts(conn: &rustls::ServerConnection) -> TlsFacts {
     let version = match conn.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
@@ -212,7 +215,7 @@ pub fn facts(conn: &rustls::ServerConnection) -> TlsFacts {
 }
 
 /// The DNS names in a certificate's subject alternative names.
-pub fn dns_names(cert: &CertificateDer<'_>) -> Vec<String> {
+pub(crate) fn dns_names(cert: &CertificateDer<'_>) -> Vec<String> {
     match webpki::EndEntityCert::try_from(cert) {
         Ok(ee) => ee.valid_dns_names().map(|n| n.to_lowercase()).collect(),
         Err(_) => Vec::new(),
@@ -220,7 +223,7 @@ pub fn dns_names(cert: &CertificateDer<'_>) -> Vec<String> {
 }
 
 /// True when the peer presented a verified certificate valid for one of `names`.
-pub fn client_cert_matches(conn: &rustls::ServerConnection, names: &[String]) -> bool {
+pub(crate) fn client_cert_matches(conn: &rustls::ServerConnection, names: &[String]) -> bool {
     let Some(cert) = conn.peer_certificates().and_then(|c| c.first()) else {
         return false;
     };

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::web::Context;
 
-pub async fn serve(listener: TcpListener, shared: Arc<Context>) {
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Context>) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(x) => x,

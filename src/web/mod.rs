@@ -8,14 +8,14 @@ use tokio_util::sync::CancellationToken;
 use crate::spool::Spool;
 use crate::telemetry::metrics::Metrics;
 
-pub mod admin;
+pub(crate) mod admin;
 
 /// What the admin endpoint reads, built by `app` and passed down.
-pub struct Context {
-    pub metrics: Arc<Metrics>,
-    pub spool: Arc<Spool>,
+pub(crate) struct Context {
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) spool: Arc<Spool>,
     /// Set once every listener is bound.
-    pub listeners_bound: Arc<AtomicBool>,
+    pub(crate) listeners_bound: Arc<AtomicBool>,
     /// Cancelled when the gateway starts shutting down.
-    pub stopping: CancellationToken,
+    pub(crate) stopping: CancellationToken,
 }

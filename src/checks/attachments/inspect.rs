@@ -29,7 +29,7 @@ struct Walk<'c> {
 
 /// Inspects one inventory attachment. TNEF members are already in the
 /// inventory, so a TNEF container here is only checked for damage.
-pub fn attachment(config: &Config, att: &Attachment, macros: bool, hits: &mut Hits) {
+pub(crate) fn attachment(config: &Config, att: &Attachment, macros: bool, hits: &mut Hits) {
     let own = match &att.name {
         Some(n) => names::show(n),
         None => format!(

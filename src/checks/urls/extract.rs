@@ -34,24 +34,24 @@ static TEXT_URL: LazyLock<Regex> = LazyLock::new(|| {
 
 /// One link as the message presents it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Link {
+pub(crate) struct Link {
     /// The URL as written, character references decoded.
-    pub url: String,
+    pub(crate) url: String,
     /// For `<a href>`: the visible text of the anchor, whitespace collapsed.
-    pub text: Option<String>,
+    pub(crate) text: Option<String>,
 }
 
 /// Gathers distinct links up to a limit.
-pub struct Collector {
+pub(crate) struct Collector {
     links: Vec<Link>,
     seen: HashSet<Link>,
     max: usize,
     /// More links were present than the limit.
-    pub overflowed: bool,
+    pub(crate) overflowed: bool,
 }
 
 impl Collector {
-    pub fn new(max: usize) -> Collector {
+    pub(crate) fn new(max: usize) -> Collector {
         Collector {
             links: Vec::new(),
             seen: HashSet::new(),
@@ -60,7 +60,7 @@ impl Collector {
         }
     }
 
-    pub fn into_links(self) -> Vec<Link> {
+    pub(crate) fn into_links(self) -> Vec<Link> {
         self.links
     }
 
@@ -87,7 +87,7 @@ impl Collector {
     }
 
     /// URLs written in plain text (`http://`, `https://`, `www.`).
-    pub fn text(&mut self, text: &str) {
+    pub(crate) fn text(&mut self, text: &str) {
         let cleaned: Cow<str> = if text.chars().any(lookalike::is_invisible) {
             Cow::Owned(text.chars().filter(|c| !lookalike::is_invisible(*c)).collect())
         } else {
@@ -103,7 +103,7 @@ impl Collector {
     }
 
     /// Links of an HTML document.
-    pub fn html(&mut self, html: &str) {
+    pub(crate) fn html(&mut self, html: &str) {
         let bytes = html.as_bytes();
         let mut visible = String::new();
         let mut anchor: Option<Anchor> = None;
@@ -336,7 +336,7 @@ fn trim_trailing_punctuation(url: &str) -> &str {
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
-pub fn truncate(s: &str, max: usize) -> &str {
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

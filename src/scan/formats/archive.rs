@@ -12,7 +12,7 @@
 //! explicit output limit. They never write files, never follow paths and
 //! never allocate in proportion to a size the archive *declares*.
 
-pub mod stream;
+pub(crate) mod stream;
 
 use std::borrow::Cow;
 
@@ -21,7 +21,7 @@ use miniz_oxide::inflate::core::{DecompressorOxide, decompress, inflate_flags};
 
 /// Why an archive could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ArchiveError {
+pub(crate) enum ArchiveError {
     #[error("not an archive of this format")]
     NotThisFormat,
     #[error("truncated archive ({0})")]
@@ -53,16 +53,16 @@ pub(crate) fn le64(d: &[u8], at: usize) -> Option<u64> {
 
 /// What came out of a bounded decompression.
 #[derive(Debug)]
-pub struct Inflated<'a> {
-    pub data: Cow<'a, [u8]>,
+pub(crate) struct Inflated<'a> {
+    pub(crate) data: Cow<'a, [u8]>,
     /// The whole entry was produced (false: the limit was hit first).
-    pub complete: bool,
+    pub(crate) complete: bool,
 }
 
 /// Inflates a raw deflate stream into at most `limit` bytes. Work is
 /// proportional to the output produced, so a bomb costs `limit`, not its
 /// declared size. Corrupt or truncated input yields what was decoded so far.
-pub fn inflate(input: &[u8], limit: usize) -> Result<Inflated<'static>, ArchiveError> {
+pub(crate) fn inflate(input: &[u8], limit: usize) -> Result<Inflated<'static>, ArchiveError> {
     let flags = inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
     let mut out = vec![0u8; input.len().saturating_mul(2).clamp(64, limit.max(64)).min(limit)];
     let mut state = Box::<DecompressorOxide>::default();
@@ -116,25 +116,25 @@ const ZIP64_EOCD_SIG: u32 = 0x0606_4b50;
 
 /// One member of a zip archive, as its directory describes it.
 #[derive(Debug, Clone)]
-pub struct ZipEntry<'a> {
+pub(crate) struct ZipEntry<'a> {
     /// Path inside the archive, decoded (UTF-8 flag, Info-ZIP Unicode path, else CP437).
-    pub name: String,
-    pub encrypted: bool,
-    pub method: u16,
-    pub compressed_size: u64,
+    pub(crate) name: String,
+    pub(crate) encrypted: bool,
+    pub(crate) method: u16,
+    pub(crate) compressed_size: u64,
     /// As declared; never trusted for allocation.
-    pub uncompressed_size: u64,
+    pub(crate) uncompressed_size: u64,
     /// The compressed bytes, when the local header could be located.
     pub(crate) raw: Option<&'a [u8]>,
 }
 
 impl ZipEntry<'_> {
-    pub fn is_dir(&self) -> bool {
+    pub(crate) fn is_dir(&self) -> bool {
         self.name.ends_with('/') || self.name.ends_with('\\')
     }
 
     /// Decompresses at most `limit` bytes of this entry.
-    pub fn read(&self, limit: usize) -> Result<Inflated<'_>, ArchiveError> {
+    pub(crate) fn read(&self, limit: usize) -> Result<Inflated<'_>, ArchiveError> {
         if self.encrypted {
             return Err(ArchiveError::Encrypted);
         }
@@ -155,25 +155,25 @@ impl ZipEntry<'_> {
 
 /// The members of a zip archive, at most `max_entries` of them.
 #[derive(Debug)]
-pub struct ZipListing<'a> {
-    pub entries: Vec<ZipEntry<'a>>,
+pub(crate) struct ZipListing<'a> {
+    pub(crate) entries: Vec<ZipEntry<'a>>,
     /// How many entries the archive declares (may exceed `entries.len()`).
-    pub declared_entries: u64,
+    pub(crate) declared_entries: u64,
     /// The central directory was missing or unreadable and the entries were
     /// found by walking local headers (a damaged or deliberately odd archive).
-    pub from_local_headers: bool,
+    pub(crate) from_local_headers: bool,
 }
 
 impl ZipListing<'_> {
     /// Sum of the declared uncompressed sizes (saturating).
-    pub fn declared_total(&self) -> u64 {
+    pub(crate) fn declared_total(&self) -> u64 {
         self.entries
             .iter()
             .fold(0u64, |sum, e| sum.saturating_add(e.uncompressed_size))
     }
 
     /// Sum of the declared compressed sizes (saturating).
-    pub fn compressed_total(&self) -> u64 {
+    pub(crate) fn compressed_total(&self) -> u64 {
         self.entries
             .iter()
             .fold(0u64, |sum, e| sum.saturating_add(e.compressed_size))
@@ -183,7 +183,7 @@ impl ZipListing<'_> {
 /// Lists a zip archive. Falls back to walking local headers when the end of
 /// central directory record is absent (a truncated download still shows the
 /// names it carries).
-pub fn list_zip(data: &[u8], max_entries: usize) -> Result<ZipListing<'_>, ArchiveError> {
+pub(crate) fn list_zip(data: &[u8], max_entries: usize) -> Result<ZipListing<'_>, ArchiveError> {
     match find_eocd(data) {
         Some(eocd) => match read_central(data, eocd, max_entries) {
             Ok(listing) => Ok(listing),
@@ -397,14 +397,14 @@ fn decode_name(raw: &[u8], utf8: bool) -> String {
 pub(crate) mod testzip {
     //! A minimal zip writer for tests (stored or deflated entries).
 
-    pub struct Member<'a> {
-        pub name: &'a str,
-        pub data: &'a [u8],
-        pub deflate: bool,
-        pub encrypted: bool,
+    pub(crate) struct Member<'a> {
+        pub(crate) name: &'a str,
+        pub(crate) data: &'a [u8],
+        pub(crate) deflate: bool,
+        pub(crate) encrypted: bool,
     }
 
-    pub fn stored<'a>(name: &'a str, data: &'a [u8]) -> Member<'a> {
+    pub(crate) fn stored<'a>(name: &'a str, data: &'a [u8]) -> Member<'a> {
         Member {
             name,
             data,
@@ -413,7 +413,7 @@ pub(crate) mod testzip {
         }
     }
 
-    pub fn build(members: &[Member]) -> Vec<u8> {
+    pub(crate) fn build(members: &[Member]) -> Vec<u8> {
         let mut out = Vec::new();
         let mut central = Vec::new();
         for m in members {

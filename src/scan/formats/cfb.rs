@@ -10,18 +10,18 @@ use crate::scan::formats::archive::{le16, le32};
 
 /// What the directory of a compound file reveals.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Facts {
+pub(crate) struct Facts {
     /// A `Macros`, `_VBA_PROJECT_CUR` or `VBA` storage, or a `_VBA_PROJECT` stream.
-    pub macros: bool,
+    pub(crate) macros: bool,
     /// An `EncryptedPackage` stream: a password-protected OOXML document.
-    pub encrypted: bool,
+    pub(crate) encrypted: bool,
     /// The root entry has the Windows Installer class id.
-    pub installer: bool,
+    pub(crate) installer: bool,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("unreadable compound file ({0})")]
-pub struct CfbError(&'static str);
+pub(crate) struct CfbError(&'static str);
 
 const MAX_DIRECTORY_SECTORS: usize = 4096;
 const FREE: u32 = 0xffff_fffe; // ENDOFCHAIN
@@ -29,7 +29,7 @@ const MSI_CLSID: [u8; 16] = [
     0x84, 0x10, 0x0c, 0x00, 0x00, 0x00, 0x00, 0x00, 0xc0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x46,
 ];
 
-pub fn inspect(d: &[u8]) -> Result<Facts, CfbError> {
+pub(crate) fn inspect(d: &[u8]) -> Result<Facts, CfbError> {
     if !d.starts_with(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1") {
         return Err(CfbError("signature"));
     }
@@ -94,7 +94,7 @@ pub(crate) mod testcfb {
     //! Builds a one-directory-sector compound file with the given entries.
 
     /// `entries`: (name, type) with type 1 = storage, 2 = stream; a root entry comes first.
-    pub fn build(entries: &[(&str, u8)], root_clsid: [u8; 16]) -> Vec<u8> {
+    pub(crate) fn build(entries: &[(&str, u8)], root_clsid: [u8; 16]) -> Vec<u8> {
         let mut f = vec![0u8; 512 * 3];
         f[..8].copy_from_slice(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1");
         f[0x18..0x1a].copy_from_slice(&0x3eu16.to_le_bytes());

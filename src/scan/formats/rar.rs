@@ -9,27 +9,26 @@
 use super::archive::{ArchiveError, le16, le32, le64};
 
 #[derive(Debug, Clone)]
-pub struct RarEntry {
-    pub name: String,
-    pub encrypted: bool,
-    pub is_dir: bool,
-    pub packed_size: u64,
-    pub unpacked_size: u64,
+pub(crate) struct RarEntry {
+    pub(crate) name: String,
+    pub(crate) encrypted: bool,
+    pub(crate) is_dir: bool,
+    pub(crate) unpacked_size: u64,
 }
 
 #[derive(Debug, Default)]
-pub struct RarListing {
-    pub entries: Vec<RarEntry>,
+pub(crate) struct RarListing {
+    pub(crate) entries: Vec<RarEntry>,
     /// The archive encrypts its headers: names and sizes are hidden.
-    pub headers_encrypted: bool,
+    pub(crate) headers_encrypted: bool,
     /// The walk stopped at damage; `entries` holds what came before.
-    pub damaged: bool,
+    pub(crate) damaged: bool,
 }
 
 const RAR4: &[u8] = b"Rar!\x1a\x07\x00";
 const RAR5: &[u8] = b"Rar!\x1a\x07\x01\x00";
 
-pub fn list_rar(data: &[u8], max_entries: usize) -> Result<RarListing, ArchiveError> {
+pub(crate) fn list_rar(data: &[u8], max_entries: usize) -> Result<RarListing, ArchiveError> {
     if data.starts_with(RAR5) {
         Ok(rar5(data, max_entries))
     } else if data.starts_with(RAR4) {
@@ -88,7 +87,6 @@ fn rar4(data: &[u8], max_entries: usize) -> RarListing {
                     name: String::from_utf8_lossy(raw).into_owned(),
                     encrypted: flags & 0x0004 != 0,
                     is_dir: flags & 0x00e0 == 0x00e0,
-                    packed_size: packed,
                     unpacked_size: unpacked,
                 });
                 if out.entries.len() >= max_entries {
@@ -182,7 +180,6 @@ fn rar5_block(data: &[u8], at: usize, out: &mut RarListing) -> Option<Option<usi
                 name: String::from_utf8_lossy(name).into_owned(),
                 encrypted,
                 is_dir: file_flags & 0x01 != 0,
-                packed_size: data_size,
                 unpacked_size: unpacked,
             });
         }
@@ -209,7 +206,7 @@ const SEVENZIP_AES: [u8; 4] = [0x06, 0xf1, 0x07, 0x01];
 /// Whether a 7-Zip archive uses its AES coder (for the files or for the
 /// header itself). The coder id sits in the end header, which is plain even
 /// when it describes a packed header, so a byte search of it is reliable.
-pub fn sevenzip_encrypted(data: &[u8]) -> Result<bool, ArchiveError> {
+pub(crate) fn sevenzip_encrypted(data: &[u8]) -> Result<bool, ArchiveError> {
     if !data.starts_with(b"7z\xbc\xaf\x27\x1c") {
         return Err(ArchiveError::NotThisFormat);
     }

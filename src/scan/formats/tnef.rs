@@ -16,7 +16,7 @@
 //! panics, whatever the input.
 
 /// The first four bytes of every TNEF stream.
-pub const SIGNATURE: [u8; 4] = [0x78, 0x9f, 0x3e, 0x22];
+pub(crate) const SIGNATURE: [u8; 4] = [0x78, 0x9f, 0x3e, 0x22];
 
 const LVL_ATTACHMENT: u8 = 0x02;
 const ATT_ATTACH_REND_DATA: u32 = 0x0006_9002;
@@ -34,7 +34,7 @@ const PR_ATTACH_MIME_TAG: u16 = 0x370e;
 const MAX_PROPERTIES: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TnefError {
+pub(crate) enum TnefError {
     #[error("not a TNEF stream")]
     NotTnef,
     #[error("truncated TNEF stream ({0})")]
@@ -45,12 +45,12 @@ pub enum TnefError {
 
 /// One attachment found in a TNEF stream.
 #[derive(Debug, Clone, Default)]
-pub struct Member<'a> {
+pub(crate) struct Member<'a> {
     /// Best name available: long file name, title, short file name, display name.
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// `PR_ATTACH_MIME_TAG`, lower case, when present.
-    pub mime_type: Option<String>,
-    pub data: &'a [u8],
+    pub(crate) mime_type: Option<String>,
+    pub(crate) data: &'a [u8],
     long_name: Option<String>,
     title: Option<String>,
     short_name: Option<String>,
@@ -70,21 +70,21 @@ impl Member<'_> {
 
 /// The attachments of a TNEF stream.
 #[derive(Debug, Default)]
-pub struct Tnef<'a> {
-    pub members: Vec<Member<'a>>,
+pub(crate) struct Tnef<'a> {
+    pub(crate) members: Vec<Member<'a>>,
     /// Why decoding stopped early, if it did; `members` holds what was read before.
-    pub problem: Option<TnefError>,
+    pub(crate) problem: Option<TnefError>,
     /// More than `max_members` attachments were present.
-    pub too_many: bool,
+    pub(crate) too_many: bool,
 }
 
-pub fn is_tnef(data: &[u8]) -> bool {
+pub(crate) fn is_tnef(data: &[u8]) -> bool {
     data.starts_with(&SIGNATURE)
 }
 
 /// Decodes up to `max_members` attachments. A damaged stream still yields
 /// the members read before the damage, with `problem` set.
-pub fn decode(data: &[u8], max_members: usize) -> Result<Tnef<'_>, TnefError> {
+pub(crate) fn decode(data: &[u8], max_members: usize) -> Result<Tnef<'_>, TnefError> {
     if !is_tnef(data) {
         return Err(TnefError::NotTnef);
     }
@@ -295,7 +295,7 @@ pub(crate) mod testtnef {
 
     /// A `winmail.dat` with one message attribute and the given attachments
     /// (title, optional long name, data).
-    pub fn build(members: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+    pub(crate) fn build(members: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
         let mut out = super::SIGNATURE.to_vec();
         out.extend_from_slice(&0x1234u16.to_le_bytes());
         attribute(&mut out, 0x01, 0x0008_9006, &[0x00, 0x00, 0x01, 0x00]); // attTnefVersion

@@ -15,7 +15,7 @@
 
 /// The ASCII letter(s) a look-alike character renders as, `None` for any
 /// character that is not a known look-alike (including ASCII itself).
-pub fn confusable(c: char) -> Option<&'static str> {
+pub(crate) fn confusable(c: char) -> Option<&'static str> {
     let mapped = match c {
         // Cyrillic, upper and lower case.
         'А' | 'а' => "a",
@@ -90,7 +90,7 @@ pub fn confusable(c: char) -> Option<&'static str> {
 }
 
 /// Combining marks (removed after NFKD, which is what makes `é` fold to `e`).
-pub fn is_mark(c: char) -> bool {
+pub(crate) fn is_mark(c: char) -> bool {
     matches!(c,
         '\u{0300}'..='\u{036F}'
         | '\u{0483}'..='\u{0489}'
@@ -102,7 +102,7 @@ pub fn is_mark(c: char) -> bool {
 
 /// Characters that render as nothing (or only change direction) and are
 /// used to break up a word for a filter while it still reads the same.
-pub fn is_invisible(c: char) -> bool {
+pub(crate) fn is_invisible(c: char) -> bool {
     matches!(c,
         '\u{00AD}'
         | '\u{034F}'
@@ -117,7 +117,7 @@ pub fn is_invisible(c: char) -> bool {
 
 /// Second-level labels under a two-letter country code that are registries
 /// of their own (`co.uk`, `com.au`, `ac.jp`, `gob.mx`, …).
-pub const GENERIC_SECOND_LEVELS: &[&str] = &[
+pub(crate) const GENERIC_SECOND_LEVELS: &[&str] = &[
     "ac", "asso", "co", "com", "edu", "go", "gob", "gouv", "gov", "govt", "gv", "ltd", "me", "mil", "ne", "net", "nhs",
     "nom", "or", "org", "plc", "sch",
 ];
@@ -125,7 +125,7 @@ pub const GENERIC_SECOND_LEVELS: &[&str] = &[
 /// Suffixes under which unrelated customers each get their own name
 /// (the "private" part of the Public Suffix List, heavily abridged).
 /// Longest first does not matter: lookup tries three labels before two.
-pub const HOSTING_SUFFIXES: &[&str] = &[
+pub(crate) const HOSTING_SUFFIXES: &[&str] = &[
     "mail.onmicrosoft.com",
     "onmicrosoft.com",
     "sharepoint.com",
@@ -162,7 +162,7 @@ pub const HOSTING_SUFFIXES: &[&str] = &[
 /// `http://` or `www.` (`contoso.com`). Two-letter codes that are also
 /// common file extensions (`.md`, `.py`, `.sh`, `.rs`, `.pl`, `.ps`, `.ai`,
 /// `.cs`, `.js`-like) are left out so that `README.md` is not read as a host.
-pub const LINK_TEXT_TLDS: &[&str] = &[
+pub(crate) const LINK_TEXT_TLDS: &[&str] = &[
     "com", "net", "org", "edu", "gov", "mil", "int", "info", "biz", "io", "co", "app", "dev", "online", "site",
     "store", "shop", "xyz", "top", "club", "live", "cloud", "email", "link", "click", "support", "services", "finance",
     "bank", "me", "tv", "us", "uk", "de", "fr", "nl", "be", "ch", "at", "es", "pt", "ie", "eu", "se", "no", "dk", "fi",

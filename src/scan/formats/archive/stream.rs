@@ -11,24 +11,24 @@ use super::{ArchiveError, Inflated, inflate, le16, le32};
 
 /// A gzip member: its stored name and its deflate payload.
 #[derive(Debug)]
-pub struct Gzip<'a> {
-    pub name: Option<String>,
+pub(crate) struct Gzip<'a> {
+    pub(crate) name: Option<String>,
     deflated: &'a [u8],
     /// ISIZE from the trailer: the uncompressed size modulo 2^32.
-    pub declared_size: u32,
+    pub(crate) declared_size: u32,
 }
 
 impl Gzip<'_> {
-    pub fn compressed_len(&self) -> usize {
+    pub(crate) fn compressed_len(&self) -> usize {
         self.deflated.len()
     }
 
-    pub fn read(&self, limit: usize) -> Result<Inflated<'static>, ArchiveError> {
+    pub(crate) fn read(&self, limit: usize) -> Result<Inflated<'static>, ArchiveError> {
         inflate(self.deflated, limit)
     }
 }
 
-pub fn gzip(data: &[u8]) -> Result<Gzip<'_>, ArchiveError> {
+pub(crate) fn gzip(data: &[u8]) -> Result<Gzip<'_>, ArchiveError> {
     if !data.starts_with(&[0x1f, 0x8b]) {
         return Err(ArchiveError::NotThisFormat);
     }
@@ -75,19 +75,19 @@ pub fn gzip(data: &[u8]) -> Result<Gzip<'_>, ArchiveError> {
 
 /// A member of a tar archive.
 #[derive(Debug)]
-pub struct TarEntry<'a> {
-    pub name: String,
-    pub data: &'a [u8],
-    pub is_dir: bool,
+pub(crate) struct TarEntry<'a> {
+    pub(crate) name: String,
+    pub(crate) data: &'a [u8],
+    pub(crate) is_dir: bool,
 }
 
 /// True when `data` carries a ustar/GNU tar header.
-pub fn is_tar(data: &[u8]) -> bool {
+pub(crate) fn is_tar(data: &[u8]) -> bool {
     data.get(257..262) == Some(b"ustar")
 }
 
 /// Lists up to `max_entries` members; a truncated archive yields what was read.
-pub fn list_tar(data: &[u8], max_entries: usize) -> Result<Vec<TarEntry<'_>>, ArchiveError> {
+pub(crate) fn list_tar(data: &[u8], max_entries: usize) -> Result<Vec<TarEntry<'_>>, ArchiveError> {
     if !is_tar(data) {
         return Err(ArchiveError::NotThisFormat);
     }
@@ -158,7 +158,7 @@ fn octal(field: &[u8]) -> Option<u64> {
 }
 
 /// Names of the files a cabinet holds (at most `max_entries`), and how many it declares.
-pub fn list_cab(data: &[u8], max_entries: usize) -> Result<(Vec<String>, u16), ArchiveError> {
+pub(crate) fn list_cab(data: &[u8], max_entries: usize) -> Result<(Vec<String>, u16), ArchiveError> {
     if !data.starts_with(b"MSCF\0\0\0\0") {
         return Err(ArchiveError::NotThisFormat);
     }
