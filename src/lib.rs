@@ -17,6 +17,9 @@
 //! forged; temporary beats permanent when in doubt; everything is bounded;
 //! no test-only behaviour in production code.
 
+#![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
+
 pub mod app;
 pub mod checks;
 pub mod cli;

@@ -1,6 +1,8 @@
 //! The `exogate` binary: parses the command line, sets up logging and maps
 //! errors to exit codes (64 for configuration problems, 1 otherwise).
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

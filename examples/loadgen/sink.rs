@@ -390,7 +390,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     libc::IPPROTO_TCP,
                     libc::TCP_QUICKACK,
                     (&one as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    size_of::<libc::c_int>() as libc::socklen_t,
                 );
             }
         }

@@ -131,7 +131,7 @@ const DIRECTION_CHOICES: [(&str, Direction); 3] = [
 
 /// The check's options, as read from its TOML table.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     pub(crate) blocked: Vec<String>,
     pub(crate) max_depth: u32,
     pub(crate) max_archive_entries: usize,

@@ -124,7 +124,7 @@ impl Check for Content {
                 Where::Headers => text::header_text(input.raw, self.max_text),
                 _ => text::body_text(input.message, self.max_text),
             };
-            for i in target.set.matches(&text).iter() {
+            for i in &target.set.matches(&text) {
                 if let Some(&rule) = target.rule_of.get(i)
                     && let Some(slot) = matched.get_mut(rule)
                 {

@@ -140,7 +140,7 @@ pub struct ExchangeConfig {
     /// Name the gateway certificate must match (`-TlsDomain`; "" = smart_host).
     pub tls_domain: String,
     /// Public egress addresses EXO sees ([] = relay.source_ips).
-    pub public_ips: Vec<ipnet::IpNet>,
+    pub public_ips: Vec<IpNet>,
     /// Prefix of connector and rule names created in the tenant.
     pub name_prefix: String,
 }
@@ -344,15 +344,11 @@ fn read_exchange(s: &Section) -> ExchangeConfig {
     }
 }
 
+/// The host name, as `gethostname(2)` reports it (through the `gethostname`
+/// crate, so that the library needs no unsafe code).
 fn default_hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into the buffer we own.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "localhost".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+    let name = gethostname::gethostname().to_string_lossy().into_owned();
+    if name.is_empty() { "localhost".into() } else { name }
 }
 
 fn socket_addr(text: &str) -> Result<SocketAddr, String> {

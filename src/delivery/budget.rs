@@ -16,7 +16,7 @@ pub(crate) struct BodyBudget {
 
 impl BodyBudget {
     pub(crate) fn new(bytes: u64) -> BodyBudget {
-        let total_kib = (bytes / 1024).clamp(1, u32::MAX as u64 / 2) as u32;
+        let total_kib = (bytes / 1024).clamp(1, u64::from(u32::MAX) / 2) as u32;
         BodyBudget {
             permits: Semaphore::new(total_kib as usize),
             total_kib,
@@ -25,7 +25,7 @@ impl BodyBudget {
 
     /// Waits until `bytes` may be held.
     pub(crate) async fn reserve(&self, bytes: u64) -> SemaphorePermit<'_> {
-        let kib = (bytes.div_ceil(1024)).clamp(1, self.total_kib as u64) as u32;
+        let kib = (bytes.div_ceil(1024)).clamp(1, u64::from(self.total_kib)) as u32;
         self.permits
             .acquire_many(kib)
             .await

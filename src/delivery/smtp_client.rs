@@ -187,7 +187,7 @@ async fn read_reply<S: AsyncRead + Unpin>(
                         .join("\n");
                     return Ok(Reply::new(
                         response.code,
-                        (response.esc[0], response.esc[1] as u16, response.esc[2] as u16),
+                        (response.esc[0], u16::from(response.esc[1]), u16::from(response.esc[2])),
                         text,
                     ));
                 }

@@ -41,7 +41,7 @@ impl Refusal {
 pub(crate) fn ip_allowed(ip: IpAddr, allow: &[IpNet]) -> bool {
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
+        v4 @ IpAddr::V4(_) => v4,
     };
     allow.iter().any(|net| net.contains(&ip))
 }

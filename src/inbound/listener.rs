@@ -102,7 +102,7 @@ pub(crate) async fn serve(listener: TcpListener, implicit_tls: bool, shared: Arc
             }
             Err(e) => {
                 tracing::error!(error = %e, "accept failed; retrying");
-                if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) && reserve.take().is_some() {
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) && reserve.take().is_some() {
                     // Free the reserved descriptor to take one waiting client and
                     // tell it to come back, then reserve again.
                     if let Ok((mut tcp, peer)) = listener.accept().await {

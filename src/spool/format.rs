@@ -167,7 +167,7 @@ pub(crate) fn decode_records(records: &[u8], body_len: u64) -> Result<Trailer, F
                 meta = Some(
                     serde_json::from_slice::<Meta>(payload)
                         .map_err(|e| FormatError::BadRecord(format!("metadata: {e}")))?,
-                )
+                );
             }
             REC_HEADERS => prefix = payload.to_vec(),
             other => return Err(FormatError::BadRecord(format!("unknown record type 0x{other:02x}"))),

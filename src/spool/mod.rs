@@ -47,7 +47,7 @@ pub enum SpoolError {
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
     move |source| {
-        if matches!(source.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
+        if matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
             SpoolError::Full(source)
         } else {
             SpoolError::Io {

@@ -415,7 +415,7 @@ fn thousands_of_matches_make_one_finding_that_counts_them() {
         .map(|n| crate::scan::formats::archive::testzip::stored(n, b"x"))
         .collect();
     let zip = crate::scan::formats::archive::testzip::build(&members);
-    let config = Config::read(&crate::config::reader::Section::root(
+    let config = Config::read(&Section::root(
         &toml::Table::new(),
         &crate::config::reader::Problems::default(),
     ));
@@ -458,7 +458,7 @@ fn bad_options_are_reported_with_their_path() {
 /// corrupted copies, to the full walk (zip, gzip, tar, cab, CFB, TNEF).
 #[test]
 fn no_prefix_or_corruption_of_any_fixture_panics() {
-    let config = Config::read(&crate::config::reader::Section::root(
+    let config = Config::read(&Section::root(
         &toml::Table::new(),
         &crate::config::reader::Problems::default(),
     ));

@@ -291,7 +291,7 @@ fn read_central(data: &[u8], eocd: usize, max_entries: usize) -> Result<ZipListi
                 _ => {}
             }
         }
-        let local = usize::try_from(lho as i128 + shift).ok();
+        let local = usize::try_from(i128::from(lho) + shift).ok();
         entries.push(ZipEntry {
             name,
             encrypted,

@@ -75,7 +75,7 @@ pub(crate) fn inspect(d: &[u8]) -> Result<Facts, CfbError> {
             let name = String::from_utf16_lossy(&units);
             match (kind, name.as_str()) {
                 (1, n) if n.eq_ignore_ascii_case("Macros") || n.eq_ignore_ascii_case("_VBA_PROJECT_CUR") => {
-                    facts.macros = true
+                    facts.macros = true;
                 }
                 (1, n) if n.eq_ignore_ascii_case("VBA") => facts.macros = true,
                 (2, n) if n.eq_ignore_ascii_case("_VBA_PROJECT") => facts.macros = true,
