@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
-use smtp_proto::response::parser::ResponseReceiver;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -21,57 +20,13 @@ use tokio_rustls::client::TlsStream;
 use crate::message::envelope::{BodyType, DsnReturn, Envelope};
 use crate::smtp::reply::Reply;
 
-/// Why a connection or transaction failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub(crate) enum ClientError {
-    #[error("connection to {addr} failed: {detail}")]
-    Connect { addr: SocketAddr, detail: String },
-    #[error("{server} timed out waiting for {stage}")]
-    Timeout { server: String, stage: &'static str },
-    #[error("{server} I/O error during {stage}: {detail}")]
-    Io {
-        server: String,
-        stage: &'static str,
-        detail: String,
-    },
-    #[error("{server} does not offer STARTTLS; refusing to send in plaintext")]
-    NoStartTls { server: String },
-    #[error("TLS with {server} failed: {detail}")]
-    Tls { server: String, detail: String },
-    #[error("{server} answered {stage} with {}", .reply.one_line())]
-    Rejected {
-        server: String,
-        stage: &'static str,
-        reply: Reply,
-    },
-    #[error("{server} sent a malformed reply during {stage}")]
-    Protocol { server: String, stage: &'static str },
-}
+mod error;
+mod wire;
 
-impl ClientError {
-    /// Only a 5xx answer from the server is permanent; everything else
-    /// (network, TLS, timeouts) is temporary and retried.
-    #[cfg(test)]
-    pub(crate) fn is_permanent(&self) -> bool {
-        match self {
-            ClientError::Rejected { reply, .. } => reply.code >= 500,
-            ClientError::Connect { .. }
-            | ClientError::Timeout { .. }
-            | ClientError::Io { .. }
-            | ClientError::NoStartTls { .. }
-            | ClientError::Tls { .. }
-            | ClientError::Protocol { .. } => false,
-        }
-    }
-
-    /// The reply to record for recipients affected by this error.
-    pub(crate) fn reply(&self) -> Reply {
-        match self {
-            ClientError::Rejected { reply, .. } => reply.clone(),
-            other => Reply::new(451, (4, 4, 0), other.to_string()),
-        }
-    }
-}
+pub(crate) use error::ClientError;
+#[cfg(test)]
+use wire::dot_stuff;
+use wire::{DotStuffer, expect_2xx, read_reply, send};
 
 /// Extensions the server advertised after STARTTLS.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -161,110 +116,6 @@ pub(crate) struct Client {
     pub(crate) transactions: usize,
     pub(crate) last_used: Instant,
     settings: ClientSettings,
-}
-
-async fn read_reply<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    buf: &mut Vec<u8>,
-    timeout: Duration,
-    server: &str,
-    stage: &'static str,
-) -> Result<Reply, ClientError> {
-    let mut receiver = ResponseReceiver::default();
-    let started = Instant::now();
-    loop {
-        if !buf.is_empty() {
-            let mut iter = buf.iter();
-            match receiver.parse(&mut iter) {
-                Ok(response) => {
-                    let consumed = buf.len() - iter.as_slice().len();
-                    buf.drain(..consumed);
-                    let text: String = response
-                        .message
-                        .lines()
-                        .map(|l| l.trim_end_matches('\r'))
-                        .collect::<Vec<_>>()
-                        .join("\n");
-                    return Ok(Reply::new(
-                        response.code,
-                        (response.esc[0], u16::from(response.esc[1]), u16::from(response.esc[2])),
-                        text,
-                    ));
-                }
-                Err(smtp_proto::Error::NeedsMoreData { .. }) => buf.clear(),
-                Err(_) => {
-                    return Err(ClientError::Protocol {
-                        server: server.into(),
-                        stage,
-                    });
-                }
-            }
-        }
-        let left = timeout.saturating_sub(started.elapsed());
-        let mut chunk = [0u8; 4096];
-        let n = match tokio::time::timeout(left, stream.read(&mut chunk)).await {
-            Err(_) => {
-                return Err(ClientError::Timeout {
-                    server: server.into(),
-                    stage,
-                });
-            }
-            Ok(Err(e)) => {
-                return Err(ClientError::Io {
-                    server: server.into(),
-                    stage,
-                    detail: e.to_string(),
-                });
-            }
-            Ok(Ok(0)) => {
-                return Err(ClientError::Io {
-                    server: server.into(),
-                    stage,
-                    detail: "connection closed".into(),
-                });
-            }
-            Ok(Ok(n)) => n,
-        };
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-async fn send<S: AsyncWrite + Unpin>(
-    stream: &mut S,
-    bytes: &[u8],
-    timeout: Duration,
-    server: &str,
-    stage: &'static str,
-) -> Result<(), ClientError> {
-    let io = |e: std::io::Error| ClientError::Io {
-        server: server.into(),
-        stage,
-        detail: e.to_string(),
-    };
-    match tokio::time::timeout(timeout, async {
-        stream.write_all(bytes).await?;
-        stream.flush().await
-    })
-    .await
-    {
-        Err(_) => Err(ClientError::Timeout {
-            server: server.into(),
-            stage,
-        }),
-        Ok(r) => r.map_err(io),
-    }
-}
-
-fn expect_2xx(reply: Reply, server: &str, stage: &'static str) -> Result<Reply, ClientError> {
-    if reply.is_positive() {
-        Ok(reply)
-    } else {
-        Err(ClientError::Rejected {
-            server: server.into(),
-            stage,
-            reply,
-        })
-    }
 }
 
 impl Client {
@@ -616,61 +467,6 @@ impl Client {
         }
         let _ = self.stream.shutdown().await;
     }
-}
-
-/// Incremental dot-stuffing for DATA: a "." starting a line is doubled, and
-/// `finish` adds a final CRLF when the message lacks one, then the terminator.
-pub(crate) struct DotStuffer {
-    at_line_start: bool,
-    last_two: [u8; 2],
-}
-
-impl Default for DotStuffer {
-    fn default() -> Self {
-        DotStuffer {
-            at_line_start: true,
-            last_two: [0, 0],
-        }
-    }
-}
-
-impl DotStuffer {
-    pub(crate) fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        let mut start = 0;
-        for (i, &b) in input.iter().enumerate() {
-            if self.at_line_start && b == b'.' {
-                out.extend_from_slice(&input[start..i]);
-                out.push(b'.');
-                start = i;
-            }
-            self.at_line_start = b == b'\n';
-        }
-        out.extend_from_slice(&input[start..]);
-        match input {
-            [.., a, b] => self.last_two = [*a, *b],
-            [b] => self.last_two = [self.last_two[1], *b],
-            [] => {}
-        }
-    }
-
-    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.last_two != *b"\r\n" {
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b".\r\n");
-    }
-}
-
-/// The whole message dot-stuffed with its terminator.
-#[cfg(test)]
-pub(crate) fn dot_stuff(pieces: &[&[u8]]) -> Vec<u8> {
-    let mut stuffer = DotStuffer::default();
-    let mut out = Vec::new();
-    for piece in pieces {
-        stuffer.push(piece, &mut out);
-    }
-    stuffer.finish(&mut out);
-    out
 }
 
 #[cfg(test)]

@@ -14,7 +14,10 @@
 //! and parameters that exchange-online.md §1.1, §2.2 and §5 verify are used
 //! (tests/exo_setup.rs enforces it). It never talks to Exchange Online.
 
+mod names;
 mod render;
+mod rules;
+mod writer;
 
 use std::net::Ipv4Addr;
 

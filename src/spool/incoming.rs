@@ -8,10 +8,10 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use crate::spool::error::{SpoolError, io_err};
 use crate::spool::format::MAGIC;
-use crate::spool::{Spool, SpoolError, io_err};
 
 /// A message body being received: in memory up to a threshold, then on disk.
 pub(crate) struct IncomingBody {
@@ -28,12 +28,14 @@ struct Spill {
 }
 
 impl IncomingBody {
-    pub(crate) fn new(spool: &Spool, id: &str, threshold: usize) -> IncomingBody {
+    /// A body for message `id`, spilled (past `threshold`) into the spool's
+    /// `incoming/` folder, `dir`.
+    pub(crate) fn new(dir: &Path, id: &str, threshold: usize) -> IncomingBody {
         IncomingBody {
             mem: Vec::new(),
             spill: None,
             threshold: threshold.max(64 * 1024),
-            path: spool.incoming.join(id),
+            path: dir.join(id),
         }
     }
 

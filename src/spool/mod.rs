@@ -11,99 +11,41 @@
 //! `active/` that fails validation is moved to `corrupt/` and counted, never
 //! delivered half and never silently dropped.
 //!
-//! Message bodies on their way in (memory, then disk) live in `body`.
+//! Message bodies on their way in (memory, then disk) live in `incoming`;
+//! the queue file format in `format`, the delivery history in `history`,
+//! start-up recovery in `recovery`, batched directory fsyncs in `syncer`.
 //!
 //! Delivery progress is an append-only sidecar (`ID.st`) of checksummed lines,
 //! so a recipient already delivered is never sent again after a restart; a
 //! torn last line is ignored (at worst one duplicate delivery).
 
+mod error;
 pub mod format;
+mod history;
+mod id;
 pub(crate) mod incoming;
+mod recovery;
+mod syncer;
 
-use std::fs::{self, File, OpenOptions};
+pub use error::SpoolError;
+pub(crate) use error::io_err;
+pub(crate) use history::StateEvent;
+pub(crate) use id::{new_id, now_unix, valid_id};
+
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use serde::{Deserialize, Serialize};
 
 use crate::spool::incoming::Body;
 use format::{FOOTER_LEN, FormatError, MAGIC, Meta, Trailer};
-
-/// Spool errors; all of them are temporary for the client (4xx).
-#[derive(Debug, thiserror::Error)]
-pub enum SpoolError {
-    #[error("spool storage full: {0}")]
-    Full(io::Error),
-    #[error("spool I/O error on {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
-    #[error("queue file {id} is damaged: {error}")]
-    Corrupt { id: String, error: FormatError },
-    #[error("no message {0} in the spool")]
-    NotFound(String),
-}
-
-pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
-    move |source| {
-        if matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
-            SpoolError::Full(source)
-        } else {
-            SpoolError::Io {
-                path: path.to_path_buf(),
-                source,
-            }
-        }
-    }
-}
+use syncer::{SyncRequest, spawn_dir_syncer};
 
 /// Which directory a committed message goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Area {
     Active,
     Quarantine,
-}
-
-/// A new, unique, time-ordered queue id (20 upper-case hex digits).
-pub(crate) fn new_id() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let seed = *SEED.get_or_init(|| {
-        let mut b = [0u8; 8];
-        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
-        u64::from_le_bytes(b)
-    });
-    let micros = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_micros() as u64;
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_add(seed) & 0xFF_FFFF;
-    format!("{micros:014X}{n:06X}")
-}
-
-/// Only ids we generated are valid file names (no path tricks from the CLI).
-pub(crate) fn valid_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
-}
-
-pub(crate) fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs() as i64
-}
-
-/// One event in a message's delivery history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "e", rename_all = "lowercase")]
-pub(crate) enum StateEvent {
-    /// Recipient `rcpt` (index in the envelope) was accepted downstream.
-    Delivered { rcpt: usize, reply: String },
-    /// Recipient `rcpt` failed permanently (a DSN was queued if one was due).
-    Failed { rcpt: usize, reply: String },
-    /// An attempt failed temporarily; the next one is due at `next` (Unix seconds).
-    Deferred { attempts: u32, next: i64, error: String },
 }
 
 /// A committed message as the queue sees it: metadata and history, no body.
@@ -126,15 +68,7 @@ pub(crate) struct Spool {
     active: PathBuf,
     corrupt: PathBuf,
     quarantine: PathBuf,
-    syncer: mpsc::Sender<(PathBuf, tokio::sync::oneshot::Sender<io::Result<()>>)>,
-}
-
-/// What start-up found.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Recovery {
-    pub(crate) valid: Vec<String>,
-    pub(crate) corrupt: Vec<(String, String)>,
-    pub(crate) incomplete_removed: usize,
+    syncer: mpsc::Sender<SyncRequest>,
 }
 
 impl Spool {
@@ -161,7 +95,7 @@ impl Spool {
         })
     }
 
-    fn dir(&self, area: Area) -> &Path {
+    pub(super) fn dir(&self, area: Area) -> &Path {
         match area {
             Area::Active => &self.active,
             Area::Quarantine => &self.quarantine,
@@ -172,7 +106,7 @@ impl Spool {
         self.dir(area).join(format!("{id}.q"))
     }
 
-    fn state_path(&self, area: Area, id: &str) -> PathBuf {
+    pub(super) fn state_path(&self, area: Area, id: &str) -> PathBuf {
         self.dir(area).join(format!("{id}.st"))
     }
 
@@ -237,16 +171,6 @@ impl Spool {
         self.sync_dir(self.dir(area)).await
     }
 
-    async fn sync_dir(&self, dir: &Path) -> Result<(), SpoolError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let closed = || SpoolError::Io {
-            path: dir.to_path_buf(),
-            source: io::Error::other("directory syncer stopped"),
-        };
-        self.syncer.send((dir.to_path_buf(), tx)).map_err(|_| closed())?;
-        rx.await.map_err(|_| closed())?.map_err(io_err(dir))
-    }
-
     /// Metadata and history of a committed message (body not read, not validated).
     pub(crate) fn entry(&self, area: Area, id: &str) -> Result<Entry, SpoolError> {
         let path = self.path(area, id);
@@ -295,28 +219,6 @@ impl Spool {
         Ok(Stored { trailer, body: file })
     }
 
-    /// The delivery history of a message (checksummed lines; damaged lines skipped).
-    pub(crate) fn events(&self, area: Area, id: &str) -> Vec<StateEvent> {
-        let Ok(text) = fs::read(self.state_path(area, id)) else {
-            return Vec::new();
-        };
-        text.split(|&b| b == b'\n').filter_map(parse_event_line).collect()
-    }
-
-    /// Appends an event to a message's history and makes it durable.
-    pub(crate) fn append(&self, area: Area, id: &str, event: &StateEvent) -> Result<(), SpoolError> {
-        let path = self.state_path(area, id);
-        let json = serde_json::to_string(event).expect("events serialise");
-        let line = format!("{:08x} {json}\n", crc32fast::hash(json.as_bytes()));
-        let mut f = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        f.write_all(line.as_bytes()).map_err(io_err(&path))?;
-        f.sync_data().map_err(io_err(&path))
-    }
-
     /// Removes a message whose fate is known. Not fsynced: after a crash it may
     /// come back and be delivered twice, never lost.
     pub(crate) fn remove(&self, area: Area, id: &str) -> Result<(), SpoolError> {
@@ -346,38 +248,6 @@ impl Spool {
         Ok(ids)
     }
 
-    /// Start-up: removes unacknowledged partial files, validates every queued
-    /// file, moves damaged ones to `corrupt/`.
-    pub(crate) fn recover(&self) -> Result<Recovery, SpoolError> {
-        let mut report = Recovery::default();
-        for entry in fs::read_dir(&self.incoming).map_err(io_err(&self.incoming))? {
-            let entry = entry.map_err(io_err(&self.incoming))?;
-            if fs::remove_file(entry.path()).is_ok() {
-                report.incomplete_removed += 1;
-            }
-        }
-        // Files still being written when the process stopped: never acknowledged.
-        for dir in [&self.active, &self.quarantine] {
-            for entry in fs::read_dir(dir).map_err(io_err(dir))? {
-                let path = entry.map_err(io_err(dir))?.path();
-                if path.extension().is_some_and(|e| e == "tmp") && fs::remove_file(&path).is_ok() {
-                    report.incomplete_removed += 1;
-                }
-            }
-        }
-        for id in self.list(Area::Active)? {
-            let path = self.path(Area::Active, &id);
-            match validate_file(&path) {
-                Ok(()) => report.valid.push(id),
-                Err(e) => {
-                    self.set_aside(&id);
-                    report.corrupt.push((id, e.to_string()));
-                }
-            }
-        }
-        Ok(report)
-    }
-
     /// Moves a quarantined message into the delivery queue (durably).
     pub(crate) fn release(&self, id: &str) -> Result<(), SpoolError> {
         let from = self.path(Area::Quarantine, id);
@@ -392,28 +262,6 @@ impl Spool {
             .map_err(io_err(&self.active))
     }
 
-    /// Moves a damaged queued message (and its history) to `corrupt/`.
-    pub(crate) fn set_aside(&self, id: &str) {
-        for (from, name) in [
-            (self.path(Area::Active, id), format!("{id}.q")),
-            (self.state_path(Area::Active, id), format!("{id}.st")),
-        ] {
-            let _ = fs::rename(&from, self.corrupt.join(name));
-        }
-    }
-
-    /// Number of files set aside as damaged.
-    #[cfg(test)]
-    pub(crate) fn corrupt_count(&self) -> usize {
-        fs::read_dir(&self.corrupt)
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter(|e| e.file_name().to_string_lossy().ends_with(".q"))
-                    .count()
-            })
-            .unwrap_or(0)
-    }
-
     /// Whether the spool directories are writable (for readiness).
     pub(crate) fn writable(&self) -> bool {
         let probe = self.incoming.join(".probe");
@@ -421,53 +269,6 @@ impl Spool {
         let _ = fs::remove_file(&probe);
         ok
     }
-}
-
-fn parse_event_line(line: &[u8]) -> Option<StateEvent> {
-    let line = std::str::from_utf8(line).ok()?;
-    let (crc, json) = line.split_once(' ')?;
-    let crc = u32::from_str_radix(crc, 16).ok()?;
-    if crc32fast::hash(json.as_bytes()) != crc {
-        return None;
-    }
-    serde_json::from_str(json).ok()
-}
-
-/// Streams a queue file through the checksum without loading it whole.
-fn validate_file(path: &Path) -> Result<(), FormatError> {
-    let mut f = File::open(path).map_err(|_| FormatError::TooShort(0))?;
-    let len = f.metadata().map_err(|_| FormatError::TooShort(0))?.len();
-    if len < (MAGIC.len() + FOOTER_LEN) as u64 {
-        return Err(FormatError::TooShort(len));
-    }
-    let mut magic = [0u8; 8];
-    f.read_exact(&mut magic).map_err(|_| FormatError::TooShort(len))?;
-    if &magic != MAGIC {
-        return Err(FormatError::BadMagic);
-    }
-    let mut footer = [0u8; FOOTER_LEN];
-    f.seek(SeekFrom::Start(len - FOOTER_LEN as u64))
-        .map_err(|_| FormatError::NoEnd)?;
-    f.read_exact(&mut footer).map_err(|_| FormatError::NoEnd)?;
-    let parsed = format::decode_footer(&footer, len)?;
-    f.seek(SeekFrom::Start(0)).map_err(|_| FormatError::NoEnd)?;
-    let mut crc = crc32fast::Hasher::new();
-    let mut remaining = len - 4;
-    let mut buf = vec![0u8; 1 << 20];
-    while remaining > 0 {
-        let n = remaining.min(buf.len() as u64) as usize;
-        f.read_exact(&mut buf[..n]).map_err(|_| FormatError::NoEnd)?;
-        crc.update(&buf[..n]);
-        remaining -= n as u64;
-    }
-    if crc.finalize() != parsed.crc {
-        return Err(FormatError::Checksum);
-    }
-    let mut records = vec![0u8; parsed.records_len as usize];
-    f.seek(SeekFrom::Start(MAGIC.len() as u64 + parsed.body_len))
-        .map_err(|_| FormatError::NoEnd)?;
-    f.read_exact(&mut records).map_err(|_| FormatError::NoEnd)?;
-    format::decode_records(&records, parsed.body_len).map(|_| ())
 }
 
 fn write_all_vectored(f: &mut File, mut bufs: &mut [io::IoSlice<'_>]) -> io::Result<()> {
@@ -483,50 +284,13 @@ fn write_all_vectored(f: &mut File, mut bufs: &mut [io::IoSlice<'_>]) -> io::Res
     Ok(())
 }
 
-type SyncRequest = (PathBuf, tokio::sync::oneshot::Sender<io::Result<()>>);
-
-/// One thread that fsyncs directories, batching every request that arrived
-/// while the previous fsync ran (group commit).
-fn spawn_dir_syncer() -> mpsc::Sender<SyncRequest> {
-    let (tx, rx) = mpsc::channel::<SyncRequest>();
-    std::thread::Builder::new()
-        .name("exogate-dirsync".into())
-        .spawn(move || {
-            while let Ok(first) = rx.recv() {
-                let mut batch = vec![first];
-                while let Ok(more) = rx.try_recv() {
-                    batch.push(more);
-                }
-                let mut dirs: Vec<PathBuf> = batch.iter().map(|(d, _)| d.clone()).collect();
-                dirs.sort();
-                dirs.dedup();
-                let results: Vec<(PathBuf, Result<(), String>)> = dirs
-                    .into_iter()
-                    .map(|d| {
-                        let r = File::open(&d).and_then(|f| f.sync_all()).map_err(|e| e.to_string());
-                        (d, r)
-                    })
-                    .collect();
-                for (dir, done) in batch {
-                    let r = results
-                        .iter()
-                        .find(|(d, _)| *d == dir)
-                        .map(|(_, r)| r.clone())
-                        .unwrap_or(Ok(()));
-                    let _ = done.send(r.map_err(io::Error::other));
-                }
-            }
-        })
-        .expect("spawning the directory syncer thread");
-    tx
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::message::envelope::{Direction, Envelope, SessionFacts};
     use crate::spool::format::Kind;
     use crate::spool::incoming::{Body, IncomingBody};
+    use std::fs::OpenOptions;
 
     fn meta(id: &str) -> Meta {
         Meta {
@@ -592,7 +356,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path()).unwrap();
         let id = new_id();
-        let mut body = IncomingBody::new(&spool, &id, 0);
+        let mut body = IncomingBody::new(&spool.incoming, &id, 0);
         let mut expected = Vec::new();
         for i in 0..300u32 {
             let chunk = format!("line {i} {}\r\n", "x".repeat(1000));

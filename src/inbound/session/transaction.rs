@@ -146,7 +146,7 @@ impl Session {
             return Err(Reply::RCPT_FIRST);
         }
         if tx.body.is_none() {
-            tx.body = Some(IncomingBody::new(&spool, &tx.id, threshold));
+            tx.body = Some(IncomingBody::new(&spool.incoming, &tx.id, threshold));
         }
         Ok(())
     }
