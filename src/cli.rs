@@ -154,16 +154,8 @@ pub fn spool_command(config: &Path, area: Area, action: SpoolAction) -> Result<O
         (_, SpoolAction::Export { id }) => {
             check_id(&id)?;
             let stored = spool.read(area, &id)?;
-            let stamp = crate::message::stamp::Stamp {
-                prefix: stored.trailer.prefix.clone(),
-                skips: stored
-                    .trailer
-                    .meta
-                    .skips
-                    .iter()
-                    .map(|&(s, e)| s as usize..e as usize)
-                    .collect(),
-            };
+            let stamp =
+                crate::message::stamp::Stamp::from_stored(stored.trailer.prefix.clone(), &stored.trailer.meta.skips);
             Ok(Output::Bytes(stamp.apply(&stored.body)))
         }
         (_, SpoolAction::Delete { id }) => {

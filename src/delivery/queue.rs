@@ -65,7 +65,7 @@ struct KeyQueue {
 }
 
 struct Scheduler {
-    shared: Arc<Context>,
+    cx: Arc<Context>,
     items: HashMap<String, Item>,
     /// Per destination key: dispatch looks at each destination's earliest
     /// entries only, so a destination at its limit costs nothing.
@@ -82,13 +82,13 @@ struct Scheduler {
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
 
 async fn scheduler(
-    shared: Arc<Context>,
+    cx: Arc<Context>,
     mut rx: mpsc::UnboundedReceiver<Event>,
     shutdown: CancellationToken,
     recovered: Vec<String>,
 ) {
     let mut s = Scheduler {
-        shared,
+        cx,
         items: HashMap::new(),
         queues: HashMap::new(),
         in_flight: 0,
@@ -97,7 +97,7 @@ async fn scheduler(
         last_housekeeping: Instant::now(),
         flush_seen: None,
     };
-    let flush_file = s.shared.spool.flush_trigger();
+    let flush_file = s.cx.spool.flush_trigger();
     let flushed = std::fs::remove_file(&flush_file).is_ok();
     for id in recovered {
         s.load_from_disk(&id, flushed);
@@ -130,7 +130,7 @@ async fn scheduler(
 
 impl Scheduler {
     fn config(&self) -> arc_swap::Guard<Arc<Settings>> {
-        self.shared.settings.load()
+        self.cx.settings.load()
     }
 
     fn insert(&mut self, id: String, key: RouteKey, due: i64, received: i64) {
@@ -151,7 +151,7 @@ impl Scheduler {
     }
 
     fn load_from_disk(&mut self, id: &str, due_now: bool) {
-        match self.shared.spool.entry(Area::Active, id) {
+        match self.cx.spool.entry(Area::Active, id) {
             Ok(entry) => {
                 let next = entry
                     .events
@@ -168,8 +168,8 @@ impl Scheduler {
             }
             Err(e @ SpoolError::Corrupt { .. }) => {
                 tracing::error!(queue_id = id, error = %e, "damaged queue file set aside");
-                self.shared.spool.set_aside(id);
-                self.shared.metrics.spool_corrupt.inc(&[]);
+                self.cx.spool.set_aside(id);
+                self.cx.metrics.spool_corrupt.inc(&[]);
             }
             Err(e) => tracing::warn!(queue_id = id, error = %e, "cannot load queued message; it stays on disk"),
         }
@@ -198,7 +198,7 @@ impl Scheduler {
                 }
             }
         }
-        self.shared
+        self.cx
             .metrics
             .queue_size
             .store(self.items.len() as i64, Ordering::Relaxed);
@@ -252,19 +252,19 @@ impl Scheduler {
         }
         self.in_flight += started.len();
         for id in started {
-            let shared = self.shared.clone();
+            let cx = self.cx.clone();
             tokio::spawn(async move {
                 // The attempt runs in its own task so that even a panic in it
                 // hands the message back to the scheduler (and its slot frees).
                 let attempt = {
-                    let (shared, id) = (shared.clone(), id.clone());
-                    tokio::spawn(async move { crate::delivery::attempt::deliver(&shared, &id).await })
+                    let (cx, id) = (cx.clone(), id.clone());
+                    tokio::spawn(async move { crate::delivery::attempt::deliver(&cx, &id).await })
                 };
                 let outcome = attempt.await.unwrap_or_else(|e| {
                     tracing::error!(queue_id = %id, error = %e, "delivery attempt crashed; retrying in a minute");
                     Outcome::Retry { due: now_unix() + 60 }
                 });
-                shared.handle.done(id, outcome);
+                cx.handle.done(id, outcome);
             });
         }
     }
@@ -272,7 +272,7 @@ impl Scheduler {
     fn housekeeping(&mut self) {
         self.last_housekeeping = Instant::now();
         // `queue flush` from the command line touches a trigger file.
-        let trigger = self.shared.spool.flush_trigger();
+        let trigger = self.cx.spool.flush_trigger();
         if let Ok(modified) = std::fs::metadata(&trigger).and_then(|m| m.modified())
             && self.flush_seen != Some(modified)
         {
@@ -286,14 +286,14 @@ impl Scheduler {
         {
             self.scan_disk();
         }
-        self.shared.relay.prune();
+        self.cx.relay.prune();
         self.update_gauges();
     }
 
     /// Picks up messages that are on disk but not in the index.
     fn scan_disk(&mut self) {
         self.last_scan = Instant::now();
-        let ids = match self.shared.spool.list(Area::Active) {
+        let ids = match self.cx.spool.list(Area::Active) {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::error!(error = %e, "cannot list the spool");
@@ -318,7 +318,7 @@ impl Scheduler {
     }
 
     fn update_gauges(&self) {
-        let m = &self.shared.metrics;
+        let m = &self.cx.metrics;
         m.queue_size.store(self.items.len() as i64, Ordering::Relaxed);
         m.queue_oldest.store(
             self.items.values().map(|i| i.received).min().unwrap_or(0),

@@ -9,16 +9,17 @@
 //! refusal decided by admission or policy (5xx); one log line records the
 //! decision for each message.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::tenant::{Tenant, TenantMode};
-use crate::inbound::admission;
+use crate::inbound::admission::{self, Attribution};
 use crate::inbound::{Context, Settings};
 use crate::message::envelope::{Direction, Envelope, SessionFacts};
 use crate::message::stamp::{self, StampFacts};
 use crate::message::verdict::Action;
-use crate::scan::pipeline::ScanReport;
+use crate::scan::pipeline::{Policy, ScanReport};
 use crate::smtp::reply::Reply;
 use crate::spool::format::{Kind, Meta};
 use crate::spool::incoming::Body;
@@ -38,7 +39,7 @@ pub(crate) enum Prepared {
 
 /// Confirms, scans, decides and stamps.
 pub(crate) async fn prepare(
-    shared: &Context,
+    cx: &Context,
     rt: &Settings,
     id: &str,
     session: SessionFacts,
@@ -47,70 +48,31 @@ pub(crate) async fn prepare(
     body: Body,
 ) -> Prepared {
     let started = Instant::now();
-    // The header decides the tenant; only then is its policy (and how much of
-    // a large message it scans) known. In memory both reads are free.
-    let head = match body.for_scan(0) {
-        Ok(head) => head,
-        Err(e) => {
-            tracing::error!(queue_id = id, error = %e, "cannot read the received message back");
+    let (tenant, attribution) = match confirm(cx, rt, id, &session, &envelope, &tenant, &body) {
+        Ok(confirmed) => confirmed,
+        Err(reply) => {
             body.discard();
-            return Prepared::Refused(Reply::LOCAL_ERROR);
+            return Prepared::Refused(reply);
         }
     };
-    let sender_tenant = rt.tenants.by_address(&envelope.mail_from).cloned();
-    let (tenant, attribution) = match admission::confirm(&tenant, sender_tenant.as_ref(), &envelope, &head) {
-        Ok(a) => a,
-        Err(refusal) => {
-            shared.metrics.admission_refusals.inc(&["tenant-headers"]);
-            tracing::warn!(
-                queue_id = id,
-                client = %session.client_ip,
-                tenant = %tenant.portal,
-                from = %envelope.mail_from,
-                reason = %refusal.reason,
-                "admission refused at end of data"
-            );
-            drop(head);
-            body.discard();
-            return Prepared::Refused(refusal.reply);
-        }
-    };
-    drop(head);
     let policy = rt.policy(&tenant.policy);
-    let raw = match body.for_scan(policy.scan_max_size) {
+    let raw = match read_back(&body, policy.scan_max_size, id) {
         Ok(raw) => raw,
-        Err(e) => {
-            tracing::error!(queue_id = id, error = %e, "cannot read the received message back");
+        Err(reply) => {
             body.discard();
-            return Prepared::Refused(Reply::LOCAL_ERROR);
+            return Prepared::Refused(reply);
         }
     };
     if attribution.inferred {
         tracing::info!(queue_id = id, tenant = %tenant.portal, direction = %attribution.direction, "no X-CLOUD-SEC-AV-Info header: direction inferred from the domains");
     }
+    let direction = attribution.direction;
 
     let report = {
-        let _permit = shared.scan_permits.acquire().await;
-        if tenant.mode == TenantMode::Monitor {
-            let original = journal_original(&raw);
-            let scanned = original.as_deref().unwrap_or(&raw);
-            policy
-                .scan(
-                    scanned,
-                    scanned.len() as u64,
-                    &envelope,
-                    &session,
-                    &tenant,
-                    attribution.direction,
-                )
-                .await
-        } else {
-            policy
-                .scan(&raw, body.len(), &envelope, &session, &tenant, attribution.direction)
-                .await
-        }
+        let _permit = cx.scan_permits.acquire().await;
+        scan(&policy, &raw, body.len(), &envelope, &session, &tenant, direction).await
     };
-    record_checks(shared, &report);
+    record_checks(cx, &report);
 
     let enforce = tenant.mode == TenantMode::Inline;
     let action = if enforce {
@@ -118,49 +80,24 @@ pub(crate) async fn prepare(
     } else {
         Action::Deliver
     };
-    let size = body.len();
     log_decision(
         id,
         &tenant,
         &envelope,
-        attribution.direction,
-        size,
+        direction,
+        body.len(),
         &report,
         action,
         enforce,
         started,
     );
-
-    if tenant.mode == TenantMode::Monitor {
-        shared
-            .metrics
-            .messages
-            .inc(&[&tenant.portal, attribution.direction.as_str(), "monitor"]);
+    if let Some(settled) = settle(cx, id, &tenant, direction, &report, action, enforce) {
         drop(raw);
         body.discard();
-        return Prepared::Monitored { id: id.to_string() };
-    }
-    if enforce && report.verdict.tempfail {
-        shared
-            .metrics
-            .messages
-            .inc(&[&tenant.portal, attribution.direction.as_str(), "tempfail"]);
-        drop(raw);
-        body.discard();
-        return Prepared::Refused(Reply::SCAN_TEMPFAIL);
-    }
-    shared
-        .metrics
-        .messages
-        .inc(&[&tenant.portal, attribution.direction.as_str(), action.as_str()]);
-    if action == Action::Reject {
-        drop(raw);
-        body.discard();
-        return Prepared::Refused(Reply::POLICY_REJECT);
+        return settled;
     }
 
     let now = now_unix();
-    let single = (envelope.recipients.len() == 1).then(|| envelope.recipients[0].address.as_str());
     let st = stamp::stamp(
         &raw,
         &StampFacts {
@@ -168,9 +105,9 @@ pub(crate) async fn prepare(
             queue_id: id,
             session: &session,
             smtputf8: envelope.smtputf8,
-            single_recipient: single,
+            single_recipient: (envelope.recipients.len() == 1).then(|| envelope.recipients[0].address.as_str()),
             portal: &tenant.portal,
-            direction: attribution.direction,
+            direction,
             verdict: &report.verdict,
             action,
             enforced: enforce,
@@ -185,9 +122,9 @@ pub(crate) async fn prepare(
         envelope,
         session,
         tenant: tenant.portal.clone(),
-        direction: attribution.direction,
+        direction,
         verdict: Some(report.verdict),
-        skips: st.skips.iter().map(|r| (r.start as u64, r.end as u64)).collect(),
+        skips: st.stored_skips(),
         route: None,
     };
     if action == Action::Quarantine {
@@ -205,13 +142,96 @@ pub(crate) async fn prepare(
     }
 }
 
+/// The header decides the tenant and the direction (admission confirms what
+/// the envelope suggested); only then is its policy known.
+fn confirm(
+    cx: &Context,
+    rt: &Settings,
+    id: &str,
+    session: &SessionFacts,
+    envelope: &Envelope,
+    tenant: &Arc<Tenant>,
+    body: &Body,
+) -> Result<(Arc<Tenant>, Attribution), Reply> {
+    // In memory this read is free; a spilled body yields its header only.
+    let head = read_back(body, 0, id)?;
+    let sender_tenant = rt.tenants.by_address(&envelope.mail_from).cloned();
+    admission::confirm(tenant, sender_tenant.as_ref(), envelope, &head).map_err(|refusal| {
+        cx.metrics.admission_refusals.inc(&["tenant-headers"]);
+        tracing::warn!(
+            queue_id = id,
+            client = %session.client_ip,
+            tenant = %tenant.portal,
+            from = %envelope.mail_from,
+            reason = %refusal.reason,
+            "admission refused at end of data"
+        );
+        refusal.reply
+    })
+}
+
+/// The message as the scan sees it (its header only past `max` bytes).
+fn read_back<'a>(body: &'a Body, max: u64, id: &str) -> Result<Cow<'a, [u8]>, Reply> {
+    body.for_scan(max).map_err(|e| {
+        tracing::error!(queue_id = id, error = %e, "cannot read the received message back");
+        Reply::LOCAL_ERROR
+    })
+}
+
+/// Runs the policy; for a monitor tenant, on the original a journal report
+/// carries (or the report itself when it carries none).
+async fn scan(
+    policy: &Policy,
+    raw: &[u8],
+    size: u64,
+    envelope: &Envelope,
+    session: &SessionFacts,
+    tenant: &Tenant,
+    direction: Direction,
+) -> ScanReport {
+    if tenant.mode == TenantMode::Monitor {
+        let original = journal_original(raw);
+        let scanned = original.as_deref().unwrap_or(raw);
+        policy
+            .scan(scanned, scanned.len() as u64, envelope, session, tenant, direction)
+            .await
+    } else {
+        policy.scan(raw, size, envelope, session, tenant, direction).await
+    }
+}
+
+/// Counts the message once by what is done with it, and settles the cases
+/// where nothing is stored: monitor mode, a scan that must be retried, a
+/// rejection. `None`: the message is to be stamped and stored.
+fn settle(
+    cx: &Context,
+    id: &str,
+    tenant: &Tenant,
+    direction: Direction,
+    report: &ScanReport,
+    action: Action,
+    enforce: bool,
+) -> Option<Prepared> {
+    let (label, settled) = if tenant.mode == TenantMode::Monitor {
+        ("monitor", Some(Prepared::Monitored { id: id.to_string() }))
+    } else if enforce && report.verdict.tempfail {
+        ("tempfail", Some(Prepared::Refused(Reply::SCAN_TEMPFAIL)))
+    } else if action == Action::Reject {
+        (action.as_str(), Some(Prepared::Refused(Reply::POLICY_REJECT)))
+    } else {
+        (action.as_str(), None)
+    };
+    cx.metrics.messages.inc(&[&tenant.portal, direction.as_str(), label]);
+    settled
+}
+
 /// Queue mode: makes the message durable, then answers.
-pub(crate) async fn store(shared: &Context, prepared: Prepared) -> Reply {
+pub(crate) async fn store(cx: &Context, prepared: Prepared) -> Reply {
     match prepared {
         Prepared::Refused(reply) => reply,
         Prepared::Monitored { id } => Reply::queued(&id),
         Prepared::Quarantine { meta, prefix, body } => {
-            match shared.spool.commit(Area::Quarantine, &meta, &prefix, body).await {
+            match cx.spool.commit(Area::Quarantine, &meta, &prefix, body).await {
                 Ok(()) => {
                     tracing::info!(queue_id = %meta.id, tenant = %meta.tenant, "message quarantined");
                     Reply::quarantined(&meta.id)
@@ -224,11 +244,10 @@ pub(crate) async fn store(shared: &Context, prepared: Prepared) -> Reply {
         }
         Prepared::Deliver { meta, prefix, body } => {
             let started = Instant::now();
-            match shared.spool.commit(Area::Active, &meta, &prefix, body).await {
+            match cx.spool.commit(Area::Active, &meta, &prefix, body).await {
                 Ok(()) => {
                     tracing::debug!(queue_id = %meta.id, commit_us = started.elapsed().as_micros() as u64, "message queued");
-                    shared
-                        .queue
+                    cx.queue
                         .queued(&meta.id, &crate::delivery::route::RouteKey::of(&meta), meta.received);
                     Reply::queued(&meta.id)
                 }
@@ -248,11 +267,11 @@ pub(crate) fn spool_reply(e: &crate::spool::SpoolError) -> Reply {
     }
 }
 
-fn record_checks(shared: &Context, report: &ScanReport) {
+fn record_checks(cx: &Context, report: &ScanReport) {
     for t in &report.timings {
-        shared.metrics.check_duration.observe(&[&t.name], t.elapsed);
+        cx.metrics.check_duration.observe(&[&t.name], t.elapsed);
         if t.failed {
-            shared.metrics.check_errors.inc(&[&t.name]);
+            cx.metrics.check_errors.inc(&[&t.name]);
         }
     }
 }

@@ -132,15 +132,10 @@ pub(crate) async fn finish(shared: &Context, leg: ProxyLeg, prepared: Prepared) 
                 }
             };
             body.discard();
-            let stamp = Stamp {
-                prefix,
-                skips: meta.skips.iter().map(|&(s, e)| s as usize..e as usize).collect(),
+            let stamp = Stamp::from_stored(prefix, &meta.skips);
+            let bytes = MessageBytes {
+                pieces: stamp.pieces(&raw),
             };
-            let mut pieces: Vec<&[u8]> = vec![&stamp.prefix];
-            for range in stamp.kept(raw.len()) {
-                pieces.push(&raw[range]);
-            }
-            let bytes = MessageBytes { pieces };
             let mut leg = leg;
             match leg
                 .client

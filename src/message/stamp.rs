@@ -33,6 +33,28 @@ pub struct Stamp {
 }
 
 impl Stamp {
+    /// The stamp as a queue file stores it: the prefix record and the skips
+    /// as (start, end) offsets. The one way back from storage to a stamp.
+    pub(crate) fn from_stored(prefix: Vec<u8>, skips: &[(u64, u64)]) -> Stamp {
+        Stamp {
+            prefix,
+            skips: skips.iter().map(|&(s, e)| s as usize..e as usize).collect(),
+        }
+    }
+
+    /// The skips as a queue file stores them (see [`Stamp::from_stored`]).
+    pub(crate) fn stored_skips(&self) -> Vec<(u64, u64)> {
+        self.skips.iter().map(|r| (r.start as u64, r.end as u64)).collect()
+    }
+
+    /// The stamped message as borrowed pieces (prefix, then what is kept of
+    /// `raw`), for writing it out without a copy.
+    pub(crate) fn pieces<'a>(&'a self, raw: &'a [u8]) -> Vec<&'a [u8]> {
+        let mut pieces: Vec<&[u8]> = vec![&self.prefix];
+        pieces.extend(self.kept(raw.len()).into_iter().map(|range| &raw[range]));
+        pieces
+    }
+
     /// Length of the stamped message.
     pub fn stamped_len(&self, raw_len: usize) -> usize {
         self.prefix.len() + raw_len - self.skips.iter().map(|r| r.len()).sum::<usize>()
