@@ -1,10 +1,15 @@
 //! The configuration: read from TOML into typed values, validated as a whole.
 //!
 //! Reading never stops at the first problem: every mistake is collected with
-//! its TOML path (see `toml_reader`), so `exogate check-config` prints them all
+//! its TOML path (see `reader`), so `exogate check-config` prints them all
 //! and the daemon refuses to start before binding any socket. Unknown keys are
 //! errors. Relative paths are relative to the config file's folder. The keys
 //! are a user-facing contract (DESIGN §8): add freely, rename none.
+//!
+//! Owns: the typed configuration, tenants (`tenant`, read by `tenants`) and
+//! policies as data (`policy`). Must never: build running objects (checks,
+//! TLS configurations, sockets: `checks` and `app` do), or import any stage
+//! but `smtp` and `message`.
 
 pub mod policy;
 pub mod reader;

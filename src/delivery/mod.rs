@@ -1,4 +1,14 @@
-//! Delivery: the queue scheduler, one attempt, DSNs, the relay client.
+//! Delivery: the queue scheduler over the spool (`queue`), one attempt on one
+//! queued message (`attempt`), DSNs (`dsn`), the relay to the tenant's
+//! downstream (`relay`) over an SMTP client (`smtp_client`), the memory
+//! budget for bodies in flight (`budget`), and the values queue and attempt
+//! share (`route`, `handle`) and the settings they read (`settings`).
+//!
+//! Owns: getting every acknowledged message to its tenant's destination, or
+//! a DSN to its sender. Must never: delete a queued message before every
+//! recipient has a final result, send a message in plaintext, relay to a
+//! destination other than the tenant's (never an open relay), or import the
+//! stages above it: `app` builds its [`Context`] and passes it down.
 
 use std::sync::Arc;
 

@@ -1,4 +1,15 @@
-//! Receiving mail: listener, admission, session, disposition, proxy leg.
+//! Receiving mail: the listener and its connection limits (`listener`),
+//! admission (client address, tenant of each recipient, tenant and direction
+//! confirmed from the header, in `admission`), the SMTP session state machine
+//! (`session`), what happens to a message at its last byte (`disposition`:
+//! scan, decide, stamp, store) and the proxy leg that relays during the
+//! session (`proxy`).
+//!
+//! Owns: the 250 after DATA/BDAT, given only once the message is durable (or
+//! the downstream took it, in proxy mode). Must never: accept mail from a
+//! client or for a tenant admission has not admitted, answer 5xx for an
+//! internal failure (4xx: temporary beats permanent), or import `web`, `app`
+//! or `cli`: `app` builds its [`Context`] and [`Settings`] and passes them down.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

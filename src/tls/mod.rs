@@ -2,10 +2,12 @@
 //! implicit TLS, TLS 1.2+, optional verified client certificates) and the
 //! client side used to relay back (always verified, never optional).
 //!
-//! Certificates are loaded when a runtime is built, so a reload picks up new
+//! Certificates are loaded when a snapshot is built, so a reload picks up new
 //! files and a bad file fails the reload instead of the running service. A
 //! self-signed pair is generated only when asked (`tls.generate`) and only when
 //! both files are absent, so an operator's real certificate is never replaced.
+//! ring is the only crypto provider. Must never: offer an unverified client
+//! configuration, or know which stage uses a configuration.
 
 use std::io::Write;
 use std::path::Path;

@@ -1,4 +1,9 @@
-//! The admin HTTP endpoint.
+//! The admin HTTP endpoint: `/metrics` (served from `telemetry`), `/healthz`
+//! and `/readyz`.
+//!
+//! Owns: answering those requests, bounded in size and time. Must never:
+//! change gateway state or expose message content; `app` builds its
+//! [`Context`] and passes it down.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
