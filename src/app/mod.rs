@@ -99,3 +99,52 @@ pub async fn run(config_path: PathBuf, snapshot: Snapshot) -> Result<(), AppErro
     shutdown::shutdown(gateway, grace, &mut term, &mut int).await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Config's own problems and those the checks find in their options are
+    /// reported together, in path order, as before checks were built outside
+    /// config.
+    #[test]
+    fn config_and_check_option_problems_are_reported_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(
+            &path,
+            r#"
+[server]
+listen = ["127.0.0.1:2525"]
+state_dir = "state"
+[tls]
+generate = true
+[policy.default]
+[[policy.default.check]]
+kind = "attachments"
+no_such_option = 1
+[[policy.default.check]]
+kind = "nonsense"
+[[tenant]]
+portal = "contoso"
+domains = ["contoso.com"]
+deliver_to = ["mx.contoso.com:notaport"]
+"#,
+        )
+        .unwrap();
+        let Err(AppError::Config(LoadError::Invalid { errors, .. })) = load(&path, true) else {
+            panic!("the configuration should be refused");
+        };
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert_eq!(errors[0], "policy.default.check[0].no_such_option: unknown key");
+        assert!(
+            errors[1].starts_with("policy.default.check[1].kind: unknown check kind \"nonsense\""),
+            "{errors:#?}"
+        );
+        assert!(
+            errors[2].starts_with("tenant[0].deliver_to[0]: expected \"host:port\""),
+            "{errors:#?}"
+        );
+    }
+}
