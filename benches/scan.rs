@@ -8,11 +8,12 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use exogate::envelope::{Direction, Envelope, Recipient, SessionFacts};
-use exogate::pipeline::{BuildContext, Policy};
-use exogate::stamp::{StampFacts, stamp};
-use exogate::tenant::{Destination, Tenant};
-use exogate::verdict::Action;
+use exogate::checks::default_policy;
+use exogate::config::tenant::{Destination, Tenant};
+use exogate::message::envelope::{Direction, Envelope, Recipient, SessionFacts};
+use exogate::message::stamp::{StampFacts, stamp};
+use exogate::message::verdict::Action;
+use exogate::scan::check::BuildContext;
 
 fn tenant() -> Tenant {
     Tenant::new("contoso", &["contoso.com"], Destination::Mx)
@@ -38,7 +39,7 @@ fn base64(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len() * 4 / 3 + data.len() / 57 * 2 + 4);
     for (i, chunk) in data.chunks(3).enumerate() {
         let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
         for k in 0..4 {
             out.push(if k <= chunk.len() {
                 T[(n >> (18 - 6 * k) & 63) as usize] as char
@@ -79,7 +80,7 @@ fn with_attachments(size: usize) -> Vec<u8> {
 }
 
 fn bench(c: &mut Criterion) {
-    let policy = Policy::builtin_default(&BuildContext { base_dir: ".".into() });
+    let policy = default_policy(&BuildContext { base_dir: ".".into() });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -132,7 +133,7 @@ fn bench(c: &mut Criterion) {
                     },
                 );
                 black_box((report.verdict.action, st.prefix.len()))
-            })
+            });
         });
     }
     group.finish();

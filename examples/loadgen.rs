@@ -348,7 +348,7 @@ pub fn r3(v: f64) -> f64 {
 }
 
 /// Waits for `f` with the standard I/O timeout.
-pub async fn timed<T>(what: &str, f: impl std::future::Future<Output = io::Result<T>>) -> io::Result<T> {
+pub async fn timed<T>(what: &str, f: impl Future<Output = io::Result<T>>) -> io::Result<T> {
     tokio::time::timeout(IO_TIMEOUT, f)
         .await
         .map_err(|_| err(format!("{what} timed out")))?

@@ -138,7 +138,7 @@ pub fn spool_command(config: &Path, area: Area, action: SpoolAction) -> Result<O
             check_id(&id)?;
             let e = spool.entry(area, &id)?;
             let stored = spool.read(area, &id)?;
-            let header_end = crate::pipeline::header_len(&stored.body);
+            let header_end = crate::message::headers::header_len(&stored.body);
             Ok(Output::Text(format!(
                 "{}\n--- history\n{}\n--- stamp\n{}--- header as received\n{}",
                 serde_json::to_string_pretty(&e.trailer.meta).unwrap_or_default(),
@@ -154,16 +154,8 @@ pub fn spool_command(config: &Path, area: Area, action: SpoolAction) -> Result<O
         (_, SpoolAction::Export { id }) => {
             check_id(&id)?;
             let stored = spool.read(area, &id)?;
-            let stamp = crate::stamp::Stamp {
-                prefix: stored.trailer.prefix.clone(),
-                skips: stored
-                    .trailer
-                    .meta
-                    .skips
-                    .iter()
-                    .map(|&(s, e)| s as usize..e as usize)
-                    .collect(),
-            };
+            let stamp =
+                crate::message::stamp::Stamp::from_stored(stored.trailer.prefix.clone(), &stored.trailer.meta.skips);
             Ok(Output::Bytes(stamp.apply(&stored.body)))
         }
         (_, SpoolAction::Delete { id }) => {
@@ -200,12 +192,12 @@ pub fn exo_setup(config: &Path, portal: &str) -> Result<String, AppError> {
 
 /// `check-config`: every problem, or "ok".
 pub fn check_config(config: &Path) -> Result<String, AppError> {
-    let rt = app::load_runtime(config, true)?;
+    let rt = app::load(config, true)?;
     let mut out = format!("{}: ok\n", config.display());
     for w in rt.config.warnings() {
         out.push_str(&format!("warning: {w}\n"));
     }
-    if rt.acceptor.is_none() {
+    if rt.certificate_pending() {
         out.push_str("note: a self-signed TLS certificate will be generated at start (tls.generate = true)\n");
     }
     Ok(out)

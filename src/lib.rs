@@ -1,59 +1,52 @@
 //! exogate: an inline SMTP security gateway for Microsoft Exchange Online.
 //!
+//! The modules are the stages a message passes, lowest first; a stage never
+//! imports a later one (`tests/layout.rs` checks it, ARCHITECTURE.md says why
+//! this order):
+//!
 //! ```text
-//! listener ──accept──▶ admission (IP allow list, 554/421) ──▶ session
-//!   session: EHLO, STARTTLS (tls), MAIL/RCPT (admission: tenant per recipient
-//!            or sender), DATA/BDAT (bytes kept exactly as received)
-//!   end of data: admission confirms tenant + direction from the headers
-//!            ──▶ pipeline (checks/*, concurrently) ──▶ verdict
-//!            ──▶ stamp (remove X-CLOUD-SEC-AV-*, prepend ours)
-//!            ──▶ queue mode: spool (fsync file, rename, fsync dir) ──▶ 250
-//!                 ──▶ queue scheduler ──▶ relay (STARTTLS, fixed egress IP)
-//!            ──▶ proxy mode: relay during the session; its reply is ours
+//! smtp < message < config < telemetry < dns < tls < spool < scan < checks
+//!      < delivery < inbound < web < exo_setup < app < cli
+//!
+//! inbound::listener ──accept──▶ inbound::admission (IP allow list, 554/421)
+//!   ──▶ inbound::session: EHLO, STARTTLS (tls), MAIL/RCPT (admission: tenant
+//!       per recipient or sender), DATA/BDAT (smtp::framing; bytes kept as
+//!       received, spilled to spool::incoming past a threshold)
+//!   end of data ──▶ inbound::disposition: admission confirms tenant + direction
+//!       from the header ──▶ scan::pipeline runs the policy's checks (built by
+//!       checks) ──▶ message::verdict ──▶ message::stamp (remove
+//!       X-CLOUD-SEC-AV-*, prepend ours)
+//!   queue mode: spool (fsync file, rename, fsync dir) ──▶ 250
+//!       ──▶ delivery::queue ──▶ delivery::attempt ──▶ delivery::relay
+//!           (STARTTLS, fixed egress IP) ──▶ the tenant's downstream
+//!   proxy mode: inbound::proxy relays during the session; its reply is ours
+//! app: loads config, builds each stage's context, starts and stops them
 //! ```
 //!
 //! Invariants (DESIGN §2): nothing acknowledged is lost; never an open relay;
 //! the bytes of a message are never re-serialised; our headers cannot be
 //! forged; temporary beats permanent when in doubt; everything is bounded;
 //! no test-only behaviour in production code.
+//!
+//! The library's public items are what the binary, the tests, the benchmark,
+//! the load generator and the fuzz targets use; everything else is
+//! `pub(crate)`.
 
-pub mod admin;
-pub mod admission;
+#![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
+
 pub mod app;
-pub mod archive;
-pub mod attempt;
-pub mod body;
-pub mod budget;
 pub mod checks;
-pub mod clamd;
 pub mod cli;
 pub mod config;
-pub mod dns;
-pub mod dsn;
-pub mod envelope;
+mod delivery;
+mod dns;
 pub mod exo_setup;
-pub mod framing;
-pub mod headers;
-pub mod html;
-pub mod intake;
-pub mod inventory;
-pub mod listener;
-pub mod lookalike;
-pub mod metrics;
-pub mod notify;
-pub mod pipeline;
-pub mod proxy;
-pub mod queue;
-pub mod relay;
-pub mod reply;
-pub mod runtime;
-pub mod session;
-pub mod smtp_client;
+pub mod inbound;
+pub mod message;
+pub mod scan;
+pub mod smtp;
 pub mod spool;
-pub mod spool_format;
-pub mod stamp;
-pub mod tenant;
-pub mod tls;
-pub mod tnef;
-pub mod toml_reader;
-pub mod verdict;
+mod telemetry;
+mod tls;
+mod web;

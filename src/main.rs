@@ -1,6 +1,8 @@
 //! The `exogate` binary: parses the command line, sets up logging and maps
 //! errors to exit codes (64 for configuration problems, 1 otherwise).
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -35,19 +37,19 @@ fn main() -> ExitCode {
     let config = cli.config;
     match cli.command {
         Command::Run { log_json } => {
-            let runtime = match app::load_runtime(&config, false) {
+            let snapshot = match app::load(&config, false) {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
             };
             init_logging(
-                &runtime.config.log.level,
-                log_json || runtime.config.log.format == LogFormat::Json,
+                &snapshot.config.log.level,
+                log_json || snapshot.config.log.format == LogFormat::Json,
             );
             let tokio = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => return fail(AppError::Other(format!("cannot start the async runtime: {e}"))),
             };
-            match tokio.block_on(app::run(config, runtime)) {
+            match tokio.block_on(app::run(config, snapshot)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "exogate stopped with an error");

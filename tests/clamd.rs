@@ -11,11 +11,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clamd_support::{Clamd, MARKER};
-use exogate::envelope::{Direction, Envelope, SessionFacts};
-use exogate::pipeline::{BuildContext, Check, CheckError, ScanInput};
-use exogate::tenant::{Destination, Tenant};
-use exogate::toml_reader::{Problems, Section};
-use exogate::verdict::{Action, Finding};
+use exogate::config::reader::{Problems, Section};
+use exogate::config::tenant::{Destination, Tenant};
+use exogate::message::envelope::{Direction, Envelope, SessionFacts};
+use exogate::message::verdict::{Action, Finding};
+use exogate::scan::check::{BuildContext, Check, CheckError, ScanInput};
 use mail_builder::MessageBuilder;
 use mail_parser::MessageParser;
 
@@ -54,7 +54,7 @@ fn check(options: &str) -> Arc<dyn Check> {
 
 async fn scan(check: &dyn Check, raw: &[u8]) -> Result<Vec<Finding>, CheckError> {
     let message = MessageParser::default().parse(raw).expect("message parses");
-    let attachments = exogate::inventory::collect(&message);
+    let attachments = exogate::scan::inventory::collect(&message);
     let envelope = Envelope {
         mail_from: "alice@example.org".into(),
         ..Envelope::default()

@@ -77,7 +77,7 @@ fn with_attachment(subject: &str, name: &str, data: &str) -> Vec<u8> {
         let mut out = String::new();
         for chunk in data.as_bytes().chunks(3) {
             let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-            let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+            let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
             for i in 0..4 {
                 if i <= chunk.len() {
                     out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use exogate::framing::{Frame, Framer};
+use exogate::smtp::framing::{Frame, Framer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -371,7 +371,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         if let Some(next) = next {
             return Ok(next);
         }
-        if buf.len() > 2 * exogate::framing::MAX_LINE + 64 * 1024 {
+        if buf.len() > 2 * exogate::smtp::framing::MAX_LINE + 64 * 1024 {
             return Err(err("input not framed"));
         }
         buf.reserve(64 * 1024);
@@ -390,7 +390,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     libc::IPPROTO_TCP,
                     libc::TCP_QUICKACK,
                     (&one as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    size_of::<libc::c_int>() as libc::socklen_t,
                 );
             }
         }

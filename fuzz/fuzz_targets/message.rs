@@ -9,8 +9,8 @@
 
 #![no_main]
 
-use exogate::headers;
-use exogate::stamp::{OWNED_PREFIX, Stamp, owned_fields};
+use exogate::message::headers;
+use exogate::message::stamp::{OWNED_PREFIX, Stamp, owned_fields};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         last_end = f.range.end;
         let _ = f.unfolded();
         if let Ok(v) = std::str::from_utf8(f.value) {
-            let _ = exogate::admission::parse_info(v);
+            let _ = exogate::inbound::admission::parse_info(v);
         }
     }
 
@@ -49,8 +49,8 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // Queue files: garbage is refused, never half-accepted.
-    if let Ok((trailer, body)) = exogate::spool_format::decode_all(data) {
-        let again = exogate::spool_format::encode_all(&data[body], &trailer.meta, &trailer.prefix);
+    if let Ok((trailer, body)) = exogate::spool::format::decode_all(data) {
+        let again = exogate::spool::format::encode_all(&data[body], &trailer.meta, &trailer.prefix);
         assert_eq!(again.len(), data.len());
     }
 });

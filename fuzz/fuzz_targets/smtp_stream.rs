@@ -8,7 +8,7 @@
 
 #![no_main]
 
-use exogate::framing::{Frame, Framer, MAX_LINE};
+use exogate::smtp::framing::{Frame, Framer, MAX_LINE};
 use libfuzzer_sys::fuzz_target;
 use smtp_proto::Request;
 

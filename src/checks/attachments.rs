@@ -19,7 +19,6 @@
 //! bytes decompressed per attachment and nesting depth are all limited; the
 //! check never decompresses an entry unless it is itself a container.
 
-mod cfb;
 mod inspect;
 mod magic;
 mod names;
@@ -32,14 +31,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use mail_parser::{Message, PartType};
 
-use crate::envelope::Direction;
-use crate::pipeline::{BuildContext, Check, CheckError, ScanInput};
-use crate::toml_reader::Section;
-use crate::verdict::{Action, Finding};
+use crate::config::reader::Section;
+use crate::message::envelope::Direction;
+use crate::message::verdict::{Action, Finding};
+use crate::scan::check::{BuildContext, Check, CheckError, ScanInput};
 
 /// One kind of finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Rule {
+pub(crate) enum Rule {
     BlockedExtension,
     DoubleExtension,
     DeceptiveName,
@@ -55,7 +54,7 @@ pub enum Rule {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 12] = [
+    pub(crate) const ALL: [Rule; 12] = [
         Rule::BlockedExtension,
         Rule::DoubleExtension,
         Rule::DeceptiveName,
@@ -71,7 +70,7 @@ impl Rule {
     ];
 
     /// The finding's tag; the options are `score_<tag with _>` and `force_<tag with _>`.
-    pub fn tag(self) -> &'static str {
+    pub(crate) fn tag(self) -> &'static str {
         match self {
             Rule::BlockedExtension => "blocked-extension",
             Rule::DoubleExtension => "double-extension",
@@ -132,23 +131,23 @@ const DIRECTION_CHOICES: [(&str, Direction); 3] = [
 
 /// The check's options, as read from its TOML table.
 #[derive(Debug, Clone)]
-pub struct Config {
-    pub blocked: Vec<String>,
-    pub max_depth: u32,
-    pub max_archive_entries: usize,
-    pub max_expanded_size: u64,
-    pub max_compression_ratio: u64,
-    pub max_decompress_size: usize,
-    pub macro_directions: Vec<Direction>,
-    pub rules: BTreeMap<Rule, (f64, Option<Action>)>,
+pub(crate) struct Config {
+    pub(crate) blocked: Vec<String>,
+    pub(crate) max_depth: u32,
+    pub(crate) max_archive_entries: usize,
+    pub(crate) max_expanded_size: u64,
+    pub(crate) max_compression_ratio: u64,
+    pub(crate) max_decompress_size: usize,
+    pub(crate) macro_directions: Vec<Direction>,
+    pub(crate) rules: BTreeMap<Rule, (f64, Option<Action>)>,
 }
 
 impl Config {
-    pub fn is_blocked(&self, ext: &str) -> bool {
+    pub(crate) fn is_blocked(&self, ext: &str) -> bool {
         self.blocked.iter().any(|b| b == ext)
     }
 
-    pub fn read(options: &Section) -> Config {
+    pub(crate) fn read(options: &Section) -> Config {
         let clean = |list: Vec<String>, key: &str| -> Vec<String> {
             let mut out = Vec::new();
             for (i, item) in list.into_iter().enumerate() {
@@ -198,7 +197,7 @@ impl Config {
             .collect();
         Config {
             blocked,
-            max_depth: options.u64_in("max_depth", 5, 1, u64::from(crate::inventory::MAX_DEPTH)) as u32,
+            max_depth: options.u64_in("max_depth", 5, 1, u64::from(crate::scan::inventory::MAX_DEPTH)) as u32,
             max_archive_entries: options.u64_in("max_archive_entries", 4096, 1, 1_000_000) as usize,
             max_expanded_size: options.size_or("max_expanded_size", 1024 * 1024 * 1024),
             max_compression_ratio: options.u64_in("max_compression_ratio", 250, 2, 100_000),
@@ -214,7 +213,7 @@ impl Config {
 /// de-duplicated and at most [`MAX_DETAILS`] are kept per rule (a hostile
 /// archive can match thousands of times); every match is still counted.
 #[derive(Debug, Default)]
-pub struct Hits {
+pub(crate) struct Hits {
     details: BTreeMap<Rule, Vec<String>>,
     counts: BTreeMap<Rule, usize>,
 }
@@ -226,7 +225,7 @@ const SHOWN: usize = 5;
 impl Hits {
     /// `detail` names the attachment and says what the rule saw, e.g.
     /// "\"invoice.zip\" → \"payload.exe\": extension .exe is blocked".
-    pub fn push(&mut self, rule: Rule, detail: String) {
+    pub(crate) fn push(&mut self, rule: Rule, detail: String) {
         let list = self.details.entry(rule).or_default();
         if list.contains(&detail) {
             return;
@@ -237,7 +236,8 @@ impl Hits {
         }
     }
 
-    pub fn rules(&self) -> impl Iterator<Item = Rule> + '_ {
+    #[cfg(test)]
+    pub(crate) fn rules(&self) -> impl Iterator<Item = Rule> + '_ {
         self.details.keys().copied()
     }
 }
@@ -289,7 +289,7 @@ fn message_depth(message: &Message, depth: u32, deepest: &mut u32, visited: &mut
 }
 
 /// One finding per rule that matched, naming up to five matches.
-pub fn findings(config: &Config, hits: Hits) -> Vec<Finding> {
+pub(crate) fn findings(config: &Config, hits: Hits) -> Vec<Finding> {
     let mut out = Vec::new();
     for (rule, details) in hits.details {
         let (score, force) = config.rules.get(&rule).copied().unwrap_or_else(|| rule.defaults());
@@ -314,7 +314,7 @@ pub fn findings(config: &Config, hits: Hits) -> Vec<Finding> {
     out
 }
 
-pub fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
+pub(crate) fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
     Some(Arc::new(Attachments {
         config: Config::read(options),
     }))

@@ -38,11 +38,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use regex::{RegexBuilder, RegexSet, RegexSetBuilder};
 
-use crate::pipeline::{BuildContext, Check, CheckError, ScanInput};
-use crate::toml_reader::Section;
-use crate::verdict::{Action, Finding};
+use crate::config::reader::Section;
+use crate::message::verdict::{Action, Finding};
+use crate::scan::check::{BuildContext, Check, CheckError, ScanInput};
 
-pub const DEFAULT_MAX_TEXT: u64 = 1024 * 1024;
+pub(crate) const DEFAULT_MAX_TEXT: u64 = 1024 * 1024;
 /// Compiled size allowed for one pattern and for one target's set.
 pub(crate) const RULE_SIZE_LIMIT: usize = 2 * 1024 * 1024;
 pub(crate) const SET_SIZE_LIMIT: usize = 16 * 1024 * 1024;
@@ -124,7 +124,7 @@ impl Check for Content {
                 Where::Headers => text::header_text(input.raw, self.max_text),
                 _ => text::body_text(input.message, self.max_text),
             };
-            for i in target.set.matches(&text).iter() {
+            for i in &target.set.matches(&text) {
                 if let Some(&rule) = target.rule_of.get(i)
                     && let Some(slot) = matched.get_mut(rule)
                 {
@@ -248,7 +248,7 @@ fn compile(rules: &[Rule], target: Where, case_insensitive: bool) -> Result<Opti
     Ok(Some(Target { set, rule_of }))
 }
 
-pub fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
+pub(crate) fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
     let case_insensitive = options.bool_or("case_insensitive", true);
     let max_text = options.size_or("max_text", DEFAULT_MAX_TEXT);
     let builtin = options.bool_or("builtin_rules", true);

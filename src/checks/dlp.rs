@@ -34,11 +34,11 @@ use async_trait::async_trait;
 use regex::{Regex, RegexBuilder};
 
 use super::content::{self, text};
-use crate::envelope::Direction;
-use crate::inventory::Attachment;
-use crate::pipeline::{BuildContext, Check, CheckError, ScanInput};
-use crate::toml_reader::Section;
-use crate::verdict::{Action, Finding};
+use crate::config::reader::Section;
+use crate::message::envelope::Direction;
+use crate::message::verdict::{Action, Finding};
+use crate::scan::check::{BuildContext, Check, CheckError, ScanInput};
+use crate::scan::inventory::Attachment;
 
 /// Distinct values collected per message.
 const MAX_DISTINCT: usize = 1000;
@@ -292,7 +292,7 @@ fn read_pattern(section: &Section) -> Option<Pattern> {
     ok.then_some(Pattern { name, regex })
 }
 
-pub fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
+pub(crate) fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
     let internal = options.bool_or("internal", false);
     let cards = options.bool_or("cards", true);
     let ibans = options.bool_or("ibans", true);

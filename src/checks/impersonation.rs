@@ -4,7 +4,7 @@
 //! - `display-name-address`: the display name carries an address of another
 //!   organisation than the real From address (`"ceo@contoso.com" <x@evil.example>`);
 //! - `lookalike-domain`: the From (or Reply-To) domain looks like a tenant domain
-//!   without being one (see [`crate::lookalike`]);
+//!   without being one (see [`crate::scan::lookalike`]);
 //! - `protected-name`: inbound mail from outside the tenant whose display name is
 //!   one of the configured `protected_names`;
 //! - `reply-to-mismatch` / `reply-to-freemail`: inbound mail whose replies go to
@@ -22,12 +22,12 @@ use async_trait::async_trait;
 use mail_parser::{Addr, Message};
 use regex::Regex;
 
-use crate::envelope::{Direction, domain_of};
-use crate::lookalike::{self, Protected};
-use crate::pipeline::{BuildContext, Check, CheckError, ScanInput};
-use crate::tenant::Tenant;
-use crate::toml_reader::Section;
-use crate::verdict::Finding;
+use crate::config::reader::Section;
+use crate::config::tenant::Tenant;
+use crate::message::envelope::{Direction, domain_of};
+use crate::message::verdict::Finding;
+use crate::scan::check::{BuildContext, Check, CheckError, ScanInput};
+use crate::scan::lookalike::{self, Protected};
 
 /// Free-mail providers: a Reply-To there, on business mail, is where
 /// invoice fraud wants the answer to go.
@@ -97,7 +97,7 @@ struct Impersonation {
     scores: Scores,
 }
 
-pub fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
+pub(crate) fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
     let protected_names = options.parsed_list("protected_names", &[], |text| {
         let words = name_words(text);
         if words.is_empty() {

@@ -7,7 +7,7 @@
 //!   written as one number, in hex or octal (`http://3232235777/`);
 //! - `link-text-mismatch`: an anchor's text shows a URL or domain of one
 //!   organisation while its href goes to another;
-//! - `lookalike-url`: the host looks like a tenant domain (see [`crate::lookalike`]);
+//! - `lookalike-url`: the host looks like a tenant domain (see [`crate::scan::lookalike`]);
 //! - `userinfo-url`: the URL carries a user name, as in
 //!   `https://contoso.com@evil.example/`, where the real host follows the `@`.
 //!
@@ -27,14 +27,14 @@ use async_trait::async_trait;
 use mail_parser::{Message, PartType};
 use url::{Host, Url};
 
-use crate::lookalike::{self, Protected};
-use crate::pipeline::{BuildContext, Check, CheckError, ScanInput};
-use crate::toml_reader::Section;
-use crate::verdict::Finding;
+use crate::config::reader::Section;
+use crate::message::verdict::Finding;
+use crate::scan::check::{BuildContext, Check, CheckError, ScanInput};
+use crate::scan::lookalike::{self, Protected};
 
 use extract::{Collector, Link};
 
-pub const DEFAULT_MAX_URLS: u64 = 1000;
+pub(crate) const DEFAULT_MAX_URLS: u64 = 1000;
 /// Bytes of one text or HTML part that are searched for links.
 const MAX_PART_BYTES: usize = 4 * 1024 * 1024;
 /// Parts walked per message, attached messages included.
@@ -63,7 +63,7 @@ struct Urls {
     scores: Scores,
 }
 
-pub fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
+pub(crate) fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
     let max_urls = options.u64_in("max_urls", DEFAULT_MAX_URLS, 1, 100_000) as usize;
     let blocklist = options.parsed_list("blocklist", &[], lookalike::configured_domain);
     let lookalike_ignore = options.parsed_list("lookalike_ignore", &[], lookalike::configured_domain);

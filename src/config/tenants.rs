@@ -3,12 +3,11 @@
 //! reported with its TOML path.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
-use crate::pipeline::Policy;
-use crate::tenant::{Destination, HostPort, Tenant, TenantMode};
-use crate::toml_reader::Section;
+use crate::config::policy::PolicyConfig;
+use crate::config::reader::Section;
+use crate::config::tenant::{Destination, HostPort, Tenant, TenantMode};
 
 fn valid_domain(d: &str) -> bool {
     !d.is_empty()
@@ -22,7 +21,7 @@ fn valid_domain(d: &str) -> bool {
         })
 }
 
-pub(super) fn read_tenant(t: &Section, base: &Path, policies: &BTreeMap<String, Arc<Policy>>) -> Option<Tenant> {
+pub(super) fn read_tenant(t: &Section<'_>, base: &Path, policies: &BTreeMap<String, PolicyConfig>) -> Option<Tenant> {
     let portal = t.opt_string("portal");
     let domains = t.opt_strings("domains");
     let tenant_id = t.string_or("tenant_id", "").to_lowercase();
@@ -54,6 +53,48 @@ pub(super) fn read_tenant(t: &Section, base: &Path, policies: &BTreeMap<String, 
         );
         return None;
     };
+    check_portal(t, &portal);
+    let domains = read_domains(t, domains);
+    if !tenant_id.is_empty() && !is_guid(&tenant_id) {
+        t.error(
+            "tenant_id",
+            format!("expected a GUID such as \"72f988bf-86f1-41af-91ab-2d7cd011db47\", found \"{tenant_id}\""),
+        );
+    }
+    let deliver_to = read_destination(t, deliver_to);
+    if !policies.contains_key(&policy) {
+        let known: Vec<&str> = policies.keys().map(String::as_str).collect();
+        t.error(
+            "policy",
+            format!("no [policy.{policy}] is defined; defined: {}", known.join(", ")),
+        );
+    }
+    let relay_cert = read_relay_cert(t, relay_cert, relay_key);
+    if relay_cert.is_some() && tenant_id.is_empty() {
+        // With a client certificate EXO treats what we relay as the tenant's
+        // own mail; only the tenant id (stamped by EXO, not by the sender)
+        // stops another EXO tenant from getting its mail relayed that way.
+        t.error(
+            "tenant_id",
+            "required when relay_cert is set: the tenant's Microsoft Entra tenant ID (the GUID in its mail's X-MS-Exchange-CrossTenant-Id)",
+        );
+    }
+    Some(Tenant {
+        portal,
+        domains,
+        tenant_id: (!tenant_id.is_empty()).then_some(tenant_id),
+        deliver_to,
+        mode,
+        policy,
+        relay_cert,
+        certificate_name,
+        journal_address,
+    })
+}
+
+/// A portal name is what X-CLOUD-SEC-AV-Info carries and what the exo-setup
+/// script quotes: letters, digits, '-' and '_' only.
+fn check_portal(t: &Section<'_>, portal: &str) {
     if portal.is_empty()
         || !portal
             .chars()
@@ -64,6 +105,10 @@ pub(super) fn read_tenant(t: &Section, base: &Path, policies: &BTreeMap<String, 
             format!("must be letters, digits, '-' or '_', found \"{portal}\""),
         );
     }
+}
+
+/// `domains`: lower-cased, without trailing dot, each a domain name.
+fn read_domains(t: &Section<'_>, domains: Option<Vec<String>>) -> Vec<String> {
     let domains: Vec<String> = domains
         .unwrap_or_else(|| {
             t.error("domains", "missing: the tenant's mail domains");
@@ -80,13 +125,12 @@ pub(super) fn read_tenant(t: &Section, base: &Path, policies: &BTreeMap<String, 
             t.error("domains", format!("\"{d}\" is not a domain name"));
         }
     }
-    if !tenant_id.is_empty() && !is_guid(&tenant_id) {
-        t.error(
-            "tenant_id",
-            format!("expected a GUID such as \"72f988bf-86f1-41af-91ab-2d7cd011db47\", found \"{tenant_id}\""),
-        );
-    }
-    let deliver_to = match deliver_to {
+    domains
+}
+
+/// `deliver_to`: `["mx"]` alone, or `"host:port"` entries tried in order.
+fn read_destination(t: &Section<'_>, deliver_to: Option<Vec<String>>) -> Destination {
+    match deliver_to {
         None => {
             t.error("deliver_to", "missing: [\"host:port\", ...] or [\"mx\"]");
             Destination::Mx
@@ -113,15 +157,12 @@ pub(super) fn read_tenant(t: &Section, base: &Path, policies: &BTreeMap<String, 
             }
             Destination::Hosts(hosts)
         }
-    };
-    if !policies.contains_key(&policy) {
-        let known: Vec<&str> = policies.keys().map(String::as_str).collect();
-        t.error(
-            "policy",
-            format!("no [policy.{policy}] is defined; defined: {}", known.join(", ")),
-        );
     }
-    let relay_cert = match (relay_cert, relay_key) {
+}
+
+/// `relay_cert` and `relay_key`: both or neither, and both files present.
+fn read_relay_cert(t: &Section<'_>, cert: Option<PathBuf>, key: Option<PathBuf>) -> Option<(PathBuf, PathBuf)> {
+    match (cert, key) {
         (Some(c), Some(k)) => {
             for (name, p) in [("relay_cert", &c), ("relay_key", &k)] {
                 if !p.exists() {
@@ -145,27 +186,7 @@ pub(super) fn read_tenant(t: &Section, base: &Path, policies: &BTreeMap<String, 
             );
             None
         }
-    };
-    if relay_cert.is_some() && tenant_id.is_empty() {
-        // With a client certificate EXO treats what we relay as the tenant's
-        // own mail; only the tenant id (stamped by EXO, not by the sender)
-        // stops another EXO tenant from getting its mail relayed that way.
-        t.error(
-            "tenant_id",
-            "required when relay_cert is set: the tenant's Microsoft Entra tenant ID (the GUID in its mail's X-MS-Exchange-CrossTenant-Id)",
-        );
     }
-    Some(Tenant {
-        portal,
-        domains,
-        tenant_id: (!tenant_id.is_empty()).then_some(tenant_id),
-        deliver_to,
-        mode,
-        policy,
-        relay_cert,
-        certificate_name,
-        journal_address,
-    })
 }
 
 fn is_guid(s: &str) -> bool {

@@ -9,9 +9,10 @@
 //! cannot be inspected within these bounds is reported, never skipped silently.
 
 use super::magic::{self, Family, Kind};
-use super::{Config, Hits, Rule, cfb, names};
-use crate::archive::{self, ZipListing, rar, stream};
-use crate::inventory::Attachment;
+use super::{Config, Hits, Rule, names};
+use crate::scan::formats::archive::{self, ZipListing, stream};
+use crate::scan::formats::{cfb, rar};
+use crate::scan::inventory::Attachment;
 
 /// Bytes decompressed from an archive member just to learn its type.
 const ENTRY_SNIFF: usize = 4096;
@@ -28,7 +29,7 @@ struct Walk<'c> {
 
 /// Inspects one inventory attachment. TNEF members are already in the
 /// inventory, so a TNEF container here is only checked for damage.
-pub fn attachment(config: &Config, att: &Attachment, macros: bool, hits: &mut Hits) {
+pub(crate) fn attachment(config: &Config, att: &Attachment, macros: bool, hits: &mut Hits) {
     let own = match &att.name {
         Some(n) => names::show(n),
         None => format!(
@@ -433,7 +434,7 @@ impl Walk<'_> {
     }
 
     fn tnef(&mut self, data: &[u8], label: &str, depth: u32, listed: bool) {
-        let tnef = match crate::tnef::decode(data, crate::inventory::MAX_TNEF_MEMBERS) {
+        let tnef = match crate::scan::formats::tnef::decode(data, crate::scan::inventory::MAX_TNEF_MEMBERS) {
             Ok(t) => t,
             Err(e) => return self.hit(Rule::Unscannable, format!("{label}: {e}")),
         };
@@ -445,7 +446,7 @@ impl Walk<'_> {
                 Rule::ArchiveBomb,
                 format!(
                     "{label} holds more than {} attachments",
-                    crate::inventory::MAX_TNEF_MEMBERS
+                    crate::scan::inventory::MAX_TNEF_MEMBERS
                 ),
             );
         }

@@ -6,11 +6,11 @@
 //! recognised by structure (a PE header must point at `PE\0\0`), never by
 //! two letters alone, so a text file starting with "MZ" stays text.
 
-use crate::archive::le32;
+use crate::scan::formats::archive::le32;
 
 /// What the bytes are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Windows executable (PE) or DOS program.
     WindowsExecutable,
     Elf,
@@ -40,7 +40,7 @@ pub enum Kind {
 
 /// What a type is used for; mismatches are judged between families.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
+pub(crate) enum Family {
     Executable,
     Script,
     Archive,
@@ -53,7 +53,7 @@ pub enum Family {
 }
 
 impl Kind {
-    pub fn family(self) -> Family {
+    pub(crate) fn family(self) -> Family {
         match self {
             Kind::WindowsExecutable | Kind::Elf | Kind::MachO | Kind::Shortcut | Kind::Installer => Family::Executable,
             Kind::Script => Family::Script,
@@ -66,7 +66,7 @@ impl Kind {
         }
     }
 
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Kind::WindowsExecutable => "a Windows executable",
             Kind::Elf => "a Linux (ELF) executable",
@@ -92,7 +92,7 @@ impl Kind {
     }
 }
 
-pub fn sniff(d: &[u8]) -> Kind {
+pub(crate) fn sniff(d: &[u8]) -> Kind {
     let starts = |m: &[u8]| d.starts_with(m);
     if starts(b"MZ") && is_windows_executable(d) {
         return Kind::WindowsExecutable;
@@ -139,7 +139,7 @@ pub fn sniff(d: &[u8]) -> Kind {
     if starts(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1") {
         return Kind::Ole2;
     }
-    if starts(&crate::tnef::SIGNATURE) {
+    if starts(&crate::scan::formats::tnef::SIGNATURE) {
         return Kind::Tnef;
     }
     if starts(b"{\\rtf") {
@@ -151,7 +151,7 @@ pub fn sniff(d: &[u8]) -> Kind {
     if is_image(d) {
         return Kind::Image;
     }
-    if crate::archive::stream::is_tar(d) {
+    if crate::scan::formats::archive::stream::is_tar(d) {
         return Kind::Tar;
     }
     if starts(b"vhdxfile")
@@ -204,7 +204,7 @@ fn is_script(d: &[u8]) -> bool {
 }
 
 /// What the extension claims, when it is one we know.
-pub fn family_of_extension(ext: &str) -> Option<Family> {
+pub(crate) fn family_of_extension(ext: &str) -> Option<Family> {
     Some(match ext {
         "pdf" | "doc" | "docx" | "docm" | "dot" | "dotx" | "dotm" | "xls" | "xlsx" | "xlsm" | "xlsb" | "xlt"
         | "xltx" | "ppt" | "pptx" | "pptm" | "pps" | "ppsx" | "rtf" | "odt" | "ods" | "odp" | "xps" | "oxps"
@@ -224,7 +224,7 @@ pub fn family_of_extension(ext: &str) -> Option<Family> {
 }
 
 /// What the declared media type claims.
-pub fn family_of_media_type(mt: &str) -> Family {
+pub(crate) fn family_of_media_type(mt: &str) -> Family {
     let (top, sub) = mt.split_once('/').unwrap_or((mt, ""));
     match (top, sub) {
         ("image", _) => Family::Image,
@@ -266,13 +266,13 @@ pub fn family_of_media_type(mt: &str) -> Family {
 
 /// The claim of a named, typed attachment: a known extension wins over the
 /// declared type, as Windows opens files by extension.
-pub fn claim(ext: Option<&str>, declared: &str) -> Family {
+pub(crate) fn claim(ext: Option<&str>, declared: &str) -> Family {
     ext.and_then(family_of_extension)
         .unwrap_or_else(|| family_of_media_type(declared))
 }
 
 /// Extensions of formats that are zip files by design.
-pub fn is_zip_based(ext: &str) -> bool {
+pub(crate) fn is_zip_based(ext: &str) -> bool {
     matches!(
         ext,
         "docx"

@@ -10,7 +10,7 @@
 /// disk images and containers that Windows opens or mounts on double-click
 /// (Outlook's Level 1 list and EOP's common attachment filter, minus formats
 /// that are routinely exchanged, such as .cer or .py).
-pub const DEFAULT_BLOCKED: &[&str] = &[
+pub(crate) const DEFAULT_BLOCKED: &[&str] = &[
     "ace",
     "ade",
     "adp",
@@ -101,22 +101,22 @@ const DECOYS: &[&str] = &[
 
 /// True for extensions that run code or render active content when opened:
 /// the blocked list (configured or default) plus active content.
-pub fn is_executable_like(ext: &str, blocked: &dyn Fn(&str) -> bool) -> bool {
+pub(crate) fn is_executable_like(ext: &str, blocked: &dyn Fn(&str) -> bool) -> bool {
     blocked(ext) || DEFAULT_BLOCKED.contains(&ext) || ACTIVE_CONTENT.contains(&ext)
 }
 
 /// The last path component (zip entries and some mailers carry paths).
-pub fn base_name(name: &str) -> &str {
+pub(crate) fn base_name(name: &str) -> &str {
     name.rsplit(['/', '\\']).next().unwrap_or(name)
 }
 
 /// The name as Windows stores it: trailing dots and blanks removed.
-pub fn effective(name: &str) -> &str {
+pub(crate) fn effective(name: &str) -> &str {
     base_name(name).trim_end_matches(|c: char| c == '.' || is_blank(c))
 }
 
 /// The extension Windows acts on, lower case, without the dot.
-pub fn extension(name: &str) -> Option<String> {
+pub(crate) fn extension(name: &str) -> Option<String> {
     let eff = effective(name);
     let (_, ext) = eff.rsplit_once('.')?;
     let ext = ext.trim_matches(is_blank).to_lowercase();
@@ -137,7 +137,7 @@ fn is_bidi_control(c: char) -> bool {
 
 /// `Some((decoy, real))` for `report.pdf.exe`: a decoy document extension
 /// directly before an executable-like one.
-pub fn double_extension(name: &str, blocked: &dyn Fn(&str) -> bool) -> Option<(String, String)> {
+pub(crate) fn double_extension(name: &str, blocked: &dyn Fn(&str) -> bool) -> Option<(String, String)> {
     let eff = effective(name);
     let real = extension(name)?;
     if !is_executable_like(&real, blocked) {
@@ -154,7 +154,7 @@ pub fn double_extension(name: &str, blocked: &dyn Fn(&str) -> bool) -> Option<(S
 }
 
 /// Ways the displayed name differs from what Windows will act on.
-pub fn deceptions(name: &str, blocked: &dyn Fn(&str) -> bool) -> Vec<String> {
+pub(crate) fn deceptions(name: &str, blocked: &dyn Fn(&str) -> bool) -> Vec<String> {
     let mut out = Vec::new();
     let base = base_name(name);
     if let Some(c) = base.chars().find(|&c| is_bidi_control(c)) {
@@ -188,7 +188,7 @@ pub fn deceptions(name: &str, blocked: &dyn Fn(&str) -> bool) -> Vec<String> {
 
 /// The name quoted for a log line, with control and invisible characters
 /// shown as `<U+XXXX>` so that they cannot reorder the log itself.
-pub fn show(name: &str) -> String {
+pub(crate) fn show(name: &str) -> String {
     let mut out = String::with_capacity(name.len() + 2);
     out.push('"');
     for c in name.chars().take(200) {

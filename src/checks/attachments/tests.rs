@@ -3,8 +3,8 @@
 //! fixture's attachments makes the parsers panic.
 
 use super::*;
-use crate::pipeline::test_support::{build, build_errors, scan, with_input};
-use crate::verdict::{Thresholds, Verdict};
+use crate::checks::test_support::{build, build_errors, scan, with_input};
+use crate::message::verdict::{Thresholds, Verdict};
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -410,18 +410,21 @@ fn scores_and_forced_actions_are_configurable_and_zero_disables() {
 #[test]
 fn thousands_of_matches_make_one_finding_that_counts_them() {
     let names: Vec<String> = (0..1500).map(|i| format!("part{i:04}.js")).collect();
-    let members: Vec<_> = names.iter().map(|n| crate::archive::testzip::stored(n, b"x")).collect();
-    let zip = crate::archive::testzip::build(&members);
-    let config = Config::read(&crate::toml_reader::Section::root(
+    let members: Vec<_> = names
+        .iter()
+        .map(|n| crate::scan::formats::archive::testzip::stored(n, b"x"))
+        .collect();
+    let zip = crate::scan::formats::archive::testzip::build(&members);
+    let config = Config::read(&Section::root(
         &toml::Table::new(),
-        &crate::toml_reader::Problems::default(),
+        &crate::config::reader::Problems::default(),
     ));
-    let att = crate::inventory::Attachment {
+    let att = crate::scan::inventory::Attachment {
         name: Some("parts.zip".into()),
         declared_type: "application/zip".into(),
         data: std::borrow::Cow::Owned(zip),
         depth: 0,
-        source: crate::inventory::Source::Mime,
+        source: crate::scan::inventory::Source::Mime,
         container: None,
     };
     let mut hits = Hits::default();
@@ -455,9 +458,9 @@ fn bad_options_are_reported_with_their_path() {
 /// corrupted copies, to the full walk (zip, gzip, tar, cab, CFB, TNEF).
 #[test]
 fn no_prefix_or_corruption_of_any_fixture_panics() {
-    let config = Config::read(&crate::toml_reader::Section::root(
+    let config = Config::read(&Section::root(
         &toml::Table::new(),
-        &crate::toml_reader::Problems::default(),
+        &crate::config::reader::Problems::default(),
     ));
     let mut seed = 0x9e37_79b9_u32;
     let mut next = move || {
@@ -486,18 +489,18 @@ fn no_prefix_or_corruption_of_any_fixture_panics() {
                 (0..=len).collect()
             };
             let mut feed = |bytes: &[u8]| {
-                let att = crate::inventory::Attachment {
+                let att = crate::scan::inventory::Attachment {
                     name: att_name.clone(),
                     declared_type: declared.clone(),
                     data: std::borrow::Cow::Borrowed(bytes),
                     depth: 0,
-                    source: crate::inventory::Source::Mime,
+                    source: crate::scan::inventory::Source::Mime,
                     container: None,
                 };
                 let mut hits = Hits::default();
                 inspect::attachment(&config, &att, true, &mut hits);
                 assert!(hits.rules().count() <= Rule::ALL.len());
-                let _ = crate::tnef::decode(bytes, 64);
+                let _ = crate::scan::formats::tnef::decode(bytes, 64);
                 fed += 1;
             };
             for n in prefixes {

@@ -4,8 +4,8 @@
 //! word fragments, text past `max_text`).
 
 use super::*;
-use crate::envelope::Direction;
-use crate::pipeline::test_support::{build, build_errors, scan};
+use crate::checks::test_support::{build, build_errors, scan};
+use crate::message::envelope::Direction;
 
 const PRIZE_SCAM: &[u8] = include_bytes!("../../../tests/fixtures/content/prize-scam.eml");
 const PRIZE_HTML_ONLY: &[u8] = include_bytes!("../../../tests/fixtures/content/prize-html-only.eml");

@@ -4,20 +4,20 @@
 //!
 //! Invariants: every output is capped at a byte limit given by the caller
 //! (cut on a character boundary), descent into attached messages stops at
-//! [`crate::inventory::MAX_DEPTH`], and no input can make this code panic or
+//! [`crate::scan::inventory::MAX_DEPTH`], and no input can make this code panic or
 //! loop without consuming input. The HTML reduction is deliberately crude
 //! (no DOM, no CSS): tags and comments are dropped, `script`/`style` contents
 //! skipped, entities decoded, whitespace collapsed, a new line after each
 //! block element; that is enough to match words and numbers, and it is linear
 //! in the input. Which elements are blocks and how entities decode is
-//! [`crate::html`]'s, shared with the link extraction of the `urls` check.
+//! [`crate::scan::html`]'s, shared with the link extraction of the `urls` check.
 
 use std::collections::BTreeSet;
 
 use mail_parser::{Message, PartType};
 
-use crate::html::{decode_reference, find_ascii_ci, is_block_element};
-use crate::inventory::MAX_DEPTH;
+use crate::scan::html::{decode_reference, find_ascii_ci, is_block_element};
+use crate::scan::inventory::MAX_DEPTH;
 
 /// A string that stops growing at `max` bytes.
 pub(crate) struct Capped {
@@ -108,7 +108,7 @@ fn append_bodies(message: &Message<'_>, depth: u32, out: &mut Capped) {
 
 /// The header block of `raw`, unfolded: one `Name: value` per line.
 pub(crate) fn header_text(raw: &[u8], max: usize) -> String {
-    let block = raw.get(..crate::pipeline::header_len(raw)).unwrap_or(raw);
+    let block = raw.get(..crate::message::headers::header_len(raw)).unwrap_or(raw);
     let block = String::from_utf8_lossy(block);
     let mut out = Capped::new(max);
     let mut chars = block.chars().peekable();

@@ -162,7 +162,7 @@ fn card_in_run(text: &str, groups: &[(usize, usize)], separators: &[u8], end: us
 
 fn card_shaped(lens: &[usize]) -> bool {
     match lens {
-        [4, 6, 5] | [4, 6, 4] => true,
+        [4, 6, 5 | 4] => true,
         [4, 4, 4, last] => (1..=4).contains(last),
         [4, 4, 4, 4, last] => (1..=3).contains(last),
         _ => false,

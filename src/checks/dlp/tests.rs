@@ -4,7 +4,7 @@
 //! unless asked, values below the threshold.
 
 use super::*;
-use crate::pipeline::test_support::{build, build_errors, scan};
+use crate::checks::test_support::{build, build_errors, scan};
 
 const CARD_BODY: &[u8] = include_bytes!("../../../tests/fixtures/dlp/outgoing-card-body.eml");
 const CARD_HTML: &[u8] = include_bytes!("../../../tests/fixtures/dlp/outgoing-card-html.eml");

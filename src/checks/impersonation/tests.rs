@@ -2,7 +2,7 @@
 //! the legitimate messages that resemble it.
 
 use super::*;
-use crate::pipeline::test_support;
+use crate::checks::test_support;
 
 macro_rules! fixture {
     ($name:literal) => {

@@ -3,7 +3,7 @@
 //! visible text, and for each `<a href>` the text a reader sees on it.
 //!
 //! The HTML reader is a small tolerant tokenizer, not a DOM: it decodes
-//! character references (with [`crate::html`], which also says which elements
+//! character references (with [`crate::scan::html`], which also says which elements
 //! separate words), accepts quoted and unquoted attributes, skips comments,
 //! `<script>`, `<style>` and `<textarea>`, and never fails. Every step advances
 //! through the input, so the work is linear in its size; the number of links
@@ -15,8 +15,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use crate::html::{decode_entities, find_ascii_ci, is_block_element};
-use crate::lookalike;
+use crate::scan::html::{decode_entities, find_ascii_ci, is_block_element};
+use crate::scan::lookalike;
 
 /// Characters of an anchor's text kept for comparison.
 const MAX_ANCHOR_TEXT: usize = 1024;
@@ -34,24 +34,24 @@ static TEXT_URL: LazyLock<Regex> = LazyLock::new(|| {
 
 /// One link as the message presents it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Link {
+pub(crate) struct Link {
     /// The URL as written, character references decoded.
-    pub url: String,
+    pub(crate) url: String,
     /// For `<a href>`: the visible text of the anchor, whitespace collapsed.
-    pub text: Option<String>,
+    pub(crate) text: Option<String>,
 }
 
 /// Gathers distinct links up to a limit.
-pub struct Collector {
+pub(crate) struct Collector {
     links: Vec<Link>,
     seen: HashSet<Link>,
     max: usize,
     /// More links were present than the limit.
-    pub overflowed: bool,
+    pub(crate) overflowed: bool,
 }
 
 impl Collector {
-    pub fn new(max: usize) -> Collector {
+    pub(crate) fn new(max: usize) -> Collector {
         Collector {
             links: Vec::new(),
             seen: HashSet::new(),
@@ -60,7 +60,7 @@ impl Collector {
         }
     }
 
-    pub fn into_links(self) -> Vec<Link> {
+    pub(crate) fn into_links(self) -> Vec<Link> {
         self.links
     }
 
@@ -87,7 +87,7 @@ impl Collector {
     }
 
     /// URLs written in plain text (`http://`, `https://`, `www.`).
-    pub fn text(&mut self, text: &str) {
+    pub(crate) fn text(&mut self, text: &str) {
         let cleaned: Cow<str> = if text.chars().any(lookalike::is_invisible) {
             Cow::Owned(text.chars().filter(|c| !lookalike::is_invisible(*c)).collect())
         } else {
@@ -103,7 +103,7 @@ impl Collector {
     }
 
     /// Links of an HTML document.
-    pub fn html(&mut self, html: &str) {
+    pub(crate) fn html(&mut self, html: &str) {
         let bytes = html.as_bytes();
         let mut visible = String::new();
         let mut anchor: Option<Anchor> = None;
@@ -336,7 +336,7 @@ fn trim_trailing_punctuation(url: &str) -> &str {
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
-pub fn truncate(s: &str, max: usize) -> &str {
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

@@ -4,10 +4,10 @@
 
 use super::extract::{Collector, Link};
 use super::*;
-use crate::envelope::Direction;
-use crate::html::decode_entities;
-use crate::pipeline::test_support;
-use crate::tenant::Tenant;
+use crate::checks::test_support;
+use crate::config::tenant::Tenant;
+use crate::message::envelope::Direction;
+use crate::scan::html::decode_entities;
 
 macro_rules! fixture {
     ($name:literal) => {

@@ -1,0 +1,40 @@
+//! SIGHUP: build a complete new snapshot, then swap it in for sessions and
+//! deliveries alike; on any problem keep the one in force and say why.
+//! Addresses and the state directory are bound at start and need a restart.
+
+use std::path::Path;
+
+use crate::app::start::Gateway;
+use crate::app::{Snapshot, load, systemd};
+
+pub(super) fn reload(path: &Path, gateway: &Gateway) {
+    systemd::reloading();
+    match load(path, false) {
+        Ok(new) => swap(gateway, new),
+        Err(e) => {
+            gateway.metrics.reloads.inc(&["failed"]);
+            tracing::error!(error = %e, "reload failed; the previous configuration stays in force");
+        }
+    }
+    systemd::ready("accepting mail");
+}
+
+fn swap(gateway: &Gateway, new: Snapshot) {
+    let old = gateway.inbound.settings.load_full();
+    let (was, now) = (&old.config, &new.config);
+    if now.server.listen != was.server.listen
+        || now.server.tls_listen != was.server.tls_listen
+        || now.admin.listen != was.admin.listen
+        || now.server.state_dir != was.server.state_dir
+    {
+        tracing::warn!("listen addresses and state_dir changes take effect only after a restart");
+    }
+    for w in now.warnings() {
+        tracing::warn!("{w}");
+    }
+    let tenants = now.tenants.len();
+    gateway.inbound.settings.store(new.inbound);
+    gateway.delivery.store(new.delivery);
+    gateway.metrics.reloads.inc(&["ok"]);
+    tracing::info!(tenants, "configuration reloaded");
+}

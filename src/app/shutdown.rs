@@ -1,0 +1,39 @@
+//! Graceful stop: stop accepting, let sessions finish within the grace
+//! period, then close what is left with 421, stop the queue. A second signal
+//! exits at once; that is safe because the spool is consistent at every
+//! instant and nothing unacknowledged was promised.
+
+use std::time::Duration;
+
+use tokio::signal::unix::Signal;
+
+use crate::app::start::Gateway;
+use crate::app::systemd;
+
+pub(super) async fn shutdown(gateway: Gateway, grace: Duration, term: &mut Signal, int: &mut Signal) {
+    tracing::info!(
+        grace_s = grace.as_secs(),
+        "shutting down: no longer accepting, letting sessions finish"
+    );
+    systemd::stopping("draining sessions");
+    let inbound = &gateway.inbound;
+    inbound.soft_stop.cancel();
+    inbound.sessions.close();
+    let drained = tokio::select! {
+        _ = inbound.sessions.wait() => true,
+        _ = tokio::time::sleep(grace) => false,
+        _ = term.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(1) }
+        _ = int.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(1) }
+    };
+    if !drained {
+        tracing::warn!("grace period over: closing the remaining sessions with 421");
+        inbound.hard_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), inbound.sessions.wait()).await;
+    }
+    gateway.queue_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), gateway.queue_task).await;
+    for t in gateway.listener_tasks {
+        t.abort();
+    }
+    tracing::info!("stopped");
+}

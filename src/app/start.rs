@@ -1,0 +1,149 @@
+//! Start-up, in order: open and recover the spool, bind every socket (so a
+//! port conflict is reported before anything runs), then build each stage's
+//! context and start the queue, the listeners and the admin endpoint.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::app::{AppError, Snapshot};
+use crate::config::Config;
+use crate::delivery::budget::BodyBudget;
+use crate::delivery::relay::Relay;
+use crate::inbound::listener::{self, ConnLimits};
+use crate::spool::Spool;
+use crate::telemetry::metrics::Metrics;
+use crate::{delivery, inbound, web};
+
+/// The running gateway, as start-up leaves it to reload and shutdown.
+pub(super) struct Gateway {
+    pub(super) inbound: Arc<inbound::Context>,
+    pub(super) delivery: Arc<ArcSwap<delivery::Settings>>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) queue_stop: CancellationToken,
+    pub(super) queue_task: JoinHandle<()>,
+    pub(super) listener_tasks: Vec<JoinHandle<()>>,
+}
+
+/// Sockets bound before anything is started.
+struct Bound {
+    /// SMTP listeners and whether each starts with TLS.
+    smtp: Vec<(TcpListener, bool)>,
+    admin: Option<TcpListener>,
+}
+
+pub(super) async fn start(snapshot: Snapshot) -> Result<Gateway, AppError> {
+    let cfg = snapshot.config.clone();
+    let metrics = Arc::new(Metrics::new());
+    let (spool, recovered) = open_spool(&cfg, &metrics)?;
+    let relay = Arc::new(Relay::new(&cfg.relay, &cfg.server.hostname).map_err(AppError::Other)?);
+    let bound = bind(&cfg).await?;
+
+    let budget = Arc::new(BodyBudget::new(cfg.delivery.memory_budget));
+    let delivery_settings = Arc::new(ArcSwap::new(snapshot.delivery.clone()));
+    let queue_stop = CancellationToken::new();
+    let (queue, queue_task) = delivery::queue::start(
+        spool.clone(),
+        relay.clone(),
+        delivery_settings.clone(),
+        metrics.clone(),
+        budget.clone(),
+        queue_stop.clone(),
+        recovered,
+    );
+    let inbound = Arc::new(inbound::Context {
+        settings: Arc::new(ArcSwap::new(snapshot.inbound.clone())),
+        spool: spool.clone(),
+        queue,
+        relay,
+        metrics: metrics.clone(),
+        soft_stop: CancellationToken::new(),
+        hard_stop: CancellationToken::new(),
+        scan_permits: Semaphore::new(std::thread::available_parallelism().map_or(4, |n| n.get() * 4)),
+        sessions: TaskTracker::new(),
+        limits: ConnLimits::default(),
+        budget,
+    });
+    let listeners_bound = Arc::new(AtomicBool::new(false));
+
+    let mut listener_tasks = Vec::new();
+    for (l, implicit) in bound.smtp {
+        listener_tasks.push(tokio::spawn(listener::serve(l, implicit, inbound.clone())));
+    }
+    if let Some(l) = bound.admin {
+        let web = Arc::new(web::Context {
+            metrics: metrics.clone(),
+            spool,
+            listeners_bound: listeners_bound.clone(),
+            stopping: inbound.soft_stop.clone(),
+        });
+        tokio::spawn(web::admin::serve(l, web));
+    }
+    listeners_bound.store(true, Ordering::SeqCst);
+    Ok(Gateway {
+        inbound,
+        delivery: delivery_settings,
+        metrics,
+        queue_stop,
+        queue_task,
+        listener_tasks,
+    })
+}
+
+/// Opens the spool and recovers it: partial files of messages never
+/// acknowledged are removed, damaged ones set aside.
+fn open_spool(cfg: &Config, metrics: &Metrics) -> Result<(Arc<Spool>, Vec<String>), AppError> {
+    let spool = Arc::new(Spool::open(&cfg.server.state_dir)?);
+    let recovery = spool.recover()?;
+    if recovery.incomplete_removed > 0 {
+        tracing::info!(
+            files = recovery.incomplete_removed,
+            "removed partial files of messages that were never acknowledged"
+        );
+    }
+    for (id, reason) in &recovery.corrupt {
+        tracing::error!(queue_id = %id, %reason, dir = %spool.root.join("corrupt").display(), "damaged queue file moved aside");
+    }
+    metrics.spool_corrupt.add(&[], recovery.corrupt.len() as u64);
+    tracing::info!(
+        messages = recovery.valid.len(),
+        corrupt = recovery.corrupt.len(),
+        "spool recovered"
+    );
+    Ok((spool, recovery.valid))
+}
+
+/// Binds every listener before accepting anything, so that a port conflict
+/// is reported at start.
+async fn bind(cfg: &Config) -> Result<Bound, AppError> {
+    let mut smtp = Vec::new();
+    for (addrs, implicit) in [(&cfg.server.listen, false), (&cfg.server.tls_listen, true)] {
+        for addr in addrs {
+            let l = listener::bind(*addr).map_err(|source| AppError::Bind { addr: *addr, source })?;
+            let local = l
+                .local_addr()
+                .map_err(|source| AppError::Bind { addr: *addr, source })?;
+            tracing::info!(addr = %local, implicit_tls = implicit, "listening for SMTP");
+            smtp.push((l, implicit));
+        }
+    }
+    let admin = match cfg.admin.listen {
+        Some(addr) => Some(bind_admin(addr).await?),
+        None => None,
+    };
+    Ok(Bound { smtp, admin })
+}
+
+async fn bind_admin(addr: SocketAddr) -> Result<TcpListener, AppError> {
+    let bind_error = |source| AppError::Bind { addr, source };
+    let l = TcpListener::bind(addr).await.map_err(bind_error)?;
+    tracing::info!(addr = %l.local_addr().map_err(bind_error)?, "listening for admin HTTP");
+    Ok(l)
+}

@@ -1,0 +1,436 @@
+//! One delivery attempt of one queued message: read and verify it, relay it
+//! to the recipients still pending, record what became final, bounce what
+//! failed permanently or expired (a DSN queued like any message), and tell
+//! the scheduler when to try again.
+//!
+//! Invariant: a message leaves the spool only when every recipient has a
+//! final result, and the DSN for a failure is durable before the failure is
+//! recorded (a crash in between may send a DSN twice, never lose one).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::config::DeliveryConfig;
+use crate::delivery::Context;
+use crate::delivery::dsn;
+use crate::delivery::handle::Outcome;
+use crate::delivery::relay::RcptResult;
+use crate::delivery::route::{Route, RouteKey};
+use crate::delivery::smtp_client::MessageBytes;
+use crate::message::envelope::{Direction, Envelope, Recipient, SessionFacts};
+use crate::message::stamp::Stamp;
+use crate::smtp::reply::Reply;
+use crate::spool::format::{Kind, Meta};
+use crate::spool::incoming::Body;
+use crate::spool::{Area, SpoolError, StateEvent, Stored, now_unix};
+
+/// Files larger than this are read on the blocking pool, off the scheduler threads.
+const LARGE_READ: u64 = 256 * 1024;
+
+/// One delivery attempt of one queued message.
+pub(crate) async fn deliver(cx: &Context, id: &str) -> Outcome {
+    let started = Instant::now();
+    // Hold the message's size against the memory budget while its bytes are
+    // in memory, so many large messages delivered at once wait for each other.
+    let size = std::fs::metadata(cx.spool.path(Area::Active, id)).map_or(0, |m| m.len());
+    let _held = cx.budget.reserve(size).await;
+    let stored = match read(cx, id, size).await {
+        Ok(stored) => stored,
+        Err(outcome) => return outcome,
+    };
+    let meta = &stored.trailer.meta;
+    let mut progress = Progress::from_history(&cx.spool.events(Area::Active, id), meta);
+
+    let rt = cx.settings.load();
+    let delivery = rt.config.delivery.clone();
+    let hostname = rt.config.server.hostname.clone();
+    let route: Result<Route, Reply> = rt.route_of(meta);
+    drop(rt);
+
+    let stamp = Stamp::from_stored(stored.trailer.prefix.clone(), &meta.skips);
+    let bytes = MessageBytes {
+        pieces: stamp.pieces(&stored.body),
+    };
+    let (results, remote) = relay(cx, route, meta, &progress.pending, &bytes).await;
+    progress.attempts += 1;
+    let attempts = progress.attempts;
+    let mut sorted = Sorted::new(cx, &results, remote, &mut progress.final_results);
+
+    let now = now_unix();
+    let age = now - meta.received;
+    let expired = match meta.kind {
+        Kind::Message => age >= delivery.max_age.as_secs() as i64,
+        Kind::Dsn => attempts as usize > delivery.dsn_retry.len(),
+    };
+    if expired && !sorted.temporary.is_empty() {
+        sorted.expire(cx, id, meta, attempts);
+    }
+
+    if !sorted.permanent.is_empty() && meta.kind == Kind::Message {
+        let original = stamp.apply(&stored.body);
+        if let Err(e) = queue_dsn(cx, &hostname, meta, &original, &sorted.permanent).await {
+            tracing::error!(queue_id = id, error = %e, "cannot queue the DSN; will retry the message later");
+            // What was delivered stays delivered: never sent twice.
+            record_delivered(cx, id, &results);
+            return Outcome::Retry { due: now + 60 };
+        }
+    }
+
+    if sorted.temporary.is_empty() {
+        let _ = cx.spool.remove(Area::Active, id);
+        cx.metrics
+            .delivery_duration
+            .observe(&[], Duration::from_secs(age.max(0) as u64));
+        log_fate(
+            meta,
+            stored.body.len(),
+            &progress.final_results,
+            attempts,
+            age,
+            started.elapsed(),
+        );
+        return Outcome::Finished;
+    }
+    defer(cx, id, meta, &delivery, &results, &sorted, attempts, now)
+}
+
+/// Reads and verifies the queued message; a message that is gone or damaged
+/// is dealt with here and the attempt ends with the outcome returned.
+async fn read(cx: &Context, id: &str, size: u64) -> Result<Stored, Outcome> {
+    let spool = &cx.spool;
+    let read = if size > LARGE_READ {
+        let (spool, owned_id) = (spool.clone(), id.to_string());
+        let path = spool.path(Area::Active, id);
+        tokio::task::spawn_blocking(move || spool.read(Area::Active, &owned_id))
+            .await
+            .unwrap_or_else(|e| {
+                Err(SpoolError::Io {
+                    path,
+                    source: std::io::Error::other(e.to_string()),
+                })
+            })
+    } else {
+        spool.read(Area::Active, id)
+    };
+    match read {
+        Ok(s) => Ok(s),
+        Err(SpoolError::NotFound(_)) => {
+            tracing::info!(queue_id = id, "message no longer in the spool (deleted)");
+            Err(Outcome::Gone)
+        }
+        Err(e @ SpoolError::Corrupt { .. }) => {
+            tracing::error!(queue_id = id, error = %e, "damaged queue file set aside");
+            spool.set_aside(id);
+            cx.metrics.spool_corrupt.inc(&[]);
+            Err(Outcome::Gone)
+        }
+        Err(e) => {
+            tracing::error!(queue_id = id, error = %e, "cannot read queued message; retrying later");
+            Err(Outcome::Retry { due: now_unix() + 60 })
+        }
+    }
+}
+
+/// What earlier attempts achieved, from the message's history.
+struct Progress {
+    /// Recipient index → its final result, as logged.
+    final_results: HashMap<usize, String>,
+    attempts: u32,
+    /// Recipients without a final result.
+    pending: Vec<usize>,
+}
+
+impl Progress {
+    fn from_history(events: &[StateEvent], meta: &Meta) -> Progress {
+        let mut final_results: HashMap<usize, String> = HashMap::new();
+        let mut attempts = 0u32;
+        for e in events {
+            match e {
+                StateEvent::Delivered { rcpt, reply } | StateEvent::Failed { rcpt, reply } => {
+                    final_results.insert(*rcpt, reply.clone());
+                }
+                StateEvent::Deferred { attempts: a, .. } => attempts = *a,
+            }
+        }
+        let pending = (0..meta.envelope.recipients.len())
+            .filter(|i| !final_results.contains_key(i))
+            .collect();
+        Progress {
+            final_results,
+            attempts,
+            pending,
+        }
+    }
+}
+
+/// Relays to the pending recipients; without a route (tenant gone) each of
+/// them gets the route's temporary reply.
+async fn relay(
+    cx: &Context,
+    route: Result<Route, Reply>,
+    meta: &Meta,
+    pending: &[usize],
+    bytes: &MessageBytes<'_>,
+) -> (Vec<(usize, RcptResult)>, Option<String>) {
+    if pending.is_empty() {
+        return (Vec::new(), None);
+    }
+    match route {
+        Ok(route) => {
+            let attempt = cx.relay.deliver(&route, &meta.envelope, pending, bytes).await;
+            (attempt.results, attempt.server)
+        }
+        Err(reply) => (
+            pending
+                .iter()
+                .map(|&i| (i, RcptResult::Temporary(reply.clone())))
+                .collect(),
+            None,
+        ),
+    }
+}
+
+/// This attempt's results, sorted into what is to be retried and what is to
+/// be bounced.
+struct Sorted {
+    temporary: Vec<(usize, Reply)>,
+    permanent: Vec<dsn::Failed>,
+    remote: Option<String>,
+}
+
+impl Sorted {
+    /// Counts each result and records it as the recipient's latest.
+    fn new(
+        cx: &Context,
+        results: &[(usize, RcptResult)],
+        remote: Option<String>,
+        final_results: &mut HashMap<usize, String>,
+    ) -> Sorted {
+        let mut temporary = Vec::new();
+        let mut permanent = Vec::new();
+        for (index, result) in results {
+            let label = match result {
+                RcptResult::Delivered(_) => "delivered",
+                RcptResult::Temporary(_) => "deferred",
+                RcptResult::Permanent(_) => "bounced",
+            };
+            cx.metrics.deliveries.inc(&[label]);
+            final_results.insert(*index, format!("{label}: {}", result.reply().one_line()));
+            match result {
+                RcptResult::Delivered(_) => {}
+                RcptResult::Temporary(r) => temporary.push((*index, r.clone())),
+                RcptResult::Permanent(r) => permanent.push(dsn::Failed {
+                    index: *index,
+                    reply: r.clone(),
+                    remote: remote.clone(),
+                    expired: false,
+                }),
+            }
+        }
+        Sorted {
+            temporary,
+            permanent,
+            remote,
+        }
+    }
+
+    /// The message is too old (or a DSN out of retries): what is still
+    /// temporary fails for good (a DSN is dropped, never bounced).
+    fn expire(&mut self, cx: &Context, id: &str, meta: &Meta, attempts: u32) {
+        if meta.kind == Kind::Dsn {
+            cx.metrics.dsns.inc(&["dropped"]);
+            tracing::warn!(
+                queue_id = id,
+                attempts,
+                "dropping an undeliverable delivery status notification"
+            );
+            self.temporary.clear();
+            return;
+        }
+        for (index, reply) in self.temporary.drain(..) {
+            self.permanent.push(dsn::Failed {
+                index,
+                reply,
+                remote: self.remote.clone(),
+                expired: true,
+            });
+        }
+    }
+}
+
+fn record_delivered(cx: &Context, id: &str, results: &[(usize, RcptResult)]) {
+    for (index, result) in results {
+        if let RcptResult::Delivered(r) = result {
+            let event = StateEvent::Delivered {
+                rcpt: *index,
+                reply: r.one_line(),
+            };
+            let _ = cx.spool.append(Area::Active, id, &event);
+        }
+    }
+}
+
+/// Some recipients are still pending: records what is final and when to
+/// retry, per the message's retry schedule.
+#[allow(clippy::too_many_arguments)]
+fn defer(
+    cx: &Context,
+    id: &str,
+    meta: &Meta,
+    delivery: &DeliveryConfig,
+    results: &[(usize, RcptResult)],
+    sorted: &Sorted,
+    attempts: u32,
+    now: i64,
+) -> Outcome {
+    let spool = &cx.spool;
+    for (index, result) in results {
+        let event = match result {
+            RcptResult::Delivered(r) => StateEvent::Delivered {
+                rcpt: *index,
+                reply: r.one_line(),
+            },
+            RcptResult::Permanent(r) => StateEvent::Failed {
+                rcpt: *index,
+                reply: r.one_line(),
+            },
+            RcptResult::Temporary(_) => continue,
+        };
+        let _ = spool.append(Area::Active, id, &event);
+    }
+    for f in sorted.permanent.iter().filter(|f| f.expired) {
+        let _ = spool.append(
+            Area::Active,
+            id,
+            &StateEvent::Failed {
+                rcpt: f.index,
+                reply: f.reply.one_line(),
+            },
+        );
+    }
+    let schedule = match meta.kind {
+        Kind::Message => &delivery.retry,
+        Kind::Dsn => &delivery.dsn_retry,
+    };
+    let step = schedule
+        .get((attempts as usize).saturating_sub(1))
+        .or(schedule.last())
+        .copied()
+        .unwrap_or(Duration::from_secs(300));
+    let due = now + step.as_secs().max(1) as i64;
+    let error = sorted.temporary.first().map(|(_, r)| r.one_line()).unwrap_or_default();
+    if let Err(e) = spool.append(
+        Area::Active,
+        id,
+        &StateEvent::Deferred {
+            attempts,
+            next: due,
+            error: error.clone(),
+        },
+    ) {
+        tracing::error!(queue_id = id, error = %e, "cannot record the deferral");
+    }
+    tracing::info!(
+        queue_id = id,
+        tenant = %meta.tenant,
+        pending = sorted.temporary.len(),
+        attempts,
+        retry_in_s = step.as_secs(),
+        error = %error,
+        "delivery deferred"
+    );
+    Outcome::Retry { due }
+}
+
+/// Queues a DSN to the sender of `meta` for `failed` recipients.
+async fn queue_dsn(
+    cx: &Context,
+    hostname: &str,
+    meta: &Meta,
+    original: &[u8],
+    failed: &[dsn::Failed],
+) -> Result<(), SpoolError> {
+    let now = now_unix();
+    let Some(bytes) = dsn::build(hostname, &meta.envelope, original, failed, meta.received, now) else {
+        cx.metrics.dsns.inc(&["suppressed"]);
+        tracing::info!(queue_id = %meta.id, "no DSN: null sender or NOTIFY excludes failures");
+        return Ok(());
+    };
+    let rt = cx.settings.load();
+    let tenant = rt
+        .tenants
+        .by_address(&meta.envelope.mail_from)
+        .map(|t| t.portal.clone());
+    let id = crate::spool::new_id();
+    let dsn_meta = Meta {
+        id: id.clone(),
+        received: now,
+        kind: Kind::Dsn,
+        envelope: Envelope {
+            mail_from: String::new(),
+            recipients: vec![Recipient {
+                address: meta.envelope.mail_from.clone(),
+                orcpt: None,
+                notify: None,
+            }],
+            // A non-ASCII sender can only be reached with SMTPUTF8.
+            smtputf8: !meta.envelope.mail_from.is_ascii(),
+            ..Envelope::default()
+        },
+        session: SessionFacts {
+            client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            client_port: 0,
+            helo: hostname.to_string(),
+            tls: None,
+        },
+        tenant: tenant.clone().unwrap_or_default(),
+        direction: if tenant.is_some() {
+            Direction::Inbound
+        } else {
+            Direction::Outgoing
+        },
+        verdict: None,
+        skips: vec![],
+        route: tenant,
+    };
+    drop(rt);
+    cx.spool
+        .commit(Area::Active, &dsn_meta, b"", Body::Memory(bytes))
+        .await?;
+    cx.metrics.dsns.inc(&["queued"]);
+    tracing::info!(queue_id = %meta.id, dsn_id = %id, to = %meta.envelope.mail_from, "DSN queued");
+    cx.handle.queued(&id, &RouteKey::of(&dsn_meta), now);
+    Ok(())
+}
+
+fn log_fate(
+    meta: &Meta,
+    size: usize,
+    results: &HashMap<usize, String>,
+    attempts: u32,
+    age: i64,
+    last_attempt: Duration,
+) {
+    let mut per_rcpt: Vec<String> = Vec::with_capacity(results.len());
+    for (i, r) in meta.envelope.recipients.iter().enumerate() {
+        per_rcpt.push(format!(
+            "<{}> {}",
+            r.address,
+            results.get(&i).map(String::as_str).unwrap_or("unknown")
+        ));
+    }
+    tracing::info!(
+        queue_id = %meta.id,
+        kind = ?meta.kind,
+        tenant = %meta.tenant,
+        direction = %meta.direction,
+        from = %meta.envelope.mail_from,
+        recipients = meta.envelope.recipients.len(),
+        size,
+        results = %per_rcpt.join("; "),
+        attempts,
+        total_s = age,
+        last_attempt_ms = last_attempt.as_millis() as u64,
+        "message fate known"
+    );
+}

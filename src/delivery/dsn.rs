@@ -1,0 +1,220 @@
+//! Delivery status notifications (RFC 3464) for recipients that failed
+//! permanently or expired, built with mail-builder as new messages.
+//!
+//! The DSN parameters kept on the envelope are honoured: `NOTIFY=NEVER` (or a
+//! NOTIFY without FAILURE/DELAY) suppresses the report for that recipient,
+//! `RET=FULL` attaches the whole message and `RET=HDRS` (the default) only
+//! its header, `ENVID` and `ORCPT` are echoed. No DSN is ever made for the
+//! null sender or for a DSN.
+
+use mail_builder::MessageBuilder;
+use mail_builder::headers::content_type::ContentType;
+use mail_builder::headers::text::Text;
+use mail_builder::mime::{BodyPart, MimePart};
+
+use crate::message::envelope::{DsnReturn, Envelope};
+use crate::message::headers::header_len;
+use crate::smtp::reply::Reply;
+
+/// One recipient to report on.
+#[derive(Debug, Clone)]
+pub(crate) struct Failed {
+    pub(crate) index: usize,
+    pub(crate) reply: Reply,
+    /// The server that gave the reply, if any.
+    pub(crate) remote: Option<String>,
+    /// Whether the message expired in the queue (Action: failed, after delays).
+    pub(crate) expired: bool,
+}
+
+/// Whether a DSN should be made for this recipient at all.
+pub(crate) fn wanted(envelope: &Envelope, index: usize) -> bool {
+    if envelope.is_null_sender() {
+        return false;
+    }
+    match envelope.recipients.get(index).and_then(|r| r.notify) {
+        None => true,
+        Some(n) => !n.never && n.failure,
+    }
+}
+
+/// Builds the DSN message bytes for `failed` recipients of the message
+/// `original` (stamped bytes), or `None` when no recipient wants one.
+pub(crate) fn build(
+    hostname: &str,
+    envelope: &Envelope,
+    original: &[u8],
+    failed: &[Failed],
+    received: i64,
+    now: i64,
+) -> Option<Vec<u8>> {
+    let failed: Vec<&Failed> = failed.iter().filter(|f| wanted(envelope, f.index)).collect();
+    if failed.is_empty() {
+        return None;
+    }
+    let reporting = format!("MAILER-DAEMON@{hostname}");
+
+    let mut human = String::from("This is the mail gateway at ");
+    human.push_str(hostname);
+    human.push_str(".\r\n\r\nYour message could not be delivered to the following recipients:\r\n\r\n");
+    for f in &failed {
+        let rcpt = &envelope.recipients[f.index].address;
+        let why = if f.expired {
+            "delivery kept failing until the message expired"
+        } else {
+            "the receiving server refused it"
+        };
+        human.push_str(&format!("  <{rcpt}>: {why}\r\n    {}\r\n", f.reply.one_line()));
+    }
+
+    let mut status = format!("Reporting-MTA: dns; {hostname}\r\n");
+    if let Some(envid) = &envelope.envid {
+        status.push_str(&format!("Original-Envelope-Id: {envid}\r\n"));
+    }
+    status.push_str(&format!(
+        "Arrival-Date: {}\r\n",
+        mail_builder::headers::date::Date::new(received).to_rfc822()
+    ));
+    for f in &failed {
+        let rcpt = &envelope.recipients[f.index];
+        status.push_str("\r\n");
+        if let Some(orcpt) = &rcpt.orcpt {
+            status.push_str(&format!("Original-Recipient: rfc822;{orcpt}\r\n"));
+        }
+        let (class, subject, detail) = if f.reply.esc.0 == 0 {
+            (if f.reply.code >= 500 { 5 } else { 4 }, 0, 0)
+        } else {
+            f.reply.esc
+        };
+        status.push_str(&format!("Final-Recipient: rfc822; {}\r\n", rcpt.address));
+        status.push_str("Action: failed\r\n");
+        status.push_str(&format!("Status: {class}.{subject}.{detail}\r\n"));
+        if let Some(remote) = &f.remote {
+            status.push_str(&format!(
+                "Remote-MTA: dns; {}\r\n",
+                remote.split('[').next().unwrap_or(remote)
+            ));
+        }
+        status.push_str(&format!("Diagnostic-Code: smtp; {}\r\n", f.reply.one_line()));
+        status.push_str(&format!(
+            "Last-Attempt-Date: {}\r\n",
+            mail_builder::headers::date::Date::new(now).to_rfc822()
+        ));
+    }
+
+    let full = envelope.ret == Some(DsnReturn::Full) && carries_as_8bit(original);
+    let returned = if full {
+        MimePart::new("message/rfc822", BodyPart::Binary(original.into()))
+            .transfer_encoding("8bit")
+            .inline()
+    } else {
+        let header = &original[..header_len(original)];
+        MimePart::new("text/rfc822-headers", BodyPart::Binary(header.into()))
+            .transfer_encoding("8bit")
+            .inline()
+    };
+
+    let report = MimePart::new(
+        ContentType::new("multipart/report").attribute("report-type", "delivery-status"),
+        vec![
+            MimePart::new("text/plain", human),
+            MimePart::new("message/delivery-status", BodyPart::Binary(status.into_bytes().into()))
+                .transfer_encoding("8bit")
+                .inline(),
+            returned,
+        ],
+    );
+    let message = MessageBuilder::new()
+        .from(("Mail Delivery System", reporting.as_str()))
+        .to(envelope.mail_from.as_str())
+        .subject("Undelivered Mail Returned to Sender")
+        .header("Auto-Submitted", Text::new("auto-replied"))
+        .date(now)
+        .message_id(format!("{}.dsn@{hostname}", crate::spool::new_id()))
+        .body(report);
+    message.write_to_vec().ok()
+}
+
+/// An original can be attached verbatim as 8bit when it has CRLF line endings
+/// only and no NUL bytes.
+fn carries_as_8bit(original: &[u8]) -> bool {
+    let mut prev = 0u8;
+    for &b in original {
+        if b == 0 || (b == b'\n' && prev != b'\r') {
+            return false;
+        }
+        prev = b;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::envelope::{Notify, Recipient};
+    use mail_parser::{MessageParser, MimeHeaders};
+
+    fn envelope(notify: Option<Notify>, ret: Option<DsnReturn>) -> Envelope {
+        Envelope {
+            mail_from: "alice@contoso.com".into(),
+            recipients: vec![Recipient {
+                address: "bob@example.org".into(),
+                orcpt: Some("bob@example.org".into()),
+                notify,
+            }],
+            ret,
+            envid: Some("ENV42".into()),
+            ..Envelope::default()
+        }
+    }
+
+    fn failed() -> Vec<Failed> {
+        vec![Failed {
+            index: 0,
+            reply: Reply::new(550, (5, 1, 1), "no such user"),
+            remote: Some("mx.example.org[192.0.2.1]:25".into()),
+            expired: false,
+        }]
+    }
+
+    const ORIGINAL: &[u8] = b"From: alice@contoso.com\r\nSubject: hi\r\n\r\nsecret body\r\n";
+
+    #[test]
+    fn a_failure_report_is_a_multipart_report_with_headers_only_by_default() {
+        let bytes = build("gw.example.net", &envelope(None, None), ORIGINAL, &failed(), 0, 0).unwrap();
+        let msg = MessageParser::default().parse(&bytes[..]).unwrap();
+        let ct = msg.root_part().content_type().unwrap();
+        assert_eq!((ct.ctype(), ct.subtype()), ("multipart", Some("report")));
+        assert_eq!(ct.attribute("report-type"), Some("delivery-status"));
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("Final-Recipient: rfc822; bob@example.org"));
+        assert!(text.contains("Status: 5.1.1"));
+        assert!(text.contains("Original-Envelope-Id: ENV42"));
+        assert!(text.contains("Original-Recipient: rfc822;bob@example.org"));
+        assert!(text.contains("Subject: hi"));
+        assert!(!text.contains("secret body"), "RET=HDRS must not return the body");
+    }
+
+    #[test]
+    fn ret_full_returns_the_message() {
+        let bytes = build("gw", &envelope(None, Some(DsnReturn::Full)), ORIGINAL, &failed(), 0, 0).unwrap();
+        assert!(String::from_utf8_lossy(&bytes).contains("secret body"));
+    }
+
+    #[test]
+    fn notify_never_and_null_sender_get_nothing() {
+        let never = Notify {
+            never: true,
+            ..Notify::default()
+        };
+        assert!(build("gw", &envelope(Some(never), None), ORIGINAL, &failed(), 0, 0).is_none());
+        let success_only = Notify {
+            success: true,
+            ..Notify::default()
+        };
+        assert!(build("gw", &envelope(Some(success_only), None), ORIGINAL, &failed(), 0, 0).is_none());
+        let mut null = envelope(None, None);
+        null.mail_from.clear();
+        assert!(build("gw", &null, ORIGINAL, &failed(), 0, 0).is_none());
+    }
+}

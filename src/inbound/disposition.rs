@@ -1,0 +1,328 @@
+//! What happens to a message once its last byte has arrived: the tenant and
+//! direction are confirmed from the headers, the policy's checks run, the
+//! verdict is turned into an action for the tenant's mode, the stamp is
+//! computed, and the message is stored (quarantine or queue) before the
+//! client hears 250.
+//!
+//! Invariants: a 250 is only ever returned after `Spool::commit` succeeded;
+//! every failure on the way is a 4xx (temporary beats permanent), except a
+//! refusal decided by admission or policy (5xx); one log line records the
+//! decision for each message.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::tenant::{Tenant, TenantMode};
+use crate::inbound::admission::{self, Attribution};
+use crate::inbound::{Context, Settings};
+use crate::message::envelope::{Direction, Envelope, SessionFacts};
+use crate::message::stamp::{self, StampFacts};
+use crate::message::verdict::Action;
+use crate::scan::pipeline::{Policy, ScanReport};
+use crate::smtp::reply::Reply;
+use crate::spool::format::{Kind, Meta};
+use crate::spool::incoming::Body;
+use crate::spool::{Area, now_unix};
+
+/// The outcome of `prepare`: what to do with the message.
+pub(crate) enum Prepared {
+    /// Refused or temporarily failed; nothing is kept.
+    Refused(Reply),
+    /// Keep in quarantine, deliver nothing.
+    Quarantine { meta: Meta, prefix: Vec<u8>, body: Body },
+    /// Relay with the stamp (action deliver or junk).
+    Deliver { meta: Meta, prefix: Vec<u8>, body: Body },
+    /// Monitor mode: scanned and recorded, never relayed.
+    Monitored { id: String },
+}
+
+/// Confirms, scans, decides and stamps.
+pub(crate) async fn prepare(
+    cx: &Context,
+    rt: &Settings,
+    id: &str,
+    session: SessionFacts,
+    envelope: Envelope,
+    tenant: Arc<Tenant>,
+    body: Body,
+) -> Prepared {
+    let started = Instant::now();
+    let (tenant, attribution) = match confirm(cx, rt, id, &session, &envelope, &tenant, &body) {
+        Ok(confirmed) => confirmed,
+        Err(reply) => {
+            body.discard();
+            return Prepared::Refused(reply);
+        }
+    };
+    let policy = rt.policy(&tenant.policy);
+    let raw = match read_back(&body, policy.scan_max_size, id) {
+        Ok(raw) => raw,
+        Err(reply) => {
+            body.discard();
+            return Prepared::Refused(reply);
+        }
+    };
+    if attribution.inferred {
+        tracing::info!(queue_id = id, tenant = %tenant.portal, direction = %attribution.direction, "no X-CLOUD-SEC-AV-Info header: direction inferred from the domains");
+    }
+    let direction = attribution.direction;
+
+    let report = {
+        let _permit = cx.scan_permits.acquire().await;
+        scan(&policy, &raw, body.len(), &envelope, &session, &tenant, direction).await
+    };
+    record_checks(cx, &report);
+
+    let enforce = tenant.mode == TenantMode::Inline;
+    let action = if enforce {
+        report.verdict.action
+    } else {
+        Action::Deliver
+    };
+    log_decision(
+        id,
+        &tenant,
+        &envelope,
+        direction,
+        body.len(),
+        &report,
+        action,
+        enforce,
+        started,
+    );
+    if let Some(settled) = settle(cx, id, &tenant, direction, &report, action, enforce) {
+        drop(raw);
+        body.discard();
+        return settled;
+    }
+
+    let now = now_unix();
+    let st = stamp::stamp(
+        &raw,
+        &StampFacts {
+            hostname: &rt.config.server.hostname,
+            queue_id: id,
+            session: &session,
+            smtputf8: envelope.smtputf8,
+            single_recipient: (envelope.recipients.len() == 1).then(|| envelope.recipients[0].address.as_str()),
+            portal: &tenant.portal,
+            direction,
+            verdict: &report.verdict,
+            action,
+            enforced: enforce,
+            now,
+        },
+    );
+    drop(raw);
+    let meta = Meta {
+        id: id.to_string(),
+        received: now,
+        kind: Kind::Message,
+        envelope,
+        session,
+        tenant: tenant.portal.clone(),
+        direction,
+        verdict: Some(report.verdict),
+        skips: st.stored_skips(),
+        route: None,
+    };
+    if action == Action::Quarantine {
+        Prepared::Quarantine {
+            meta,
+            prefix: st.prefix,
+            body,
+        }
+    } else {
+        Prepared::Deliver {
+            meta,
+            prefix: st.prefix,
+            body,
+        }
+    }
+}
+
+/// The header decides the tenant and the direction (admission confirms what
+/// the envelope suggested); only then is its policy known.
+fn confirm(
+    cx: &Context,
+    rt: &Settings,
+    id: &str,
+    session: &SessionFacts,
+    envelope: &Envelope,
+    tenant: &Arc<Tenant>,
+    body: &Body,
+) -> Result<(Arc<Tenant>, Attribution), Reply> {
+    // In memory this read is free; a spilled body yields its header only.
+    let head = read_back(body, 0, id)?;
+    let sender_tenant = rt.tenants.by_address(&envelope.mail_from).cloned();
+    admission::confirm(tenant, sender_tenant.as_ref(), envelope, &head).map_err(|refusal| {
+        cx.metrics.admission_refusals.inc(&["tenant-headers"]);
+        tracing::warn!(
+            queue_id = id,
+            client = %session.client_ip,
+            tenant = %tenant.portal,
+            from = %envelope.mail_from,
+            reason = %refusal.reason,
+            "admission refused at end of data"
+        );
+        refusal.reply
+    })
+}
+
+/// The message as the scan sees it (its header only past `max` bytes).
+fn read_back<'a>(body: &'a Body, max: u64, id: &str) -> Result<Cow<'a, [u8]>, Reply> {
+    body.for_scan(max).map_err(|e| {
+        tracing::error!(queue_id = id, error = %e, "cannot read the received message back");
+        Reply::LOCAL_ERROR
+    })
+}
+
+/// Runs the policy; for a monitor tenant, on the original a journal report
+/// carries (or the report itself when it carries none).
+async fn scan(
+    policy: &Policy,
+    raw: &[u8],
+    size: u64,
+    envelope: &Envelope,
+    session: &SessionFacts,
+    tenant: &Tenant,
+    direction: Direction,
+) -> ScanReport {
+    if tenant.mode == TenantMode::Monitor {
+        let original = journal_original(raw);
+        let scanned = original.as_deref().unwrap_or(raw);
+        policy
+            .scan(scanned, scanned.len() as u64, envelope, session, tenant, direction)
+            .await
+    } else {
+        policy.scan(raw, size, envelope, session, tenant, direction).await
+    }
+}
+
+/// Counts the message once by what is done with it, and settles the cases
+/// where nothing is stored: monitor mode, a scan that must be retried, a
+/// rejection. `None`: the message is to be stamped and stored.
+fn settle(
+    cx: &Context,
+    id: &str,
+    tenant: &Tenant,
+    direction: Direction,
+    report: &ScanReport,
+    action: Action,
+    enforce: bool,
+) -> Option<Prepared> {
+    let (label, settled) = if tenant.mode == TenantMode::Monitor {
+        ("monitor", Some(Prepared::Monitored { id: id.to_string() }))
+    } else if enforce && report.verdict.tempfail {
+        ("tempfail", Some(Prepared::Refused(Reply::SCAN_TEMPFAIL)))
+    } else if action == Action::Reject {
+        (action.as_str(), Some(Prepared::Refused(Reply::POLICY_REJECT)))
+    } else {
+        (action.as_str(), None)
+    };
+    cx.metrics.messages.inc(&[&tenant.portal, direction.as_str(), label]);
+    settled
+}
+
+/// Queue mode: makes the message durable, then answers.
+pub(crate) async fn store(cx: &Context, prepared: Prepared) -> Reply {
+    match prepared {
+        Prepared::Refused(reply) => reply,
+        Prepared::Monitored { id } => Reply::queued(&id),
+        Prepared::Quarantine { meta, prefix, body } => {
+            match cx.spool.commit(Area::Quarantine, &meta, &prefix, body).await {
+                Ok(()) => {
+                    tracing::info!(queue_id = %meta.id, tenant = %meta.tenant, "message quarantined");
+                    Reply::quarantined(&meta.id)
+                }
+                Err(e) => {
+                    tracing::error!(queue_id = %meta.id, error = %e, "cannot store the message in quarantine");
+                    spool_reply(&e)
+                }
+            }
+        }
+        Prepared::Deliver { meta, prefix, body } => {
+            let started = Instant::now();
+            match cx.spool.commit(Area::Active, &meta, &prefix, body).await {
+                Ok(()) => {
+                    tracing::debug!(queue_id = %meta.id, commit_us = started.elapsed().as_micros() as u64, "message queued");
+                    cx.queue
+                        .queued(&meta.id, &crate::delivery::route::RouteKey::of(&meta), meta.received);
+                    Reply::queued(&meta.id)
+                }
+                Err(e) => {
+                    tracing::error!(queue_id = %meta.id, error = %e, "cannot queue the message");
+                    spool_reply(&e)
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn spool_reply(e: &crate::spool::SpoolError) -> Reply {
+    match e {
+        crate::spool::SpoolError::Full(_) => Reply::SPOOL_FULL,
+        _ => Reply::LOCAL_ERROR,
+    }
+}
+
+fn record_checks(cx: &Context, report: &ScanReport) {
+    for t in &report.timings {
+        cx.metrics.check_duration.observe(&[&t.name], t.elapsed);
+        if t.failed {
+            cx.metrics.check_errors.inc(&[&t.name]);
+        }
+    }
+}
+
+/// The original message attached to an EXO journal report, if `raw` is one.
+fn journal_original(raw: &[u8]) -> Option<Vec<u8>> {
+    if crate::message::headers::values(raw, "X-MS-Journal-Report").is_empty() {
+        return None;
+    }
+    let message = mail_parser::MessageParser::default().parse(raw)?;
+    message.parts.iter().find_map(|p| match &p.body {
+        mail_parser::PartType::Message(inner) => Some(inner.raw_message().to_vec()),
+        _ => None,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn log_decision(
+    id: &str,
+    tenant: &Tenant,
+    envelope: &Envelope,
+    direction: Direction,
+    size: u64,
+    report: &ScanReport,
+    action: Action,
+    enforced: bool,
+    started: Instant,
+) {
+    let reasons: Vec<String> = report
+        .verdict
+        .top_reasons(5)
+        .iter()
+        .map(|f| format!("{}:{}({:.1}) {}", f.check, f.tag, f.score, f.reason))
+        .collect();
+    let failed: Vec<&str> = report.verdict.failures.iter().map(|f| f.check.as_str()).collect();
+    tracing::info!(
+        queue_id = id,
+        tenant = %tenant.portal,
+        mode = tenant.mode.as_str(),
+        direction = %direction,
+        from = %envelope.mail_from,
+        recipients = envelope.recipients.len(),
+        size,
+        checks = report.timings.len(),
+        score = report.verdict.score,
+        verdict = %report.verdict.action,
+        action = %action,
+        enforced,
+        failed_checks = ?failed,
+        reasons = ?reasons,
+        scan_ms = started.elapsed().as_millis() as u64,
+        "message scanned"
+    );
+}

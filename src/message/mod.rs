@@ -1,0 +1,13 @@
+//! What a message is, as plain values shared by every later stage: the SMTP
+//! envelope and session facts, the raw header walker, the stamp (the only
+//! change we make to a message: our X-CLOUD-SEC-AV-* fields prepended, any
+//! arriving ones skipped) and the verdict reached about it.
+//!
+//! Owns: these values and their invariants (bytes never re-serialised; our
+//! fields removed wherever they appear, folded lines included). Must never:
+//! do I/O, read configuration or know how a message arrived or leaves.
+
+pub mod envelope;
+pub mod headers;
+pub mod stamp;
+pub mod verdict;

@@ -1,0 +1,335 @@
+//! Stamping: the only change exogate makes to a message.
+//!
+//! Every arriving `X-CLOUD-SEC-AV-*` field is removed (all occurrences, any
+//! letter case, folded continuation lines included) and our own fields are
+//! prepended: `Received:`, `X-CLOUD-SEC-AV-Info`, `X-CLOUD-SEC-AV-SCL`,
+//! `X-CLOUD-SEC-AV-Verdict`, each folded to at most 78 columns and at most
+//! 998 octets of value. All other bytes pass through unchanged, so DKIM and
+//! ARC signatures still verify. The message is never re-serialised: a stamp is
+//! a prefix plus the byte ranges to skip, applied when the message is written.
+
+use std::io::{self, Write};
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+
+use crate::message::envelope::{Direction, SessionFacts};
+use crate::message::headers;
+use crate::message::verdict::{Action, Verdict};
+
+/// The prefix of the header fields exogate owns.
+pub const OWNED_PREFIX: &str = "x-cloud-sec-av-";
+/// Longest header value we write (RFC 5322 line limit).
+pub(crate) const MAX_VALUE: usize = 998;
+const FOLD_AT: usize = 78;
+
+/// How to turn the received bytes into the bytes we relay.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Stamp {
+    /// Header fields to prepend (CRLF line endings).
+    pub prefix: Vec<u8>,
+    /// Byte ranges of the received message to leave out, sorted, disjoint.
+    pub skips: Vec<Range<usize>>,
+}
+
+impl Stamp {
+    /// The stamp as a queue file stores it: the prefix record and the skips
+    /// as (start, end) offsets. The one way back from storage to a stamp.
+    pub(crate) fn from_stored(prefix: Vec<u8>, skips: &[(u64, u64)]) -> Stamp {
+        Stamp {
+            prefix,
+            skips: skips.iter().map(|&(s, e)| s as usize..e as usize).collect(),
+        }
+    }
+
+    /// The skips as a queue file stores them (see [`Stamp::from_stored`]).
+    pub(crate) fn stored_skips(&self) -> Vec<(u64, u64)> {
+        self.skips.iter().map(|r| (r.start as u64, r.end as u64)).collect()
+    }
+
+    /// The stamped message as borrowed pieces (prefix, then what is kept of
+    /// `raw`), for writing it out without a copy.
+    pub(crate) fn pieces<'a>(&'a self, raw: &'a [u8]) -> Vec<&'a [u8]> {
+        let mut pieces: Vec<&[u8]> = vec![&self.prefix];
+        pieces.extend(self.kept(raw.len()).into_iter().map(|range| &raw[range]));
+        pieces
+    }
+
+    /// Length of the stamped message.
+    pub fn stamped_len(&self, raw_len: usize) -> usize {
+        self.prefix.len() + raw_len - self.skips.iter().map(|r| r.len()).sum::<usize>()
+    }
+
+    /// The pieces of the received message that are kept, in order.
+    pub(crate) fn kept(&self, raw_len: usize) -> Vec<Range<usize>> {
+        let mut out = Vec::with_capacity(self.skips.len() + 1);
+        let mut pos = 0;
+        for skip in &self.skips {
+            if skip.start > pos {
+                out.push(pos..skip.start);
+            }
+            pos = skip.end;
+        }
+        if pos < raw_len {
+            out.push(pos..raw_len);
+        }
+        out
+    }
+
+    /// Writes the stamped message.
+    pub(crate) fn write(&self, raw: &[u8], out: &mut impl Write) -> io::Result<()> {
+        out.write_all(&self.prefix)?;
+        for range in self.kept(raw.len()) {
+            out.write_all(&raw[range])?;
+        }
+        Ok(())
+    }
+
+    pub fn apply(&self, raw: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.stamped_len(raw.len()));
+        self.write(raw, &mut out).expect("writing to a Vec cannot fail");
+        out
+    }
+}
+
+/// Ranges of every field we own in `raw`.
+pub fn owned_fields(raw: &[u8]) -> Vec<Range<usize>> {
+    headers::fields(raw)
+        .filter(|f| {
+            f.name.len() >= OWNED_PREFIX.len()
+                && f.name[..OWNED_PREFIX.len()].eq_ignore_ascii_case(OWNED_PREFIX.as_bytes())
+        })
+        .map(|f| f.range)
+        .collect()
+}
+
+/// What the stamp says.
+pub struct StampFacts<'a> {
+    pub hostname: &'a str,
+    pub queue_id: &'a str,
+    pub session: &'a SessionFacts,
+    pub smtputf8: bool,
+    /// The single recipient, when there is exactly one (for the Received `for` clause).
+    pub single_recipient: Option<&'a str>,
+    pub portal: &'a str,
+    pub direction: Direction,
+    pub verdict: &'a Verdict,
+    /// The action that will be carried out (in detect mode: always deliver).
+    pub action: Action,
+    pub enforced: bool,
+    /// Seconds since the Unix epoch.
+    pub now: i64,
+}
+
+/// Builds the stamp for `raw`.
+pub fn stamp(raw: &[u8], facts: &StampFacts) -> Stamp {
+    let mut prefix = Vec::with_capacity(512);
+    push_field(&mut prefix, "Received", &received(facts));
+    push_field(
+        &mut prefix,
+        "X-CLOUD-SEC-AV-Info",
+        &format!("{},office365_emails,{}", facts.portal, facts.direction.info_value()),
+    );
+    push_field(
+        &mut prefix,
+        "X-CLOUD-SEC-AV-SCL",
+        if facts.action == Action::Junk { "true" } else { "false" },
+    );
+    push_field(&mut prefix, "X-CLOUD-SEC-AV-Verdict", &verdict_value(facts));
+    Stamp {
+        prefix,
+        skips: owned_fields(raw),
+    }
+}
+
+fn received(f: &StampFacts) -> String {
+    let helo = sanitize(&f.session.helo, 255);
+    let helo = if helo.is_empty() { "unknown".to_string() } else { helo };
+    let protocol = match (f.smtputf8, f.session.tls.is_some()) {
+        (true, true) => "UTF8SMTPS",
+        (true, false) => "UTF8SMTP",
+        (false, true) => "ESMTPS",
+        (false, false) => "ESMTP",
+    };
+    let mut v = format!(
+        "from {helo} ([{}]:{}) by {} (exogate) with {protocol}",
+        f.session.client_ip,
+        f.session.client_port,
+        sanitize(f.hostname, 255)
+    );
+    if let Some(tls) = &f.session.tls {
+        v.push_str(&format!(
+            " (version={} cipher={})",
+            sanitize(&tls.version, 32),
+            sanitize(&tls.cipher, 64)
+        ));
+    }
+    v.push_str(&format!(" id {}", f.queue_id));
+    if let Some(rcpt) = f.single_recipient {
+        let rcpt = sanitize(rcpt, 256);
+        if !rcpt.is_empty() {
+            v.push_str(&format!(" for <{rcpt}>"));
+        }
+    }
+    v.push_str(&format!(
+        "; {}",
+        mail_builder::headers::date::Date::new(f.now).to_rfc822()
+    ));
+    v
+}
+
+fn verdict_value(f: &StampFacts) -> String {
+    let mut v = format!(
+        "action={}; score={:.1}; enforced={}",
+        f.verdict.action,
+        f.verdict.score,
+        if f.enforced { "yes" } else { "no" }
+    );
+    if !f.verdict.failures.is_empty() {
+        let failed: Vec<String> = f.verdict.failures.iter().map(|c| sanitize_token(&c.check)).collect();
+        v.push_str(&format!("; failed={}", failed.join(",")));
+    }
+    let top = f.verdict.top_reasons(8);
+    if !top.is_empty() {
+        v.push_str("; tests=");
+        let mut first = true;
+        for finding in top {
+            let item = format!(
+                "{}:{}({:.1})",
+                sanitize_token(&finding.check),
+                sanitize_token(&finding.tag),
+                finding.score
+            );
+            if v.len() + item.len() + 2 > MAX_VALUE {
+                break;
+            }
+            if !first {
+                v.push_str(", ");
+            }
+            v.push_str(&item);
+            first = false;
+        }
+    }
+    v
+}
+
+/// Printable ASCII only, at most `max` characters: what lands in a header
+/// field may come from the client, so no control characters or CR/LF.
+fn sanitize(s: &str, max: usize) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .take(max)
+        .collect()
+}
+
+fn sanitize_token(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(64)
+        .collect()
+}
+
+/// Appends `Name: value` folded at spaces to at most 78 columns per line.
+/// A single word longer than a line is kept whole (never split inside a word).
+pub(crate) fn push_field(out: &mut Vec<u8>, name: &str, value: &str) {
+    let value = if value.len() > MAX_VALUE {
+        let mut end = MAX_VALUE;
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        &value[..end]
+    } else {
+        value
+    };
+    out.extend_from_slice(name.as_bytes());
+    out.push(b':');
+    let mut col = name.len() + 1;
+    for word in value.split(' ').filter(|w| !w.is_empty()) {
+        if col + 1 + word.len() > FOLD_AT && col > name.len() + 1 {
+            out.extend_from_slice(b"\r\n\t");
+            col = 1;
+        } else {
+            out.push(b' ');
+            col += 1;
+        }
+        out.extend_from_slice(word.as_bytes());
+        col += word.len();
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::verdict::{Finding, Thresholds};
+
+    fn facts<'a>(verdict: &'a Verdict, session: &'a SessionFacts, action: Action) -> StampFacts<'a> {
+        StampFacts {
+            hostname: "gw.example.net",
+            queue_id: "Q1",
+            session,
+            smtputf8: false,
+            single_recipient: Some("u@contoso.com"),
+            portal: "contoso",
+            direction: Direction::Inbound,
+            verdict,
+            action,
+            enforced: true,
+            now: 1_790_000_000,
+        }
+    }
+
+    fn session() -> SessionFacts {
+        SessionFacts {
+            client_ip: "40.92.0.1".parse().unwrap(),
+            client_port: 1234,
+            helo: "mail.example\r\nInjected: yes".into(),
+            tls: None,
+        }
+    }
+
+    #[test]
+    fn forged_fields_are_removed_in_every_spelling() {
+        let raw = b"X-CLOUD-SEC-AV-SCL: false\r\nFrom: a@b\r\nx-cloud-sec-av-scl: false\r\nX-Cloud-Sec-Av-Info: evil,\r\n\tfolded\r\nSubject: s\r\nX-CLOUD-SEC-AV-SCL:false\r\n\r\nX-CLOUD-SEC-AV-SCL: in body\r\n";
+        let v = Verdict::decide(&Thresholds::default(), vec![Finding::new(6.0, "t", "r")], vec![]);
+        let s = session();
+        let out = stamp(raw, &facts(&v, &s, Action::Junk)).apply(raw);
+        let text = String::from_utf8(out).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let scl: Vec<&str> = head
+            .lines()
+            .filter(|l| l.to_lowercase().starts_with("x-cloud-sec-av-scl"))
+            .collect();
+        assert_eq!(scl, vec!["X-CLOUD-SEC-AV-SCL: true"]);
+        assert!(!head.contains("evil") && !head.contains("folded"));
+        assert!(head.contains("From: a@b\r\nSubject: s"), "{head}");
+        assert_eq!(body, "X-CLOUD-SEC-AV-SCL: in body\r\n");
+        assert!(
+            !head.contains("\r\nInjected"),
+            "client-controlled HELO must not inject a header"
+        );
+    }
+
+    #[test]
+    fn every_other_byte_is_kept() {
+        let raw = b"From: a@b\nSubject: bare LF \xff\n\nbody\nline\r\n";
+        let v = Verdict::decide(&Thresholds::default(), vec![], vec![]);
+        let s = session();
+        let st = stamp(raw, &facts(&v, &s, Action::Deliver));
+        let out = st.apply(raw);
+        assert!(out.ends_with(raw));
+        assert_eq!(out.len(), st.stamped_len(raw.len()));
+    }
+
+    #[test]
+    fn fields_are_folded_and_bounded() {
+        let mut out = Vec::new();
+        let long: Vec<String> = (0..400).map(|i| format!("word{i}")).collect();
+        push_field(&mut out, "X-Test", &long.join(" "));
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.len() <= MAX_VALUE + 400 + 10);
+        for line in text.split("\r\n") {
+            assert!(line.len() <= 78, "line too long: {line}");
+        }
+    }
+}

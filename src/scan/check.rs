@@ -1,0 +1,78 @@
+//! The check contract: what a check is given ([`ScanInput`]), what it
+//! answers (findings or a [`CheckError`]), and what its builder gets besides
+//! its own options ([`BuildContext`]).
+//!
+//! Checks read; they never write SMTP replies, never touch the raw bytes that
+//! will be relayed and never decide the action alone (they may *force* one
+//! through a finding). The checks themselves and the factory that builds them
+//! live in `checks`; nothing in `scan` names a check.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mail_parser::Message;
+
+use crate::config::tenant::Tenant;
+use crate::message::envelope::{Direction, Envelope, SessionFacts};
+use crate::message::verdict::{Finding, OnError};
+use crate::scan::inventory::Attachment;
+
+/// Everything a check may look at.
+pub struct ScanInput<'a> {
+    /// The message bytes as received (or only its header when `truncated`).
+    pub raw: &'a [u8],
+    pub message: &'a Message<'a>,
+    /// Decoded attachments, including the members of TNEF containers and the
+    /// parts of attached messages.
+    pub attachments: &'a [Attachment<'a>],
+    pub envelope: &'a Envelope,
+    pub session: &'a SessionFacts,
+    pub tenant: &'a Tenant,
+    pub direction: Direction,
+    /// The message was larger than the policy's `scan_max_size`: only the
+    /// header was parsed and `raw` holds just the header.
+    pub truncated: bool,
+}
+
+/// Why a check could not answer. Temporary versus permanent does not matter
+/// here: every failure is routed through the check's `on_error` policy.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("scanner unavailable: {0}")]
+    Unavailable(String),
+    #[error("scanner protocol error: {0}")]
+    Protocol(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<std::io::Error> for CheckError {
+    fn from(e: std::io::Error) -> Self {
+        CheckError::Unavailable(e.to_string())
+    }
+}
+
+/// One scanning engine or rule set.
+#[async_trait]
+pub trait Check: Send + Sync {
+    /// Its `kind` in the configuration.
+    fn kind(&self) -> &'static str;
+
+    async fn scan(&self, input: &ScanInput<'_>) -> Result<Vec<Finding>, CheckError>;
+}
+
+/// What a check builder gets besides its own options.
+pub struct BuildContext {
+    /// Folder of the config file; relative paths in options are relative to it.
+    pub base_dir: PathBuf,
+}
+
+/// A check as the policy configured it.
+pub(crate) struct ConfiguredCheck {
+    pub(crate) name: String,
+    pub(crate) timeout: Duration,
+    pub(crate) on_error: OnError,
+    pub(crate) check: Arc<dyn Check>,
+}

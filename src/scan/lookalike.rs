@@ -1,0 +1,388 @@
+//! Domain similarity shared by the `impersonation` and `urls` checks: does a
+//! host *look like* one of the tenant's domains without belonging to it?
+//!
+//! A host is first normalised (lower case, punycode `xn--` labels decoded with
+//! UTS #46, trailing dot removed), then reduced to its registrable part
+//! (`name.suffix`) and compared with the protected domain in four ways:
+//! the same text after folding look-alike characters ([`skeleton`]), the same
+//! name under another public suffix, a small Damerau-Levenshtein distance
+//! between the names, or the protected domain embedded as labels of another
+//! domain (`contoso.com.evil.example`).
+//!
+//! Invariants: a domain never looks like itself, like one of its subdomains,
+//! or like another host of the same registrable domain; every comparison is
+//! bounded (host length, edit-distance bound). Limitation: the registrable
+//! part comes from a rule for country second levels plus a short built-in
+//! list (see `tables`), not from the full Public Suffix List.
+//! Nothing here does I/O or allocates in proportion to anything but its input.
+
+mod tables;
+
+use std::fmt;
+use std::net::IpAddr;
+
+use icu_normalizer::DecomposingNormalizerBorrowed;
+
+/// Longest host name considered (DNS limit).
+const MAX_HOST_LEN: usize = 253;
+/// Longest string [`edit_distance`] compares.
+const MAX_DISTANCE_LEN: usize = 128;
+/// Names shorter than this are only compared by skeleton: one edit away from
+/// a three-letter name is half the namespace.
+const MIN_NAME_FOR_EDITS: usize = 5;
+/// Names from this length on may be two edits away.
+const MIN_NAME_FOR_TWO_EDITS: usize = 9;
+/// "Same name, other suffix" only for names at least this long.
+const MIN_NAME_FOR_OTHER_SUFFIX: usize = 4;
+
+/// Why a host looks like a protected domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// Identical once look-alike characters are folded (homoglyphs from other
+    /// scripts, diacritics, `rn`→`m`, `vv`→`w`, `0`→`o`, `1`/`i`→`l`).
+    Confusable,
+    /// The names are this many typing edits apart (insert, delete,
+    /// substitute, swap two neighbours).
+    EditDistance(usize),
+    /// The same name under another public suffix (`contoso.net`).
+    OtherSuffix,
+    /// The protected domain appears as labels of another domain
+    /// (`contoso.com.evil.example`).
+    Embedded,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Confusable => f.write_str("look-alike characters"),
+            Reason::EditDistance(1) => f.write_str("one typing edit away"),
+            Reason::EditDistance(n) => write!(f, "{n} typing edits away"),
+            Reason::OtherSuffix => f.write_str("same name under another suffix"),
+            Reason::Embedded => f.write_str("embedded in another domain"),
+        }
+    }
+}
+
+/// A host found to look like a protected domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Lookalike {
+    /// The protected domain it imitates, as configured.
+    pub(crate) protected: String,
+    pub(crate) reason: Reason,
+}
+
+/// The registrable part of a host: `name.suffix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Registrable {
+    /// `name.suffix`.
+    pub(crate) domain: String,
+    /// The label left of the suffix.
+    pub(crate) name: String,
+    pub(crate) suffix: String,
+    /// The suffix is a hosting platform's (`sharepoint.com`), not a registry's.
+    pub(crate) hosting: bool,
+}
+
+/// Lower case, punycode decoded, trailing dot removed. `None` for an empty,
+/// over-long or malformed host (empty labels).
+pub(crate) fn normalize_host(host: &str) -> Option<String> {
+    let host = host.trim().trim_end_matches('.');
+    if host.is_empty() || host.len() > MAX_HOST_LEN {
+        return None;
+    }
+    let (unicode, result) = idna::domain_to_unicode(host);
+    let out = if result.is_ok() {
+        unicode
+    } else {
+        // UTS #46 refused (e.g. a disallowed character): decode label by
+        // label so that a sloppy host can still be compared.
+        host.split('.')
+            .map(|label| {
+                let label = label.to_lowercase();
+                label
+                    .strip_prefix("xn--")
+                    .and_then(idna::punycode::decode_to_string)
+                    .unwrap_or(label)
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    if out.is_empty() || out.split('.').any(str::is_empty) {
+        return None;
+    }
+    Some(out)
+}
+
+/// A domain given in the configuration: lower case, without trailing dot,
+/// at least two labels, no scheme, path or address.
+pub(crate) fn configured_domain(text: &str) -> Result<String, String> {
+    let d = text.trim().trim_end_matches('.').to_lowercase();
+    let valid =
+        d.contains('.') && !d.starts_with('.') && !d.contains(['/', ':', '@', ' ']) && normalize_host(&d).is_some();
+    if valid {
+        Ok(d)
+    } else {
+        Err(format!("expected a domain such as \"example.com\", found \"{text}\""))
+    }
+}
+
+/// Characters that render as nothing; a link or a name split by them reads
+/// as if they were not there.
+pub(crate) fn is_invisible(c: char) -> bool {
+    tables::is_invisible(c)
+}
+
+/// `host` as shown in a log: the ASCII form, followed by the Unicode form in
+/// parentheses when they differ (`xn--cntoso-2ye.com (cоntoso.com)`).
+pub(crate) fn display_host(host: &str) -> String {
+    let ascii = host.trim_end_matches('.').to_lowercase();
+    match normalize_host(&ascii) {
+        Some(unicode) if unicode != ascii => format!("{ascii} ({unicode})"),
+        _ => ascii,
+    }
+}
+
+/// `text` made safe for a log line or a header field: control characters
+/// become spaces and at most `max_chars` characters are kept (`…` marks a cut).
+pub(crate) fn printable(text: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_chars * 4));
+    for (i, c) in text.chars().enumerate() {
+        if i == max_chars {
+            out.push('…');
+            break;
+        }
+        out.push(if c.is_control() { ' ' } else { c });
+    }
+    out
+}
+
+/// Case, diacritics, invisible characters and look-alike letters from other
+/// scripts folded away: what a reader sees, approximately, in lower case.
+pub(crate) fn fold(text: &str) -> String {
+    let decomposed = DecomposingNormalizerBorrowed::new_nfkd().normalize(text);
+    let mut out = String::with_capacity(decomposed.len());
+    for c in decomposed.chars() {
+        if tables::is_mark(c) || tables::is_invisible(c) {
+            continue;
+        }
+        match tables::confusable(c) {
+            Some(ascii) => out.push_str(ascii),
+            None => out.extend(c.to_lowercase()),
+        }
+    }
+    out
+}
+
+/// [`fold`] plus the ASCII tricks that only work in host names, where
+/// everything is shown in one case: `0`→`o`, `1`/`i`/`|`→`l`, `rn`→`m`,
+/// `vv`→`w`. Two hosts with the same skeleton read the same at a glance.
+pub(crate) fn skeleton(text: &str) -> String {
+    let mapped: String = fold(text)
+        .chars()
+        .map(|c| match c {
+            '0' => 'o',
+            '1' | 'i' | '|' => 'l',
+            other => other,
+        })
+        .collect();
+    mapped.replace("rn", "m").replace("vv", "w")
+}
+
+/// Damerau-Levenshtein distance (optimal string alignment) between `a` and
+/// `b` when it is at most `bound`; `None` when it is larger or a string is
+/// longer than the comparison limit.
+pub(crate) fn edit_distance(a: &str, b: &str, bound: usize) -> Option<usize> {
+    let a: Vec<char> = a.chars().take(MAX_DISTANCE_LEN + 1).collect();
+    let b: Vec<char> = b.chars().take(MAX_DISTANCE_LEN + 1).collect();
+    if a.len() > MAX_DISTANCE_LEN || b.len() > MAX_DISTANCE_LEN || a.len().abs_diff(b.len()) > bound {
+        return None;
+    }
+    let m = b.len();
+    let mut before: Vec<usize> = vec![0; m + 1];
+    let mut previous: Vec<usize> = (0..=m).collect();
+    let mut current: Vec<usize> = vec![0; m + 1];
+    for i in 1..=a.len() {
+        current[0] = i;
+        let mut row_min = i;
+        for j in 1..=m {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (previous[j] + 1).min(current[j - 1] + 1).min(previous[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(before[j - 2] + 1);
+            }
+            current[j] = d;
+            row_min = row_min.min(d);
+        }
+        if row_min > bound {
+            return None;
+        }
+        std::mem::swap(&mut before, &mut previous);
+        std::mem::swap(&mut previous, &mut current);
+    }
+    let d = previous[m];
+    (d <= bound).then_some(d)
+}
+
+/// The registrable part of a normalised host; `None` for IP literals and
+/// single-label names.
+pub(crate) fn registrable(host: &str) -> Option<Registrable> {
+    if host.contains(':') || host.parse::<IpAddr>().is_ok() {
+        return None;
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    let n = labels.len();
+    if n < 2 || labels.iter().any(|l| l.is_empty()) {
+        return None;
+    }
+    let tail = |k: usize| labels[n - k..].join(".");
+    let hosting_labels = (2..=4)
+        .rev()
+        .find(|&k| n > k && tables::HOSTING_SUFFIXES.contains(&tail(k).as_str()));
+    let (mut suffix_labels, hosting) = match hosting_labels {
+        Some(k) => (k, true),
+        None if n > 2 && is_country_code(labels[n - 1]) && tables::GENERIC_SECOND_LEVELS.contains(&labels[n - 2]) => {
+            (2, false)
+        }
+        None => (1, false),
+    };
+    // A host that is itself a suffix ("co.uk") is its own registrable part.
+    suffix_labels = suffix_labels.min(n - 1);
+    Some(Registrable {
+        domain: tail(suffix_labels + 1),
+        name: labels[n - suffix_labels - 1].to_string(),
+        suffix: tail(suffix_labels),
+        hosting,
+    })
+}
+
+/// Whether a top-level domain is common enough that link text ending in it
+/// (`contoso.com`) is read as a host name rather than a file name.
+pub(crate) fn is_link_text_tld(tld: &str) -> bool {
+    tables::LINK_TEXT_TLDS.iter().any(|t| t.eq_ignore_ascii_case(tld))
+}
+
+fn is_country_code(label: &str) -> bool {
+    label.len() == 2 && label.bytes().all(|b| b.is_ascii_lowercase())
+}
+
+/// `host` is `domain` or one of its subdomains (both normalised).
+pub(crate) fn is_within(host: &str, domain: &str) -> bool {
+    host == domain || host.strip_suffix(domain).is_some_and(|rest| rest.ends_with('.'))
+}
+
+/// Whether `candidate` looks like `protected` without being it, one of its
+/// subdomains, or another host of the same registrable domain.
+#[cfg(test)]
+pub(crate) fn looks_like(candidate: &str, protected: &str) -> Option<Reason> {
+    let candidate = normalize_host(candidate)?;
+    let protected = normalize_host(protected)?;
+    let target = Target::new(&protected)?;
+    compare(&candidate, &target)
+}
+
+/// A protected domain prepared for repeated comparisons.
+struct Target {
+    host: String,
+    registrable: Registrable,
+    skeleton: String,
+    name_skeleton: String,
+}
+
+impl Target {
+    fn new(host: &str) -> Option<Target> {
+        let registrable = registrable(host)?;
+        Some(Target {
+            host: host.to_string(),
+            skeleton: skeleton(&registrable.domain),
+            name_skeleton: skeleton(&registrable.name),
+            registrable,
+        })
+    }
+}
+
+fn compare(candidate: &str, target: &Target) -> Option<Reason> {
+    if is_within(candidate, &target.host) {
+        return None;
+    }
+    let reg = registrable(candidate)?;
+    let protected = &target.registrable;
+    if reg.domain == protected.domain {
+        return None;
+    }
+    if is_embedded(candidate, &reg, target) {
+        return Some(Reason::Embedded);
+    }
+    if skeleton(&reg.domain) == target.skeleton {
+        return Some(Reason::Confusable);
+    }
+    if reg.name == protected.name {
+        let long_enough = protected.name.chars().count() >= MIN_NAME_FOR_OTHER_SUFFIX;
+        return (long_enough && !reg.hosting && !protected.hosting).then_some(Reason::OtherSuffix);
+    }
+    let name_skeleton = skeleton(&reg.name);
+    if name_skeleton == target.name_skeleton {
+        return Some(Reason::Confusable);
+    }
+    let length = target.name_skeleton.chars().count();
+    let bound = match length {
+        l if l >= MIN_NAME_FOR_TWO_EDITS => 2,
+        l if l >= MIN_NAME_FOR_EDITS => 1,
+        _ => return None,
+    };
+    edit_distance(&name_skeleton, &target.name_skeleton, bound).map(Reason::EditDistance)
+}
+
+/// The protected registrable domain's labels appear, in order, among the
+/// labels left of the candidate's own registrable domain.
+fn is_embedded(candidate: &str, reg: &Registrable, target: &Target) -> bool {
+    let Some(prefix) = candidate.strip_suffix(reg.domain.as_str()) else {
+        return false;
+    };
+    let wanted: Vec<String> = target.registrable.domain.split('.').map(skeleton).collect();
+    let have: Vec<String> = prefix.split('.').filter(|l| !l.is_empty()).map(skeleton).collect();
+    !wanted.is_empty() && have.windows(wanted.len()).any(|w| w == wanted.as_slice())
+}
+
+/// A tenant's domains prepared for checking many candidate hosts.
+pub(crate) struct Protected {
+    targets: Vec<Target>,
+    /// Normalised hosts that are never look-alikes: the protected domains
+    /// themselves and the configured exceptions, with their subdomains.
+    owned: Vec<String>,
+}
+
+impl Protected {
+    /// `domains` are the tenant's; `ignore` are hosts (with their subdomains)
+    /// never reported, e.g. a partner whose name is close to the tenant's.
+    pub(crate) fn new(domains: &[String], ignore: &[String]) -> Protected {
+        let protected: Vec<String> = domains.iter().filter_map(|d| normalize_host(d)).collect();
+        let mut owned = protected.clone();
+        owned.extend(ignore.iter().filter_map(|d| normalize_host(d)));
+        Protected {
+            targets: protected.iter().filter_map(|d| Target::new(d)).collect(),
+            owned,
+        }
+    }
+
+    /// `host` is one of the domains (or ignored hosts) or a subdomain of one.
+    pub(crate) fn owns(&self, host: &str) -> bool {
+        normalize_host(host).is_some_and(|h| self.owned.iter().any(|d| is_within(&h, d)))
+    }
+
+    /// The first protected domain `host` looks like, unless `host` is owned.
+    pub(crate) fn check(&self, host: &str) -> Option<Lookalike> {
+        let host = normalize_host(host)?;
+        if self.owned.iter().any(|d| is_within(&host, d)) {
+            return None;
+        }
+        self.targets.iter().find_map(|t| {
+            compare(&host, t).map(|reason| Lookalike {
+                protected: t.host.clone(),
+                reason,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

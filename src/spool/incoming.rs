@@ -1,0 +1,173 @@
+//! A message body while it is received: kept in memory up to a threshold,
+//! then written as it arrives into the file that becomes its queue file (the
+//! body comes first in the queue format), so a large message is never held
+//! in memory whole.
+//!
+//! Nothing here is durable: a body becomes durable only through
+//! `Spool::commit`. An unfinished spill file is removed when dropped.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::spool::error::{SpoolError, io_err};
+use crate::spool::format::MAGIC;
+
+/// A message body being received: in memory up to a threshold, then on disk.
+pub(crate) struct IncomingBody {
+    mem: Vec<u8>,
+    spill: Option<Spill>,
+    threshold: usize,
+    path: PathBuf,
+}
+
+struct Spill {
+    file: File,
+    written: u64,
+    crc: crc32fast::Hasher,
+}
+
+impl IncomingBody {
+    /// A body for message `id`, spilled (past `threshold`) into the spool's
+    /// `incoming/` folder, `dir`.
+    pub(crate) fn new(dir: &Path, id: &str, threshold: usize) -> IncomingBody {
+        IncomingBody {
+            mem: Vec::new(),
+            spill: None,
+            threshold: threshold.max(64 * 1024),
+            path: dir.join(id),
+        }
+    }
+
+    /// Where receivers append bytes.
+    pub(crate) fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.mem
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.spill.as_ref().map_or(0, |s| s.written) + self.mem.len() as u64
+    }
+
+    /// Moves buffered bytes to disk once past the threshold. The last byte
+    /// stays in memory: the DATA receiver may still take back a CR it pushed.
+    pub(crate) fn spill_if_needed(&mut self) -> Result<(), SpoolError> {
+        if self.mem.len() <= self.threshold {
+            return Ok(());
+        }
+        let keep = self.mem.len() - 1;
+        self.write_out(keep)
+    }
+
+    fn write_out(&mut self, n: usize) -> Result<(), SpoolError> {
+        if self.spill.is_none() {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .read(true)
+                .create(true)
+                .truncate(true)
+                .open(&self.path)
+                .map_err(io_err(&self.path))?;
+            file.write_all(MAGIC).map_err(io_err(&self.path))?;
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(MAGIC);
+            self.spill = Some(Spill { file, written: 0, crc });
+        }
+        let spill = self.spill.as_mut().expect("created above");
+        spill.file.write_all(&self.mem[..n]).map_err(io_err(&self.path))?;
+        spill.crc.update(&self.mem[..n]);
+        spill.written += n as u64;
+        self.mem.drain(..n);
+        Ok(())
+    }
+
+    /// Ends reception.
+    pub(crate) fn finish(mut self) -> Result<Body, SpoolError> {
+        if self.spill.is_none() {
+            return Ok(Body::Memory(std::mem::take(&mut self.mem)));
+        }
+        let n = self.mem.len();
+        self.write_out(n)?;
+        let spill = self.spill.take().expect("spilled");
+        Ok(Body::Spilled {
+            file: spill.file,
+            path: std::mem::take(&mut self.path),
+            len: spill.written,
+            crc: spill.crc,
+        })
+    }
+}
+
+impl Drop for IncomingBody {
+    fn drop(&mut self) {
+        if self.spill.is_some() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A fully received body.
+pub(crate) enum Body {
+    Memory(Vec<u8>),
+    Spilled {
+        file: File,
+        path: PathBuf,
+        len: u64,
+        crc: crc32fast::Hasher,
+    },
+}
+
+impl Body {
+    pub(crate) fn len(&self) -> u64 {
+        match self {
+            Body::Memory(v) => v.len() as u64,
+            Body::Spilled { len, .. } => *len,
+        }
+    }
+
+    /// The whole message if it is at most `max` bytes, else only its header
+    /// section. In memory: borrowed; on disk: read.
+    pub(crate) fn for_scan(&self, max: u64) -> Result<std::borrow::Cow<'_, [u8]>, SpoolError> {
+        match self {
+            Body::Memory(v) => Ok(std::borrow::Cow::Borrowed(&v[..])),
+            Body::Spilled { path, len, .. } => {
+                let mut f = File::open(path).map_err(io_err(path))?;
+                f.seek(SeekFrom::Start(MAGIC.len() as u64)).map_err(io_err(path))?;
+                if *len <= max {
+                    let mut v = Vec::with_capacity(*len as usize);
+                    f.take(*len).read_to_end(&mut v).map_err(io_err(path))?;
+                    Ok(std::borrow::Cow::Owned(v))
+                } else {
+                    Ok(std::borrow::Cow::Owned(
+                        read_header_section(f, *len).map_err(io_err(path))?,
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Removes what was written to disk (for a message that is not kept).
+    pub(crate) fn discard(self) {
+        if let Body::Spilled { path, .. } = self {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// Reads from `f` until the end of the header section (or `len` bytes).
+fn read_header_section(f: File, len: u64) -> io::Result<Vec<u8>> {
+    let mut r = io::BufReader::new(f.take(len));
+    let mut out = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        let n = io::BufRead::read_until(&mut r, b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        let blank = line == b"\r\n" || line == b"\n";
+        out.extend_from_slice(&line);
+        if blank {
+            break;
+        }
+    }
+    Ok(out)
+}

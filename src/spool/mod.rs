@@ -1,0 +1,410 @@
+//! The durable spool: where an accepted message lives until its fate is known.
+//!
+//! Discipline (after Postfix): a message is written as `ID.tmp` in `active/`
+//! (or `quarantine/`; a body too large for memory was already streamed to
+//! `incoming/`), the file is fsynced, renamed to `ID.q`, and the directory is
+//! fsynced; only then may the session answer 250. Directory
+//! fsyncs of concurrent commits are batched by one syncer thread, which keeps
+//! that guarantee while paying for one fsync per batch. Files under
+//! `incoming/` and `*.tmp` files were never acknowledged and are removed at
+//! start-up. A file in
+//! `active/` that fails validation is moved to `corrupt/` and counted, never
+//! delivered half and never silently dropped.
+//!
+//! Message bodies on their way in (memory, then disk) live in `incoming`;
+//! the queue file format in `format`, the delivery history in `history`,
+//! start-up recovery in `recovery`, batched directory fsyncs in `syncer`.
+//!
+//! Delivery progress is an append-only sidecar (`ID.st`) of checksummed lines,
+//! so a recipient already delivered is never sent again after a restart; a
+//! torn last line is ignored (at worst one duplicate delivery).
+
+mod error;
+pub mod format;
+mod history;
+mod id;
+pub(crate) mod incoming;
+mod recovery;
+mod syncer;
+
+pub use error::SpoolError;
+pub(crate) use error::io_err;
+pub(crate) use history::StateEvent;
+pub(crate) use id::{new_id, now_unix, valid_id};
+
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use crate::spool::incoming::Body;
+use format::{FOOTER_LEN, FormatError, MAGIC, Meta, Trailer};
+use syncer::{SyncRequest, spawn_dir_syncer};
+
+/// Which directory a committed message goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Area {
+    Active,
+    Quarantine,
+}
+
+/// A committed message as the queue sees it: metadata and history, no body.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) trailer: Trailer,
+    pub(crate) events: Vec<StateEvent>,
+}
+
+/// A committed message with its body, validated.
+pub(crate) struct Stored {
+    pub(crate) trailer: Trailer,
+    pub(crate) body: Vec<u8>,
+}
+
+/// The directories and the syncer.
+pub(crate) struct Spool {
+    pub(crate) root: PathBuf,
+    pub(crate) incoming: PathBuf,
+    active: PathBuf,
+    corrupt: PathBuf,
+    quarantine: PathBuf,
+    syncer: mpsc::Sender<SyncRequest>,
+}
+
+impl Spool {
+    /// Opens (creating) the spool under `state_dir`.
+    pub(crate) fn open(state_dir: &Path) -> Result<Spool, SpoolError> {
+        let root = state_dir.join("queue");
+        let spool_dirs = [
+            root.join("incoming"),
+            root.join("active"),
+            root.join("corrupt"),
+            state_dir.join("quarantine"),
+        ];
+        for d in &spool_dirs {
+            fs::create_dir_all(d).map_err(io_err(d))?;
+        }
+        let [incoming, active, corrupt, quarantine] = spool_dirs;
+        Ok(Spool {
+            root,
+            incoming,
+            active,
+            corrupt,
+            quarantine,
+            syncer: spawn_dir_syncer(),
+        })
+    }
+
+    pub(super) fn dir(&self, area: Area) -> &Path {
+        match area {
+            Area::Active => &self.active,
+            Area::Quarantine => &self.quarantine,
+        }
+    }
+
+    pub(crate) fn path(&self, area: Area, id: &str) -> PathBuf {
+        self.dir(area).join(format!("{id}.q"))
+    }
+
+    pub(super) fn state_path(&self, area: Area, id: &str) -> PathBuf {
+        self.dir(area).join(format!("{id}.st"))
+    }
+
+    /// The file `queue flush` touches to ask the scheduler to retry everything now.
+    pub(crate) fn flush_trigger(&self) -> PathBuf {
+        self.root.join("flush")
+    }
+
+    /// Makes a message durable in `area`. Returns once file and directory are
+    /// on stable storage.
+    pub(crate) async fn commit(&self, area: Area, meta: &Meta, prefix: &[u8], body: Body) -> Result<(), SpoolError> {
+        let target = self.path(area, &meta.id);
+        let records = format::encode_records(meta, prefix);
+        // Written next to its final name: a rename within one directory is
+        // cheaper than across two, and only that directory needs its fsync.
+        let incoming = self.dir(area).join(format!("{}.tmp", meta.id));
+        let cleanup = incoming.clone();
+        let write = move || -> Result<(), SpoolError> {
+            match body {
+                Body::Memory(bytes) => {
+                    let mut crc = crc32fast::Hasher::new();
+                    crc.update(MAGIC);
+                    crc.update(&bytes);
+                    crc.update(&records);
+                    let footer = format::encode_footer(bytes.len() as u64, records.len() as u64, crc);
+                    let mut f = File::create(&incoming).map_err(io_err(&incoming))?;
+                    let mut parts = [
+                        io::IoSlice::new(MAGIC),
+                        io::IoSlice::new(&bytes),
+                        io::IoSlice::new(&records),
+                        io::IoSlice::new(&footer),
+                    ];
+                    write_all_vectored(&mut f, &mut parts).map_err(io_err(&incoming))?;
+                    f.sync_data().map_err(io_err(&incoming))?;
+                    fs::rename(&incoming, &target).map_err(io_err(&target))
+                }
+                Body::Spilled {
+                    mut file,
+                    path,
+                    len,
+                    mut crc,
+                } => {
+                    crc.update(&records);
+                    let footer = format::encode_footer(len, records.len() as u64, crc);
+                    file.seek(SeekFrom::End(0)).map_err(io_err(&path))?;
+                    file.write_all(&records).map_err(io_err(&path))?;
+                    file.write_all(&footer).map_err(io_err(&path))?;
+                    file.sync_all().map_err(io_err(&path))?;
+                    fs::rename(&path, &target).map_err(io_err(&target))
+                }
+            }
+        };
+        let result = tokio::task::spawn_blocking(write).await.map_err(|e| SpoolError::Io {
+            path: self.incoming.clone(),
+            source: io::Error::other(e),
+        })?;
+        if let Err(e) = result {
+            let _ = fs::remove_file(&cleanup);
+            let _ = fs::remove_file(self.incoming.join(&meta.id));
+            return Err(e);
+        }
+        self.sync_dir(self.dir(area)).await
+    }
+
+    /// Metadata and history of a committed message (body not read, not validated).
+    pub(crate) fn entry(&self, area: Area, id: &str) -> Result<Entry, SpoolError> {
+        let path = self.path(area, id);
+        let mut f = File::open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => SpoolError::NotFound(id.to_string()),
+            _ => io_err(&path)(e),
+        })?;
+        let corrupt = |error| SpoolError::Corrupt {
+            id: id.to_string(),
+            error,
+        };
+        let len = f.metadata().map_err(io_err(&path))?.len();
+        if len < (MAGIC.len() + FOOTER_LEN) as u64 {
+            return Err(corrupt(FormatError::TooShort(len)));
+        }
+        let mut footer = [0u8; FOOTER_LEN];
+        f.seek(SeekFrom::Start(len - FOOTER_LEN as u64))
+            .map_err(io_err(&path))?;
+        f.read_exact(&mut footer).map_err(io_err(&path))?;
+        let footer = format::decode_footer(&footer, len).map_err(corrupt)?;
+        let mut records = vec![0u8; footer.records_len as usize];
+        f.seek(SeekFrom::Start(MAGIC.len() as u64 + footer.body_len))
+            .map_err(io_err(&path))?;
+        f.read_exact(&mut records).map_err(io_err(&path))?;
+        let trailer = format::decode_records(&records, footer.body_len).map_err(corrupt)?;
+        Ok(Entry {
+            trailer,
+            events: self.events(area, id),
+        })
+    }
+
+    /// A committed message with its body, checksum verified.
+    pub(crate) fn read(&self, area: Area, id: &str) -> Result<Stored, SpoolError> {
+        let path = self.path(area, id);
+        let file = fs::read(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => SpoolError::NotFound(id.to_string()),
+            _ => io_err(&path)(e),
+        })?;
+        let (trailer, body) = format::decode_all(&file).map_err(|error| SpoolError::Corrupt {
+            id: id.to_string(),
+            error,
+        })?;
+        let mut file = file;
+        file.truncate(body.end);
+        file.drain(..body.start);
+        Ok(Stored { trailer, body: file })
+    }
+
+    /// Removes a message whose fate is known. Not fsynced: after a crash it may
+    /// come back and be delivered twice, never lost.
+    pub(crate) fn remove(&self, area: Area, id: &str) -> Result<(), SpoolError> {
+        let path = self.path(area, id);
+        let _ = fs::remove_file(self.state_path(area, id));
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(SpoolError::NotFound(id.to_string())),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// Ids of the committed messages in `area`, oldest first.
+    pub(crate) fn list(&self, area: Area) -> Result<Vec<String>, SpoolError> {
+        let dir = self.dir(area);
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+            let entry = entry.map_err(io_err(dir))?;
+            let name = entry.file_name();
+            if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".q"))
+                && valid_id(id)
+            {
+                ids.push(id.to_string());
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Moves a quarantined message into the delivery queue (durably).
+    pub(crate) fn release(&self, id: &str) -> Result<(), SpoolError> {
+        let from = self.path(Area::Quarantine, id);
+        if !from.exists() {
+            return Err(SpoolError::NotFound(id.to_string()));
+        }
+        let to = self.path(Area::Active, id);
+        fs::rename(&from, &to).map_err(io_err(&to))?;
+        let _ = fs::remove_file(self.state_path(Area::Quarantine, id));
+        File::open(&self.active)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&self.active))
+    }
+
+    /// Whether the spool directories are writable (for readiness).
+    pub(crate) fn writable(&self) -> bool {
+        let probe = self.incoming.join(".probe");
+        let ok = File::create(&probe).and_then(|mut f| f.write_all(b"x")).is_ok();
+        let _ = fs::remove_file(&probe);
+        ok
+    }
+}
+
+fn write_all_vectored(f: &mut File, mut bufs: &mut [io::IoSlice<'_>]) -> io::Result<()> {
+    io::IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match f.write_vectored(bufs) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "failed to write whole buffer")),
+            Ok(n) => io::IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::envelope::{Direction, Envelope, SessionFacts};
+    use crate::spool::format::Kind;
+    use crate::spool::incoming::{Body, IncomingBody};
+    use std::fs::OpenOptions;
+
+    fn meta(id: &str) -> Meta {
+        Meta {
+            id: id.into(),
+            received: 1,
+            kind: Kind::Message,
+            envelope: Envelope::default(),
+            session: SessionFacts {
+                client_ip: "127.0.0.1".parse().unwrap(),
+                client_port: 1,
+                helo: "h".into(),
+                tls: None,
+            },
+            tenant: "contoso".into(),
+            direction: Direction::Inbound,
+            verdict: None,
+            skips: vec![],
+            route: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn commit_read_history_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let id = new_id();
+        spool
+            .commit(
+                Area::Active,
+                &meta(&id),
+                b"H: 1\r\n",
+                Body::Memory(b"Subject: x\r\n\r\nhi\r\n".to_vec()),
+            )
+            .await
+            .unwrap();
+        let stored = spool.read(Area::Active, &id).unwrap();
+        assert_eq!(stored.body, b"Subject: x\r\n\r\nhi\r\n");
+        assert_eq!(stored.trailer.prefix, b"H: 1\r\n");
+        spool
+            .append(
+                Area::Active,
+                &id,
+                &StateEvent::Delivered {
+                    rcpt: 0,
+                    reply: "250 ok".into(),
+                },
+            )
+            .unwrap();
+        // A torn trailing line is ignored.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(spool.state_path(Area::Active, &id))
+            .unwrap();
+        f.write_all(b"0000dead {\"e\":\"deliv").unwrap();
+        assert_eq!(spool.entry(Area::Active, &id).unwrap().events.len(), 1);
+        assert_eq!(spool.list(Area::Active).unwrap(), vec![id.clone()]);
+        spool.remove(Area::Active, &id).unwrap();
+        assert!(spool.list(Area::Active).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn spilled_bodies_keep_every_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let id = new_id();
+        let mut body = IncomingBody::new(&spool.incoming, &id, 0);
+        let mut expected = Vec::new();
+        for i in 0..300u32 {
+            let chunk = format!("line {i} {}\r\n", "x".repeat(1000));
+            body.buf().extend_from_slice(chunk.as_bytes());
+            expected.extend_from_slice(chunk.as_bytes());
+            body.spill_if_needed().unwrap();
+        }
+        let body = body.finish().unwrap();
+        assert!(matches!(body, Body::Spilled { .. }));
+        assert_eq!(body.for_scan(u64::MAX).unwrap().as_ref(), &expected[..]);
+        spool.commit(Area::Active, &meta(&id), b"", body).await.unwrap();
+        assert_eq!(spool.read(Area::Active, &id).unwrap().body, expected);
+        assert_eq!(spool.recover().unwrap().valid, vec![id]);
+    }
+
+    #[tokio::test]
+    async fn recovery_moves_damaged_files_aside_and_drops_unacknowledged_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let good = new_id();
+        spool
+            .commit(
+                Area::Active,
+                &meta(&good),
+                b"",
+                Body::Memory(b"A: b\r\n\r\nx\r\n".to_vec()),
+            )
+            .await
+            .unwrap();
+        let torn = new_id();
+        let full = format::encode_all(b"A: b\r\n\r\nbody\r\n", &meta(&torn), b"");
+        fs::write(spool.path(Area::Active, &torn), &full[..full.len() - 10]).unwrap();
+        fs::write(spool.incoming.join("PARTIAL"), b"EXOQ1").unwrap();
+        fs::write(spool.active.join("HALF.tmp"), b"EXOQ1").unwrap();
+        let r = spool.recover().unwrap();
+        assert_eq!(r.valid, vec![good]);
+        assert_eq!(r.corrupt.len(), 1);
+        assert_eq!(r.incomplete_removed, 2);
+        assert!(!spool.active.join("HALF.tmp").exists());
+        assert_eq!(spool.corrupt_count(), 1);
+        assert!(!spool.path(Area::Active, &torn).exists());
+    }
+
+    #[test]
+    fn ids_are_unique_and_ordered() {
+        let a = new_id();
+        let b = new_id();
+        assert_ne!(a, b);
+        assert!(valid_id(&a) && !valid_id("../etc") && !valid_id(""));
+    }
+}
