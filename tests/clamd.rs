@@ -42,9 +42,7 @@ fn check(options: &str) -> Arc<dyn Check> {
     let problems = Problems::default();
     let check = {
         let section = Section::root(&table, &problems);
-        let cx = BuildContext {
-            base_dir: PathBuf::from("/"),
-        };
+        let cx = BuildContext::new(PathBuf::from("/"));
         exogate::checks::build("malware", &section, &cx)
     };
     let problems = problems.into_vec();
@@ -75,6 +73,9 @@ async fn scan(check: &dyn Check, raw: &[u8]) -> Result<Vec<Finding>, CheckError>
         tenant: &tenant,
         direction: Direction::Inbound,
         truncated: false,
+        exo_session: false,
+        queue_id: "TESTQUEUEID",
+        auth: None,
     };
     check.scan(&input).await
 }

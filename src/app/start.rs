@@ -43,7 +43,8 @@ pub(super) async fn start(snapshot: Snapshot) -> Result<Gateway, AppError> {
     let cfg = snapshot.config.clone();
     let metrics = Arc::new(Metrics::new());
     let (spool, recovered) = open_spool(&cfg, &metrics)?;
-    let relay = Arc::new(Relay::new(&cfg.relay, &cfg.server.hostname).map_err(AppError::Other)?);
+    let dns = crate::dns::Dns::shared(&cfg.dns).map_err(AppError::Other)?;
+    let relay = Arc::new(Relay::new(&cfg.relay, &cfg.server.hostname, dns).map_err(AppError::Other)?);
     let bound = bind(&cfg).await?;
 
     let budget = Arc::new(BodyBudget::new(cfg.delivery.memory_budget));

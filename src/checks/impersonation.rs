@@ -10,7 +10,9 @@
 //! - `reply-to-mismatch` / `reply-to-freemail`: inbound mail whose replies go to
 //!   another organisation (a free-mail one scores higher);
 //! - `tenant-domain-spoof`: inbound mail whose From is a tenant domain, except
-//!   Exchange Online's own connector-validation probe.
+//!   Exchange Online's own connector-validation probe and mail whose From
+//!   passes DMARC (sender authentication, when the policy runs it: an
+//!   authenticated From of the tenant's domain is the tenant's, not a spoof).
 //!
 //! Each rule reports at most one finding per message, so a message cannot
 //! pile up score by repeating a trick. A score of 0 disables a rule. The check
@@ -328,6 +330,12 @@ impl Impersonation {
         }
         let domain = sender.domain.as_deref()?;
         if !input.tenant.owns_domain(domain) || is_exo_probe(input, sender) {
+            return None;
+        }
+        let authenticated = input
+            .auth
+            .is_some_and(|a| a.dmarc_pass() && a.dmarc.from_domain.as_deref() == Some(domain));
+        if authenticated {
             return None;
         }
         Some(Finding::new(

@@ -19,23 +19,56 @@ use crate::config::policy::{CheckConfig, GENERIC_CHECK_KEYS, PolicyChecks, Polic
 use crate::config::reader::{ConfigError, Problems, Section};
 use crate::message::verdict::OnError;
 use crate::scan::check::{BuildContext, Check, ConfiguredCheck};
+use crate::dns::Dns;
 use crate::scan::pipeline::Policy;
+use crate::scan::sender::SenderAuth;
 
 pub(crate) mod attachments;
+pub(crate) mod auth;
 pub(crate) mod content;
 pub(crate) mod dlp;
+pub(crate) mod dnsbl;
 pub(crate) mod impersonation;
 pub(crate) mod malware;
+pub(crate) mod rspamd;
 pub(crate) mod urls;
 
 #[cfg(test)]
 pub(crate) mod test_support;
 
 /// Every `kind` the factory knows.
-pub(crate) const KINDS: [&str; 6] = ["attachments", "malware", "impersonation", "urls", "content", "dlp"];
+pub(crate) const KINDS: [&str; 9] = [
+    "attachments",
+    "malware",
+    "impersonation",
+    "urls",
+    "content",
+    "dlp",
+    "auth",
+    "dnsbl",
+    "rspamd",
+];
 
-/// The checks of the built-in `default` policy (used when the config defines none).
-pub(crate) const BUILTIN_DEFAULTS: [&str; 6] = KINDS;
+/// The checks of the built-in `default` policy (used when the config
+/// defines none): what a new installation wants with nothing to set up.
+/// `auth` needs only DNS. `dnsbl` and `rspamd` are left out: a DNSBL is a
+/// third party's service with terms of use, whose public mirrors refuse
+/// queries from large resolvers (they answer 127.255.255.254, which would
+/// only fill the log with errors), so its zones are the operator's choice;
+/// rspamd needs a running rspamd.
+pub(crate) const BUILTIN_DEFAULTS: [&str; 7] = [
+    "attachments",
+    "malware",
+    "impersonation",
+    "urls",
+    "content",
+    "dlp",
+    "auth",
+];
+
+/// Kinds that read the sender facts: a policy with one of them
+/// authenticates the sender before its checks run.
+const NEED_SENDER: [&str; 3] = ["auth", "dnsbl", "rspamd"];
 
 /// Builds a check of `kind` from its options.
 pub fn build(kind: &str, options: &Section, cx: &BuildContext) -> Option<Arc<dyn Check>> {
@@ -46,6 +79,9 @@ pub fn build(kind: &str, options: &Section, cx: &BuildContext) -> Option<Arc<dyn
         "urls" => urls::build(options, cx),
         "content" => content::build(options, cx),
         "dlp" => dlp::build(options, cx),
+        "auth" => auth::build(options, cx),
+        "dnsbl" => dnsbl::build(options, cx),
+        "rspamd" => rspamd::build(options, cx),
         other => {
             options.error(
                 "kind",
@@ -61,6 +97,9 @@ pub fn build(kind: &str, options: &Section, cx: &BuildContext) -> Option<Arc<dyn
 pub(crate) fn policies(config: &Config) -> Result<BTreeMap<String, Arc<Policy>>, Vec<ConfigError>> {
     let cx = BuildContext {
         base_dir: config.base_dir.clone(),
+        dns: Dns::shared(&config.dns),
+        auth: config.auth.clone(),
+        hostname: config.server.hostname.clone(),
     };
     let problems = Problems::default();
     let policies = config
@@ -96,10 +135,64 @@ pub(crate) fn policy(config: &PolicyConfig, cx: &BuildContext, problems: &Proble
             checks
         }
     };
+    let sender = sender_stage(&checks, cx);
     Policy {
         thresholds: config.thresholds,
         scan_max_size: config.scan_max_size,
         checks,
+        sender,
+    }
+}
+
+/// Sender authentication for a policy that has a check reading it (whose
+/// builder made sure the resolver exists).
+fn sender_stage(checks: &[ConfiguredCheck], cx: &BuildContext) -> Option<Arc<SenderAuth>> {
+    if !checks.iter().any(|c| NEED_SENDER.contains(&c.check.kind())) {
+        return None;
+    }
+    let dns = cx.dns.as_ref().ok()?.clone();
+    Some(Arc::new(SenderAuth::new(
+        dns,
+        cx.auth.trusted_arc_sealers.clone(),
+        cx.hostname.clone(),
+    )))
+}
+
+/// The shared resolver for a check that needs it; its absence is a problem
+/// reported at the check's `kind`.
+pub(crate) fn resolver(options: &Section, cx: &BuildContext) -> Option<Arc<Dns>> {
+    match &cx.dns {
+        Ok(dns) => Some(dns.clone()),
+        Err(e) => {
+            options.error("kind", format!("needs the resolver of [dns], which cannot be built: {e}"));
+            None
+        }
+    }
+}
+
+/// A policy of the built-in checks `kinds`, each with its default options
+/// (for benchmarks that measure a part of the default policy).
+pub fn builtin_policy(kinds: &[&str], cx: &BuildContext) -> Policy {
+    let problems = Problems::default();
+    let empty = toml::Table::new();
+    let checks: Vec<ConfiguredCheck> = kinds
+        .iter()
+        .filter_map(|kind| {
+            let check = build(kind, &Section::root(&empty, &problems), cx)?;
+            Some(ConfiguredCheck {
+                name: kind.to_string(),
+                timeout: crate::config::policy::DEFAULT_CHECK_TIMEOUT,
+                on_error: OnError::Ignore,
+                check,
+            })
+        })
+        .collect();
+    let sender = sender_stage(&checks, cx);
+    Policy {
+        thresholds: Default::default(),
+        scan_max_size: crate::config::policy::DEFAULT_SCAN_MAX_SIZE,
+        checks,
+        sender,
     }
 }
 

@@ -15,9 +15,7 @@ pub(crate) fn build(kind: &str, options: &str) -> Arc<dyn Check> {
     let problems = Problems::default();
     let check = {
         let section = Section::root(&table, &problems);
-        let cx = BuildContext {
-            base_dir: PathBuf::from("."),
-        };
+        let cx = BuildContext::new(PathBuf::from("."));
         super::build(kind, &section, &cx)
     };
     let errors = problems.into_vec();
@@ -31,9 +29,7 @@ pub(crate) fn build_errors(kind: &str, options: &str) -> Vec<String> {
     let problems = Problems::default();
     {
         let section = Section::root(&table, &problems);
-        let cx = BuildContext {
-            base_dir: PathBuf::from("."),
-        };
+        let cx = BuildContext::new(PathBuf::from("."));
         let _ = super::build(kind, &section, &cx);
     }
     problems.into_vec().iter().map(|e| e.to_string()).collect()

@@ -112,6 +112,31 @@ impl Check for Urls {
     }
 }
 
+/// The distinct hosts of the links in `message` (at most `max` links read),
+/// lower-cased: what the `dnsbl` check asks domain lists about.
+pub(crate) fn hosts(message: &Message, max: usize) -> Vec<String> {
+    let mut collector = Collector::new(max);
+    let mut budget = MAX_PARTS;
+    collect(message, 0, &mut budget, &mut collector);
+    let mut hosts: Vec<String> = Vec::new();
+    for link in collector.into_links() {
+        let text = if link.url.len() >= 4 && link.url[..4].eq_ignore_ascii_case("www.") {
+            format!("http://{}", link.url)
+        } else {
+            link.url
+        };
+        if let Ok(url) = Url::parse(&text)
+            && let Some(Host::Domain(h)) = url.host()
+        {
+            let h = h.trim_end_matches('.').to_ascii_lowercase();
+            if !hosts.contains(&h) {
+                hosts.push(h);
+            }
+        }
+    }
+    hosts
+}
+
 /// Feeds the text and HTML parts of `message` (and of attached messages) to `collector`.
 fn collect(message: &Message, depth: u32, budget: &mut usize, collector: &mut Collector) {
     for part in &message.parts {

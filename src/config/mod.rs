@@ -13,6 +13,7 @@
 
 pub mod policy;
 pub mod reader;
+pub mod sender;
 pub mod tenant;
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +25,7 @@ use ipnet::IpNet;
 
 use crate::config::policy::PolicyConfig;
 use crate::config::reader::{ConfigError, Problems, Section, parse_duration};
+use crate::config::sender::{AuthConfig, DnsConfig};
 use crate::config::tenant::Tenant;
 
 /// EXO's published mail-flow ranges (Microsoft 365 endpoint set 10).
@@ -111,8 +113,6 @@ pub struct RelayConfig {
     pub data_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_messages_per_connection: usize,
-    /// Name servers for MX lookups; empty = the system's.
-    pub dns: Vec<SocketAddr>,
     /// Port used for destinations found by MX lookup.
     pub mx_port: u16,
 }
@@ -160,6 +160,10 @@ pub struct Config {
     pub admission: AdmissionConfig,
     pub delivery: DeliveryConfig,
     pub relay: RelayConfig,
+    /// `[dns]`: the resolver of relay, auth and DNSBL.
+    pub dns: DnsConfig,
+    /// `[auth]`: trusted ARC sealers.
+    pub auth: AuthConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub exchange: ExchangeConfig,
@@ -240,6 +244,18 @@ impl Config {
     /// Settings that load but weaken the gateway; logged at start and reload,
     /// printed by `check-config`.
     pub(crate) fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.dns.from_relay_dns {
+            out.push(
+                "relay.dns is deprecated: the resolver serves relay, auth and DNSBL now; move the list to [dns] servers"
+                    .to_string(),
+            );
+        }
+        out.extend(self.tenant_warnings());
+        out
+    }
+
+    fn tenant_warnings(&self) -> Vec<String> {
         self.tenants
             .iter()
             .enumerate()
@@ -267,7 +283,10 @@ fn read(root: &Section, base: &Path, path: &Path) -> Config {
     let tls = read_tls(&or_empty("tls"), base, &server.state_dir);
     let admission = read_admission(&or_empty("admission"));
     let delivery = read_delivery(&or_empty("delivery"));
-    let relay = read_relay(&or_empty("relay"), base);
+    let relay_section = or_empty("relay");
+    let relay = read_relay(&relay_section, base);
+    let dns = sender::read_dns(&or_empty("dns"), &relay_section);
+    let auth = sender::read_auth(&or_empty("auth"));
     let admin = read_admin(&or_empty("admin"));
     let log = read_log(&or_empty("log"));
     let exchange = read_exchange(&or_empty("exchange"));
@@ -311,6 +330,8 @@ fn read(root: &Section, base: &Path, path: &Path) -> Config {
         admission,
         delivery,
         relay,
+        dns,
+        auth,
         admin,
         log,
         exchange,
@@ -507,11 +528,6 @@ fn read_relay(s: &Section, base: &Path) -> RelayConfig {
         t.parse::<IpAddr>()
             .map_err(|_| format!("expected an IP address, found \"{t}\""))
     });
-    let dns = s.parsed_list("dns", &[], |t| {
-        t.parse::<SocketAddr>()
-            .or_else(|_| t.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
-            .map_err(|_| format!("expected a name server \"ip\" or \"ip:port\", found \"{t}\""))
-    });
     RelayConfig {
         ca,
         source_ips,
@@ -521,7 +537,6 @@ fn read_relay(s: &Section, base: &Path) -> RelayConfig {
         data_timeout: s.duration_or("data_timeout", Duration::from_secs(600)),
         idle_timeout: s.duration_or("idle_timeout", Duration::from_secs(20)),
         max_messages_per_connection: s.u64_in("max_messages_per_connection", 100, 1, 100_000) as usize,
-        dns,
         mx_port: s.u64_in("mx_port", 25, 1, 65535) as u16,
     }
 }

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -104,7 +104,7 @@ impl Egress {
 /// The relay: settings, resolver, egress set and the connection pool.
 pub(crate) struct Relay {
     settings: RelaySettings,
-    dns: Dns,
+    dns: Arc<Dns>,
     pub(crate) egress: Egress,
     pool: Mutex<HashMap<String, Vec<Client>>>,
 }
@@ -120,7 +120,7 @@ struct RelaySettings {
 }
 
 impl Relay {
-    pub(crate) fn new(cfg: &RelayConfig, hostname: &str) -> Result<Relay, String> {
+    pub(crate) fn new(cfg: &RelayConfig, hostname: &str, dns: Arc<Dns>) -> Result<Relay, String> {
         Ok(Relay {
             settings: RelaySettings {
                 helo: if cfg.helo.is_empty() {
@@ -134,7 +134,7 @@ impl Relay {
                 idle_timeout: cfg.idle_timeout,
                 max_per_connection: cfg.max_messages_per_connection,
             },
-            dns: Dns::new(&cfg.dns)?,
+            dns,
             egress: Egress::new(cfg.source_ips.clone()),
             pool: Mutex::new(HashMap::new()),
         })

@@ -70,7 +70,8 @@ pub(crate) async fn prepare(
 
     let report = {
         let _permit = cx.scan_permits.acquire().await;
-        scan(&policy, &raw, body.len(), &envelope, &session, &tenant, direction).await
+        let exo_session = !attribution.inferred;
+        scan(&policy, &raw, body.len(), &envelope, &session, &tenant, direction, exo_session, id).await
     };
     record_checks(cx, &report);
 
@@ -112,6 +113,7 @@ pub(crate) async fn prepare(
             action,
             enforced: enforce,
             now,
+            auth: report.auth.as_ref(),
         },
     );
     drop(raw);
@@ -179,7 +181,11 @@ fn read_back<'a>(body: &'a Body, max: u64, id: &str) -> Result<Cow<'a, [u8]>, Re
 }
 
 /// Runs the policy; for a monitor tenant, on the original a journal report
-/// carries (or the report itself when it carries none).
+/// carries (or the report itself when it carries none). `exo_session`: the
+/// tenant was confirmed from the `X-CLOUD-SEC-AV-Info` its EXO transport rule
+/// stamps (and its `X-MS-Exchange-CrossTenant-Id` where it has a
+/// `tenant_id`), so EXO's fields may stand for the original sender.
+#[allow(clippy::too_many_arguments)]
 async fn scan(
     policy: &Policy,
     raw: &[u8],
@@ -188,15 +194,19 @@ async fn scan(
     session: &SessionFacts,
     tenant: &Tenant,
     direction: Direction,
+    exo_session: bool,
+    id: &str,
 ) -> ScanReport {
     if tenant.mode == TenantMode::Monitor {
         let original = journal_original(raw);
         let scanned = original.as_deref().unwrap_or(raw);
         policy
-            .scan(scanned, scanned.len() as u64, envelope, session, tenant, direction)
+            .scan(scanned, scanned.len() as u64, envelope, session, tenant, direction, exo_session, id)
             .await
     } else {
-        policy.scan(raw, size, envelope, session, tenant, direction).await
+        policy
+            .scan(raw, size, envelope, session, tenant, direction, exo_session, id)
+            .await
     }
 }
 
@@ -307,6 +317,14 @@ fn log_decision(
         .map(|f| format!("{}:{}({:.1}) {}", f.check, f.tag, f.score, f.reason))
         .collect();
     let failed: Vec<&str> = report.verdict.failures.iter().map(|f| f.check.as_str()).collect();
+    let auth = report.auth.as_ref().map(|a| a.summary()).unwrap_or_default();
+    let listings: Vec<&str> = report
+        .verdict
+        .findings
+        .iter()
+        .filter(|f| f.tag.starts_with("dnsbl-"))
+        .map(|f| f.reason.as_str())
+        .collect();
     tracing::info!(
         queue_id = id,
         tenant = %tenant.portal,
@@ -322,6 +340,8 @@ fn log_decision(
         enforced,
         failed_checks = ?failed,
         reasons = ?reasons,
+        auth = %auth,
+        listings = ?listings,
         scan_ms = started.elapsed().as_millis() as u64,
         "message scanned"
     );

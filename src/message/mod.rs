@@ -1,5 +1,6 @@
 //! What a message is, as plain values shared by every later stage: the SMTP
-//! envelope and session facts, the raw header walker, the stamp (the only
+//! envelope and session facts, the sender-authentication results and the
+//! reader of Authentication-Results values, the raw header walker, the stamp (the only
 //! change we make to a message: our X-CLOUD-SEC-AV-* fields prepended, any
 //! arriving ones skipped) and the verdict reached about it.
 //!
@@ -7,6 +8,8 @@
 //! fields removed wherever they appear, folded lines included). Must never:
 //! do I/O, read configuration or know how a message arrived or leaves.
 
+pub mod auth;
+pub mod authres;
 pub mod envelope;
 pub mod headers;
 pub mod stamp;

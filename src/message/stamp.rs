@@ -1,9 +1,12 @@
 //! Stamping: the only change exogate makes to a message.
 //!
 //! Every arriving `X-CLOUD-SEC-AV-*` field is removed (all occurrences, any
-//! letter case, folded continuation lines included) and our own fields are
+//! letter case, folded continuation lines included), and so is every
+//! arriving `Authentication-Results` that claims our authserv-id
+//! (`server.hostname`; RFC 8601 §5), and our own fields are
 //! prepended: `Received:`, `X-CLOUD-SEC-AV-Info`, `X-CLOUD-SEC-AV-SCL`,
-//! `X-CLOUD-SEC-AV-Verdict`, each folded to at most 78 columns and at most
+//! `X-CLOUD-SEC-AV-Verdict`, then `Authentication-Results` when the sender
+//! was authenticated, each folded to at most 78 columns and at most
 //! 998 octets of value. All other bytes pass through unchanged, so DKIM and
 //! ARC signatures still verify. The message is never re-serialised: a stamp is
 //! a prefix plus the byte ranges to skip, applied when the message is written.
@@ -13,6 +16,8 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
+use crate::message::auth::AuthResults;
+use crate::message::authres::{self, Authserv};
 use crate::message::envelope::{Direction, SessionFacts};
 use crate::message::headers;
 use crate::message::verdict::{Action, Verdict};
@@ -103,6 +108,17 @@ pub fn owned_fields(raw: &[u8]) -> Vec<Range<usize>> {
         .collect()
 }
 
+/// Ranges of every `Authentication-Results` field in `raw` that claims
+/// `authserv_id` (ours): nobody upstream may speak in our name.
+pub fn claimed_results(raw: &[u8], authserv_id: &str) -> Vec<Range<usize>> {
+    let ours = Authserv::Id(authserv_id.trim_end_matches('.').to_ascii_lowercase());
+    headers::fields(raw)
+        .filter(|f| f.name_is("Authentication-Results"))
+        .filter(|f| authres::authserv_id(&f.unfolded()) == ours)
+        .map(|f| f.range)
+        .collect()
+}
+
 /// What the stamp says.
 pub struct StampFacts<'a> {
     pub hostname: &'a str,
@@ -119,6 +135,8 @@ pub struct StampFacts<'a> {
     pub enforced: bool,
     /// Seconds since the Unix epoch.
     pub now: i64,
+    /// Sender authentication, when the policy ran it: our `Authentication-Results`.
+    pub auth: Option<&'a AuthResults>,
 }
 
 /// Builds the stamp for `raw`.
@@ -136,10 +154,13 @@ pub fn stamp(raw: &[u8], facts: &StampFacts) -> Stamp {
         if facts.action == Action::Junk { "true" } else { "false" },
     );
     push_field(&mut prefix, "X-CLOUD-SEC-AV-Verdict", &verdict_value(facts));
-    Stamp {
-        prefix,
-        skips: owned_fields(raw),
+    if let Some(auth) = facts.auth {
+        push_field(&mut prefix, "Authentication-Results", &auth.header_value(facts.hostname));
     }
+    let mut skips = owned_fields(raw);
+    skips.extend(claimed_results(raw, facts.hostname));
+    skips.sort_by_key(|r| r.start);
+    Stamp { prefix, skips }
 }
 
 fn received(f: &StampFacts) -> String {
@@ -276,6 +297,7 @@ mod tests {
             action,
             enforced: true,
             now: 1_790_000_000,
+            auth: None,
         }
     }
 

@@ -14,7 +14,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mail_parser::Message;
 
+use crate::config::sender::AuthConfig;
 use crate::config::tenant::Tenant;
+use crate::dns::Dns;
+use crate::message::auth::AuthResults;
 use crate::message::envelope::{Direction, Envelope, SessionFacts};
 use crate::message::verdict::{Finding, OnError};
 use crate::scan::inventory::Attachment;
@@ -34,6 +37,14 @@ pub struct ScanInput<'a> {
     /// The message was larger than the policy's `scan_max_size`: only the
     /// header was parsed and `raw` holds just the header.
     pub truncated: bool,
+    /// The session was admitted as the tenant's Exchange Online connection
+    /// (its fields may be trusted for the original sender).
+    pub exo_session: bool,
+    /// The queue id the message was given (for scanners that log it).
+    pub queue_id: &'a str,
+    /// Sender authentication, when the policy runs it (it runs before every
+    /// check and its results are handed to all of them).
+    pub auth: Option<&'a AuthResults>,
 }
 
 /// Why a check could not answer. Temporary versus permanent does not matter
@@ -67,6 +78,34 @@ pub trait Check: Send + Sync {
 pub struct BuildContext {
     /// Folder of the config file; relative paths in options are relative to it.
     pub base_dir: PathBuf,
+    /// The shared resolver (`[dns]`), for checks that ask DNS; `None` when
+    /// none could be built (a check that needs one reports it).
+    pub(crate) dns: Result<Arc<Dns>, String>,
+    /// `[auth]`.
+    pub(crate) auth: AuthConfig,
+    /// `server.hostname`: our authserv-id and SPF's receiving host.
+    pub(crate) hostname: String,
+}
+
+impl BuildContext {
+    /// A context with the default `[dns]` (the system's resolver) and `[auth]`.
+    pub fn new(base_dir: impl Into<PathBuf>) -> BuildContext {
+        BuildContext::with_dns_servers(base_dir, &[])
+    }
+
+    /// A context whose resolver asks `servers` (`[dns] servers`).
+    pub fn with_dns_servers(base_dir: impl Into<PathBuf>, servers: &[std::net::SocketAddr]) -> BuildContext {
+        let dns_config = crate::config::sender::DnsConfig {
+            servers: servers.to_vec(),
+            ..Default::default()
+        };
+        BuildContext {
+            base_dir: base_dir.into(),
+            dns: Dns::shared(&dns_config),
+            auth: AuthConfig::default(),
+            hostname: "localhost".into(),
+        }
+    }
 }
 
 /// A check as the policy configured it.

@@ -1,6 +1,7 @@
 //! Scanning a message: the check contract (`check`), the pipeline that runs a
 //! policy's checks concurrently under timeouts and merges their findings into
-//! a verdict (`pipeline`), and what checks look at: the attachment inventory,
+//! a verdict (`pipeline`), sender authentication that runs before them
+//! (`sender`), and what checks look at: the attachment inventory,
 //! HTML text and links, look-alike domains, the clamd client, and the
 //! container formats read from hostile bytes (`formats`).
 //!
@@ -15,5 +16,6 @@ pub(crate) mod html;
 pub mod inventory;
 pub(crate) mod lookalike;
 pub mod pipeline;
+pub mod sender;
 #[cfg(test)]
 pub(crate) mod test_support;

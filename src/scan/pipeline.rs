@@ -2,20 +2,26 @@
 //! concurrently on it, each under its own timeout, and merge what they found
 //! into a [`Verdict`].
 //!
-//! A check that errors or times out is handled by its `on_error` policy. The
+//! A check that errors or times out is handled by its `on_error` policy.
+//! When the policy authenticates senders (its `sender` stage, set by the
+//! factory for `auth`, `dnsbl` and `rspamd`), that runs first, bounded by
+//! `[dns] message_timeout`, and every check gets its results. The
 //! pipeline runs whatever checks its [`Policy`] holds: the factory in `checks`
 //! builds them and `app` hands them over; the pipeline never names a check.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mail_parser::MessageParser;
 
 use crate::config::tenant::Tenant;
+use crate::message::auth::AuthResults;
 use crate::message::envelope::{Direction, Envelope, SessionFacts};
 use crate::message::headers::header_len;
 use crate::message::verdict::{CheckFailure, Finding, Thresholds, Verdict};
 use crate::scan::check::{ConfiguredCheck, ScanInput};
 use crate::scan::inventory;
+use crate::scan::sender::{SenderAuth, SenderInput};
 
 /// How long one check took and whether it answered.
 #[derive(Debug, Clone)]
@@ -31,6 +37,8 @@ pub struct CheckTiming {
 pub struct ScanReport {
     pub verdict: Verdict,
     pub timings: Vec<CheckTiming>,
+    /// Sender authentication, when the policy ran it.
+    pub auth: Option<AuthResults>,
 }
 
 /// A named set of checks with thresholds.
@@ -39,12 +47,17 @@ pub struct Policy {
     /// Messages larger than this are scanned on their header only.
     pub(crate) scan_max_size: u64,
     pub(crate) checks: Vec<ConfiguredCheck>,
+    /// Sender authentication, run before the checks (see the module doc).
+    pub(crate) sender: Option<Arc<SenderAuth>>,
 }
 
 impl Policy {
     /// Parses `raw` and runs every check. `full_size` is the size of the
     /// whole message: over `scan_max_size`, `raw` may hold only its header
-    /// (only the header is scanned either way).
+    /// (only the header is scanned either way). `exo_session`: the session
+    /// was admitted as the tenant's Exchange Online connection; `queue_id`:
+    /// the id the message was given.
+    #[allow(clippy::too_many_arguments)]
     pub async fn scan(
         &self,
         raw: &[u8],
@@ -53,6 +66,8 @@ impl Policy {
         session: &SessionFacts,
         tenant: &Tenant,
         direction: Direction,
+        exo_session: bool,
+        queue_id: &str,
     ) -> ScanReport {
         let truncated = full_size > self.scan_max_size;
         let raw = if truncated { &raw[..header_len(raw)] } else { raw };
@@ -68,6 +83,7 @@ impl Policy {
             return ScanReport {
                 verdict: Verdict::decide(&self.thresholds, vec![finding], vec![]),
                 timings: vec![],
+                auth: None,
             };
         };
         let attachments = if truncated {
@@ -84,6 +100,9 @@ impl Policy {
             tenant,
             direction,
             truncated,
+            exo_session,
+            queue_id,
+            auth: None,
         };
         let mut report = self.run(&input).await;
         if truncated {
@@ -105,6 +124,26 @@ impl Policy {
 
     /// Runs the checks on an already prepared input.
     pub(crate) async fn run(&self, input: &ScanInput<'_>) -> ScanReport {
+        let auth = match &self.sender {
+            Some(sender) => Some(
+                sender
+                    .evaluate(&SenderInput {
+                        raw: input.raw,
+                        message: input.message,
+                        mail_from: &input.envelope.mail_from,
+                        client_ip: input.session.client_ip,
+                        helo: &input.session.helo,
+                        exo_session: input.exo_session,
+                        truncated: input.truncated,
+                    })
+                    .await,
+            ),
+            None => None,
+        };
+        let input = &ScanInput {
+            auth: auth.as_ref().or(input.auth),
+            ..*input
+        };
         let runs = self.checks.iter().map(|c| async move {
             let started = Instant::now();
             let result = tokio::time::timeout(c.timeout, c.check.scan(input)).await;
@@ -147,6 +186,7 @@ impl Policy {
         ScanReport {
             verdict: Verdict::decide(&self.thresholds, findings, failures),
             timings,
+            auth,
         }
     }
 }

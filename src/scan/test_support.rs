@@ -55,6 +55,9 @@ pub(crate) fn with_input_as<R>(
         tenant,
         direction,
         truncated: false,
+        exo_session: false,
+        queue_id: "TESTQUEUEID",
+        auth: None,
     };
     f(&input)
 }
