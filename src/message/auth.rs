@@ -23,6 +23,9 @@ pub enum AuthResult {
     None,
     Temperror,
     Permerror,
+    /// Signed, but the signature is not acceptable here (RFC 8601 §2.7.1),
+    /// e.g. a DKIM `l=` that leaves part of the body unsigned.
+    Policy,
 }
 
 impl AuthResult {
@@ -35,6 +38,7 @@ impl AuthResult {
             AuthResult::None => "none",
             AuthResult::Temperror => "temperror",
             AuthResult::Permerror => "permerror",
+            AuthResult::Policy => "policy",
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::dns::{Dns, Lookups};
 use crate::message::auth::{ArcOutcome, AuthResult, AuthResults, DkimOutcome, DmarcOutcome, SpfOutcome};
 use crate::message::envelope::domain_of;
 use crate::scan::sender::origin::{self, ArcVerdict};
-use crate::scan::sender::dmarc;
+use crate::scan::sender::{dmarc, spf};
 
 /// The facts of one message that sender authentication reads.
 pub struct SenderInput<'a> {
@@ -85,7 +85,104 @@ fn spf_word(r: SpfResult) -> AuthResult {
     }
 }
 
+/// `d=` and `s=` of a DKIM-Signature value.
+fn domain_and_selector(value: &[u8]) -> (String, String) {
+    let text = String::from_utf8_lossy(value);
+    let (mut d, mut s) = (String::new(), String::new());
+    for tag in text.split(';') {
+        if let Some((k, v)) = tag.split_once('=') {
+            let v: String = v.split_whitespace().collect();
+            match k.trim() {
+                "d" => d = v.to_ascii_lowercase(),
+                "s" => s = v,
+                _ => {}
+            }
+        }
+    }
+    (d, s)
+}
+
+/// Every DKIM-Signature field, in header order, with one result for all.
+fn signatures(msg: &AuthenticatedMessage<'_>, result: AuthResult, reason: &str) -> Vec<DkimOutcome> {
+    msg.headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case(b"DKIM-Signature"))
+        .map(|(_, value)| {
+            let (domain, selector) = domain_and_selector(value);
+            DkimOutcome {
+                domain,
+                selector,
+                result,
+                reason: reason.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// mail-auth's DKIM outputs (signatures it could not parse first, then the
+/// others) put back in header order, each with its domain and selector.
+fn in_header_order(msg: &AuthenticatedMessage<'_>, outputs: &[mail_auth::DkimOutput<'_>]) -> Vec<DkimOutcome> {
+    let unparsed: Vec<&[u8]> = msg
+        .errors
+        .iter()
+        .filter(|e| matches!(e.header, mail_auth::Error::Dkim(_)))
+        .map(|e| e.value)
+        .collect();
+    let parsed: Vec<&[u8]> = msg.dkim_headers.iter().map(|h| h.value).collect();
+    let values: Vec<&[u8]> = unparsed.into_iter().chain(parsed).collect();
+    let mut outcomes: Vec<(&[u8], DkimOutcome)> = values
+        .iter()
+        .zip(outputs)
+        .map(|(value, o)| {
+            let (result, reason) = match o.result() {
+                // RFC 6376 §8.2: l= lets anyone append to a signed body;
+                // mail-auth refuses such a signature, which RFC 8601 calls
+                // `policy` (signed, but not acceptable here).
+                DkimResult::Neutral(mail_auth::Error::Dkim(DkimError::SignatureLength)) => (
+                    AuthResult::Policy,
+                    "l= tag: the body is only partly signed, so the signature is not accepted".to_string(),
+                ),
+                other => dkim_word(other),
+            };
+            let (domain, selector) = domain_and_selector(value);
+            (
+                *value,
+                DkimOutcome {
+                    domain,
+                    selector,
+                    result,
+                    reason,
+                },
+            )
+        })
+        .collect();
+    let mut ordered = Vec::with_capacity(outcomes.len());
+    for (name, value) in &msg.headers {
+        if name.eq_ignore_ascii_case(b"DKIM-Signature")
+            && let Some(i) = outcomes.iter().position(|(v, _)| std::ptr::eq(v.as_ptr(), value.as_ptr()))
+        {
+            ordered.push(outcomes.swap_remove(i).1);
+        }
+    }
+    ordered.extend(outcomes.into_iter().map(|(_, o)| o));
+    ordered
+}
+
 impl SenderAuth {
+    /// An unknown mechanism in the SPF record of `domain` (see `spf`).
+    async fn spf_syntax_error(&self, lookups: &Lookups<'_>, domain: &str) -> Option<String> {
+        let records = lookups.txt(domain).await.ok()??;
+        let mut spf = records.iter().filter_map(|r| {
+            let t = String::from_utf8_lossy(r).into_owned();
+            let v = t.trim_start().get(..6)?.to_ascii_lowercase();
+            (v == "v=spf1").then_some(t)
+        });
+        match (spf.next(), spf.next()) {
+            (Some(one), None) => spf::unknown_mechanism(&one),
+            _ => None,
+        }
+    }
+
     pub(crate) fn new(dns: Arc<Dns>, trusted_sealers: Vec<String>, hostname: String) -> SenderAuth {
         SenderAuth {
             dns,
@@ -148,58 +245,33 @@ impl SenderAuth {
         } else {
             SpfParameters::verify_mail_from(ip, &helo, &self.hostname, input.mail_from)
         };
-        let spf_result = tokio::time::timeout_at(deadline, auth.verify_spf(caches.params(params)))
-            .await
-            .map_or(AuthResult::Temperror, |o| spf_word(o.result()));
+        let spf_domain = if helo_identity {
+            helo.clone()
+        } else {
+            domain_of(input.mail_from).unwrap_or_else(|| helo.clone())
+        };
+        let spf_result = match self.spf_syntax_error(&lookups, &spf_domain).await {
+            Some(term) => {
+                tracing::debug!(domain = %spf_domain, %term, "SPF record has an unknown mechanism: permerror");
+                AuthResult::Permerror
+            }
+            None => tokio::time::timeout_at(deadline, auth.verify_spf(caches.params(params)))
+                .await
+                .map_or(AuthResult::Temperror, |o| spf_word(o.result())),
+        };
         let spf = SpfOutcome {
             result: spf_result,
-            domain: if helo_identity {
-                helo.clone()
-            } else {
-                domain_of(input.mail_from).unwrap_or_else(|| helo.clone())
-            },
+            domain: spf_domain,
             helo_identity,
         };
 
         // DKIM: every signature, in header order.
-        let dkim: Vec<DkimOutcome> = if input.truncated {
-            msg.dkim_headers
-                .iter()
-                .map(|h| DkimOutcome {
-                    domain: h.header.d.to_ascii_lowercase(),
-                    selector: h.header.s.clone(),
-                    result: AuthResult::Neutral,
-                    reason: "only the header was read (message over scan_max_size)".into(),
-                })
-                .collect()
+        let dkim = if input.truncated {
+            signatures(&msg, AuthResult::Neutral, "only the header was read (message over scan_max_size)")
         } else {
             match tokio::time::timeout_at(deadline, auth.verify_dkim(caches.params(&msg))).await {
-                Ok(outputs) => outputs
-                    .iter()
-                    .map(|o| {
-                        let (result, reason) = dkim_word(o.result());
-                        let (domain, selector) = o
-                            .signature()
-                            .map(|s| (s.d.to_ascii_lowercase(), s.s.clone()))
-                            .unwrap_or_default();
-                        DkimOutcome {
-                            domain,
-                            selector,
-                            result,
-                            reason,
-                        }
-                    })
-                    .collect(),
-                Err(_) => msg
-                    .dkim_headers
-                    .iter()
-                    .map(|h| DkimOutcome {
-                        domain: h.header.d.to_ascii_lowercase(),
-                        selector: h.header.s.clone(),
-                        result: AuthResult::Temperror,
-                        reason: "the message's DNS time ran out".into(),
-                    })
-                    .collect(),
+                Ok(outputs) => in_header_order(&msg, &outputs),
+                Err(_) => signatures(&msg, AuthResult::Temperror, "the message's DNS time ran out"),
             }
         };
 

@@ -11,5 +11,6 @@
 pub(crate) mod dmarc;
 mod evaluate;
 pub(crate) mod origin;
+mod spf;
 
 pub use evaluate::{SenderAuth, SenderInput};
