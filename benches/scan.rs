@@ -120,8 +120,7 @@ fn bench(c: &mut Criterion) {
         }
         group.bench_function(*name, |b| {
             b.iter(|| {
-                let report =
-                    rt.block_on(policy.scan(
+                let report = rt.block_on(policy.scan(
                     raw,
                     raw.len() as u64,
                     &envelope,

@@ -29,6 +29,7 @@ use exogate::config::tenant::{Destination, Tenant};
 use exogate::message::auth::AuthResults;
 use exogate::message::envelope::{Direction, Envelope, Recipient, SessionFacts};
 use exogate::scan::check::BuildContext;
+use exogate::scan::pipeline::ScanReport;
 use serde_json::Value;
 use support::knot::Knot;
 
@@ -168,8 +169,22 @@ pub fn authenticate(
     smtp: &Value,
     exo_session: bool,
 ) -> AuthResults {
+    scan(rt, knot, &["auth"], raw, smtp, exo_session)
+        .auth
+        .expect("a policy with the auth check authenticates the sender")
+}
+
+/// Runs one message through a policy of the built-in checks `kinds`.
+pub fn scan(
+    rt: &tokio::runtime::Runtime,
+    knot: &Knot,
+    kinds: &[&str],
+    raw: &[u8],
+    smtp: &Value,
+    exo_session: bool,
+) -> ScanReport {
     let cx = BuildContext::with_dns_servers(".", &[knot.addr()]);
-    let policy = builtin_policy(&["auth"], &cx);
+    let policy = builtin_policy(kinds, &cx);
     let tenant = Tenant::new("contoso", &["contoso.test"], Destination::Mx);
     let envelope = Envelope {
         mail_from: smtp["mail_from"].as_str().unwrap().to_string(),
@@ -191,7 +206,7 @@ pub fn authenticate(
         helo: smtp["helo"].as_str().unwrap().to_string(),
         tls: None,
     };
-    let report = rt.block_on(policy.scan(
+    rt.block_on(policy.scan(
         raw,
         raw.len() as u64,
         &envelope,
@@ -200,8 +215,7 @@ pub fn authenticate(
         Direction::Inbound,
         exo_session,
         "AUTHTEST",
-    ));
-    report.auth.expect("a policy with the auth check authenticates the sender")
+    ))
 }
 
 #[test]
@@ -228,7 +242,10 @@ fn every_corpus_case_agrees_with_pyspf_dkimpy_and_authheaders() {
         let id = case["id"].as_str().unwrap();
         let raw = std::fs::read(corpus_dir().join(case["file"].as_str().unwrap())).unwrap();
         let got = authenticate(&rt, &knot, &raw, &case["smtp"], case["exo_session"].as_bool().unwrap());
-        let want = oracle.iter().find(|o| o["id"] == id).expect("oracle answer for the case");
+        let want = oracle
+            .iter()
+            .find(|o| o["id"] == id)
+            .expect("oracle answer for the case");
         let (mine, them) = (ours(&got), theirs(want));
         let mut marks = BTreeMap::new();
         for (field, value) in &mine {
@@ -279,5 +296,458 @@ fn every_corpus_case_agrees_with_pyspf_dkimpy_and_authheaders() {
         "{} disagreement(s) with the oracle:\n{}",
         mismatches.len(),
         mismatches.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------- the trust order
+
+fn case(id: &str) -> (Vec<u8>, Value, bool) {
+    let doc: Value = serde_json::from_slice(&std::fs::read(corpus_dir().join("cases.json")).unwrap()).unwrap();
+    let c = doc["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no corpus case {id}"))
+        .clone();
+    let raw = std::fs::read(corpus_dir().join(c["file"].as_str().unwrap())).unwrap();
+    (raw, c["smtp"].clone(), c["exo_session"].as_bool().unwrap())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn claim<'a>(r: &'a AuthResults, method: &str) -> Option<&'a str> {
+    r.exo_claims.iter().find(|(m, _)| m == method).map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn forged_exo_fields_below_exos_first_hop_are_ignored() {
+    let knot = corpus_knot();
+    let rt = runtime();
+    // A forged X-Forefront-Antispam-Report (CIP: alpha's own server) below EXO's hop.
+    let (raw, smtp, exo) = case("exo-forged-xfar-below");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(
+        text.matches("X-Forefront-Antispam-Report").count() >= 2,
+        "the case carries a forged report"
+    );
+    let r = authenticate(&rt, &knot, &raw, &smtp, exo);
+    assert_eq!(
+        (r.origin.source.as_str(), r.origin.ip.to_string().as_str()),
+        ("forefront", "203.0.113.99")
+    );
+    assert_eq!(r.spf.result.as_str(), "fail");
+
+    // A forged Authentication-Results (dmarc=pass, EXO's form) below EXO's hop.
+    let (raw, smtp, exo) = case("exo-forged-ar-below");
+    let r = authenticate(&rt, &knot, &raw, &smtp, exo);
+    assert_eq!(
+        claim(&r, "dmarc"),
+        Some("fail"),
+        "EXO's own A-R, not the forged one: {:?}",
+        r.exo_claims
+    );
+    assert_eq!(r.dmarc.result.as_str(), "fail");
+
+    // EXO stamped neither: the forged ones alone give nothing, the SMTP client stands.
+    let (raw, smtp, exo) = case("exo-forged-only-below");
+    let r = authenticate(&rt, &knot, &raw, &smtp, exo);
+    assert_eq!(
+        (r.origin.source.as_str(), r.origin.ip.to_string().as_str()),
+        ("smtp", "40.107.22.52")
+    );
+    assert!(r.exo_claims.is_empty());
+}
+
+#[test]
+fn an_arc_set_from_an_untrusted_sealer_gives_nothing() {
+    let knot = corpus_knot();
+    let rt = runtime();
+    for id in ["exo-arc-untrusted-sealer", "exo-arc-lookalike-sealer"] {
+        let (raw, smtp, exo) = case(id);
+        let r = authenticate(&rt, &knot, &raw, &smtp, exo);
+        assert_eq!(r.arc.result.as_str(), "pass", "{id}: the set itself verifies");
+        assert_ne!(r.arc.sealer.as_deref(), Some("microsoft.com"));
+        assert_eq!(
+            (r.origin.source.as_str(), r.origin.ip.to_string().as_str()),
+            ("forefront", "203.0.113.99"),
+            "{id}: the AAR of an untrusted sealer (it claims 192.0.2.10) is not used"
+        );
+    }
+}
+
+#[test]
+fn a_broken_seal_gives_nothing() {
+    let knot = corpus_knot();
+    let rt = runtime();
+    for id in ["exo-arc-broken-seal", "exo-arc-cv-fail"] {
+        let (raw, smtp, exo) = case(id);
+        let r = authenticate(&rt, &knot, &raw, &smtp, exo);
+        assert_eq!(r.arc.result.as_str(), "fail", "{id}");
+        assert_eq!(
+            r.arc.sealer.as_deref(),
+            Some("microsoft.com"),
+            "{id}: sealed as microsoft.com"
+        );
+        assert_eq!(
+            r.origin.source.as_str(),
+            "forefront",
+            "{id}: the seal's claims are not used"
+        );
+    }
+    // The same message with a good seal gives the ARC origin (the contrast).
+    let (raw, smtp, exo) = case("exo-arc-pass");
+    let r = authenticate(&rt, &knot, &raw, &smtp, exo);
+    assert_eq!(
+        (r.origin.source.as_str(), r.origin.ip.to_string().as_str()),
+        ("arc", "192.0.2.10")
+    );
+}
+
+#[test]
+fn exo_fields_count_only_on_an_exo_session() {
+    let knot = corpus_knot();
+    let rt = runtime();
+    let (raw, smtp, _) = case("exo-arc-pass");
+    let r = authenticate(&rt, &knot, &raw, &smtp, false);
+    assert_eq!(
+        (r.origin.source.as_str(), r.origin.ip.to_string().as_str()),
+        ("smtp", "40.107.22.52")
+    );
+    assert_eq!(
+        r.spf.result.as_str(),
+        "fail",
+        "Exchange Online's IP is not in alpha.test's SPF"
+    );
+    assert_eq!(r.dkim[0].result.as_str(), "pass", "DKIM does not depend on the session");
+}
+
+// ---------------------------------------------------------------- findings
+
+fn tags(report: &ScanReport) -> Vec<String> {
+    report.verdict.findings.iter().map(|f| f.tag.clone()).collect()
+}
+
+#[test]
+fn dmarc_failures_become_findings_and_an_authenticated_tenant_from_is_no_spoof() {
+    let knot = corpus_knot();
+    let rt = runtime();
+    // From the tenant's own domain, sent from outside through EXO: SPF fails
+    // on the original IP, DMARC (p=reject) fails.
+    let (raw, smtp, exo) = case("exo-tenant-domain-spoof");
+    let r = scan(&rt, &knot, &["auth", "impersonation"], &raw, &smtp, exo);
+    let t = tags(&r);
+    for want in [
+        "dmarc-reject",
+        "tenant-domain-dmarc-fail",
+        "spf-fail",
+        "tenant-domain-spoof",
+    ] {
+        assert!(t.iter().any(|x| x == want), "{want} missing from {t:?}");
+    }
+    assert!(r.verdict.score >= 10.0, "quarantine at least: {:?}", r.verdict);
+
+    // The same From domain authenticated (SPF of contoso.test includes EOP's
+    // ranges, the client is EOP): DMARC passes, so it is not a spoof.
+    let mail = support::crlf(
+        "From: CEO <ceo@contoso.test>\nTo: carol@contoso.test\nSubject: board meeting\n\
+         Date: Mon, 01 Jan 2024 00:00:00 +0000\nMessage-ID: <tenant-pass@contoso.test>\n\n hello\n",
+    );
+    let smtp_pass = serde_json::json!({
+        "client_ip": "40.107.22.52", "helo": "EUR05-DB8-obe.outbound.protection.outlook.com",
+        "mail_from": "ceo@contoso.test", "rcpt_to": ["carol@contoso.test"]
+    });
+    let r = scan(&rt, &knot, &["auth", "impersonation"], &mail, &smtp_pass, false);
+    assert_eq!(r.auth.as_ref().unwrap().dmarc.result.as_str(), "pass");
+    assert_eq!(tags(&r), Vec::<String>::new(), "{:?}", r.verdict.findings);
+    // Without sender authentication the impersonation check flags it as before.
+    let r = scan(&rt, &knot, &["impersonation"], &mail, &smtp_pass, false);
+    assert_eq!(tags(&r), vec!["tenant-domain-spoof".to_string()]);
+
+    // DMARC p=reject with pct=25: outside the sample the next weaker policy.
+    let (raw, smtp, exo) = case("dmarc-pct");
+    let r = scan(&rt, &knot, &["auth"], &raw, &smtp, exo);
+    let t = tags(&r);
+    assert!(
+        t.contains(&"dmarc-reject".to_string()) || t.contains(&"dmarc-quarantine".to_string()),
+        "{t:?}"
+    );
+    let reason = &r
+        .verdict
+        .findings
+        .iter()
+        .find(|f| f.tag.starts_with("dmarc-"))
+        .unwrap()
+        .reason;
+    assert!(reason.contains("pct=25"), "{reason}");
+}
+
+// ---------------------------------------------------------------- through the gateway
+
+use std::time::Duration;
+use support::gateway::Options;
+use support::postfix::without_postfix_received;
+use support::smtp::Client;
+use support::stack::Stack;
+
+const DKIMPY: &str = r#"
+import sys, json, dkim, dns.resolver
+ip, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+r = dns.resolver.Resolver(configure=False)
+r.nameservers, r.port = [ip], port
+def dnsfunc(name, timeout=5):
+    name = name.decode() if isinstance(name, bytes) else name
+    try:
+        answer = r.resolve(name, "TXT")
+    except Exception:
+        return None
+    return b"".join(answer[0].strings)
+msg = open(path, "rb").read()
+cv, _, reason = dkim.arc_verify(msg, dnsfunc=dnsfunc)
+print(json.dumps({"dkim": dkim.verify(msg, dnsfunc=dnsfunc), "arc": (cv or b"none").decode(), "reason": reason}))
+"#;
+
+fn header_lines(data: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(data).replace("\r\n", "\n");
+    let head = text.split("\n\n").next().unwrap().to_string();
+    let mut fields: Vec<String> = Vec::new();
+    for line in head.lines() {
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = fields.last_mut() {
+                last.push(' ');
+                last.push_str(line.trim());
+            }
+        } else {
+            fields.push(line.to_string());
+        }
+    }
+    fields
+}
+
+#[test]
+fn the_gateway_stamps_its_authentication_results_and_the_original_still_verifies() {
+    let knot = corpus_knot();
+    let stack = Stack::new();
+    let gw = stack.gateway(Options {
+        policy: Some(
+            "[policy.default]\n[[policy.default.check]]\nkind = \"auth\"\n\
+             [[policy.default.check]]\nkind = \"impersonation\"\n"
+                .into(),
+        ),
+        extra: format!("[dns]\nservers = [\"{}\"]\n", knot.addr()),
+        ..Options::default()
+    });
+    // EXO's routing rule stamps X-CLOUD-SEC-AV-Info: that makes it the
+    // tenant's EXO connection. An upstream A-R claiming our authserv-id
+    // (gw.test) must go; another server's stays.
+    let (original, _, _) = case("exo-arc-pass");
+    let mut message = support::crlf(
+        "X-CLOUD-SEC-AV-Info: contoso,office365_emails,inline\n\
+         Authentication-Results: gw.test; spf=pass smtp.mailfrom=alpha.test; dmarc=pass header.from=alpha.test\n\
+         Authentication-Results: other.example; spf=none smtp.mailfrom=alpha.test\n",
+    );
+    message.extend_from_slice(&original);
+    let mut c = Client::connect_tls(gw.smtp, &stack.pki.ca, None);
+    let r = c.send_data("alice@alpha.test", &["user@contoso.com"], &message);
+    assert_eq!(r.code, 250, "{r}");
+    let got = stack.downstream.wait_messages(1, Duration::from_secs(30));
+    let delivered = without_postfix_received(&got[0].data).to_vec();
+    let fields = header_lines(&delivered);
+
+    let ours: Vec<&String> = fields
+        .iter()
+        .filter(|f| f.to_ascii_lowercase().starts_with("authentication-results: gw.test"))
+        .collect();
+    assert_eq!(ours.len(), 1, "exactly one A-R with our id: {fields:#?}");
+    let ar = ours[0];
+    for want in [
+        "spf=pass (sender ip 192.0.2.10 from arc) smtp.mailfrom=alpha.test",
+        "dkim=pass header.d=alpha.test header.s=s2048",
+        "dmarc=pass policy.dmarc=reject header.from=alpha.test",
+        "arc=pass (i=1 d=microsoft.com)",
+    ] {
+        assert!(ar.contains(want), "{want} missing in {ar}");
+    }
+    assert!(
+        !fields
+            .iter()
+            .any(|f| f.contains("gw.test; spf=pass smtp.mailfrom=alpha.test; dmarc=pass")),
+        "the upstream field claiming our id is gone: {fields:#?}"
+    );
+    let verdict = fields
+        .iter()
+        .position(|f| f.starts_with("X-CLOUD-SEC-AV-Verdict:"))
+        .unwrap();
+    assert!(
+        fields[verdict + 1].starts_with("Authentication-Results: gw.test;"),
+        "{fields:#?}"
+    );
+    assert!(
+        fields
+            .iter()
+            .any(|f| f.starts_with("Authentication-Results: other.example;"))
+    );
+    assert!(
+        fields
+            .iter()
+            .any(|f| f.starts_with("Authentication-Results: spf=pass (sender IP is 192.0.2.10)")),
+        "EXO's own A-R is kept"
+    );
+
+    // dkimpy on the delivered bytes: DKIM and EXO's ARC set still verify.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("delivered.eml");
+    std::fs::write(&path, &delivered).unwrap();
+    let out = support::python(
+        DKIMPY,
+        &[
+            &knot.addr().ip().to_string(),
+            &knot.port().to_string(),
+            path.to_str().unwrap(),
+        ],
+    );
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["dkim"], true, "{out}");
+    assert_eq!(v["arc"], "pass", "{out}");
+    assert!(
+        gw.wait_log(
+            "auth=origin=arc/192.0.2.10 spf=pass dkim=alpha.test:pass dmarc=pass(p=reject) arc=pass",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        gw.log()
+    );
+}
+
+/// An EXO-shaped message whose original sender is `ip` (X-Forefront-Antispam-Report).
+fn exo_shaped(ip: &str, from: &str, subject: &str) -> Vec<u8> {
+    support::crlf(&format!(
+        "X-CLOUD-SEC-AV-Info: contoso,office365_emails,inline\n\
+         X-Forefront-Antispam-Report: CIP:{ip};CTRY:;LANG:en;SCL:1;H:mail.sender.test;DIR:INB;\n\
+         Received: from mail.sender.test ({ip}) by DB8EUR05FT012.mail.protection.outlook.com\n (10.152.20.125) with Microsoft SMTP Server; Mon, 1 Jan 2024 00:00:03 +0000\n\
+         From: Sender <{from}>\nTo: user@contoso.com\nSubject: {subject}\n\
+         Date: Mon, 01 Jan 2024 00:00:00 +0000\nMessage-ID: <{subject}@sender.test>\n\nHello, see https://www.example.net/page\n"
+    ))
+}
+
+#[test]
+fn dnsbl_listed_unlisted_and_the_error_answer() {
+    let knot_zones = [
+        (
+            "bl.test",
+            "99.113.0.203 A 127.0.0.2\n\
+             66.113.0.203 A 127.255.255.254\n\
+             9.9.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2 A 127.0.0.4\n",
+        ),
+        ("dbl.test", "bad-domain.test A 127.0.1.2\n"),
+    ];
+    let knot = Knot::start(&knot_zones);
+    let stack = Stack::new();
+    let gw = stack.gateway(Options {
+        policy: Some(
+            "[policy.default]\n[[policy.default.check]]\nkind = \"dnsbl\"\non_error = \"tempfail\"\n\
+             [[policy.default.check.zone]]\nname = \"bl.test\"\ntype = \"ip\"\nscore = 25.0\n\
+             [[policy.default.check.zone]]\nname = \"dbl.test\"\ntype = \"domain\"\ncodes = { \"127.0.1.2\" = 25.0 }\n"
+                .into(),
+        ),
+        extra: format!("[dns]\nservers = [\"{}\"]\n", knot.addr()),
+        ..Options::default()
+    });
+    let mut c = Client::connect_tls(gw.smtp, &stack.pki.ca, None);
+    let mut send = |ip: &str, from: &str, subject: &str| {
+        c.send_data(
+            "sender@sender.test",
+            &["user@contoso.com"],
+            &exo_shaped(ip, from, subject),
+        )
+    };
+    let listed = send("203.0.113.99", "a@sender.test", "listed");
+    assert_eq!(listed.code, 550, "a listed original IP: {listed}");
+    let v6 = send("2001:db8::99", "a@sender.test", "listed-v6");
+    assert_eq!(v6.code, 550, "a listed IPv6 address (nibble form): {v6}");
+    let domain = send("203.0.113.77", "a@bad-domain.test", "listed-domain");
+    assert_eq!(domain.code, 550, "a listed From domain: {domain}");
+    let error = send("203.0.113.66", "a@sender.test", "error-answer");
+    assert_eq!(
+        error.code, 451,
+        "127.255.255.254 is an error (on_error tempfail), never a listing: {error}"
+    );
+    let clean = send("203.0.113.77", "a@sender.test", "unlisted");
+    assert_eq!(clean.code, 250, "{clean}");
+    let got = stack.downstream.wait_messages(1, Duration::from_secs(30));
+    assert!(String::from_utf8_lossy(&got[0].data).contains("Subject: unlisted"));
+    let log = gw.log();
+    assert!(log.contains("203.0.113.99 is listed in bl.test (127.0.0.2)"), "{log}");
+    assert!(
+        log.contains("bad-domain.test is listed in dbl.test (127.0.1.2)"),
+        "{log}"
+    );
+    assert!(log.contains("127.255.255.254"), "the error answer is logged: {log}");
+}
+
+#[test]
+fn gtube_through_rspamd_is_quarantined_or_rejected_per_policy() {
+    let rspamd = support::rspamd::Rspamd::shared();
+    let stack = Stack::new();
+    let policies = format!(
+        "[policy.default]\n[[policy.default.check]]\nkind = \"rspamd\"\nurl = \"{url}\"\ntimeout = \"60s\"\n\
+         [policy.strict]\n[[policy.strict.check]]\nkind = \"rspamd\"\nurl = \"{url}\"\ntimeout = \"60s\"\nactions = {{ reject = \"reject\" }}\n",
+        url = rspamd.url()
+    );
+    let gw = stack.gateway(Options {
+        policy: Some(policies),
+        extra: format!(
+            "[[tenant]]\nportal = \"fabrikam\"\ndomains = [\"fabrikam.com\"]\ndeliver_to = [\"{}\"]\npolicy = \"strict\"\n\
+             [dns]\nservers = [\"127.0.0.1:9\"]\n",
+            stack.downstream.addr()
+        ),
+        ..Options::default()
+    });
+    let gtube = |portal: &str, to: &str| {
+        support::crlf(&format!(
+            "X-CLOUD-SEC-AV-Info: {portal},office365_emails,inline\nFrom: Spammer <s@spam.test>\nTo: {to}\n\
+             Subject: gtube for {portal}\nDate: Mon, 01 Jan 2024 00:00:00 +0000\nMessage-ID: <gtube-{portal}@spam.test>\n\n{}\n",
+            support::rspamd::GTUBE
+        ))
+    };
+    let mut c = Client::connect_tls(gw.smtp, &stack.pki.ca, None);
+    let r = c.send_data(
+        "s@spam.test",
+        &["user@contoso.com"],
+        &gtube("contoso", "user@contoso.com"),
+    );
+    assert_eq!(r.code, 250, "quarantine is acknowledged: {r}");
+    assert!(
+        gw.wait_log("message quarantined", Duration::from_secs(30)),
+        "{}",
+        gw.log()
+    );
+    let r = c.send_data(
+        "s@spam.test",
+        &["user@fabrikam.com"],
+        &gtube("fabrikam", "user@fabrikam.com"),
+    );
+    assert_eq!(r.code, 550, "the strict policy maps rspamd's reject to ours: {r}");
+    let clean = support::crlf(
+        "X-CLOUD-SEC-AV-Info: contoso,office365_emails,inline\nFrom: Alice <alice@example.org>\nTo: user@contoso.com\n\
+         Subject: clean\nDate: Mon, 01 Jan 2024 00:00:00 +0000\nMessage-ID: <clean@example.org>\n\nHello Carol, lunch tomorrow?\n",
+    );
+    let r = c.send_data("alice@example.org", &["user@contoso.com"], &clean);
+    assert_eq!(r.code, 250, "{r}");
+    let got = stack.downstream.wait_messages(1, Duration::from_secs(30));
+    assert_eq!(got.len(), 1);
+    assert!(
+        String::from_utf8_lossy(&got[0].data).contains("Subject: clean"),
+        "only the clean message is delivered"
+    );
+    let log = gw.log();
+    assert!(
+        log.contains("rspamd-reject") && log.contains("GTUBE"),
+        "the symbol is the reason: {log}"
     );
 }

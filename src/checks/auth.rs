@@ -84,12 +84,20 @@ impl Auth {
                 auth.spf.result,
                 dkim_summary(auth),
                 requested.as_str(),
-                if pct < 100 { format!(" pct={pct}") } else { String::new() }
+                if pct < 100 {
+                    format!(" pct={pct}")
+                } else {
+                    String::new()
+                }
             );
             match applied {
                 DmarcPolicy::Reject => {
                     let f = Finding::new(self.dmarc_reject, "dmarc-reject", why);
-                    out.push(if self.force_reject { f.forcing(Action::Reject) } else { f });
+                    out.push(if self.force_reject {
+                        f.forcing(Action::Reject)
+                    } else {
+                        f
+                    });
                 }
                 DmarcPolicy::Quarantine => out.push(Finding::new(self.dmarc_quarantine, "dmarc-quarantine", why)),
                 DmarcPolicy::None => {}

@@ -64,9 +64,16 @@ pub(crate) fn build(options: &Section, cx: &BuildContext) -> Option<Arc<dyn Chec
         };
         let name = name.trim().trim_matches('.').to_ascii_lowercase();
         if name.is_empty() || !name.contains('.') || name.contains(|c: char| c.is_whitespace()) {
-            z.error("name", format!("expected a DNS zone such as \"zen.spamhaus.org\", found \"{name}\""));
+            z.error(
+                "name",
+                format!("expected a DNS zone such as \"zen.spamhaus.org\", found \"{name}\""),
+            );
         }
-        let typ = z.choice_or("type", ZoneType::Ip, &[("ip", ZoneType::Ip), ("domain", ZoneType::Domain)]);
+        let typ = z.choice_or(
+            "type",
+            ZoneType::Ip,
+            &[("ip", ZoneType::Ip), ("domain", ZoneType::Domain)],
+        );
         let score = z.f64_or("score", 5.0);
         let mut codes = Vec::new();
         if let Some(table) = z.section("codes") {
@@ -227,10 +234,7 @@ impl Check for Dnsbl {
                     continue;
                 }
             };
-            if let Some(bad) = answers
-                .iter()
-                .find(|a| a.octets()[0] != 127 || is_error_answer(**a))
-            {
+            if let Some(bad) = answers.iter().find(|a| a.octets()[0] != 127 || is_error_answer(**a)) {
                 errors.push(format!(
                     "{} answered {bad} for {subject}: an error answer (127.255.255.x: query refused, e.g. through a public resolver; outside 127/8: not a block list answer), not a listing",
                     zone.name
@@ -279,7 +283,10 @@ mod tests {
         assert!(is_unlistable("10.1.2.3".parse().unwrap()));
         assert!(is_unlistable("fe80::1".parse().unwrap()));
         assert!(!is_unlistable("203.0.113.99".parse().unwrap()));
-        assert!(!is_unlistable("127.0.0.2".parse().unwrap()), "the usual test point stays askable");
+        assert!(
+            !is_unlistable("127.0.0.2".parse().unwrap()),
+            "the usual test point stays askable"
+        );
     }
 
     #[test]
@@ -288,9 +295,21 @@ mod tests {
             "dnsbl",
             "[[zone]]\nname = \"zen.example\"\ntype = \"url\"\ncodes = { \"127.255.255.254\" = 1, \"10.0.0.1\" = 2 }\n[[zone]]\ntype = \"ip\"",
         );
-        assert!(errors.iter().any(|e| e.starts_with("zone[0].type: must be one of")), "{errors:?}");
-        assert!(errors.iter().any(|e| e.starts_with("zone[0].codes.127.255.255.254:")), "{errors:?}");
-        assert!(errors.iter().any(|e| e.starts_with("zone[0].codes.10.0.0.1:")), "{errors:?}");
-        assert!(errors.iter().any(|e| e.starts_with("zone[1].name: missing")), "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.starts_with("zone[0].type: must be one of")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.starts_with("zone[0].codes.127.255.255.254:")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.starts_with("zone[0].codes.10.0.0.1:")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.starts_with("zone[1].name: missing")),
+            "{errors:?}"
+        );
     }
 }

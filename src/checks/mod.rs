@@ -17,9 +17,9 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::config::policy::{CheckConfig, GENERIC_CHECK_KEYS, PolicyChecks, PolicyConfig};
 use crate::config::reader::{ConfigError, Problems, Section};
+use crate::dns::Dns;
 use crate::message::verdict::OnError;
 use crate::scan::check::{BuildContext, Check, ConfiguredCheck};
-use crate::dns::Dns;
 use crate::scan::pipeline::Policy;
 use crate::scan::sender::SenderAuth;
 
@@ -164,7 +164,10 @@ pub(crate) fn resolver(options: &Section, cx: &BuildContext) -> Option<Arc<Dns>>
     match &cx.dns {
         Ok(dns) => Some(dns.clone()),
         Err(e) => {
-            options.error("kind", format!("needs the resolver of [dns], which cannot be built: {e}"));
+            options.error(
+                "kind",
+                format!("needs the resolver of [dns], which cannot be built: {e}"),
+            );
             None
         }
     }

@@ -118,7 +118,10 @@ struct Symbol {
 
 /// A header value from message or client text: printable, one line.
 fn header_safe(s: &str) -> String {
-    s.chars().filter(|c| c.is_ascii_graphic() || *c == ' ').take(512).collect()
+    s.chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(512)
+        .collect()
 }
 
 impl Rspamd {
@@ -164,9 +167,9 @@ impl Rspamd {
             let line = head.lines().next().unwrap_or("").to_string();
             return Err(CheckError::Protocol(format!("rspamd answered {line}")));
         }
-        let chunked = head
-            .lines()
-            .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked"));
+        let chunked = head.lines().any(|l| {
+            l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked")
+        });
         let body = &reply[end + 4..];
         let body = if chunked { dechunk(body)? } else { body.to_vec() };
         serde_json::from_slice(&body)
@@ -184,7 +187,11 @@ impl Rspamd {
             return None;
         }
         let mut symbols: Vec<(&String, f64)> = reply.symbols.iter().map(|(n, s)| (n, s.score)).collect();
-        symbols.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal).then(a.0.cmp(b.0)));
+        symbols.sort_by(|a, b| {
+            b.1.partial_cmp(&a.1)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.0.cmp(b.0))
+        });
         let shown: Vec<String> = symbols
             .iter()
             .take(SHOWN_SYMBOLS)
@@ -247,7 +254,10 @@ mod tests {
 
     #[test]
     fn chunked_replies_are_decoded() {
-        assert_eq!(dechunk(b"4\r\nWiki\r\n6\r\npedia \r\n0\r\n\r\n").unwrap(), b"Wikipedia ");
+        assert_eq!(
+            dechunk(b"4\r\nWiki\r\n6\r\npedia \r\n0\r\n\r\n").unwrap(),
+            b"Wikipedia "
+        );
         assert!(dechunk(b"zz\r\n").is_err());
         assert!(dechunk(b"10\r\nshort\r\n").is_err());
     }
@@ -258,7 +268,13 @@ mod tests {
             "rspamd",
             "url = \"https://rspamd.example\"\nactions = { reject = \"bounce\" }",
         );
-        assert!(errors.iter().any(|e| e.starts_with("url: expected an http:// URL")), "{errors:?}");
-        assert!(errors.iter().any(|e| e.starts_with("actions.reject: must be one of")), "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.starts_with("url: expected an http:// URL")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.starts_with("actions.reject: must be one of")),
+            "{errors:?}"
+        );
     }
 }

@@ -62,7 +62,11 @@ impl Dns {
     pub(crate) fn shared(settings: &DnsConfig) -> Result<Arc<Dns>, String> {
         let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
         shared.retain(|(_, w)| w.strong_count() > 0);
-        if let Some(dns) = shared.iter().find(|(s, _)| s == settings).and_then(|(_, w)| w.upgrade()) {
+        if let Some(dns) = shared
+            .iter()
+            .find(|(s, _)| s == settings)
+            .and_then(|(_, w)| w.upgrade())
+        {
             return Ok(dns);
         }
         let dns = Arc::new(Dns::new(settings)?);

@@ -71,7 +71,18 @@ pub(crate) async fn prepare(
     let report = {
         let _permit = cx.scan_permits.acquire().await;
         let exo_session = !attribution.inferred;
-        scan(&policy, &raw, body.len(), &envelope, &session, &tenant, direction, exo_session, id).await
+        scan(
+            &policy,
+            &raw,
+            body.len(),
+            &envelope,
+            &session,
+            &tenant,
+            direction,
+            exo_session,
+            id,
+        )
+        .await
     };
     record_checks(cx, &report);
 
@@ -201,7 +212,16 @@ async fn scan(
         let original = journal_original(raw);
         let scanned = original.as_deref().unwrap_or(raw);
         policy
-            .scan(scanned, scanned.len() as u64, envelope, session, tenant, direction, exo_session, id)
+            .scan(
+                scanned,
+                scanned.len() as u64,
+                envelope,
+                session,
+                tenant,
+                direction,
+                exo_session,
+                id,
+            )
             .await
     } else {
         policy

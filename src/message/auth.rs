@@ -208,11 +208,7 @@ impl AuthResults {
 
     /// A short summary for the per-message log line.
     pub fn summary(&self) -> String {
-        let dkim: Vec<String> = self
-            .dkim
-            .iter()
-            .map(|d| format!("{}:{}", d.domain, d.result))
-            .collect();
+        let dkim: Vec<String> = self.dkim.iter().map(|d| format!("{}:{}", d.domain, d.result)).collect();
         format!(
             "origin={}/{} spf={} dkim={} dmarc={}{} arc={}",
             self.origin.source.as_str(),
@@ -258,7 +254,7 @@ fn value(s: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample() -> AuthResults {

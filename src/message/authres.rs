@@ -144,11 +144,11 @@ pub fn parse(value: &str) -> ResultsValue {
     if let Some(first) = clauses.peek() {
         let (text, _) = strip_comments(first);
         let t = text.trim();
-        if let Some(n) = t.strip_prefix("i=").or_else(|| t.strip_prefix("i =")) {
-            if let Ok(n) = n.trim().parse() {
-                instance = Some(n);
-                clauses.next();
-            }
+        if let Some(n) = t.strip_prefix("i=").or_else(|| t.strip_prefix("i ="))
+            && let Ok(n) = n.trim().parse()
+        {
+            instance = Some(n);
+            clauses.next();
         }
     }
     let mut authserv = Authserv::Absent;
@@ -229,10 +229,19 @@ mod tests {
             "spf=pass (sender IP is 192.0.2.10) smtp.mailfrom=alpha.test; dkim=pass (signature was verified)\r\n header.d=alpha.test;dmarc=pass action=none header.from=alpha.test;compauth=pass reason=100",
         );
         assert_eq!(v.authserv, Authserv::Absent);
-        let methods: Vec<(&str, &str)> = v.results.iter().map(|r| (r.method.as_str(), r.result.as_str())).collect();
+        let methods: Vec<(&str, &str)> = v
+            .results
+            .iter()
+            .map(|r| (r.method.as_str(), r.result.as_str()))
+            .collect();
         assert_eq!(
             methods,
-            [("spf", "pass"), ("dkim", "pass"), ("dmarc", "pass"), ("compauth", "pass")]
+            [
+                ("spf", "pass"),
+                ("dkim", "pass"),
+                ("dmarc", "pass"),
+                ("compauth", "pass")
+            ]
         );
         assert_eq!(v.sender_ip(), Some("192.0.2.10".parse().unwrap()));
         assert_eq!(authserv_id("spf=pass smtp.mailfrom=a.test"), Authserv::Absent);
@@ -257,7 +266,10 @@ mod tests {
         assert_eq!(v.results.len(), 2);
         assert_eq!(v.results[0].comments, vec!["bad; sig (nested)".to_string()]);
         assert_eq!(v.results[0].properties, vec![("header.d".into(), "a;b".into())]);
-        assert_eq!(authserv_id(" (c) GW.Example.NET. 1; none"), Authserv::Id("gw.example.net".into()));
+        assert_eq!(
+            authserv_id(" (c) GW.Example.NET. 1; none"),
+            Authserv::Id("gw.example.net".into())
+        );
         assert_eq!(parse("").results, vec![]);
     }
 }

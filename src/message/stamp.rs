@@ -155,7 +155,11 @@ pub fn stamp(raw: &[u8], facts: &StampFacts) -> Stamp {
     );
     push_field(&mut prefix, "X-CLOUD-SEC-AV-Verdict", &verdict_value(facts));
     if let Some(auth) = facts.auth {
-        push_field(&mut prefix, "Authentication-Results", &auth.header_value(facts.hostname));
+        push_field(
+            &mut prefix,
+            "Authentication-Results",
+            &auth.header_value(facts.hostname),
+        );
     }
     let mut skips = owned_fields(raw);
     skips.extend(claimed_results(raw, facts.hostname));
@@ -341,6 +345,49 @@ mod tests {
         let out = st.apply(raw);
         assert!(out.ends_with(raw));
         assert_eq!(out.len(), st.stamped_len(raw.len()));
+    }
+
+    #[test]
+    fn arriving_results_claiming_our_authserv_id_are_removed() {
+        let raw = b"Authentication-Results: GW.Example.NET;\r\n dmarc=pass\r\nAuthentication-Results: other.example; spf=pass\r\n\
+Authentication-Results: spf=pass (sender IP is 192.0.2.1) smtp.mailfrom=a.test\r\nauthentication-results: (x) gw.example.net 1; dkim=pass\r\n\
+From: a@b\r\n\r\nAuthentication-Results: gw.example.net; in the body\r\n";
+        let v = Verdict::decide(&Thresholds::default(), vec![], vec![]);
+        let s = session();
+        let out = String::from_utf8(stamp(raw, &facts(&v, &s, Action::Deliver)).apply(raw)).unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        assert!(
+            !head.to_lowercase().contains("gw.example.net;") && !head.contains("gw.example.net 1"),
+            "{head}"
+        );
+        assert!(
+            head.contains("Authentication-Results: other.example; spf=pass\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.contains("Authentication-Results: spf=pass (sender IP is 192.0.2.1)"),
+            "EXO's form stays: {head}"
+        );
+        assert_eq!(body, "Authentication-Results: gw.example.net; in the body\r\n");
+    }
+
+    #[test]
+    fn our_authentication_results_follow_the_verdict() {
+        let raw = b"From: a@b\r\n\r\nbody\r\n";
+        let v = Verdict::decide(&Thresholds::default(), vec![], vec![]);
+        let s = session();
+        let auth = crate::message::auth::tests::sample();
+        let f = StampFacts {
+            auth: Some(&auth),
+            ..facts(&v, &s, Action::Deliver)
+        };
+        let out = String::from_utf8(stamp(raw, &f).apply(raw)).unwrap();
+        let verdict = out.find("X-CLOUD-SEC-AV-Verdict:").unwrap();
+        let ar = out.find("Authentication-Results: gw.example.net; spf=pass").unwrap();
+        assert!(ar > verdict && out[verdict..ar].matches("\r\n").count() == 1, "{out}");
+        for line in out.split("\r\n") {
+            assert!(line.len() <= 78, "folded: {line}");
+        }
     }
 
     #[test]

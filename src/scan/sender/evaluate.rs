@@ -159,7 +159,9 @@ fn in_header_order(msg: &AuthenticatedMessage<'_>, outputs: &[mail_auth::DkimOut
     let mut ordered = Vec::with_capacity(outcomes.len());
     for (name, value) in &msg.headers {
         if name.eq_ignore_ascii_case(b"DKIM-Signature")
-            && let Some(i) = outcomes.iter().position(|(v, _)| std::ptr::eq(v.as_ptr(), value.as_ptr()))
+            && let Some(i) = outcomes
+                .iter()
+                .position(|(v, _)| std::ptr::eq(v.as_ptr(), value.as_ptr()))
         {
             ordered.push(outcomes.swap_remove(i).1);
         }
@@ -267,7 +269,11 @@ impl SenderAuth {
 
         // DKIM: every signature, in header order.
         let dkim = if input.truncated {
-            signatures(&msg, AuthResult::Neutral, "only the header was read (message over scan_max_size)")
+            signatures(
+                &msg,
+                AuthResult::Neutral,
+                "only the header was read (message over scan_max_size)",
+            )
         } else {
             match tokio::time::timeout_at(deadline, auth.verify_dkim(caches.params(&msg))).await {
                 Ok(outputs) => in_header_order(&msg, &outputs),
@@ -277,7 +283,7 @@ impl SenderAuth {
 
         let dmarc = tokio::time::timeout_at(deadline, dmarc::evaluate(&lookups, &msg.from, &spf, &dkim))
             .await
-            .unwrap_or_else(|_| DmarcOutcome {
+            .unwrap_or(DmarcOutcome {
                 result: AuthResult::Temperror,
                 from_domain: None,
                 policy: None,

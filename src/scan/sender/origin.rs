@@ -29,11 +29,7 @@ use crate::message::authres::{self, Authserv, ResultsValue};
 use crate::message::headers;
 
 /// The `by` hosts of Exchange Online's own `Received` fields.
-const EXO_BY_SUFFIXES: [&str; 3] = [
-    ".protection.outlook.com",
-    ".prod.outlook.com",
-    ".prod.exchangelabs.com",
-];
+const EXO_BY_SUFFIXES: [&str; 3] = [".protection.outlook.com", ".prod.outlook.com", ".prod.exchangelabs.com"];
 
 /// Authserv-ids of Exchange Online's `Authentication-Results` (none at all
 /// is the other reading).
@@ -119,10 +115,7 @@ pub(crate) fn derive(
         .filter(|f| !f.name.is_empty())
         .map(|f| (String::from_utf8_lossy(f.name).to_ascii_lowercase(), f.unfolded()))
         .collect();
-    let Some(boundary) = fields
-        .iter()
-        .rposition(|(n, v)| n == "received" && is_exo_received(v))
-    else {
+    let Some(boundary) = fields.iter().rposition(|(n, v)| n == "received" && is_exo_received(v)) else {
         return smtp;
     };
     let exo = &fields[..=boundary];
@@ -174,7 +167,8 @@ mod tests {
     use super::*;
 
     const EXO_HOP: &str = "Received: from mail.alpha.test (192.0.2.10) by DB8EUR05FT012.mail.protection.outlook.com\r\n (10.152.20.125) with Microsoft SMTP Server id 15.20.7270.9; Mon, 1 Jan 2024 00:00:03 +0000\r\n";
-    const XFAR: &str = "X-Forefront-Antispam-Report: CIP:203.0.113.99;CTRY:;LANG:en;SCL:1;H:mail.attacker.test;DIR:INB;\r\n";
+    const XFAR: &str =
+        "X-Forefront-Antispam-Report: CIP:203.0.113.99;CTRY:;LANG:en;SCL:1;H:mail.attacker.test;DIR:INB;\r\n";
     const AR_A: &str = "Authentication-Results: spf=fail (sender IP is 203.0.113.99) smtp.mailfrom=alpha.test; dmarc=fail action=oreject header.from=alpha.test\r\n";
 
     fn no_arc() -> ArcVerdict<'static> {
@@ -194,7 +188,14 @@ mod tests {
     }
 
     fn run(raw: &str, exo: bool, arc: &ArcVerdict<'_>) -> Derived {
-        derive(raw.as_bytes(), ip("40.107.22.52"), "EUR05.outbound.protection.outlook.com", exo, &sealers(), arc)
+        derive(
+            raw.as_bytes(),
+            ip("40.107.22.52"),
+            "EUR05.outbound.protection.outlook.com",
+            exo,
+            &sealers(),
+            arc,
+        )
     }
 
     #[test]
@@ -255,7 +256,10 @@ mod tests {
             },
         ] {
             let d = run(&raw, true, &bad);
-            assert_eq!((d.origin.source, d.origin.ip), (OriginSource::Forefront, ip("203.0.113.99")));
+            assert_eq!(
+                (d.origin.source, d.origin.ip),
+                (OriginSource::Forefront, ip("203.0.113.99"))
+            );
         }
     }
 
@@ -265,6 +269,10 @@ mod tests {
         let other = "Authentication-Results: mx.attacker.test; dmarc=fail header.from=bravo.test\r\n";
         let raw = format!("{XFAR}{other}{b}{EXO_HOP}From: b@bravo.test\r\n\r\n");
         let claims = run(&raw, true, &no_arc()).claims.unwrap();
-        assert_eq!(claims.method("dmarc").unwrap().result, "pass", "another server's A-R is not EXO's");
+        assert_eq!(
+            claims.method("dmarc").unwrap().result,
+            "pass",
+            "another server's A-R is not EXO's"
+        );
     }
 }

@@ -43,7 +43,10 @@ mod tests {
             Some("bogus:example.test")
         );
         assert_eq!(unknown_mechanism("v=spf1 -bogus -all").as_deref(), Some("-bogus"));
-        assert_eq!(unknown_mechanism("v=spf1 a/24 mx:mx.test ~all unknown=x exp=e.test redirect=r.test"), None);
+        assert_eq!(
+            unknown_mechanism("v=spf1 a/24 mx:mx.test ~all unknown=x exp=e.test redirect=r.test"),
+            None
+        );
         assert_eq!(unknown_mechanism("v=spf1 +A:x.test IP4:1.2.3.4 -ALL"), None);
         assert_eq!(unknown_mechanism("not spf at all"), None);
     }
