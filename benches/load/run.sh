@@ -14,6 +14,12 @@
 # Env:   MESSAGES=10000 SESSIONS=20 SIZE=10240 IDLE_SESSIONS=5000 BIG_SIZE=150000000
 #        RATE_SECONDS=20 RATE=(half of (c)'s e2e rate) DRAIN_TIMEOUT=300 BENCH_TMP=/var/tmp KEEP=0 SKIP_BUILD=0
 #        SCENARIOS="a b b2 c d rate idle big"
+#        AUTH_DNS=closed|knot   closed (default): [dns] servers is a closed loopback port, so the
+#                               default policy's auth check answers temperror at once and no query
+#                               leaves the machine; knot: a private Knot DNS on loopback serves the
+#                               sender's SPF/DMARC and a DNS block list, so auth does real work
+#        DNSBL=0|1              1: the default policy plus a dnsbl check on the private Knot's
+#                               block list (needs AUTH_DNS=knot; nothing sent is listed)
 
 set -euo pipefail
 
@@ -28,6 +34,10 @@ BENCH_TMP=${BENCH_TMP:-/var/tmp}
 KEEP=${KEEP:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
 SCENARIOS=${SCENARIOS:-"a b b2 c d rate idle big"}
+AUTH_DNS=${AUTH_DNS:-closed}
+DNSBL=${DNSBL:-0}
+case "$AUTH_DNS" in closed | knot) ;; *) echo "run.sh: AUTH_DNS must be closed or knot" >&2; exit 1 ;; esac
+[ "$DNSBL" = 0 ] || [ "$AUTH_DNS" = knot ] || { echo "run.sh: DNSBL=1 needs AUTH_DNS=knot" >&2; exit 1; }
 IP=127.0.0.1
 INFO_HEADER="X-CLOUD-SEC-AV-Info: contoso,office365_emails,inline"
 # EXO stamps every message with the tenant's id; the benchmark tenant checks it, as in production.
@@ -59,6 +69,7 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v ss >/dev/null || need_apt+=(iproute2)
 command -v pgrep >/dev/null || need_apt+=(procps)
 command -v curl >/dev/null || need_apt+=(curl)
+[ "$AUTH_DNS" != knot ] || [ -x /usr/sbin/knotd ] || need_apt+=(knot)
 if [ ${#need_apt[@]} -gt 0 ]; then
     say "installing: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -270,6 +281,7 @@ say "load:      $MESSAGES messages of $(wc -c <"$RUN/message.txt" | tr -d ' ') b
 say ""
 
 # ---------------------------------------------------------------- the sink
+start_dns
 SINK_PORT=$(free_port)
 COUNT_FILE=$RUN/sink.count
 SINK_FLAGS=()
@@ -495,6 +507,47 @@ postfix_tls_note() {
     note "Postfix: $(count_in "$d/maillog" 'TLS connection established to') TLS connections to the sink, $(count_in "$d/maillog" 'status=sent') deliveries logged, $(count_in "$d/maillog" 'status=deferred') deferrals"
 }
 
+# ---------------------------------------------------------------- DNS for auth and dnsbl
+# AUTH_DNS=knot: a private knotd on loopback, authoritative for the sender's domain (SPF passes
+# for loopback, DMARC p=none) and for a block list listing only 127.0.0.2; its config and zones
+# live in the run folder. Sets DNS_SERVERS (the [dns] servers value) either way.
+start_dns() {
+    if [ "$AUTH_DNS" != knot ]; then
+        DNS_SERVERS="\"$IP:9\""
+        return
+    fi
+    local d=$RUN/knot port
+    port=$(free_port)
+    mkdir -p "$d/zones" "$d/storage"
+    printf '%s\n' '$ORIGIN example.org.' '$TTL 3600' \
+        '@ SOA ns.invalid. hostmaster.invalid. 1 3600 600 86400 3600' '@ NS ns.invalid.' \
+        '@ TXT "v=spf1 ip4:127.0.0.0/8 -all"' '_dmarc TXT "v=DMARC1; p=none"' >"$d/zones/example.org.zone"
+    printf '%s\n' '$ORIGIN bl.bench.test.' '$TTL 3600' \
+        '@ SOA ns.invalid. hostmaster.invalid. 1 3600 600 86400 3600' '@ NS ns.invalid.' \
+        '2.0.0.127 A 127.0.0.2' >"$d/zones/bl.bench.test.zone"
+    printf '%s\n' 'server:' "    rundir: $d" "    listen: $IP@$port" 'database:' "    storage: $d/storage" \
+        'log:' '  - target: stderr' '    any: warning' 'template:' '  - id: default' "    storage: $d/zones" \
+        '    file: "%s.zone"' '    zonefile-sync: -1' '    journal-content: none' \
+        'zone:' '  - domain: example.org' '  - domain: bl.bench.test' >"$d/knot.conf"
+    start_session "$d/knotd.log" /usr/sbin/knotd -c "$d/knot.conf"
+    wait_port "$port" knotd "$LAST_SID" "$d/knotd.log"
+    DNS_SERVERS="\"$IP:$port\""
+    note "Knot DNS on $IP:$port serves example.org (SPF, DMARC) and bl.bench.test (DNSBL)"
+}
+
+# The [policy.default] of the exogate config: none (the built-in default, which includes auth),
+# or with DNSBL=1 the built-in checks listed plus a dnsbl check.
+policy_section() {
+    [ "$DNSBL" = 1 ] || return 0
+    local k
+    printf '[policy.default]\n'
+    for k in attachments malware impersonation urls content dlp auth; do
+        printf '[[policy.default.check]]\nkind = "%s"\n' "$k"
+    done
+    printf '[[policy.default.check]]\nkind = "dnsbl"\n'
+    printf '[[policy.default.check.zone]]\nname = "bl.bench.test"\ntype = "%s"\n' ip domain
+}
+
 # ---------------------------------------------------------------- exogate
 # start_exogate NAME MODE : a fresh gateway (own state folder); sets GW_PORT, GW_SID, GW_DIR, GW_ADMIN.
 start_exogate() {
@@ -504,7 +557,8 @@ start_exogate() {
     GW_PORT=$(free_port)
     GW_ADMIN=$(free_port)
     mkdir -p "$d/state"
-    # No [policy.default]: the default policy runs every built-in check with its defaults.
+    # No [policy.default] (unless DNSBL=1): the default policy runs every built-in check with its
+    # defaults, auth included, asking the [dns] servers (AUTH_DNS).
     cat >"$d/gateway.toml" <<EOF
 [server]
 hostname = "gw.bench.test"
@@ -529,6 +583,9 @@ retry = ["5s"]
 [relay]
 ca = "$CA"
 
+[dns]
+servers = [$DNS_SERVERS]
+
 [admin]
 listen = "$IP:$GW_ADMIN"
 
@@ -540,6 +597,8 @@ portal = "contoso"
 domains = ["contoso.com"]
 tenant_id = "$TENANT_ID"
 deliver_to = ["$IP:$SINK_PORT"]
+
+$(policy_section)
 EOF
     "$EXOGATE" check-config --config "$d/gateway.toml" >"$d/check-config.out" 2>&1 ||
         die "exogate check-config failed: $(cat "$d/check-config.out")"

@@ -133,3 +133,55 @@ fn a_memory_budget_below_one_mebibyte_is_refused() {
     let e = errors(&(MINIMAL.to_string() + "[delivery]\nmemory_budget = \"64KiB\"\n"));
     assert_eq!(e, vec!["delivery.memory_budget: must be at least 1MiB"]);
 }
+
+#[test]
+fn dns_servers_and_the_deprecated_relay_dns() {
+    let c = Config::parse(MINIMAL, Path::new("/etc/exogate/gateway.toml")).unwrap();
+    assert!(c.dns.servers.is_empty(), "the system's resolver by default");
+    assert_eq!(c.auth.trusted_arc_sealers, vec!["microsoft.com"]);
+    assert!(c.warnings().iter().all(|w| !w.contains("relay.dns")));
+
+    let text = format!("{MINIMAL}[dns]\nservers = [\"127.0.0.1:5353\", \"::1\"]\nmessage_lookups = 20\n");
+    let c = Config::parse(&text, Path::new("/etc/exogate/gateway.toml")).unwrap();
+    assert_eq!(
+        c.dns.servers,
+        vec!["127.0.0.1:5353".parse().unwrap(), "[::1]:53".parse().unwrap()]
+    );
+    assert_eq!(c.dns.message_lookups, 20);
+
+    // The old spelling still works, with a warning.
+    let text = format!("{MINIMAL}[relay]\ndns = [\"127.0.0.1:5353\"]\n");
+    let c = Config::parse(&text, Path::new("/etc/exogate/gateway.toml")).unwrap();
+    assert_eq!(c.dns.servers, vec!["127.0.0.1:5353".parse().unwrap()]);
+    assert!(
+        c.warnings().iter().any(|w| w.contains("relay.dns is deprecated")),
+        "{:?}",
+        c.warnings()
+    );
+
+    // Both, disagreeing, and bad values: each named by its key.
+    let text = format!(
+        "{MINIMAL}[relay]\ndns = [\"127.0.0.1:5353\"]\n[dns]\nservers = [\"127.0.0.2\", \"dns.example\"]\ntimeout = \"0s\"\n\
+         [auth]\ntrusted_arc_sealers = [\"microsoft\"]\n"
+    );
+    let e = errors(&text);
+    assert!(
+        e.iter()
+            .any(|x| x.starts_with("relay.dns: deprecated spelling of dns.servers")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|x| x.starts_with("dns.servers[1]: expected a name server")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|x| x.starts_with("dns.timeout: must be longer than 0s")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|x| x.starts_with("auth.trusted_arc_sealers[0]: expected a domain")),
+        "{e:?}"
+    );
+}
