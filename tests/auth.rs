@@ -10,8 +10,10 @@
 //!
 //! The oracle (tests/support/auth_oracle.py: pyspf, dkimpy, authheaders) is
 //! run live against the same Knot, never its committed output. exogate's
-//! origin, spf, every DKIM signature, dmarc (result, policy, pct) and arc
-//! (result, sets, sealer) must equal the oracle's for every case, except the
+//! origin, spf, every DKIM signature, dmarc (result, policy, pct), arc
+//! (result, sets, sealer) and what the trusted EXO field claimed (spf, dkim,
+//! dmarc: both readings of EXO's A-R and AAR) must equal the oracle's for
+//! every case, except the
 //! differences listed in `KNOWN_DIFFERENCES` by case and field with their
 //! reason (a listed difference that no longer occurs fails the test too).
 //! Where mail-auth 0.13 departs from the RFCs exogate maps or replaces it
@@ -110,6 +112,20 @@ fn ours(r: &AuthResults) -> BTreeMap<&'static str, String> {
         "arc_chain",
         format!("{} {}", r.arc.sets, r.arc.sealer.as_deref().unwrap_or("-")),
     );
+    let claim = |method: &str| {
+        r.exo_claims
+            .iter()
+            .find(|(m, _)| m == method)
+            .map_or("-".to_string(), |(_, v)| v.clone())
+    };
+    m.insert(
+        "exo_claims",
+        if r.exo_claims.is_empty() {
+            "-".into()
+        } else {
+            format!("spf={} dkim={} dmarc={}", claim("spf"), claim("dkim"), claim("dmarc"))
+        },
+    );
     m
 }
 
@@ -157,6 +173,16 @@ fn theirs(o: &Value) -> BTreeMap<&'static str, String> {
             o["arc_sets"].as_u64().unwrap_or(0),
             s(&o["arc_sealer"]).map_or("-".into(), |d| d.to_lowercase())
         ),
+    );
+    let claims = &o["exo_claims"];
+    let claim = |method: &str| s(&claims[method]).unwrap_or("-".into());
+    m.insert(
+        "exo_claims",
+        if claims.is_null() {
+            "-".into()
+        } else {
+            format!("spf={} dkim={} dmarc={}", claim("spf"), claim("dkim"), claim("dmarc"))
+        },
     );
     m
 }
