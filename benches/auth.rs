@@ -26,7 +26,7 @@ use exogate::scan::check::BuildContext;
 use exogate::scan::pipeline::Policy;
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code, unused_imports, unreachable_pub)]
+#[allow(unused_imports, unreachable_pub)]
 mod support;
 
 struct Case {
