@@ -36,6 +36,7 @@ RUN mkdir -p src benches \
  && echo 'fn main() {}' > src/main.rs \
  && : > src/lib.rs \
  && echo 'fn main() {}' > benches/scan.rs \
+ && echo 'fn main() {}' > benches/auth.rs \
  && cargo build --release --locked --bin exogate \
  && rm -rf src benches
 
@@ -43,6 +44,7 @@ RUN mkdir -p src benches \
 # take the stub build for up to date.
 COPY src ./src
 COPY benches/scan.rs ./benches/scan.rs
+COPY benches/auth.rs ./benches/auth.rs
 COPY deploy/healthcheck.rs ./deploy/healthcheck.rs
 RUN touch src/lib.rs src/main.rs \
  && cargo build --release --locked --bin exogate \
