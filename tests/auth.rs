@@ -705,8 +705,21 @@ fn dnsbl_listed_unlisted_and_the_error_answer() {
     );
     let clean = send("203.0.113.77", "a@sender.test", "unlisted");
     assert_eq!(clean.code, 250, "{clean}");
-    let got = stack.downstream.wait_messages(1, Duration::from_secs(30));
-    assert!(String::from_utf8_lossy(&got[0].data).contains("Subject: unlisted"));
+    // The listed CIP again, but without EXO's X-CLOUD-SEC-AV-Info the session
+    // is not the tenant's EXO connection: its fields are not trusted and the
+    // SMTP client (127.0.0.1, unlisted) is the sender.
+    let forged = String::from_utf8(exo_shaped("203.0.113.99", "a@sender.test", "not-exo"))
+        .unwrap()
+        .replace("X-CLOUD-SEC-AV-Info: contoso,office365_emails,inline\r\n", "");
+    let r = c.send_data("sender@sender.test", &["user@contoso.com"], forged.as_bytes());
+    assert_eq!(r.code, 250, "EXO's fields count only on an EXO session: {r}");
+    let got = stack.downstream.wait_messages(2, Duration::from_secs(30));
+    let subjects: Vec<String> = got
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.data).into_owned())
+        .collect();
+    assert!(subjects.iter().any(|m| m.contains("Subject: unlisted")), "{subjects:?}");
+    assert!(subjects.iter().any(|m| m.contains("Subject: not-exo")), "{subjects:?}");
     let log = gw.log();
     assert!(log.contains("203.0.113.99 is listed in bl.test (127.0.0.2)"), "{log}");
     assert!(
