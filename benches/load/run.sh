@@ -14,12 +14,10 @@
 # Env:   MESSAGES=10000 SESSIONS=20 SIZE=10240 IDLE_SESSIONS=5000 BIG_SIZE=150000000
 #        RATE_SECONDS=20 RATE=(half of (c)'s e2e rate) DRAIN_TIMEOUT=300 BENCH_TMP=/var/tmp KEEP=0 SKIP_BUILD=0
 #        SCENARIOS="a b b2 c d rate idle big"
-#        AUTH_DNS=closed|knot   closed (default): [dns] servers is a closed loopback port, so the
-#                               default policy's auth check answers temperror at once and no query
-#                               leaves the machine; knot: a private Knot DNS on loopback serves the
-#                               sender's SPF/DMARC and a DNS block list, so auth does real work
 #        DNSBL=0|1              1: the default policy plus a dnsbl check on the private Knot's
-#                               block list (needs AUTH_DNS=knot; nothing sent is listed)
+#                               block list (nothing sent is listed)
+# The default policy's auth check asks a private Knot DNS on loopback (started here) that serves
+# the sender's SPF and DMARC: no query leaves the machine, and auth does its real work.
 
 set -euo pipefail
 
@@ -34,10 +32,7 @@ BENCH_TMP=${BENCH_TMP:-/var/tmp}
 KEEP=${KEEP:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
 SCENARIOS=${SCENARIOS:-"a b b2 c d rate idle big"}
-AUTH_DNS=${AUTH_DNS:-closed}
 DNSBL=${DNSBL:-0}
-case "$AUTH_DNS" in closed | knot) ;; *) echo "run.sh: AUTH_DNS must be closed or knot" >&2; exit 1 ;; esac
-[ "$DNSBL" = 0 ] || [ "$AUTH_DNS" = knot ] || { echo "run.sh: DNSBL=1 needs AUTH_DNS=knot" >&2; exit 1; }
 IP=127.0.0.1
 INFO_HEADER="X-CLOUD-SEC-AV-Info: contoso,office365_emails,inline"
 # EXO stamps every message with the tenant's id; the benchmark tenant checks it, as in production.
@@ -69,7 +64,7 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v ss >/dev/null || need_apt+=(iproute2)
 command -v pgrep >/dev/null || need_apt+=(procps)
 command -v curl >/dev/null || need_apt+=(curl)
-[ "$AUTH_DNS" != knot ] || [ -x /usr/sbin/knotd ] || need_apt+=(knot)
+[ -x /usr/sbin/knotd ] || need_apt+=(knot)
 if [ ${#need_apt[@]} -gt 0 ]; then
     say "installing: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -508,14 +503,11 @@ postfix_tls_note() {
 }
 
 # ---------------------------------------------------------------- DNS for auth and dnsbl
-# AUTH_DNS=knot: a private knotd on loopback, authoritative for the sender's domain (SPF passes
-# for loopback, DMARC p=none) and for a block list listing only 127.0.0.2; its config and zones
-# live in the run folder. Sets DNS_SERVERS (the [dns] servers value) either way.
+# A private knotd on loopback, authoritative for the sender's domain (SPF passes for loopback,
+# DMARC p=none) and for a block list listing only 127.0.0.2; its config and zones live in the run
+# folder. (A closed port would not do: a UDP question to it waits for its timeout.) Sets
+# DNS_SERVERS, the [dns] servers value.
 start_dns() {
-    if [ "$AUTH_DNS" != knot ]; then
-        DNS_SERVERS="\"$IP:9\""
-        return
-    fi
     local d=$RUN/knot port
     port=$(free_port)
     mkdir -p "$d/zones" "$d/storage"
@@ -558,7 +550,7 @@ start_exogate() {
     GW_ADMIN=$(free_port)
     mkdir -p "$d/state"
     # No [policy.default] (unless DNSBL=1): the default policy runs every built-in check with its
-    # defaults, auth included, asking the [dns] servers (AUTH_DNS).
+    # defaults, auth included, asking the private Knot.
     cat >"$d/gateway.toml" <<EOF
 [server]
 hostname = "gw.bench.test"

@@ -186,3 +186,36 @@ impl<'a> Lookups<'a> {
             .unwrap_or_else(|_| Err(Self::out_of_time(name)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::sender::DnsConfig;
+
+    #[tokio::test]
+    async fn past_the_budget_every_question_is_refused_without_asking() {
+        let dns = Dns::new(&DnsConfig {
+            // A closed loopback port and short timeouts: the questions that
+            // are asked fail quickly (a UDP question waits for its timeout).
+            servers: vec!["127.0.0.1:9".parse().unwrap()],
+            timeout: std::time::Duration::from_millis(20),
+            attempts: 1,
+            message_timeout: std::time::Duration::from_millis(500),
+            message_lookups: 2,
+            ..DnsConfig::default()
+        })
+        .unwrap();
+        let lookups = Lookups::new(&dns);
+        for name in ["a.test", "b.test"] {
+            let e = lookups.dnsbl(name).await.unwrap_err().to_string();
+            assert!(!e.contains("budget"), "{e}");
+        }
+        let e = lookups.txt("c.test").await.unwrap_err().to_string();
+        assert!(e.contains("lookup budget"), "{e}");
+        assert_eq!(lookups.used(), 3);
+        // mail-auth's TXT questions are refused through the cache the same way.
+        let caches = lookups.caches();
+        let refused = ResolverCache::get(&caches.txt, "d.test.");
+        assert!(matches!(refused, Some(Txt::Error(_))));
+    }
+}
