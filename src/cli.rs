@@ -1,5 +1,5 @@
-//! The command line: `run`, `check-config`, `queue` and `quarantine`
-//! maintenance, and `exo-setup`.
+//! The command line: `run`, `check-config`, `scan` (in `cli/scan.rs`),
+//! `queue` and `quarantine` maintenance, and `exo-setup`.
 //!
 //! The spool commands work on the files of a running or stopped gateway
 //! without corrupting them: they only read, delete whole messages (a running
@@ -8,6 +8,10 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
+
+mod scan;
+
+pub use scan::{ScanArgs, run as scan};
 
 use crate::app::{self, AppError};
 use crate::spool::{Area, Spool, valid_id};
@@ -36,6 +40,8 @@ pub enum Command {
     },
     /// Validate a configuration and print every problem; exit 64 if there is one.
     CheckConfig,
+    /// Judge messages (files, or - for standard input) with a tenant's policy and print why.
+    Scan(ScanArgs),
     /// Inspect and manage the delivery queue.
     Queue {
         #[command(subcommand)]

@@ -64,6 +64,15 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(e),
         },
+        Command::Scan(args) => {
+            // Warnings of the checks go to standard error; the results to standard output.
+            init_logging("warn", false);
+            match cli::scan(&config, args) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => fail(e),
+            }
+        }
         Command::Queue { action } => print_result(cli::spool_command(&config, Area::Active, action)),
         Command::Quarantine { action } => print_result(cli::spool_command(&config, Area::Quarantine, action)),
         Command::ExoSetup { tenant } => print_result(cli::exo_setup(&config, &tenant).map(cli::Output::Text)),

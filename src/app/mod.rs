@@ -14,18 +14,23 @@
 //! loses nothing that was acknowledged.
 
 mod reload;
+pub mod scan;
 mod shutdown;
 mod snapshot;
 mod start;
 mod systemd;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::reader::ConfigError;
 use crate::config::{Config, LoadError};
+use crate::scan::pipeline::Policy;
+pub use scan::{ScanOptions, Scanned, Scanner};
 pub use snapshot::Snapshot;
 
 /// Why the daemon could not start or run.
@@ -58,6 +63,13 @@ impl AppError {
 /// Loads the configuration and builds a snapshot of it (at start, on reload
 /// and for check-config).
 pub fn load(path: &Path, dry_run: bool) -> Result<Snapshot, AppError> {
+    let (config, policies) = load_policies(path)?;
+    Snapshot::build(config, policies, dry_run).map_err(|errors| AppError::Build(path.to_path_buf(), errors))
+}
+
+/// Loads the configuration and builds its policies, reporting every problem
+/// of both at once (what `load` and `scan` share).
+fn load_policies(path: &Path) -> Result<(Config, BTreeMap<String, Arc<Policy>>), AppError> {
     let (config, mut errors) = Config::load_collecting(path)?;
     // The checks read their own options: their problems join config's, so
     // that every mistake is reported at once.
@@ -73,7 +85,7 @@ pub fn load(path: &Path, dry_run: bool) -> Result<Snapshot, AppError> {
         }
         .into());
     }
-    Snapshot::build(config, policies, dry_run).map_err(|errors| AppError::Build(path.to_path_buf(), errors))
+    Ok((config, policies))
 }
 
 /// Runs the gateway until it is told to stop.

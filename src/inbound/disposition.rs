@@ -197,7 +197,7 @@ fn read_back<'a>(body: &'a Body, max: u64, id: &str) -> Result<Cow<'a, [u8]>, Re
 /// stamps (and its `X-MS-Exchange-CrossTenant-Id` where it has a
 /// `tenant_id`), so EXO's fields may stand for the original sender.
 #[allow(clippy::too_many_arguments)]
-async fn scan(
+pub(crate) async fn scan(
     policy: &Policy,
     raw: &[u8],
     size: u64,
