@@ -1,6 +1,7 @@
 //! What a message is, as plain values shared by every later stage: the SMTP
 //! envelope and session facts, the sender-authentication results and the
-//! reader of Authentication-Results values, the raw header walker, the stamp (the only
+//! reader of Authentication-Results values, the raw header walker, the journal
+//! report reader (monitor mode), the stamp (the only
 //! change we make to a message: our X-CLOUD-SEC-AV-* fields prepended, any
 //! arriving ones skipped) and the verdict reached about it.
 //!
@@ -12,5 +13,6 @@ pub mod auth;
 pub mod authres;
 pub mod envelope;
 pub mod headers;
+pub mod journal;
 pub mod stamp;
 pub mod verdict;
