@@ -1,5 +1,5 @@
 //! The command line: `run`, `check-config`, `scan` (in `cli/scan.rs`),
-//! `queue` and `quarantine` maintenance, and `exo-setup`.
+//! `queue`, `quarantine` and `reports` maintenance, and `exo-setup`.
 //!
 //! The spool commands work on the files of a running or stopped gateway
 //! without corrupting them: they only read, delete whole messages (a running
@@ -49,6 +49,12 @@ pub enum Command {
     },
     /// Inspect and manage quarantined messages.
     Quarantine {
+        #[command(subcommand)]
+        action: SpoolAction,
+    },
+    /// Journal reports that could not be read (monitor mode), kept in
+    /// quarantine-reports/: list, show, export, delete.
+    Reports {
         #[command(subcommand)]
         action: SpoolAction,
     },
@@ -186,6 +192,9 @@ pub fn spool_command(config: &Path, area: Area, action: SpoolAction) -> Result<O
         }
         (Area::Active, SpoolAction::Release { .. }) => Err(AppError::Other(
             "release applies to the quarantine, not the queue".into(),
+        )),
+        (Area::Reports, SpoolAction::Flush | SpoolAction::Release { .. }) => Err(AppError::Other(
+            "journal reports that could not be read are only kept: list, show, export or delete them".into(),
         )),
     }
 }

@@ -305,6 +305,7 @@ fn read(root: &Section, base: &Path, path: &Path) -> Config {
     let mut tenants = Vec::new();
     let mut portals: HashMap<String, String> = HashMap::new();
     let mut domains: HashMap<String, String> = HashMap::new();
+    let mut journals: HashMap<String, String> = HashMap::new();
     for t in &tenant_sections {
         if let Some(tenant) = read_tenant(t, base, &policies) {
             if let Some(first) = portals.insert(tenant.portal.clone(), t.path().to_string()) {
@@ -317,6 +318,14 @@ fn read(root: &Section, base: &Path, path: &Path) -> Config {
                         format!("domain \"{d}\" already belongs to tenant \"{first}\""),
                     );
                 }
+            }
+            if let Some(j) = &tenant.journal_address
+                && let Some(first) = journals.insert(j.to_lowercase(), tenant.portal.clone())
+            {
+                t.error(
+                    "journal_address",
+                    format!("\"{j}\" is already the journal address of tenant \"{first}\""),
+                );
             }
             tenants.push(tenant);
         }

@@ -102,8 +102,12 @@ pub struct Tenant {
     /// Name of that certificate as the tenant's OnPremises connector expects
     /// it (`-TlsSenderCertificateName`; an accepted domain of the tenant).
     pub certificate_name: Option<String>,
-    /// Where EXO sends journal reports for a `monitor` tenant.
+    /// Where EXO sends journal reports for a `monitor` tenant (accepted at
+    /// RCPT exactly, without its domain being one of `domains`).
     pub journal_address: Option<String>,
+    /// Where EXO sends journal reports it cannot deliver
+    /// (`Set-TransportConfig -JournalingReportNdrTo`; exo-setup only).
+    pub journal_ndr_address: Option<String>,
 }
 
 impl Tenant {
@@ -119,6 +123,7 @@ impl Tenant {
             relay_cert: None,
             certificate_name: None,
             journal_address: None,
+            journal_ndr_address: None,
         }
     }
 
@@ -129,6 +134,15 @@ impl Tenant {
     pub(crate) fn owns_address(&self, address: &str) -> bool {
         crate::message::envelope::domain_of(address).is_some_and(|d| self.owns_domain(&d))
     }
+
+    /// Whether `address` is this monitor tenant's journal address.
+    pub(crate) fn is_journal_address(&self, address: &str) -> bool {
+        self.mode == TenantMode::Monitor
+            && self
+                .journal_address
+                .as_deref()
+                .is_some_and(|j| j.eq_ignore_ascii_case(address))
+    }
 }
 
 /// Domain → tenant lookup.
@@ -137,6 +151,8 @@ pub(crate) struct TenantIndex {
     tenants: Vec<Arc<Tenant>>,
     by_domain: HashMap<String, usize>,
     by_portal: HashMap<String, usize>,
+    /// Lower-case journal address → monitor tenant.
+    by_journal: HashMap<String, usize>,
 }
 
 impl TenantIndex {
@@ -148,6 +164,11 @@ impl TenantIndex {
                 index.by_domain.entry(d.clone()).or_insert(i);
             }
             index.by_portal.entry(tenant.portal.clone()).or_insert(i);
+            if tenant.mode == TenantMode::Monitor
+                && let Some(j) = &tenant.journal_address
+            {
+                index.by_journal.entry(j.to_lowercase()).or_insert(i);
+            }
             index.tenants.push(Arc::new(tenant));
         }
         index
@@ -160,6 +181,13 @@ impl TenantIndex {
 
     pub(crate) fn by_address(&self, address: &str) -> Option<&Arc<Tenant>> {
         self.by_domain(&crate::message::envelope::domain_of(address)?)
+    }
+
+    /// The monitor tenant whose `journal_address` is exactly `address`
+    /// (without regard to case). Only that address: its domain is not the
+    /// tenant's, so no other address there is accepted.
+    pub(crate) fn by_journal_address(&self, address: &str) -> Option<&Arc<Tenant>> {
+        self.by_journal.get(&address.to_lowercase()).map(|&i| &self.tenants[i])
     }
 
     pub(crate) fn by_portal(&self, portal: &str) -> Option<&Arc<Tenant>> {

@@ -40,10 +40,16 @@ pub(super) fn read_tenant(t: &Section<'_>, base: &Path, policies: &BTreeMap<Stri
     let relay_key = t.opt_path("relay_key", base);
     let certificate_name = t.opt_string("certificate_name").filter(|n| !n.is_empty());
     let journal_address = t.opt_string("journal_address").filter(|a| !a.is_empty());
-    if let Some(a) = &journal_address
-        && !a.contains('@')
-    {
-        t.error("journal_address", format!("expected an email address, found \"{a}\""));
+    let journal_ndr_address = t.opt_string("journal_ndr_address").filter(|a| !a.is_empty());
+    for (key, value) in [
+        ("journal_address", &journal_address),
+        ("journal_ndr_address", &journal_ndr_address),
+    ] {
+        if let Some(a) = value
+            && !a.contains('@')
+        {
+            t.error(key, format!("expected an email address, found \"{a}\""));
+        }
     }
 
     let Some(portal) = portal else {
@@ -89,6 +95,7 @@ pub(super) fn read_tenant(t: &Section<'_>, base: &Path, policies: &BTreeMap<Stri
         relay_cert,
         certificate_name,
         journal_address,
+        journal_ndr_address,
     })
 }
 

@@ -100,6 +100,8 @@ pub(crate) struct Plan {
     pub(crate) skipped_v6: Vec<IpNet>,
     pub(crate) certificate_name: Option<String>,
     pub(crate) journal_address: Option<String>,
+    /// `journal_ndr_address`, else the journal address.
+    pub(crate) journal_ndr_address: Option<String>,
 }
 
 fn plan(config: &Config, portal: &str) -> Result<Plan, ExoSetupError> {
@@ -129,6 +131,10 @@ fn plan(config: &Config, portal: &str) -> Result<Plan, ExoSetupError> {
         }
         (None, _) => None,
     };
+    let journal_ndr_address = match &tenant.journal_ndr_address {
+        Some(a) => Some(email(&tkey("journal_ndr_address"), a)?),
+        None => None,
+    };
 
     if tenant.mode == TenantMode::Monitor {
         // Journaling only: no connector or rule of the inline path is written,
@@ -146,6 +152,7 @@ fn plan(config: &Config, portal: &str) -> Result<Plan, ExoSetupError> {
             skipped_v6: Vec::new(),
             certificate_name: None,
             journal_address,
+            journal_ndr_address,
         });
     }
 
@@ -209,6 +216,7 @@ fn plan(config: &Config, portal: &str) -> Result<Plan, ExoSetupError> {
         skipped_v6,
         certificate_name,
         journal_address,
+        journal_ndr_address,
     })
 }
 

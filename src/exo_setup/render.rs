@@ -72,28 +72,33 @@ fn monitor(o: &mut Out, p: &Plan, n: &Names) {
          before anything is duplicated.",
         rule = n.monitor
     ));
-    let domain = journal.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
-    if !p.domains.iter().any(|d| d == domain) {
-        o.comment(&format!(
-            "\n\
-             NOTE: '{domain}' is not one of this tenant's domains in the gateway configuration. The gateway \
-             attributes a message to a tenant by recipient domain (or by a sender in the tenant's domains), \
-             and which sender Exchange Online uses for journal reports is UNCERTAIN (§4.2). Add '{domain}' \
-             to the tenant's domains, or reports may be refused."
-        ));
-    }
+    o.comment(&format!(
+        "\n\
+         The gateway accepts exactly {journal} for this tenant; its domain does not need to be one of the \
+         tenant's domains, and no other address there is accepted. Journal reports are recognised by their \
+         X-MS-Journal-Report field; a report the gateway cannot read is kept (exogate reports list), never \
+         refused, so Exchange Online does not give up on the journal address."
+    ));
     prelude(o);
     o.line(RULE);
-    o.comment(
+    let ndr = p.journal_ndr_address.clone();
+    let ndr_note = if ndr.is_some() {
+        "The address is the tenant's journal_ndr_address."
+    } else {
+        "The tenant has no journal_ndr_address, so the journal address itself is used: set \
+         journal_ndr_address to a mailbox outside Exchange Online that someone reads if you prefer."
+    };
+    o.comment(&format!(
         "1. Where undeliverable journal reports go (§4.1). Exchange Online requires this address before a \
          journal rule can be created, and it must not be an Exchange Online mailbox. The setting is \
-         organisation-wide and replaces any value set before. The gateway configuration has no separate \
-         key for it, so the journal address itself is used: replace it with a mailbox outside Exchange \
-         Online that someone reads if you prefer.",
-    );
+         organisation-wide and replaces any value set before. {ndr_note}"
+    ));
     o.command(
         "Set-TransportConfig",
-        &[("JournalingReportNdrTo", Arg::Str(journal.clone()))],
+        &[(
+            "JournalingReportNdrTo",
+            Arg::Str(ndr.unwrap_or_else(|| journal.clone())),
+        )],
     );
     o.blank();
     o.line(RULE);

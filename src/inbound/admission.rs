@@ -93,6 +93,51 @@ pub(crate) fn admit_recipient(
     Ok(tenant.clone())
 }
 
+/// Admits `rcpt` like [`admit_recipient`], and a monitor tenant's journal
+/// address (exactly that address; its domain is not the tenant's). `journal_tx`:
+/// whether the transaction so far holds journal recipients (`None`: no
+/// recipient yet). Journal reports and other mail never share a
+/// transaction (a 452 makes the client send the rest separately), so a
+/// report is never relayed with mail and mail is never held as a report.
+/// Returns the tenant and whether `rcpt` is a journal address.
+pub(crate) fn admit(
+    index: &TenantIndex,
+    mail_from: &str,
+    rcpt: &str,
+    current: Option<&Arc<Tenant>>,
+    journal_tx: Option<bool>,
+) -> Result<(Arc<Tenant>, bool), Refusal> {
+    let journal = index.by_journal_address(rcpt);
+    if let Some(was_journal) = journal_tx
+        && was_journal != journal.is_some()
+    {
+        return Err(Refusal::new(
+            Reply::JOURNAL_SEPARATELY,
+            format!("recipient <{rcpt}> would mix journal reports and other mail in one transaction"),
+        ));
+    }
+    match (journal, current) {
+        (Some(t), Some(cur)) if !Arc::ptr_eq(t, cur) => Err(Refusal::new(
+            Reply::OTHER_TENANT,
+            format!(
+                "journal address <{rcpt}> belongs to tenant {} but the transaction to {}",
+                t.portal, cur.portal
+            ),
+        )),
+        (Some(t), _) => Ok((t.clone(), true)),
+        (None, _) => admit_recipient(index, mail_from, rcpt, current).map(|t| (t, false)),
+    }
+}
+
+/// Confirms at end of data that a journal report belongs to the monitor
+/// tenant whose journal address received it: where the tenant has a
+/// `tenant_id`, the report's own header must carry exactly one
+/// `X-MS-Exchange-CrossTenant-Id` equal to it (as for inline mail; EXO stamps
+/// the report with the tenant that journaled it, not the original's sender's).
+pub(crate) fn confirm_journal(tenant: &Arc<Tenant>, raw: &[u8]) -> Result<(), Refusal> {
+    check_tenant_id(tenant, raw)
+}
+
 /// The direction of a message and whether it was read from the header or inferred.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Attribution {
@@ -159,6 +204,14 @@ pub(crate) fn confirm(
         }
     };
 
+    check_tenant_id(&owner, raw)?;
+    Ok((owner, attribution))
+}
+
+/// Where `owner` has a `tenant_id`: exactly one `X-MS-Exchange-CrossTenant-Id`
+/// in `raw`'s header, equal to it.
+fn check_tenant_id(owner: &Tenant, raw: &[u8]) -> Result<(), Refusal> {
+    let refuse = |reason: String| Err(Refusal::new(Reply::NOT_AUTHORIZED, reason));
     if let Some(expected) = &owner.tenant_id {
         let ids = headers::values(raw, "X-MS-Exchange-CrossTenant-Id");
         match ids.as_slice() {
@@ -185,7 +238,7 @@ pub(crate) fn confirm(
             }
         }
     }
-    Ok((owner, attribution))
+    Ok(())
 }
 
 /// `<portal>,office365_emails,<direction...>`.
@@ -272,6 +325,35 @@ mod tests {
         assert_eq!(e.reply, Reply::RELAY_DENIED);
         let e = admit_recipient(&idx, "", "b@elsewhere.example", None).unwrap_err();
         assert_eq!(e.reply, Reply::RELAY_DENIED, "the null sender cannot open a relay");
+    }
+
+    #[test]
+    fn the_journal_address_alone_is_admitted_and_never_mixed() {
+        use crate::config::tenant::TenantMode;
+        let monitor = Tenant {
+            mode: TenantMode::Monitor,
+            journal_address: Some("journal@journal.gw.example".into()),
+            ..tenant("contoso", "contoso.com", None)
+        };
+        let idx = TenantIndex::new(vec![monitor, tenant("fabrikam", "fabrikam.com", None)]);
+        let (t, journal) = admit(&idx, "", "JOURNAL@journal.gw.example", None, None).unwrap();
+        assert_eq!((t.portal.as_str(), journal), ("contoso", true));
+        let e = admit(&idx, "", "other@journal.gw.example", None, None).unwrap_err();
+        assert_eq!(e.reply, Reply::RELAY_DENIED, "only the address, not its domain");
+        let e = admit(&idx, "", "u@contoso.com", Some(&t), Some(true)).unwrap_err();
+        assert_eq!(e.reply, Reply::JOURNAL_SEPARATELY);
+        let e = admit(&idx, "", "journal@journal.gw.example", Some(&t), Some(false)).unwrap_err();
+        assert_eq!(e.reply, Reply::JOURNAL_SEPARATELY);
+        let fabrikam = idx.by_portal("fabrikam").unwrap().clone();
+        let e = admit(&idx, "", "journal@journal.gw.example", Some(&fabrikam), None).unwrap_err();
+        assert_eq!(e.reply, Reply::OTHER_TENANT);
+        // An inline tenant's journal_address is not an address we accept.
+        let inline = Tenant {
+            journal_address: Some("j@journal.gw.example".into()),
+            ..tenant("northwind", "northwind.com", None)
+        };
+        let idx = TenantIndex::new(vec![inline]);
+        assert!(admit(&idx, "", "j@journal.gw.example", None, None).is_err());
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub(crate) enum Prepared {
     Deliver { meta: Meta, prefix: Vec<u8>, body: Body },
     /// Monitor mode: scanned and recorded, never relayed.
     Monitored { id: String },
+    /// A journal report that cannot be read: kept in the reports folder.
+    KeepReport { meta: Meta, body: Body },
 }
 
 /// Confirms, scans, decides and stamps.
@@ -47,6 +49,13 @@ pub(crate) async fn prepare(
     tenant: Arc<Tenant>,
     body: Body,
 ) -> Prepared {
+    // A journal report: to the tenant's journal address, or any report a
+    // monitor tenant receives (also when EXO reaches it on a tenant domain).
+    let report_to_monitor = tenant.mode == TenantMode::Monitor
+        && read_back(&body, 0, id).is_ok_and(|head| crate::message::journal::is_report(&head));
+    if report_to_monitor || crate::inbound::journal::is_journal(&tenant, &envelope) {
+        return crate::inbound::journal::prepare(cx, rt, id, session, envelope, tenant, body).await;
+    }
     let started = Instant::now();
     let (tenant, attribution) = match confirm(cx, rt, id, &session, &envelope, &tenant, &body) {
         Ok(confirmed) => confirmed,
@@ -184,18 +193,17 @@ fn confirm(
 }
 
 /// The message as the scan sees it (its header only past `max` bytes).
-fn read_back<'a>(body: &'a Body, max: u64, id: &str) -> Result<Cow<'a, [u8]>, Reply> {
+pub(crate) fn read_back<'a>(body: &'a Body, max: u64, id: &str) -> Result<Cow<'a, [u8]>, Reply> {
     body.for_scan(max).map_err(|e| {
         tracing::error!(queue_id = id, error = %e, "cannot read the received message back");
         Reply::LOCAL_ERROR
     })
 }
 
-/// Runs the policy; for a monitor tenant, on the original a journal report
-/// carries (or the report itself when it carries none). `exo_session`: the
-/// tenant was confirmed from the `X-CLOUD-SEC-AV-Info` its EXO transport rule
-/// stamps (and its `X-MS-Exchange-CrossTenant-Id` where it has a
-/// `tenant_id`), so EXO's fields may stand for the original sender.
+/// Runs the policy. `exo_session`: the tenant was confirmed from the
+/// `X-CLOUD-SEC-AV-Info` its EXO transport rule stamps (and its
+/// `X-MS-Exchange-CrossTenant-Id` where it has a `tenant_id`), so EXO's fields
+/// may stand for the original sender. (Journal reports go to `journal`.)
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn scan(
     policy: &Policy,
@@ -208,26 +216,9 @@ pub(crate) async fn scan(
     exo_session: bool,
     id: &str,
 ) -> ScanReport {
-    if tenant.mode == TenantMode::Monitor {
-        let original = journal_original(raw);
-        let scanned = original.as_deref().unwrap_or(raw);
-        policy
-            .scan(
-                scanned,
-                scanned.len() as u64,
-                envelope,
-                session,
-                tenant,
-                direction,
-                exo_session,
-                id,
-            )
-            .await
-    } else {
-        policy
-            .scan(raw, size, envelope, session, tenant, direction, exo_session, id)
-            .await
-    }
+    policy
+        .scan(raw, size, envelope, session, tenant, direction, exo_session, id)
+        .await
 }
 
 /// Counts the message once by what is done with it, and settles the cases
@@ -260,6 +251,16 @@ pub(crate) async fn store(cx: &Context, prepared: Prepared) -> Reply {
     match prepared {
         Prepared::Refused(reply) => reply,
         Prepared::Monitored { id } => Reply::queued(&id),
+        Prepared::KeepReport { meta, body } => match cx.spool.commit(Area::Reports, &meta, &[], body).await {
+            Ok(()) => {
+                tracing::info!(queue_id = %meta.id, tenant = %meta.tenant, "journal report kept in quarantine-reports/");
+                Reply::queued(&meta.id)
+            }
+            Err(e) => {
+                tracing::error!(queue_id = %meta.id, error = %e, "cannot keep the journal report");
+                spool_reply(&e)
+            }
+        },
         Prepared::Quarantine { meta, prefix, body } => {
             match cx.spool.commit(Area::Quarantine, &meta, &prefix, body).await {
                 Ok(()) => {
@@ -297,25 +298,13 @@ pub(crate) fn spool_reply(e: &crate::spool::SpoolError) -> Reply {
     }
 }
 
-fn record_checks(cx: &Context, report: &ScanReport) {
+pub(crate) fn record_checks(cx: &Context, report: &ScanReport) {
     for t in &report.timings {
         cx.metrics.check_duration.observe(&[&t.name], t.elapsed);
         if t.failed {
             cx.metrics.check_errors.inc(&[&t.name]);
         }
     }
-}
-
-/// The original message attached to an EXO journal report, if `raw` is one.
-fn journal_original(raw: &[u8]) -> Option<Vec<u8>> {
-    if crate::message::headers::values(raw, "X-MS-Journal-Report").is_empty() {
-        return None;
-    }
-    let message = mail_parser::MessageParser::default().parse(raw)?;
-    message.parts.iter().find_map(|p| match &p.body {
-        mail_parser::PartType::Message(inner) => Some(inner.raw_message().to_vec()),
-        _ => None,
-    })
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -2,7 +2,9 @@
 //! admission (client address, tenant of each recipient, tenant and direction
 //! confirmed from the header, in `admission`), the SMTP session state machine
 //! (`session`), what happens to a message at its last byte (`disposition`:
-//! scan, decide, stamp, store) and the proxy leg that relays during the
+//! scan, decide, stamp, store), journal reports of monitor tenants
+//! (`journal`: read, scan the original, record, never relay) and the proxy
+//! leg that relays during the
 //! session (`proxy`).
 //!
 //! Owns: the 250 after DATA/BDAT, given only once the message is durable (or
@@ -31,6 +33,7 @@ use crate::telemetry::metrics::Metrics;
 
 pub mod admission;
 pub(crate) mod disposition;
+pub(crate) mod journal;
 pub(crate) mod listener;
 pub(crate) mod proxy;
 pub(crate) mod session;

@@ -174,6 +174,14 @@ impl Reply {
         "Recipient belongs to another organization, send separately",
     );
 
+    pub(crate) const JOURNAL_SEPARATELY: Reply = r(
+        452,
+        4,
+        5,
+        3,
+        "Journal reports and other mail need separate transactions, send separately",
+    );
+
     // ---- limits ----
 
     pub(crate) const TOO_MANY_RECIPIENTS: Reply = r(452, 4, 5, 3, "Too many recipients");

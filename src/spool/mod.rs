@@ -46,6 +46,9 @@ use syncer::{SyncRequest, spawn_dir_syncer};
 pub enum Area {
     Active,
     Quarantine,
+    /// Journal reports that could not be read (monitor mode): kept for an
+    /// administrator, never delivered, never recovered into the queue.
+    Reports,
 }
 
 /// A committed message as the queue sees it: metadata and history, no body.
@@ -68,6 +71,7 @@ pub(crate) struct Spool {
     active: PathBuf,
     corrupt: PathBuf,
     quarantine: PathBuf,
+    reports: PathBuf,
     syncer: mpsc::Sender<SyncRequest>,
 }
 
@@ -80,17 +84,19 @@ impl Spool {
             root.join("active"),
             root.join("corrupt"),
             state_dir.join("quarantine"),
+            state_dir.join("quarantine-reports"),
         ];
         for d in &spool_dirs {
             fs::create_dir_all(d).map_err(io_err(d))?;
         }
-        let [incoming, active, corrupt, quarantine] = spool_dirs;
+        let [incoming, active, corrupt, quarantine, reports] = spool_dirs;
         Ok(Spool {
             root,
             incoming,
             active,
             corrupt,
             quarantine,
+            reports,
             syncer: spawn_dir_syncer(),
         })
     }
@@ -99,6 +105,7 @@ impl Spool {
         match area {
             Area::Active => &self.active,
             Area::Quarantine => &self.quarantine,
+            Area::Reports => &self.reports,
         }
     }
 

@@ -162,6 +162,7 @@ pub(crate) struct Metrics {
     pub(crate) dsns: CounterVec,
     pub(crate) reloads: CounterVec,
     pub(crate) spool_corrupt: CounterVec,
+    pub(crate) journal_reports: CounterVec,
     pub(crate) open_sessions: AtomicI64,
     pub(crate) queue_size: AtomicI64,
     pub(crate) queue_oldest: AtomicI64,
@@ -235,6 +236,11 @@ impl Metrics {
                 &["result"],
             ),
             spool_corrupt: CounterVec::new("exogate_spool_corrupt_total", "Damaged queue files moved aside.", &[]),
+            journal_reports: CounterVec::new(
+                "exogate_journal_reports_total",
+                "Journal reports received (monitor mode), by tenant and result: scanned, or why one could not be read (kept in quarantine-reports/).",
+                &["tenant", "result"],
+            ),
             open_sessions: AtomicI64::new(0),
             queue_size: AtomicI64::new(0),
             queue_oldest: AtomicI64::new(0),
@@ -256,6 +262,7 @@ impl Metrics {
             &self.dsns,
             &self.reloads,
             &self.spool_corrupt,
+            &self.journal_reports,
         ] {
             c.render(&mut out);
         }

@@ -92,13 +92,21 @@ impl Session {
             self.reply(&Reply::TOO_MANY_RECIPIENTS);
             return Flow::Continue;
         }
-        let tenant = match admission::admit_recipient(
+        // Whether the transaction so far is a journal report's (its first
+        // recipient says: admission never lets the two kinds mix).
+        let journal_tx = tx
+            .envelope
+            .recipients
+            .first()
+            .map(|r| tx.tenant.as_ref().is_some_and(|t| t.is_journal_address(&r.address)));
+        let (tenant, journal) = match admission::admit(
             &self.rt.tenants,
             &tx.envelope.mail_from,
             &to.address,
             tx.tenant.as_ref(),
+            journal_tx,
         ) {
-            Ok(t) => t,
+            Ok(admitted) => admitted,
             Err(refusal) => {
                 let layer = if refusal.reply.code >= 500 {
                     "tenant"
@@ -120,7 +128,8 @@ impl Session {
             orcpt: to.orcpt,
             notify: Notify::from_smtp_proto(to.flags),
         };
-        if self.rt.config.delivery.mode == crate::config::DeliveryMode::Proxy {
+        // A journal report is never relayed: no downstream leg for it.
+        if self.rt.config.delivery.mode == crate::config::DeliveryMode::Proxy && !journal {
             let state = crate::inbound::proxy::ProxyState {
                 envelope: &mut tx.envelope,
                 tenant: &mut tx.tenant,
@@ -257,7 +266,7 @@ impl Session {
             }
         };
         let proxy_mode = self.rt.config.delivery.mode == crate::config::DeliveryMode::Proxy;
-        if proxy_mode && proxy.is_none() {
+        if proxy_mode && proxy.is_none() && !crate::inbound::journal::is_journal(&tenant, &envelope) {
             // The downstream went away during the transaction: nothing to hand the message to.
             body.discard();
             self.reply(&Reply::DOWNSTREAM_TRANSACTION);
