@@ -322,7 +322,15 @@ impl Gateway {
     /// GET on the admin endpoint; returns (status, body).
     pub fn http_get(&self, path: &str) -> (u16, String) {
         use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(self.admin.expect("admin enabled")).unwrap();
+        // The admin listener may log its address just after the SMTP one.
+        let admin = self.admin.or_else(|| {
+            wait_for(Duration::from_secs(10), || {
+                let text = self.log();
+                addr_after(&text, "listening for admin HTTP addr=")
+                    .or_else(|| json_addr(&text, "listening for admin HTTP"))
+            })
+        });
+        let mut s = std::net::TcpStream::connect(admin.expect("admin enabled")).unwrap();
         write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
