@@ -52,7 +52,7 @@ fn check(options: &str) -> Arc<dyn Check> {
 
 async fn scan(check: &dyn Check, raw: &[u8]) -> Result<Vec<Finding>, CheckError> {
     let message = MessageParser::default().parse(raw).expect("message parses");
-    let attachments = exogate::scan::inventory::collect(&message);
+    let view = exogate::scan::view::View::new(&message, false);
     let envelope = Envelope {
         mail_from: "alice@example.org".into(),
         ..Envelope::default()
@@ -67,7 +67,7 @@ async fn scan(check: &dyn Check, raw: &[u8]) -> Result<Vec<Finding>, CheckError>
     let input = ScanInput {
         raw,
         message: &message,
-        attachments: &attachments,
+        view: &view,
         envelope: &envelope,
         session: &session,
         tenant: &tenant,

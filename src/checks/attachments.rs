@@ -29,7 +29,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use mail_parser::{Message, PartType};
 
 use crate::config::reader::Section;
 use crate::message::envelope::Direction;
@@ -254,8 +253,7 @@ impl Check for Attachments {
 
     async fn scan(&self, input: &ScanInput<'_>) -> Result<Vec<Finding>, CheckError> {
         let mut hits = Hits::default();
-        let mut deepest = 0;
-        message_depth(input.message, 0, &mut deepest, &mut 0);
+        let deepest = input.view.nesting;
         if deepest > self.config.max_depth {
             hits.push(
                 Rule::NestingTooDeep,
@@ -266,25 +264,10 @@ impl Check for Attachments {
             );
         }
         let macros = self.config.macro_directions.contains(&input.direction);
-        for att in input.attachments {
+        for att in &input.view.attachments {
             inspect::attachment(&self.config, att, macros, &mut hits);
         }
         Ok(findings(&self.config, hits))
-    }
-}
-
-/// How deep attached messages go, visiting at most a bounded number of parts
-/// (mail-parser has already bounded the tree; this only measures it).
-fn message_depth(message: &Message, depth: u32, deepest: &mut u32, visited: &mut usize) {
-    *deepest = (*deepest).max(depth);
-    for part in &message.parts {
-        *visited += 1;
-        if *visited > 100_000 || depth > 64 {
-            return;
-        }
-        if let PartType::Message(nested) = &part.body {
-            message_depth(nested, depth + 1, deepest, visited);
-        }
     }
 }
 

@@ -15,8 +15,9 @@
 //! Rules are compiled into one `regex::RegexSet` per target (linear time,
 //! compiled size bounded), case-insensitive and multi-line by default. A rule
 //! scores once per message however often and wherever it matches. Each target
-//! text is cut at `max_text` bytes. Body text is the decoded text/plain parts
-//! plus the HTML parts reduced to text (see [`text`]); headers are the raw,
+//! text is cut at `max_text` bytes. Body text is the view's
+//! ([`crate::scan::view::View::body_text`]: the decoded text/plain parts plus
+//! the text HTML parts show, attached messages included); headers are the raw,
 //! unfolded header block (encoded words are not decoded there: use
 //! `where = "subject"` for the decoded subject).
 //!
@@ -122,7 +123,7 @@ impl Check for Content {
                         .to_string()
                 }
                 Where::Headers => text::header_text(input.raw, self.max_text),
-                _ => text::body_text(input.message, self.max_text),
+                _ => input.view.body_text(self.max_text),
             };
             for i in &target.set.matches(&text) {
                 if let Some(&rule) = target.rule_of.get(i)

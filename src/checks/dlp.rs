@@ -38,25 +38,13 @@ use crate::config::reader::Section;
 use crate::message::envelope::Direction;
 use crate::message::verdict::{Action, Finding};
 use crate::scan::check::{BuildContext, Check, CheckError, ScanInput};
-use crate::scan::inventory::Attachment;
+use crate::scan::view::Origin;
 
 /// Distinct values collected per message.
 const MAX_DISTINCT: usize = 1000;
 /// Masked values quoted in one finding.
 const MAX_QUOTED: usize = 5;
 const MAX_PATTERNS: usize = 200;
-
-const TEXT_TYPES: [&str; 6] = [
-    "application/json",
-    "application/xml",
-    "application/csv",
-    "application/x-csv",
-    "application/rtf",
-    "application/x-yaml",
-];
-const TEXT_EXTENSIONS: [&str; 14] = [
-    "txt", "csv", "tsv", "json", "xml", "htm", "html", "md", "log", "ics", "vcf", "rtf", "yaml", "yml",
-];
 
 struct Pattern {
     name: String,
@@ -130,41 +118,24 @@ impl Dlp {
             let cut = text::floor_char_boundary(subject, self.max_text);
             out.push(("the subject".to_string(), subject.get(..cut).unwrap_or("").to_string()));
         }
-        out.push(("the body".to_string(), text::body_text(input.message, self.max_text)));
+        out.push(("the body".to_string(), input.view.body_text(self.max_text)));
         if self.attachments {
-            for a in input.attachments {
-                if let Some(t) = self.attachment_text(a) {
-                    let name = a.name.as_deref().map_or_else(|| "(unnamed)".to_string(), safe_name);
-                    out.push((format!("attachment {name:?}"), t));
-                }
+            for part in &input.view.parts {
+                let Origin::Attachment(index) = part.origin else {
+                    continue;
+                };
+                let Some(a) = input.view.attachments.get(index) else {
+                    continue;
+                };
+                let name = a.name.as_deref().map_or_else(|| "(unnamed)".to_string(), safe_name);
+                let cut = text::floor_char_boundary(&part.text, self.max_text);
+                out.push((
+                    format!("attachment {name:?}"),
+                    part.text.get(..cut).unwrap_or("").to_string(),
+                ));
             }
         }
         out
-    }
-
-    fn attachment_text(&self, a: &Attachment<'_>) -> Option<String> {
-        let ext = a
-            .name
-            .as_deref()
-            .and_then(|n| n.rsplit_once('.'))
-            .map(|(_, e)| e.to_ascii_lowercase())
-            .unwrap_or_default();
-        let html = a.declared_type == "text/html" || ext == "htm" || ext == "html";
-        let texty = a.declared_type.starts_with("text/")
-            || TEXT_TYPES.contains(&a.declared_type.as_str())
-            || TEXT_EXTENSIONS.contains(&ext.as_str());
-        if !texty {
-            return None;
-        }
-        let data = a.data.get(..self.max_text.min(a.data.len())).unwrap_or(&a.data);
-        let decoded = String::from_utf8_lossy(data);
-        if html {
-            let mut out = text::Capped::new(self.max_text);
-            text::html_to_text(&decoded, &mut out);
-            Some(out.into_string())
-        } else {
-            Some(decoded.into_owned())
-        }
     }
 
     fn find(&self, text: &str, source: &str, seen: &mut HashSet<(String, String)>, hits: &mut Vec<Hit>) {

@@ -173,7 +173,7 @@ impl Dnsbl {
         }
         names.extend(domain_of(&input.envelope.mail_from));
         if !input.truncated {
-            names.extend(crate::checks::urls::hosts(input.message, 200));
+            names.extend(crate::checks::urls::hosts(input.view, 200));
         }
         let mut out: Vec<String> = Vec::new();
         for n in names {

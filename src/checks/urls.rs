@@ -1,5 +1,6 @@
-//! The `urls` check: the links of a message's text and HTML parts (attached
-//! messages included), parsed as a browser parses them, against five rules,
+//! The `urls` check: the links of the message's view (its text and HTML
+//! parts, attached messages and HTML attachments included, read once by
+//! [`crate::scan::view`] as a browser reads them), against five rules,
 //! each with its own tag and score:
 //!
 //! - `blocklisted-url`: the host is, or is under, a configured domain;
@@ -14,33 +15,23 @@
 //! Microsoft Safe Links wrappers are unwrapped first, so rules see the real
 //! target. Each rule reports one finding per message (naming the first URL
 //! and how many more matched), so a long newsletter cannot pile up score.
-//! A score of 0 disables a rule. Bounded: `max_urls` links, a size cap per
-//! part and on the parts walked; the check never fetches anything.
-
-mod extract;
+//! A score of 0 disables a rule. Bounded: `max_urls` links (the view caps
+//! what it reads); the check never fetches anything.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use mail_parser::{Message, PartType};
 use url::{Host, Url};
 
 use crate::config::reader::Section;
 use crate::message::verdict::Finding;
 use crate::scan::check::{BuildContext, Check, CheckError, ScanInput};
 use crate::scan::lookalike::{self, Protected};
-
-use extract::{Collector, Link};
+use crate::scan::view::{Link, View};
 
 pub(crate) const DEFAULT_MAX_URLS: u64 = 1000;
-/// Bytes of one text or HTML part that are searched for links.
-const MAX_PART_BYTES: usize = 4 * 1024 * 1024;
-/// Parts walked per message, attached messages included.
-const MAX_PARTS: usize = 512;
-/// How deep attached messages are opened.
-const MAX_DEPTH: u32 = 3;
 /// Safe Links wrappers unwrapped in a row.
 const MAX_UNWRAP: usize = 3;
 /// Characters of a URL quoted in a reason.
@@ -64,7 +55,7 @@ struct Urls {
 }
 
 pub(crate) fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
-    let max_urls = options.u64_in("max_urls", DEFAULT_MAX_URLS, 1, 100_000) as usize;
+    let max_urls = options.u64_in("max_urls", DEFAULT_MAX_URLS, 1, crate::scan::view::MAX_LINKS as u64) as usize;
     let blocklist = options.parsed_list("blocklist", &[], lookalike::configured_domain);
     let lookalike_ignore = options.parsed_list("lookalike_ignore", &[], lookalike::configured_domain);
     let scores = Scores {
@@ -94,10 +85,8 @@ impl Check for Urls {
             // Only the header was kept: there is no body to read links from.
             return Ok(Vec::new());
         }
-        let mut collector = Collector::new(self.max_urls);
-        let mut budget = MAX_PARTS;
-        collect(input.message, 0, &mut budget, &mut collector);
-        if collector.overflowed {
+        let links = &input.view.links;
+        if links.len() > self.max_urls || input.view.links_overflow > 0 {
             tracing::debug!(
                 max_urls = self.max_urls,
                 "more links than max_urls; the rest were not checked"
@@ -105,27 +94,19 @@ impl Check for Urls {
         }
         let protected = Protected::new(&input.tenant.domains, &self.lookalike_ignore);
         let mut report = Report::default();
-        for link in collector.into_links() {
-            self.judge(&link, &protected, &mut report);
+        for link in links.iter().take(self.max_urls) {
+            self.judge(link, &protected, &mut report);
         }
         Ok(report.into_findings())
     }
 }
 
-/// The distinct hosts of the links in `message` (at most `max` links read),
+/// The distinct hosts of the web links in `view` (at most `max` links read),
 /// lower-cased: what the `dnsbl` check asks domain lists about.
-pub(crate) fn hosts(message: &Message, max: usize) -> Vec<String> {
-    let mut collector = Collector::new(max);
-    let mut budget = MAX_PARTS;
-    collect(message, 0, &mut budget, &mut collector);
+pub(crate) fn hosts(view: &View, max: usize) -> Vec<String> {
     let mut hosts: Vec<String> = Vec::new();
-    for link in collector.into_links() {
-        let text = if link.url.len() >= 4 && link.url[..4].eq_ignore_ascii_case("www.") {
-            format!("http://{}", link.url)
-        } else {
-            link.url
-        };
-        if let Ok(url) = Url::parse(&text)
+    for link in view.links.iter().take(max) {
+        if let Some(url) = parse_web(link.url.trim())
             && let Some(Host::Domain(h)) = url.host()
         {
             let h = h.trim_end_matches('.').to_ascii_lowercase();
@@ -135,22 +116,6 @@ pub(crate) fn hosts(message: &Message, max: usize) -> Vec<String> {
         }
     }
     hosts
-}
-
-/// Feeds the text and HTML parts of `message` (and of attached messages) to `collector`.
-fn collect(message: &Message, depth: u32, budget: &mut usize, collector: &mut Collector) {
-    for part in &message.parts {
-        if *budget == 0 {
-            return;
-        }
-        *budget -= 1;
-        match &part.body {
-            PartType::Text(text) => collector.text(extract::truncate(text, MAX_PART_BYTES)),
-            PartType::Html(html) => collector.html(extract::truncate(html, MAX_PART_BYTES)),
-            PartType::Message(nested) if depth < MAX_DEPTH => collect(nested, depth + 1, budget, collector),
-            _ => {}
-        }
-    }
 }
 
 /// Findings gathered per rule: one finding per tag, the first reason kept,
@@ -188,7 +153,7 @@ impl Report {
 
 impl Urls {
     fn judge(&self, link: &Link, protected: &Protected, report: &mut Report) {
-        let Some((url, written)) = parse_link(&link.url) else {
+        let Some((url, written)) = parse_link(&link.url, &link.written) else {
             return;
         };
         let shown = || lookalike::printable(url.as_str(), QUOTE_CHARS);
@@ -283,10 +248,11 @@ impl Urls {
 
 /// Parses a link as a browser would; only web links (`http`, `https`,
 /// `//host`, `www.`) count. Safe Links wrappers are replaced by their target.
-/// Returns the URL and the text it was parsed from.
-fn parse_link(raw: &str) -> Option<(Url, String)> {
-    let mut written = raw.trim().to_string();
-    let mut url = parse_web(&written)?;
+/// Returns the URL and the text it was written as (`written`, or the Safe
+/// Links target).
+fn parse_link(raw: &str, written: &str) -> Option<(Url, String)> {
+    let mut written = written.trim().to_string();
+    let mut url = parse_web(raw.trim())?;
     for _ in 0..MAX_UNWRAP {
         let Some(inner) = safe_links_target(&url) else {
             break;

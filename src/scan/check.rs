@@ -20,16 +20,18 @@ use crate::dns::Dns;
 use crate::message::auth::AuthResults;
 use crate::message::envelope::{Direction, Envelope, SessionFacts};
 use crate::message::verdict::{Finding, OnError};
-use crate::scan::inventory::Attachment;
+use crate::scan::view::View;
 
 /// Everything a check may look at.
 pub struct ScanInput<'a> {
     /// The message bytes as received (or only its header when `truncated`).
     pub raw: &'a [u8],
+    /// The parsed message (the same as `view.message`).
     pub message: &'a Message<'a>,
-    /// Decoded attachments, including the members of TNEF containers and the
-    /// parts of attached messages.
-    pub attachments: &'a [Attachment<'a>],
+    /// The one view of the message every check reads: attachments (TNEF and
+    /// archive members included), the text a reader sees and the links a
+    /// reader can follow. Empty but for the message when `truncated`.
+    pub view: &'a View<'a>,
     pub envelope: &'a Envelope,
     pub session: &'a SessionFacts,
     pub tenant: &'a Tenant,

@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use mail_parser::{Message, MessagePart, MimeHeaders, PartType};
+use mail_parser::{MessagePart, MimeHeaders};
 
 /// How deep the inventory descends into attached messages.
 pub(crate) const MAX_DEPTH: u32 = 8;
@@ -44,46 +44,8 @@ pub struct Attachment<'a> {
     pub container: Option<String>,
 }
 
-/// Lists the attachments of `message`.
-pub fn collect<'a>(message: &'a Message<'a>) -> Vec<Attachment<'a>> {
-    let mut out = Vec::new();
-    collect_into(message, 0, None, &mut out);
-    out
-}
-
-fn collect_into<'a>(message: &'a Message<'a>, depth: u32, container: Option<String>, out: &mut Vec<Attachment<'a>>) {
-    let body_parts: Vec<u32> = message
-        .text_body
-        .iter()
-        .chain(message.html_body.iter())
-        .copied()
-        .collect();
-    for (i, part) in message.parts.iter().enumerate() {
-        match &part.body {
-            PartType::Multipart(_) => {}
-            PartType::Message(nested) => {
-                if depth < MAX_DEPTH {
-                    let name = nested
-                        .subject()
-                        .map(str::to_string)
-                        .or_else(|| Some("attached message".into()));
-                    collect_into(nested, depth + 1, name, out);
-                }
-            }
-            PartType::Text(_) | PartType::Html(_) => {
-                // Inline body text is not an attachment, but a named text part
-                // (a .js, .vbs or .hta sent as text/plain) is.
-                if part.attachment_name().is_some() || !body_parts.contains(&(i as u32)) {
-                    push(attachment(part, depth, container.clone()), out);
-                }
-            }
-            PartType::Binary(_) | PartType::InlineBinary(_) => push(attachment(part, depth, container.clone()), out),
-        }
-    }
-}
-
 /// Adds `att`, followed by its members when it is a TNEF container.
-fn push<'a>(att: Attachment<'a>, out: &mut Vec<Attachment<'a>>) {
+pub(crate) fn push<'a>(att: Attachment<'a>, out: &mut Vec<Attachment<'a>>) {
     let tnef = match &att.data {
         Cow::Borrowed(data) if crate::scan::formats::tnef::is_tnef(data) => Some(*data),
         _ => None,
@@ -132,7 +94,7 @@ fn expand_tnef<'a>(data: &'a [u8], container: String, depth: u32, out: &mut Vec<
     }
 }
 
-fn attachment<'a>(part: &'a MessagePart<'a>, depth: u32, container: Option<String>) -> Attachment<'a> {
+pub(crate) fn attachment<'a>(part: &'a MessagePart<'a>, depth: u32, container: Option<String>) -> Attachment<'a> {
     let declared_type = part
         .content_type()
         .map(|ct| match ct.subtype() {
@@ -155,6 +117,10 @@ fn attachment<'a>(part: &'a MessagePart<'a>, depth: u32, container: Option<Strin
 mod tests {
     use super::*;
     use mail_parser::MessageParser;
+
+    fn collect<'a>(message: &'a mail_parser::Message<'a>) -> Vec<Attachment<'a>> {
+        crate::scan::view::View::new(message, false).attachments
+    }
 
     #[test]
     fn lists_named_text_parts_and_binary_parts_but_not_the_body() {

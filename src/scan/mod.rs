@@ -1,8 +1,9 @@
 //! Scanning a message: the check contract (`check`), the pipeline that runs a
 //! policy's checks concurrently under timeouts and merges their findings into
 //! a verdict (`pipeline`), sender authentication that runs before them
-//! (`sender`), and what checks look at: the attachment inventory,
-//! HTML text and links, look-alike domains, the clamd client, and the
+//! (`sender`), and what checks look at: the one view of a message (`view`:
+//! parsed once, attachments inventoried once by `inventory`, HTML tokenized
+//! once into text and links), look-alike domains, the clamd client, and the
 //! container formats read from hostile bytes (`formats`).
 //!
 //! Owns: the contract and the shared views of a message. Must never: name a
@@ -12,10 +13,10 @@
 pub mod check;
 pub(crate) mod clamd;
 pub(crate) mod formats;
-pub(crate) mod html;
 pub mod inventory;
 pub(crate) mod lookalike;
 pub mod pipeline;
 pub mod sender;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod view;

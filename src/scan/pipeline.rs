@@ -1,4 +1,5 @@
-//! The scanning pipeline: parse the message once, run the policy's checks
+//! The scanning pipeline: parse the message once, build its one view
+//! ([`View`]: attachments, text and links), run the policy's checks
 //! concurrently on it, each under its own timeout, and merge what they found
 //! into a [`Verdict`].
 //!
@@ -20,8 +21,8 @@ use crate::message::envelope::{Direction, Envelope, SessionFacts};
 use crate::message::headers::header_len;
 use crate::message::verdict::{CheckFailure, Finding, Thresholds, Verdict};
 use crate::scan::check::{ConfiguredCheck, ScanInput};
-use crate::scan::inventory;
 use crate::scan::sender::{SenderAuth, SenderInput};
+use crate::scan::view::View;
 
 /// How long one check took and whether it answered.
 #[derive(Debug, Clone)]
@@ -86,15 +87,11 @@ impl Policy {
                 auth: None,
             };
         };
-        let attachments = if truncated {
-            Vec::new()
-        } else {
-            inventory::collect(&message)
-        };
+        let view = View::new(&message, truncated);
         let input = ScanInput {
             raw,
             message: &message,
-            attachments: &attachments,
+            view: &view,
             envelope,
             session,
             tenant,

@@ -6,7 +6,7 @@ use crate::config::tenant::{Destination, Tenant};
 use crate::message::envelope::{Direction, Envelope, SessionFacts};
 use crate::message::verdict::Finding;
 use crate::scan::check::{Check, ScanInput};
-use crate::scan::inventory;
+use crate::scan::view::View;
 
 pub(crate) fn tenant() -> Tenant {
     Tenant::new("contoso", &["contoso.com", "contoso.onmicrosoft.com"], Destination::Mx)
@@ -35,7 +35,7 @@ pub(crate) fn with_input_as<R>(
     f: impl FnOnce(&ScanInput) -> R,
 ) -> R {
     let message = MessageParser::default().parse(raw).expect("fixture parses");
-    let attachments = inventory::collect(&message);
+    let view = View::new(&message, false);
     let envelope = Envelope {
         mail_from: mail_from.into(),
         recipients: vec![crate::message::envelope::Recipient {
@@ -49,7 +49,7 @@ pub(crate) fn with_input_as<R>(
     let input = ScanInput {
         raw,
         message: &message,
-        attachments: &attachments,
+        view: &view,
         envelope: &envelope,
         session: &session,
         tenant,

@@ -351,6 +351,7 @@ fn the_clean_fixtures_really_contain_what_they_claim() {
     let listed = |raw: &[u8]| -> Vec<(String, String)> {
         with_input(raw, "a@b.example", Direction::Inbound, |input| {
             input
+                .view
                 .attachments
                 .iter()
                 .map(|a| (a.name.clone().unwrap_or_default(), a.declared_type.clone()))
@@ -474,6 +475,7 @@ fn no_prefix_or_corruption_of_any_fixture_panics() {
         let blobs: Vec<(Option<String>, String, Vec<u8>)> =
             with_input(raw, "a@b.example", Direction::Inbound, |input| {
                 input
+                    .view
                     .attachments
                     .iter()
                     .map(|a| (a.name.clone(), a.declared_type.clone(), a.data.to_vec()))

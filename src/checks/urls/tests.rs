@@ -1,13 +1,11 @@
 //! Each rule catches its trick on a real-looking message and stays quiet on
-//! the legitimate messages that resemble it; the extractor reads HTML the
-//! way a mail client shows it and never fails on broken input.
+//! the legitimate messages that resemble it; how links are read is
+//! the view's (`scan::view`), tested there.
 
-use super::extract::{Collector, Link};
 use super::*;
 use crate::checks::test_support;
 use crate::config::tenant::Tenant;
 use crate::message::envelope::Direction;
-use crate::scan::html::decode_entities;
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -38,19 +36,6 @@ fn tags(findings: &[Finding]) -> Vec<&str> {
 fn only<'a>(findings: &'a [Finding], tag: &str) -> &'a Finding {
     assert_eq!(tags(findings), vec![tag], "{findings:#?}");
     &findings[0]
-}
-
-fn links_of_html(html: &str) -> Vec<Link> {
-    let mut c = Collector::new(1000);
-    c.html(html);
-    c.into_links()
-}
-
-fn link(url: &str, text: Option<&str>) -> Link {
-    Link {
-        url: url.into(),
-        text: text.map(str::to_string),
-    }
 }
 
 #[test]
@@ -243,126 +228,14 @@ fn the_number_of_links_is_bounded_by_max_urls() {
     for i in 0..50 {
         html.push_str(&format!("<a href=\"http://198.51.100.{i}/\">x</a>\n"));
     }
-    let mut c = Collector::new(10);
-    c.html(&html);
-    assert!(c.overflowed);
-    assert_eq!(c.into_links().len(), 10);
-
     let raw = format!("Content-Type: text/html\n\n<a href=\"https://ok.example/\">ok</a>{html}");
     let findings = scan_for(&["contoso.com"], "max_urls = 1", raw.as_bytes());
     assert_eq!(findings, vec![], "only the first link was looked at");
 }
 
 #[test]
-fn html_attributes_are_read_quoted_unquoted_and_entity_encoded() {
-    let links = links_of_html(
-        r#"<A HREF=http://a.example/1>one</A>
-           <a title="x > y" href = 'http&colon;//b.example/2?x=1&amp;y=2'>two</a>
-           <a href="&#104;&#x74;tp://c.example/3">th<b>r</b>ee&nbsp;</a>
-           <img SRC="https://d.example/i.png"><form action=https://e.example/post></form>"#,
-    );
-    assert_eq!(
-        links,
-        vec![
-            link("http://a.example/1", Some("one")),
-            link("http://b.example/2?x=1&y=2", Some("two")),
-            link("http://c.example/3", Some("three")),
-            link("https://d.example/i.png", None),
-            link("https://e.example/post", None),
-        ]
-    );
-}
-
-#[test]
-fn comments_scripts_and_styles_are_not_read_but_visible_text_is() {
-    let links = links_of_html(
-        "<!-- http://comment.example/ --><script>var u='http://script.example/'</script>\
-         <style>.x{background:url(http://style.example/)}</style>\
-         <p>Visit www.visible.example/page.</p><td>http://cell.example/</td><td>next</td>",
-    );
-    assert_eq!(
-        links,
-        vec![
-            link("www.visible.example/page", None),
-            link("http://cell.example/", None)
-        ]
-    );
-}
-
-#[test]
-fn plain_text_urls_lose_sentence_punctuation_and_invisible_characters() {
-    let mut c = Collector::new(100);
-    c.text("See (https://a.example/x), or https://b.example/y?z=1. And http://c.exa\u{200B}mple/.");
-    assert_eq!(
-        c.into_links(),
-        vec![
-            link("https://a.example/x", None),
-            link("https://b.example/y?z=1", None),
-            link("http://c.example/", None),
-        ]
-    );
-}
-
-#[test]
-fn entities_decode_like_a_browser() {
-    assert_eq!(
-        decode_entities("a&amp;b&lt;&#65;&#x42;&#67&unknown;&"),
-        "a&b<ABC&unknown;&"
-    );
-    assert_eq!(decode_entities("&#0;&#99999999;&#1114112;"), "\u{FFFD}\u{FFFD}\u{FFFD}");
-    assert_eq!(
-        decode_entities("x&colon y"),
-        "x&colon y",
-        "new names need their semicolon"
-    );
-}
-
-#[test]
-fn broken_html_never_panics_and_stays_bounded() {
-    let pieces = [
-        "<",
-        ">",
-        "<a",
-        " href=",
-        "\"",
-        "'",
-        "http://x.example/",
-        "&#",
-        "&amp",
-        "<!--",
-        "-->",
-        "</a>",
-        "<script>",
-        "é",
-        "日本",
-        "\u{200B}",
-        "=",
-        "/",
-        " ",
-        "<meta http-equiv=refresh content=",
-        "url=",
-        "<",
-        "&#x",
-    ];
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    for _ in 0..2000 {
-        let mut doc = String::new();
-        for _ in 0..40 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            doc.push_str(pieces[(state % pieces.len() as u64) as usize]);
-        }
-        let mut c = Collector::new(5);
-        c.html(&doc);
-        c.text(&doc);
-        assert!(c.into_links().len() <= 5);
-    }
-}
-
-#[test]
 fn encoded_ipv4_forms_are_told_apart_from_the_usual_one() {
-    let ip = |text: &str| match parse_link(text).and_then(|(u, w)| u.host().map(|h| (h.to_owned(), w))) {
+    let ip = |text: &str| match parse_link(text, text).and_then(|(u, w)| u.host().map(|h| (h.to_owned(), w))) {
         Some((Host::Ipv4(ip), written)) => is_encoded_ipv4(&written, &ip),
         other => panic!("{text}: {other:?}"),
     };
