@@ -291,10 +291,105 @@ impl Text {
     }
 }
 
-/// An open `<a href>`.
-struct Anchor {
-    href: String,
+/// The open `<a>` elements, kept as the tree builder keeps them in its list
+/// of active formatting elements: a new `<a>` closes the one open since the
+/// last marker (a table cell, caption, `object` …), so an anchor opened
+/// outside a table stays open around the links in its cells, and its text
+/// includes theirs, as `textContent` does.
+#[derive(Default)]
+struct Anchors {
+    open: Vec<OpenAnchor>,
+    /// Open markers; `true` for a table cell, which a new cell, row or the
+    /// table's end closes without an end tag.
+    markers: Vec<bool>,
+}
+
+struct OpenAnchor {
+    /// `None` for an `<a>` without `href` (it still closes and is closed).
+    href: Option<String>,
     text: String,
+    markers: usize,
+}
+
+/// Anchors open at once (each holds its own copy of the text).
+const MAX_OPEN_ANCHORS: usize = 32;
+
+impl Anchors {
+    fn text(&mut self, s: &str) {
+        for a in &mut self.open {
+            if a.text.len() < links::MAX_ANCHOR_TEXT * 4 {
+                a.text.push_str(s);
+            }
+        }
+    }
+
+    fn close_top(&mut self, out: &mut Vec<Written>) {
+        if let Some(a) = self.open.pop()
+            && let Some(href) = a.href
+        {
+            out.push(Written {
+                value: href,
+                text: Some(links::anchor_text(&a.text)),
+                kind: LinkKind::Anchor,
+            });
+        }
+    }
+
+    fn start(&mut self, href: Option<String>, out: &mut Vec<Written>) {
+        if self.open.last().is_some_and(|a| a.markers == self.markers.len()) {
+            self.close_top(out);
+        }
+        if self.open.len() >= MAX_OPEN_ANCHORS {
+            self.close_top(out);
+        }
+        self.open.push(OpenAnchor {
+            href,
+            text: String::new(),
+            markers: self.markers.len(),
+        });
+    }
+
+    fn end(&mut self, out: &mut Vec<Written>) {
+        if self.open.last().is_some_and(|a| a.markers == self.markers.len()) {
+            self.close_top(out);
+        }
+    }
+
+    /// Closes the innermost marker and the anchors opened inside it.
+    fn pop_marker(&mut self, out: &mut Vec<Written>) {
+        self.markers.pop();
+        while self.open.last().is_some_and(|a| a.markers > self.markers.len()) {
+            self.close_top(out);
+        }
+    }
+
+    /// A start or end tag that opens or closes markers.
+    fn tag(&mut self, name: &str, start: bool, out: &mut Vec<Written>) {
+        let cell = matches!(name, "td" | "th");
+        let other = matches!(name, "caption" | "applet" | "marquee" | "object" | "template");
+        let ends_cells = matches!(name, "tr" | "tbody" | "thead" | "tfoot" | "table") || (cell && start);
+        if ends_cells {
+            while self.markers.last() == Some(&true) {
+                self.pop_marker(out);
+            }
+        }
+        if start && (cell || other) {
+            if self.markers.len() < MAX_OPEN_ANCHORS {
+                self.markers.push(cell);
+            }
+        } else if !start && (cell || other) && self.markers.last() == Some(&cell) {
+            self.pop_marker(out);
+        } else if !start && name == "table" && self.markers.last() == Some(&false) {
+            // A caption closes with its table.
+            self.pop_marker(out);
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<Written>) {
+        while !self.open.is_empty() {
+            self.close_top(out);
+        }
+    }
 }
 
 /// Tokenizes `html` (at most `max` bytes of text are kept).
@@ -314,20 +409,10 @@ pub(crate) fn read(html: &str, max: usize) -> HtmlDoc {
     let mut doc = HtmlDoc::default();
     let mut forms: Vec<(Option<String>, bool)> = Vec::new();
     let mut base: Option<String> = None;
-    let mut anchor: Option<Anchor> = None;
+    let mut anchors = Anchors::default();
     // Open hidden elements (template nests; the raw-text ones end at their end tag).
     let mut hidden: Vec<String> = Vec::new();
     let mut in_script = false;
-
-    let close_anchor = |anchor: &mut Option<Anchor>, written: &mut Vec<Written>| {
-        if let Some(a) = anchor.take() {
-            written.push(Written {
-                value: a.href,
-                text: Some(links::anchor_text(&a.text)),
-                kind: LinkKind::Anchor,
-            });
-        }
-    };
 
     // The string reader cannot fail; a token that is an error is skipped.
     for token in Tokenizer::new_with_emitter(html, emitter).flatten() {
@@ -340,11 +425,7 @@ pub(crate) fn read(html: &str, max: usize) -> HtmlDoc {
                 }
                 if hidden.is_empty() {
                     text.push_str(&s);
-                    if let Some(a) = anchor.as_mut()
-                        && a.text.len() < links::MAX_ANCHOR_TEXT * 4
-                    {
-                        a.text.push_str(&s);
-                    }
+                    anchors.text(&s);
                 }
             }
             Token::StartTag(tag) => {
@@ -359,18 +440,13 @@ pub(crate) fn read(html: &str, max: usize) -> HtmlDoc {
                 } else if CELL_ELEMENTS.contains(&name.as_str()) {
                     text.space(' ');
                 }
-                if let Some(a) = anchor.as_mut()
-                    && (BLOCK_ELEMENTS.contains(&name.as_str()) || CELL_ELEMENTS.contains(&name.as_str()))
-                {
-                    a.text.push(' ');
+                if BLOCK_ELEMENTS.contains(&name.as_str()) || CELL_ELEMENTS.contains(&name.as_str()) {
+                    anchors.text(" ");
                 }
+                anchors.tag(&name, true, &mut written);
                 match name.as_str() {
                     "a" => {
-                        close_anchor(&mut anchor, &mut written);
-                        anchor = attr("href").map(|href| Anchor {
-                            href,
-                            text: String::new(),
-                        });
+                        anchors.start(attr("href"), &mut written);
                     }
                     "area" => {
                         if let Some(href) = attr("href") {
@@ -439,8 +515,9 @@ pub(crate) fn read(html: &str, max: usize) -> HtmlDoc {
                     text.space(' ');
                 }
                 if name == "a" {
-                    close_anchor(&mut anchor, &mut written);
+                    anchors.end(&mut written);
                 }
+                anchors.tag(&name, false, &mut written);
                 if name == "script" && in_script {
                     in_script = false;
                     if doc.scripts.len() < MAX_SCRIPT_BYTES {
@@ -454,7 +531,7 @@ pub(crate) fn read(html: &str, max: usize) -> HtmlDoc {
             Token::Comment(_) | Token::Doctype(_) | Token::Error(_) => {}
         }
     }
-    close_anchor(&mut anchor, &mut written);
+    anchors.finish(&mut written);
 
     let base_url = base.as_deref().and_then(links::base_url);
     doc.base = base_url.as_ref().map(|u| u.to_string());

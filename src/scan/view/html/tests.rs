@@ -224,3 +224,20 @@ fn broken_html_never_panics() {
         let _ = read(&doc, 4096);
     }
 }
+
+#[test]
+fn an_anchor_around_a_table_stays_open_across_its_cells() {
+    // As the tree builder's markers do: a new <a> in a cell does not close
+    // the one outside the table, whose text includes the cell's.
+    assert_eq!(
+        links_of("<a href=https://out.example/>out <table><tr><td><a href=https://in.example/>in</a><td>next</table>"),
+        vec![
+            anchor("https://in.example/", "in"),
+            anchor("https://out.example/", "out in next"),
+        ]
+    );
+    assert_eq!(
+        links_of("<a href=https://one.example/>1<a href=https://two.example/>2</a>"),
+        vec![anchor("https://one.example/", "1"), anchor("https://two.example/", "2")]
+    );
+}
