@@ -12,5 +12,7 @@ pub mod auth;
 pub mod authres;
 pub mod envelope;
 pub mod headers;
+pub mod owned;
+pub mod readings;
 pub mod stamp;
 pub mod verdict;
