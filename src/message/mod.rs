@@ -1,6 +1,7 @@
 //! What a message is, as plain values shared by every later stage: the SMTP
 //! envelope and session facts, the sender-authentication results and the
-//! reader of Authentication-Results values, the raw header walker, the stamp (the only
+//! reader of Authentication-Results values, the raw header walker, the other
+//! readings of a header block and what we own under them, the stamp (the only
 //! change we make to a message: our X-CLOUD-SEC-AV-* fields prepended, any
 //! arriving ones skipped) and the verdict reached about it.
 //!
