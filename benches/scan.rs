@@ -146,7 +146,8 @@ fn bench(c: &mut Criterion) {
                         now: 1_790_000_000,
                         auth: report.auth.as_ref(),
                     },
-                );
+                )
+                .expect("the corpus reads one way");
                 black_box((report.verdict.action, st.prefix.len()))
             });
         });

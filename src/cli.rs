@@ -2,19 +2,24 @@
 //! `queue`, `quarantine` and `reports` maintenance, and `exo-setup`.
 //!
 //! The spool commands work on the files of a running or stopped gateway
-//! without corrupting them: they only read, delete whole messages (a running
-//! scheduler notices the file is gone) or touch the flush trigger file.
+//! without corrupting them. `list`, `show` and `export` only read. `delete`,
+//! `flush` and `release` change files: they take the state directory's lock
+//! when no gateway runs, and otherwise ask the running gateway through its
+//! control socket (`app::control`), so no second process works on the spool
+//! behind its owner's back.
 
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
+
+use crate::app::control::{self, Change};
 
 mod scan;
 
 pub use scan::{ScanArgs, run as scan};
 
 use crate::app::{self, AppError};
-use crate::spool::{Area, Spool, valid_id};
+use crate::spool::{Area, LockError, Spool, StateLock, valid_id};
 
 #[derive(Parser)]
 #[command(
@@ -172,20 +177,12 @@ pub fn spool_command(config: &Path, area: Area, action: SpoolAction) -> Result<O
         }
         (_, SpoolAction::Delete { id }) => {
             check_id(&id)?;
-            spool.remove(area, &id)?;
-            Ok(format!("deleted {id}\n").into())
+            change(&cfg.server.state_dir, &spool, Change::Delete(area, id))
         }
-        (Area::Active, SpoolAction::Flush) => {
-            std::fs::write(spool.flush_trigger(), b"flush\n").map_err(|e| AppError::Other(e.to_string()))?;
-            Ok(Output::Text(
-                "flush requested: queued messages will be retried now (at start-up if the gateway is stopped)\n".into(),
-            ))
-        }
+        (Area::Active, SpoolAction::Flush) => change(&cfg.server.state_dir, &spool, Change::Flush),
         (Area::Quarantine, SpoolAction::Release { id }) => {
             check_id(&id)?;
-            spool.release(&id)?;
-            std::fs::write(spool.flush_trigger(), b"release\n").map_err(|e| AppError::Other(e.to_string()))?;
-            Ok(format!("released {id}: moved to the delivery queue\n").into())
+            change(&cfg.server.state_dir, &spool, Change::Release(id))
         }
         (Area::Quarantine, SpoolAction::Flush) => {
             Err(AppError::Other("flush applies to the queue, not the quarantine".into()))
@@ -197,6 +194,21 @@ pub fn spool_command(config: &Path, area: Area, action: SpoolAction) -> Result<O
             "journal reports that could not be read are only kept: list, show, export or delete them".into(),
         )),
     }
+}
+
+/// A change to the spool: under the lock when no gateway runs, else through
+/// the running gateway.
+fn change(state_dir: &Path, spool: &Spool, change: Change) -> Result<Output, AppError> {
+    let text = match StateLock::acquire(state_dir) {
+        Ok(lock) => {
+            let text = control::apply(spool, &change)?;
+            drop(lock);
+            text
+        }
+        Err(LockError::Held { .. }) => control::request(state_dir, &change)?,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Output::Text(format!("{text}\n")))
 }
 
 /// `exo-setup`: the PowerShell script for one tenant.

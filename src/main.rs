@@ -37,6 +37,11 @@ fn main() -> ExitCode {
     let config = cli.config;
     match cli.command {
         Command::Run { log_json } => {
+            // Before anything in the state directory is touched.
+            let lock = match app::lock_state(&config) {
+                Ok(lock) => lock,
+                Err(e) => return fail(e),
+            };
             let snapshot = match app::load(&config, false) {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
@@ -49,7 +54,7 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(e) => return fail(AppError::Other(format!("cannot start the async runtime: {e}"))),
             };
-            match tokio.block_on(app::run(config, snapshot)) {
+            match tokio.block_on(app::run(config, snapshot, lock)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "exogate stopped with an error");

@@ -13,6 +13,7 @@
 //! left: the spool is consistent at every instant, so even an immediate exit
 //! loses nothing that was acknowledged.
 
+pub(crate) mod control;
 mod reload;
 pub mod scan;
 mod shutdown;
@@ -46,15 +47,19 @@ pub enum AppError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     ExoSetup(#[from] crate::exo_setup::ExoSetupError),
+    #[error(transparent)]
+    Locked(#[from] crate::spool::LockError),
     #[error("{0}")]
     Other(String),
 }
 
 impl AppError {
-    /// Configuration problems exit with 64 (EX_USAGE), everything else with 1.
+    /// Configuration problems exit with 64 (EX_USAGE), a state directory
+    /// another gateway holds with 75 (EX_TEMPFAIL), everything else with 1.
     pub fn exit_code(&self) -> i32 {
         match self {
             AppError::Config(_) | AppError::Build(..) | AppError::ExoSetup(_) => 64,
+            AppError::Locked(_) => 75,
             _ => 1,
         }
     }
@@ -88,8 +93,18 @@ fn load_policies(path: &Path) -> Result<(Config, BTreeMap<String, Arc<Policy>>),
     Ok((config, policies))
 }
 
-/// Runs the gateway until it is told to stop.
-pub async fn run(config_path: PathBuf, snapshot: Snapshot) -> Result<(), AppError> {
+/// Takes the lock on the configured state directory, before anything in it
+/// is touched (building a snapshot may generate a certificate there; start
+/// recovers the spool). Only the configuration file is read.
+pub fn lock_state(path: &Path) -> Result<crate::spool::StateLock, AppError> {
+    let config = Config::load(path)?;
+    Ok(crate::spool::StateLock::acquire(&config.server.state_dir)?)
+}
+
+/// Runs the gateway until it is told to stop, holding `lock` (from
+/// [`lock_state`]) throughout.
+pub async fn run(config_path: PathBuf, snapshot: Snapshot, lock: crate::spool::StateLock) -> Result<(), AppError> {
+    tracing::info!(lock = %lock.path().display(), "state directory locked");
     for w in snapshot.config.warnings() {
         tracing::warn!("{w}");
     }
@@ -109,6 +124,7 @@ pub async fn run(config_path: PathBuf, snapshot: Snapshot) -> Result<(), AppErro
         }
     }
     shutdown::shutdown(gateway, grace, &mut term, &mut int).await;
+    drop(lock);
     Ok(())
 }
 

@@ -1,4 +1,5 @@
-//! Start-up, in order: open and recover the spool, bind every socket (so a
+//! Start-up, in order (the state directory is already locked: `app::lock_state`):
+//! open and recover the spool, open the control socket, bind every socket (so a
 //! port conflict is reported before anything runs), then build each stage's
 //! context and start the queue, the listeners and the admin endpoint.
 
@@ -43,6 +44,10 @@ pub(super) async fn start(snapshot: Snapshot) -> Result<Gateway, AppError> {
     let cfg = snapshot.config.clone();
     let metrics = Arc::new(Metrics::new());
     let (spool, recovered) = open_spool(&cfg, &metrics)?;
+    if let Err(e) = crate::app::control::serve(&cfg.server.state_dir, spool.clone()) {
+        // The gateway runs without it; `queue delete` and the like then say so.
+        tracing::error!(error = %e, "no control socket: maintenance commands cannot change the spool while this gateway runs");
+    }
     let dns = crate::dns::Dns::shared(&cfg.dns).map_err(AppError::Other)?;
     let relay = Arc::new(Relay::new(&cfg.relay, &cfg.server.hostname, dns).map_err(AppError::Other)?);
     let bound = bind(&cfg).await?;

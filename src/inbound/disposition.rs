@@ -112,14 +112,8 @@ pub(crate) async fn prepare(
         enforce,
         started,
     );
-    if let Some(settled) = settle(cx, id, &tenant, direction, &report, action, enforce) {
-        drop(raw);
-        body.discard();
-        return settled;
-    }
-
     let now = now_unix();
-    let st = stamp::stamp(
+    let stamped = stamp::stamp(
         &raw,
         &StampFacts {
             hostname: &rt.config.server.hostname,
@@ -136,7 +130,33 @@ pub(crate) async fn prepare(
             auth: report.auth.as_ref(),
         },
     );
+    // A header block that still reads two ways after our fields are
+    // removed is refused before anything is counted as delivered.
+    // (Monitor mode relays nothing: its message is settled below.)
+    let st = match stamped {
+        Ok(st) => Some(st),
+        Err(_) if tenant.mode == TenantMode::Monitor => None,
+        Err(ambiguous) => {
+            tracing::warn!(queue_id = id, tenant = %tenant.portal, reason = %ambiguous, "ambiguous header block refused");
+            cx.metrics
+                .messages
+                .inc(&[&tenant.portal, direction.as_str(), "ambiguous-header"]);
+            drop(raw);
+            body.discard();
+            return Prepared::Refused(Reply::AMBIGUOUS_HEADER);
+        }
+    };
+    if let Some(settled) = settle(cx, id, &tenant, direction, &report, action, enforce) {
+        drop(raw);
+        body.discard();
+        return settled;
+    }
+
     drop(raw);
+    let Some(st) = st else {
+        body.discard();
+        return Prepared::Refused(Reply::AMBIGUOUS_HEADER);
+    };
     let meta = Meta {
         id: id.to_string(),
         received: now,

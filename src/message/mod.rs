@@ -1,7 +1,8 @@
 //! What a message is, as plain values shared by every later stage: the SMTP
 //! envelope and session facts, the sender-authentication results and the
 //! reader of Authentication-Results values, the raw header walker, the journal
-//! report reader (monitor mode), the stamp (the only
+//! report reader (monitor mode), the other readings of a header block and what
+//! we own under them, the stamp (the only
 //! change we make to a message: our X-CLOUD-SEC-AV-* fields prepended, any
 //! arriving ones skipped) and the verdict reached about it.
 //!
@@ -14,5 +15,7 @@ pub mod authres;
 pub mod envelope;
 pub mod headers;
 pub mod journal;
+pub mod owned;
+pub mod readings;
 pub mod stamp;
 pub mod verdict;

@@ -1,7 +1,8 @@
 //! Stamping: the only change exogate makes to a message.
 //!
 //! Every arriving `X-CLOUD-SEC-AV-*` field is removed (all occurrences, any
-//! letter case, folded continuation lines included), and so is every
+//! letter case, folded continuation lines included, under every way a parser
+//! may read the header block: `message::owned`), and so is every
 //! arriving `Authentication-Results` that claims our authserv-id
 //! (`server.hostname`; RFC 8601 §5), and our own fields are
 //! prepended: `Received:`, `X-CLOUD-SEC-AV-Info`, `X-CLOUD-SEC-AV-SCL`,
@@ -17,9 +18,8 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 
 use crate::message::auth::AuthResults;
-use crate::message::authres::{self, Authserv};
 use crate::message::envelope::{Direction, SessionFacts};
-use crate::message::headers;
+use crate::message::owned::{self, Ambiguous};
 use crate::message::verdict::{Action, Verdict};
 
 /// The prefix of the header fields exogate owns.
@@ -97,26 +97,10 @@ impl Stamp {
     }
 }
 
-/// Ranges of every field we own in `raw`.
+/// Ranges of every field we own in `raw`, under every reading of its header
+/// block (`message::owned`).
 pub fn owned_fields(raw: &[u8]) -> Vec<Range<usize>> {
-    headers::fields(raw)
-        .filter(|f| {
-            f.name.len() >= OWNED_PREFIX.len()
-                && f.name[..OWNED_PREFIX.len()].eq_ignore_ascii_case(OWNED_PREFIX.as_bytes())
-        })
-        .map(|f| f.range)
-        .collect()
-}
-
-/// Ranges of every `Authentication-Results` field in `raw` that claims
-/// `authserv_id` (ours): nobody upstream may speak in our name.
-pub fn claimed_results(raw: &[u8], authserv_id: &str) -> Vec<Range<usize>> {
-    let ours = Authserv::Id(authserv_id.trim_end_matches('.').to_ascii_lowercase());
-    headers::fields(raw)
-        .filter(|f| f.name_is("Authentication-Results"))
-        .filter(|f| authres::authserv_id(&f.unfolded()) == ours)
-        .map(|f| f.range)
-        .collect()
+    owned::removals(raw, None)
 }
 
 /// What the stamp says.
@@ -139,8 +123,10 @@ pub struct StampFacts<'a> {
     pub auth: Option<&'a AuthResults>,
 }
 
-/// Builds the stamp for `raw`.
-pub fn stamp(raw: &[u8], facts: &StampFacts) -> Stamp {
+/// Builds the stamp for `raw`: our fields, and every field we own removed
+/// under every reading of the block. `Err`: the block stays ambiguous (the
+/// message is to be refused).
+pub fn stamp(raw: &[u8], facts: &StampFacts) -> Result<Stamp, Ambiguous> {
     let mut prefix = Vec::with_capacity(512);
     push_field(&mut prefix, "Received", &received(facts));
     push_field(
@@ -161,10 +147,9 @@ pub fn stamp(raw: &[u8], facts: &StampFacts) -> Stamp {
             &auth.header_value(facts.hostname),
         );
     }
-    let mut skips = owned_fields(raw);
-    skips.extend(claimed_results(raw, facts.hostname));
-    skips.sort_by_key(|r| r.start);
-    Stamp { prefix, skips }
+    let skips = owned::removals(raw, Some(facts.hostname));
+    owned::verify(&prefix, raw, &skips, Some(facts.hostname))?;
+    Ok(Stamp { prefix, skips })
 }
 
 fn received(f: &StampFacts) -> String {
@@ -319,7 +304,7 @@ mod tests {
         let raw = b"X-CLOUD-SEC-AV-SCL: false\r\nFrom: a@b\r\nx-cloud-sec-av-scl: false\r\nX-Cloud-Sec-Av-Info: evil,\r\n\tfolded\r\nSubject: s\r\nX-CLOUD-SEC-AV-SCL:false\r\n\r\nX-CLOUD-SEC-AV-SCL: in body\r\n";
         let v = Verdict::decide(&Thresholds::default(), vec![Finding::new(6.0, "t", "r")], vec![]);
         let s = session();
-        let out = stamp(raw, &facts(&v, &s, Action::Junk)).apply(raw);
+        let out = stamp(raw, &facts(&v, &s, Action::Junk)).unwrap().apply(raw);
         let text = String::from_utf8(out).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         let scl: Vec<&str> = head
@@ -341,7 +326,7 @@ mod tests {
         let raw = b"From: a@b\nSubject: bare LF \xff\n\nbody\nline\r\n";
         let v = Verdict::decide(&Thresholds::default(), vec![], vec![]);
         let s = session();
-        let st = stamp(raw, &facts(&v, &s, Action::Deliver));
+        let st = stamp(raw, &facts(&v, &s, Action::Deliver)).unwrap();
         let out = st.apply(raw);
         assert!(out.ends_with(raw));
         assert_eq!(out.len(), st.stamped_len(raw.len()));
@@ -354,7 +339,7 @@ Authentication-Results: spf=pass (sender IP is 192.0.2.1) smtp.mailfrom=a.test\r
 From: a@b\r\n\r\nAuthentication-Results: gw.example.net; in the body\r\n";
         let v = Verdict::decide(&Thresholds::default(), vec![], vec![]);
         let s = session();
-        let out = String::from_utf8(stamp(raw, &facts(&v, &s, Action::Deliver)).apply(raw)).unwrap();
+        let out = String::from_utf8(stamp(raw, &facts(&v, &s, Action::Deliver)).unwrap().apply(raw)).unwrap();
         let (head, body) = out.split_once("\r\n\r\n").unwrap();
         assert!(
             !head.to_lowercase().contains("gw.example.net;") && !head.contains("gw.example.net 1"),
@@ -381,7 +366,7 @@ From: a@b\r\n\r\nAuthentication-Results: gw.example.net; in the body\r\n";
             auth: Some(&auth),
             ..facts(&v, &s, Action::Deliver)
         };
-        let out = String::from_utf8(stamp(raw, &f).apply(raw)).unwrap();
+        let out = String::from_utf8(stamp(raw, &f).unwrap().apply(raw)).unwrap();
         let verdict = out.find("X-CLOUD-SEC-AV-Verdict:").unwrap();
         let ar = out.find("Authentication-Results: gw.example.net; spf=pass").unwrap();
         assert!(ar > verdict && out[verdict..ar].matches("\r\n").count() == 1, "{out}");

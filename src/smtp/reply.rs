@@ -201,6 +201,15 @@ impl Reply {
         // The client learns nothing of the verdict: to EXO the message was accepted.
         Reply::new(250, (2, 0, 0), format!("OK queued as {id}"))
     }
+    /// A header block that parsers read differently even after our fields
+    /// were removed (message::owned): relaying it could hand a forged field on.
+    pub(crate) const AMBIGUOUS_HEADER: Reply = r(
+        550,
+        5,
+        6,
+        0,
+        "Header block can be read more than one way (bare CR or LF, or a continuation at its start)",
+    );
     pub(crate) const POLICY_REJECT: Reply = r(550, 5, 7, 1, "Message rejected by policy");
     pub(crate) const SCAN_TEMPFAIL: Reply = r(451, 4, 7, 1, "Message could not be scanned, try again later");
     pub(crate) const LOCAL_ERROR: Reply = r(451, 4, 3, 0, "Local error, try again later");

@@ -10,6 +10,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use crate::message::readings::{MAX_HEADER_SCAN, extent};
 use crate::spool::error::{SpoolError, io_err};
 use crate::spool::format::MAGIC;
 
@@ -153,21 +154,22 @@ impl Body {
     }
 }
 
-/// Reads from `f` until the end of the header section (or `len` bytes).
+/// Reads from `f` until the end of the header section under every reading
+/// a parser may use (`message::readings::extent`: stamping must see each
+/// one's whole block), at most `MAX_HEADER_SCAN` octets (or `len`).
 fn read_header_section(f: File, len: u64) -> io::Result<Vec<u8>> {
-    let mut r = io::BufReader::new(f.take(len));
+    let mut r = f.take(len.min(MAX_HEADER_SCAN as u64));
     let mut out = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
     loop {
-        let mut line = Vec::new();
-        let n = io::BufRead::read_until(&mut r, b'\n', &mut line)?;
+        let n = r.read(&mut chunk)?;
         if n == 0 {
-            break;
+            return Ok(out);
         }
-        let blank = line == b"\r\n" || line == b"\n";
-        out.extend_from_slice(&line);
-        if blank {
-            break;
+        out.extend_from_slice(&chunk[..n]);
+        if let Some(end) = extent(&out) {
+            out.truncate(end);
+            return Ok(out);
         }
     }
-    Ok(out)
 }

@@ -24,6 +24,7 @@ pub mod format;
 mod history;
 mod id;
 pub(crate) mod incoming;
+mod lock;
 mod recovery;
 mod syncer;
 
@@ -31,6 +32,7 @@ pub use error::SpoolError;
 pub(crate) use error::io_err;
 pub(crate) use history::StateEvent;
 pub(crate) use id::{new_id, now_unix, valid_id};
+pub use lock::{LockError, StateLock};
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};

@@ -7,6 +7,15 @@
 //! every decompression is charged to one per-attachment budget
 //! (`max_decompress_size`); depth is capped by `max_depth`. A member that
 //! cannot be inspected within these bounds is reported, never skipped silently.
+//!
+//! The expansion limits hold for the whole tree as well as for each archive:
+//! a 42.zip-style bomb keeps every level small (leaves of 1 MiB or less are
+//! not judged by ratio) and multiplies by nesting. [`Tree`] adds up the
+//! entries, declared and decompressed bytes and depth over every archive of
+//! the attachment; once the tree passes `max_archive_entries`,
+//! `max_expanded_size` or `max_compression_ratio` (declared bytes against the
+//! attachment's own size), it is an `archive-bomb` and nothing more is
+//! decompressed, so the cost stays within the budget.
 
 use super::magic::{self, Family, Kind};
 use super::{Config, Hits, Rule, names};
@@ -25,6 +34,22 @@ struct Walk<'c> {
     hits: &'c mut Hits,
     /// Bytes this attachment may still decompress.
     budget: usize,
+    tree: Tree,
+}
+
+/// What the archives of one attachment add up to, over every level.
+#[derive(Debug, Default)]
+struct Tree {
+    /// The attachment's own size and label.
+    packed: u64,
+    root: String,
+    entries: u64,
+    declared: u64,
+    /// Bytes actually decompressed.
+    actual: u64,
+    deepest: u32,
+    /// The tree passed a limit: reported once, nothing more is expanded.
+    bomb: bool,
 }
 
 /// Inspects one inventory attachment. TNEF members are already in the
@@ -50,6 +75,11 @@ pub(crate) fn attachment(config: &Config, att: &Attachment, macros: bool, hits: 
         macros,
         hits,
         budget: config.max_decompress_size,
+        tree: Tree {
+            packed: att.data.len() as u64,
+            root: label.clone(),
+            ..Tree::default()
+        },
     };
     walk.blob(
         &att.data,
@@ -63,6 +93,48 @@ pub(crate) fn attachment(config: &Config, att: &Attachment, macros: bool, hits: 
 }
 
 impl Walk<'_> {
+    /// Adds one archive's listing to the tree; true once the tree is a bomb
+    /// (then nothing more is decompressed).
+    fn account(&mut self, entries: u64, declared: u64, depth: u32) -> bool {
+        let t = &mut self.tree;
+        t.entries = t.entries.saturating_add(entries);
+        t.declared = t.declared.saturating_add(declared);
+        t.deepest = t.deepest.max(depth);
+        if t.bomb {
+            return true;
+        }
+        let limits = self.config;
+        let ratio = t.declared / t.packed.max(1);
+        let why = if t.entries > limits.max_archive_entries as u64 {
+            format!("{} entries (limit {})", t.entries, limits.max_archive_entries)
+        } else if t.declared > limits.max_expanded_size {
+            format!("{} bytes (limit {})", t.declared, limits.max_expanded_size)
+        } else if t.declared > RATIO_FLOOR && ratio > limits.max_compression_ratio {
+            format!(
+                "{} bytes from {} (ratio {ratio}:1, limit {}:1)",
+                t.declared, t.packed, limits.max_compression_ratio
+            )
+        } else {
+            return false;
+        };
+        t.bomb = true;
+        let detail = format!(
+            "{}: nested archives expand to {why} over {} levels; {} bytes decompressed before stopping",
+            t.root,
+            t.deepest + 1,
+            t.actual
+        );
+        self.budget = 0;
+        self.hit(Rule::ArchiveBomb, detail);
+        true
+    }
+
+    /// Charges `n` decompressed bytes to the budget and the tree.
+    fn spend(&mut self, n: usize) {
+        self.budget = self.budget.saturating_sub(n);
+        self.tree.actual = self.tree.actual.saturating_add(n as u64);
+    }
+
     /// One `encrypted-archive` hit naming up to three encrypted entries.
     fn report_encrypted<'n>(&mut self, label: &str, files: impl Iterator<Item = (&'n str, bool)>) {
         let mut total = 0;
@@ -155,8 +227,14 @@ impl Walk<'_> {
             Kind::Gzip if complete => self.gzip(data, name, label, depth),
             Kind::Tar if complete => match stream::list_tar(data, self.config.max_archive_entries) {
                 Ok(members) => {
+                    let declared = members.iter().fold(0u64, |s, m| s.saturating_add(m.data.len() as u64));
+                    let bomb = self.account(members.len() as u64, declared, depth);
                     for m in members.iter().filter(|m| !m.is_dir) {
                         let inner = format!("{label} → {}", names::show(&m.name));
+                        if bomb {
+                            self.name(&m.name, &inner);
+                            continue;
+                        }
                         self.blob(m.data, Some(&m.name), "", &inner, depth + 1, true, false);
                     }
                 }
@@ -278,6 +356,9 @@ impl Walk<'_> {
         for b in &bomb {
             self.hit(Rule::ArchiveBomb, format!("{label} {b}"));
         }
+        if self.account(listing.declared_entries, total, depth) {
+            bomb.push("is part of a nested bomb".into());
+        }
         if listing.from_local_headers {
             self.hit(
                 Rule::Unscannable,
@@ -296,7 +377,7 @@ impl Walk<'_> {
                 self.name(&entry.name, &inner);
                 continue;
             };
-            self.budget = self.budget.saturating_sub(prefix.data.len());
+            self.spend(prefix.data.len());
             let kind = magic::sniff(&prefix.data);
             if prefix.complete || !is_container(kind) {
                 self.blob(
@@ -316,9 +397,7 @@ impl Walk<'_> {
             }
             match entry.read(self.budget.saturating_add(prefix.data.len())) {
                 Ok(full) if full.complete => {
-                    self.budget = self
-                        .budget
-                        .saturating_sub(full.data.len().saturating_sub(prefix.data.len()));
+                    self.spend(full.data.len().saturating_sub(prefix.data.len()));
                     self.blob(&full.data, Some(&entry.name), "", &inner, depth + 1, true, false);
                 }
                 _ => {
@@ -409,13 +488,16 @@ impl Walk<'_> {
             }
             return;
         }
+        if self.account(1, declared, depth) {
+            return;
+        }
         let Ok(content) = member.read(self.budget) else {
             return self.hit(
                 Rule::Unscannable,
                 format!("{label}: gzip content could not be decompressed"),
             );
         };
-        self.budget = self.budget.saturating_sub(content.data.len());
+        self.spend(content.data.len());
         if !content.complete && is_container(magic::sniff(&content.data)) {
             self.hit(
                 Rule::Unscannable,

@@ -1,0 +1,197 @@
+//! The running gateway's control socket: the maintenance commands that
+//! change spool files (`queue delete|flush`, `quarantine delete|release`) go
+//! through it while a gateway holds the state directory's lock, so that a
+//! second process never works on the spool behind the owner's back.
+//!
+//! The socket is `state_dir/control.sock`, mode 0600 (only the gateway's own
+//! user may use it). One request per connection, one line each way:
+//! `<queue|quarantine> <delete|flush|release> [id]` and `ok <text>` or
+//! `err <text>`. The same [`apply`] runs the change in the gateway and, when
+//! no gateway runs, in the command itself under the lock.
+//!
+//! Must never: accept a request that is not one of these, or block the
+//! gateway (each request runs on the blocking pool, each read is bounded).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::app::AppError;
+use crate::spool::{Area, Spool, valid_id};
+
+/// The socket's name in the state directory.
+pub(crate) const SOCKET: &str = "control.sock";
+const MAX_REQUEST: u64 = 512;
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A change to the spool files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    Delete(Area, String),
+    Flush,
+    Release(String),
+}
+
+impl Change {
+    fn to_line(&self) -> String {
+        match self {
+            Change::Delete(area, id) => format!("{} delete {id}", area_name(*area)),
+            Change::Flush => "queue flush".into(),
+            Change::Release(id) => format!("quarantine release {id}"),
+        }
+    }
+
+    fn parse(line: &str) -> Result<Change, String> {
+        let words: Vec<&str> = line.split_ascii_whitespace().collect();
+        let id = |w: &str| {
+            if valid_id(w) {
+                Ok(w.to_string())
+            } else {
+                Err(format!("\"{w}\" is not a queue id"))
+            }
+        };
+        match words.as_slice() {
+            ["queue", "delete", i] => Ok(Change::Delete(Area::Active, id(i)?)),
+            ["quarantine", "delete", i] => Ok(Change::Delete(Area::Quarantine, id(i)?)),
+            ["reports", "delete", i] => Ok(Change::Delete(Area::Reports, id(i)?)),
+            ["queue", "flush"] => Ok(Change::Flush),
+            ["quarantine", "release", i] => Ok(Change::Release(id(i)?)),
+            _ => Err("unknown request".into()),
+        }
+    }
+}
+
+fn area_name(area: Area) -> &'static str {
+    match area {
+        Area::Active => "queue",
+        Area::Quarantine => "quarantine",
+        Area::Reports => "reports",
+    }
+}
+
+/// Carries out `change` on `spool` (the caller holds the state lock, or is
+/// the gateway that does).
+pub(crate) fn apply(spool: &Spool, change: &Change) -> Result<String, AppError> {
+    let other = |e: std::io::Error| AppError::Other(e.to_string());
+    match change {
+        Change::Delete(area, id) => {
+            spool.remove(*area, id)?;
+            Ok(format!("deleted {id}"))
+        }
+        Change::Flush => {
+            std::fs::write(spool.flush_trigger(), b"flush\n").map_err(other)?;
+            Ok("flush requested: queued messages will be retried now (at start-up if the gateway is stopped)".into())
+        }
+        Change::Release(id) => {
+            spool.release(id)?;
+            std::fs::write(spool.flush_trigger(), b"release\n").map_err(other)?;
+            Ok(format!("released {id}: moved to the delivery queue"))
+        }
+    }
+}
+
+/// The socket path for `state_dir`.
+pub(crate) fn socket_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(SOCKET)
+}
+
+/// Binds the control socket (replacing a stale one: we hold the lock, so no
+/// other gateway uses it) and serves it until the process ends.
+pub(super) fn serve(state_dir: &Path, spool: Arc<Spool>) -> Result<(), AppError> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = socket_path(state_dir);
+    let bind_error = |e: std::io::Error| AppError::Other(format!("control socket {}: {e}", path.display()));
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).map_err(bind_error)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(bind_error)?;
+    tracing::info!(path = %path.display(), "control socket ready");
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    tokio::spawn(handle(stream, spool.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "control socket accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+async fn handle(stream: UnixStream, spool: Arc<Spool>) {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let read = tokio::time::timeout(TIMEOUT, BufReader::new(read.take(MAX_REQUEST)).read_line(&mut line)).await;
+    let reply = match read {
+        Ok(Ok(_)) => match Change::parse(line.trim_end()) {
+            Ok(change) => {
+                tracing::info!(request = %change.to_line(), "control request");
+                let done = tokio::task::spawn_blocking(move || apply(&spool, &change)).await;
+                match done {
+                    Ok(Ok(text)) => format!("ok {text}\n"),
+                    Ok(Err(e)) => format!("err {}\n", e.to_string().replace('\n', " ")),
+                    Err(e) => format!("err {e}\n"),
+                }
+            }
+            Err(e) => format!("err {e}\n"),
+        },
+        _ => return,
+    };
+    let _ = tokio::time::timeout(TIMEOUT, write.write_all(reply.as_bytes())).await;
+}
+
+/// Asks the running gateway on `state_dir` to carry out `change`.
+pub(crate) fn request(state_dir: &Path, change: &Change) -> Result<String, AppError> {
+    use std::io::{BufRead, Write};
+    let path = socket_path(state_dir);
+    let unreachable = |e: std::io::Error| {
+        AppError::Locked(crate::spool::LockError::Io {
+            path: path.clone(),
+            source: std::io::Error::new(
+                e.kind(),
+                format!("a gateway holds the state directory but its control socket does not answer: {e}"),
+            ),
+        })
+    };
+    let mut stream = std::os::unix::net::UnixStream::connect(&path).map_err(unreachable)?;
+    stream.set_read_timeout(Some(TIMEOUT)).map_err(unreachable)?;
+    stream
+        .write_all(format!("{}\n", change.to_line()).as_bytes())
+        .map_err(unreachable)?;
+    let mut reply = String::new();
+    std::io::BufReader::new(stream)
+        .read_line(&mut reply)
+        .map_err(unreachable)?;
+    match reply.trim_end().split_once(' ') {
+        Some(("ok", text)) => Ok(format!("{text} (through the running gateway)")),
+        Some(("err", text)) => Err(AppError::Other(text.to_string())),
+        _ => Err(AppError::Other(format!("unexpected reply from the gateway: {reply:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_and_nothing_else_is_accepted() {
+        let id = crate::spool::new_id();
+        for change in [
+            Change::Delete(Area::Active, id.clone()),
+            Change::Delete(Area::Quarantine, id.clone()),
+            Change::Flush,
+            Change::Release(id.clone()),
+        ] {
+            assert_eq!(Change::parse(&change.to_line()), Ok(change));
+        }
+        assert!(Change::parse("queue delete ../../etc/passwd").is_err());
+        assert!(Change::parse("queue release x").is_err());
+        assert!(Change::parse("").is_err());
+    }
+}
