@@ -1,8 +1,9 @@
 //! One SMTP session, server side: the state machine EXO talks to.
 //!
 //! The byte stream is cut into command lines and bodies by `framing` (sans
-//! I/O, on smtp-proto's receivers); each line is parsed with smtp-proto's
-//! `Request::parse`. Oversized or refused bodies are drained so the
+//! I/O, on smtp-proto's receivers); MAIL and RCPT lines are parsed by
+//! `smtp::mail_rcpt` (typed mailbox, parameters kept as received), every other
+//! line by smtp-proto's `Request::parse`. Oversized or refused bodies are drained so the
 //! connection stays usable. Replies are queued and written when the client has nothing
 //! more pipelined, or before we would block. STARTTLS returns control to the
 //! caller, which performs the handshake and serves the session again over TLS
@@ -349,6 +350,14 @@ impl Session {
     }
 
     async fn command(&mut self, line: &[u8]) -> Flow {
+        if crate::smtp::mail_rcpt::is_mail_or_rcpt(line) {
+            // The address and its parameters are parsed by `smtp::mail_rcpt`.
+            return if line[..4].eq_ignore_ascii_case(b"MAIL") {
+                self.handle_mail(line).await
+            } else {
+                self.handle_rcpt(line).await
+            };
+        }
         let request = match Request::parse(&mut line.iter()) {
             Ok(r) => r.into_owned(),
             Err(e) => {
@@ -368,8 +377,10 @@ impl Session {
             Request::Ehlo { host } => self.handle_ehlo(host, true),
             Request::Helo { host } => self.handle_ehlo(host, false),
             Request::StartTls => return self.handle_starttls(),
-            Request::Mail { from } => return self.handle_mail(from).await,
-            Request::Rcpt { to } => return self.handle_rcpt(to).await,
+            // Taken by `smtp::mail_rcpt` above; smtp-proto only sees these for odd spellings.
+            Request::Mail { .. } | Request::Rcpt { .. } => {
+                return self.error(&Reply::UNKNOWN_COMMAND).unwrap_or(Flow::Continue);
+            }
             Request::Data => return self.handle_data(),
             Request::Bdat { chunk_size, is_last } => return self.handle_bdat(chunk_size, is_last).await,
             Request::Rset => {
