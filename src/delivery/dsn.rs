@@ -13,8 +13,8 @@ use mail_builder::headers::text::Text;
 use mail_builder::mime::{BodyPart, MimePart};
 
 use crate::message::envelope::{DsnReturn, Envelope, Mailbox};
-use crate::smtp::address::utf8_addr_xtext;
 use crate::message::headers::header_len;
+use crate::smtp::address::utf8_addr_xtext;
 use crate::smtp::reply::Reply;
 
 /// One recipient to report on.
@@ -209,6 +209,29 @@ mod tests {
         assert!(text.contains("Original-Recipient: rfc822;bob@example.org"));
         assert!(text.contains("Subject: hi"));
         assert!(!text.contains("secret body"), "RET=HDRS must not return the body");
+    }
+
+    #[test]
+    fn reported_addresses_are_the_mailboxes_never_their_decoded_text() {
+        let mut e = envelope(None, None);
+        e.recipients[0].address = Mailbox::parse("\"victim@evil.com> NOTIFY=NEVER\"@example.org").unwrap();
+        e.recipients[0].orcpt = Orcpt::parse("rfc822;b+C3+B8b@example.org", false);
+        e.envid = Xtext::parse("ENV+0D+0ABcc:+20x");
+        let bytes = build("gw", &e, ORIGINAL, &failed(), 0, 0).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            text.contains("Final-Recipient: rfc822; \"victim@evil.com> NOTIFY=NEVER\"@example.org\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Original-Recipient: utf-8;b\\x{F8}b@example.org\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("Original-Envelope-Id: ENV+0D+0ABcc:+20x\r\n"), "{text}");
+        let mut e = envelope(None, None);
+        e.recipients[0].address = Mailbox::parse("j\u{f6}rg@example.org").unwrap();
+        let bytes = build("gw", &e, ORIGINAL, &failed(), 0, 0).unwrap();
+        assert!(String::from_utf8_lossy(&bytes).contains("Final-Recipient: utf-8; j\\x{F6}rg@example.org\r\n"));
     }
 
     #[test]

@@ -373,7 +373,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.portal, "contoso");
-        let e = admit_recipient(&idx, &mb("x@internet.example"), &mb("\"u@contoso.com\"@evil.example"), None);
+        let e = admit_recipient(
+            &idx,
+            &mb("x@internet.example"),
+            &mb("\"u@contoso.com\"@evil.example"),
+            None,
+        );
         assert_eq!(e.unwrap_err().reply, Reply::RELAY_DENIED);
         let e = admit_recipient(&idx, &mb("\"a@contoso.com\"@evil.example"), &mb("b@evil.example"), None);
         assert_eq!(e.unwrap_err().reply, Reply::RELAY_DENIED, "nor the sender's");

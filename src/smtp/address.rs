@@ -269,13 +269,13 @@ fn is_domain(d: &str) -> bool {
     let d = d.strip_suffix('.').unwrap_or(d);
     !d.is_empty()
         && d.split('.').all(|label| {
-        let ok_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric());
-        !label.is_empty()
-            && label.len() <= 63
-            && label.chars().all(ok_char)
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-    })
+            let ok_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric());
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(ok_char)
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 fn is_address_literal(inner: &str) -> bool {
@@ -291,7 +291,9 @@ fn is_address_literal(inner: &str) -> bool {
             !tag.is_empty()
                 && tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
                 && !content.is_empty()
-                && content.chars().all(|c| ('!'..='Z').contains(&c) || ('^'..='~').contains(&c))
+                && content
+                    .chars()
+                    .all(|c| ('!'..='Z').contains(&c) || ('^'..='~').contains(&c))
         }
         None => false,
     }
@@ -373,7 +375,10 @@ mod tests {
             assert!(Mailbox::parse(bad).is_err(), "{bad:?} must be refused");
         }
         assert!(Mailbox::parse("a@[192.0.2.1]").is_ok());
-        assert_eq!(Mailbox::parse("a@X.example.").unwrap().domain_key().as_deref(), Some("x.example"));
+        assert_eq!(
+            Mailbox::parse("a@X.example.").unwrap().domain_key().as_deref(),
+            Some("x.example")
+        );
         assert!(Mailbox::parse("a@[IPv6:2001:db8::1]").is_ok());
         assert!(Mailbox::parse(&format!("{}@x.example", "a".repeat(600))).is_err());
     }

@@ -225,7 +225,11 @@ fn params_of<'a>(
         }
         let keyword = keyword.to_ascii_uppercase();
         // esmtp-value = 1*(%d33-60 / %d62-126), UTF-8 too under RFC 6531.
-        let value_ok = |v: &str| !v.is_empty() && v.chars().all(|c| (c != '=' && c.is_ascii_graphic()) || (!c.is_ascii() && !c.is_control()));
+        let value_ok = |v: &str| {
+            !v.is_empty()
+                && v.chars()
+                    .all(|c| (c != '=' && c.is_ascii_graphic()) || (!c.is_ascii() && !c.is_control()))
+        };
         if value.is_some_and(|v| !value_ok(v)) {
             return Err(CommandError::BadParameter(keyword));
         }
@@ -276,7 +280,10 @@ mod tests {
 
     #[test]
     fn size_is_at_most_twenty_digits_and_may_exceed_u64() {
-        assert_eq!(mail("MAIL FROM:<a@b.example> SIZE=99999999999999999999").unwrap().size, Some(99_999_999_999_999_999_999));
+        assert_eq!(
+            mail("MAIL FROM:<a@b.example> SIZE=99999999999999999999").unwrap().size,
+            Some(99_999_999_999_999_999_999)
+        );
         for bad in ["SIZE=123456789012345678901", "SIZE=", "SIZE", "SIZE=12a", "SIZE=-1"] {
             let e = mail(&format!("MAIL FROM:<a@b.example> {bad}")).unwrap_err();
             assert_eq!(e.reply().code, 501, "{bad}: {e}");
@@ -305,8 +312,17 @@ mod tests {
         ] {
             assert_eq!(rcpt(line).unwrap_err().reply().code, 501, "{line}");
         }
-        assert_eq!(mail("MAIL FROM:<a@b.example> REQUIRETLS").unwrap_err().reply().code, 555);
-        assert_eq!(rcpt("RCPT TO:<b@c.example> RRVS=2030-01-01T00:00:00Z").unwrap_err().reply().code, 555);
+        assert_eq!(
+            mail("MAIL FROM:<a@b.example> REQUIRETLS").unwrap_err().reply().code,
+            555
+        );
+        assert_eq!(
+            rcpt("RCPT TO:<b@c.example> RRVS=2030-01-01T00:00:00Z")
+                .unwrap_err()
+                .reply()
+                .code,
+            555
+        );
     }
 
     #[test]

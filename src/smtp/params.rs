@@ -80,7 +80,12 @@ impl Notify {
             }
             *slot = true;
         }
-        (!n.never || n == Notify { never: true, ..Notify::default() }).then_some(n)
+        (!n.never
+            || n == Notify {
+                never: true,
+                ..Notify::default()
+            })
+        .then_some(n)
     }
 
     /// The value as written in `RCPT TO ... NOTIFY=`.
@@ -359,7 +364,14 @@ mod tests {
         assert!(n.success && n.failure && !n.delay && !n.never);
         assert_eq!(n.to_param(), "SUCCESS,FAILURE");
         assert_eq!(Notify::parse("NEVER").unwrap().to_param(), "NEVER");
-        for bad in ["NEVER,SUCCESS", "SUCCESS,NEVER", "FAILURE,FAILURE", "", "SUCCESS,", "BOGUS"] {
+        for bad in [
+            "NEVER,SUCCESS",
+            "SUCCESS,NEVER",
+            "FAILURE,FAILURE",
+            "",
+            "SUCCESS,",
+            "BOGUS",
+        ] {
             assert_eq!(Notify::parse(bad), None, "{bad:?}");
         }
     }
@@ -369,7 +381,11 @@ mod tests {
         let x = Xtext::parse("b+C3+B8b@x.example").unwrap();
         assert_eq!(x.as_str(), "b+C3+B8b@x.example");
         assert_eq!(x.decode(), "b\u{f8}b@x.example".as_bytes());
-        assert_eq!(x.readable(), "b+C3+B8b@x.example", "non-ASCII stays encoded in a report");
+        assert_eq!(
+            x.readable(),
+            "b+C3+B8b@x.example",
+            "non-ASCII stays encoded in a report"
+        );
         assert_eq!(Xtext::parse("a+2Bb").unwrap().readable(), "a+b");
         for bad in ["a b", "a=b", "a+4", "a+ZZ", "caf\u{e9}", "a\r\n"] {
             assert_eq!(Xtext::parse(bad), None, "{bad:?}");

@@ -148,8 +148,13 @@ impl Reply {
     pub(crate) fn duplicate_parameter(param: &str) -> Reply {
         Reply::new(501, (5, 5, 4), format!("Duplicate parameter {param}"))
     }
-    pub(crate) const NO_LOCAL_POSTMASTER: Reply =
-        r(550, 5, 1, 1, "No local mailbox here: address the postmaster of a domain");
+    pub(crate) const NO_LOCAL_POSTMASTER: Reply = r(
+        550,
+        5,
+        1,
+        1,
+        "No local mailbox here: address the postmaster of a domain",
+    );
     pub(crate) fn unsupported_parameter(param: &str) -> Reply {
         Reply::new(555, (5, 5, 4), format!("Unsupported parameter {param}"))
     }
