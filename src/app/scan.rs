@@ -159,7 +159,7 @@ impl Scanner {
 
         let tenant = self.tenant(options, info.as_ref(), &to_cc)?;
         let explicit_from = match &options.mail_from {
-            Some(a) => Some(to_mailbox(a).ok_or_else(|| format!("--from {a:?} is not an address"))?),
+            Some(a) => Some(Mailbox::from_text(a).ok_or_else(|| format!("--from {a:?} is not an address"))?),
             None => None,
         };
         let mail_from = explicit_from.unwrap_or_else(|| {
@@ -175,19 +175,19 @@ impl Scanner {
                 .filter(|v| v.contains('@'));
             return_path
                 .or_else(|| header_addresses(&["From"]).into_iter().next())
-                .and_then(|a| to_mailbox(&a))
+                .and_then(|a| Mailbox::from_text(&a))
                 .unwrap_or_default()
         });
         let recipients: Vec<Mailbox> = if !options.recipients.is_empty() {
             let mut out = Vec::new();
             for a in &options.recipients {
-                out.push(to_mailbox(a).ok_or_else(|| format!("recipient {a:?} is not an address"))?);
+                out.push(Mailbox::from_text(a).ok_or_else(|| format!("recipient {a:?} is not an address"))?);
             }
             out
         } else {
             let own: Vec<Mailbox> = to_cc
                 .iter()
-                .filter_map(|a| to_mailbox(a))
+                .filter_map(|a| Mailbox::from_text(a))
                 .filter(|a| tenant.owns_address(a))
                 .collect();
             if own.is_empty() {
@@ -281,7 +281,7 @@ impl Scanner {
         }
         if let Some(t) = to_cc
             .iter()
-            .filter_map(|a| to_mailbox(a))
+            .filter_map(|a| Mailbox::from_text(a))
             .find_map(|a| self.tenants.by_address(&a))
         {
             return Ok(t.clone());
@@ -295,16 +295,6 @@ impl Scanner {
             _ => Err("no tenant found from X-CLOUD-SEC-AV-Info or the recipients: say --tenant PORTAL".into()),
         }
     }
-}
-
-/// An address given on the command line or read from a header: the wire form
-/// (`"john doe"@x`), or else a decoded `local@domain` split at its last `@`
-/// and quoted as the mailbox needs.
-fn to_mailbox(text: &str) -> Option<Mailbox> {
-    Mailbox::parse(text).ok().filter(|m| !m.is_null()).or_else(|| {
-        let (local, domain) = text.rsplit_once('@')?;
-        Mailbox::from_parts(local, domain).ok()
-    })
 }
 
 /// The addresses of an address header, lower-cased.

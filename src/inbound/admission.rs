@@ -347,10 +347,24 @@ mod tests {
         assert_eq!(e.reply, Reply::RELAY_DENIED, "only the address, not its domain");
         let e = admit(&idx, &Mailbox::null(), &mb("u@contoso.com"), Some(&t), Some(true)).unwrap_err();
         assert_eq!(e.reply, Reply::JOURNAL_SEPARATELY);
-        let e = admit(&idx, &Mailbox::null(), &mb("journal@journal.gw.example"), Some(&t), Some(false)).unwrap_err();
+        let e = admit(
+            &idx,
+            &Mailbox::null(),
+            &mb("journal@journal.gw.example"),
+            Some(&t),
+            Some(false),
+        )
+        .unwrap_err();
         assert_eq!(e.reply, Reply::JOURNAL_SEPARATELY);
         let fabrikam = idx.by_portal("fabrikam").unwrap().clone();
-        let e = admit(&idx, &Mailbox::null(), &mb("journal@journal.gw.example"), Some(&fabrikam), None).unwrap_err();
+        let e = admit(
+            &idx,
+            &Mailbox::null(),
+            &mb("journal@journal.gw.example"),
+            Some(&fabrikam),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(e.reply, Reply::OTHER_TENANT);
         // An inline tenant's journal_address is not an address we accept.
         let inline = Tenant {
