@@ -153,3 +153,70 @@ fn queue_mode_relays_every_address_exactly_as_admitted() {
 fn proxy_mode_relays_every_address_exactly_as_admitted() {
     check("proxy");
 }
+
+/// Replies to MAIL and RCPT lines with DSN and SIZE parameters (RFC 1870,
+/// RFC 3461, RFC 6533), each in a fresh transaction.
+#[test]
+fn mail_and_rcpt_parameters_are_checked_strictly() {
+    let s = Stack::keeping();
+    let gw = s.gateway(Options::default());
+    let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
+    let mut wrong = Vec::new();
+    let mut expect = |c: &mut Client, mail: &str, rcpt: Option<&str>, code: u16| {
+        let m = c.cmd(mail);
+        let got = match rcpt {
+            None => m.clone(),
+            Some(r) if m.code == 250 => c.cmd(r),
+            Some(_) => m.clone(),
+        };
+        if got.code != code {
+            wrong.push(format!("{mail} / {rcpt:?}: expected {code}, got {got}"));
+        }
+        let _ = c.cmd("RSET");
+    };
+    let rcpt = "alice@contoso.com";
+    expect(&mut c, "MAIL FROM:<a@example.org> SIZE=123456789012345678901", None, 501);
+    expect(&mut c, "MAIL FROM:<a@example.org> SIZE=99999999999999999999", None, 552);
+    expect(&mut c, "MAIL FROM:<a@example.org> SIZE=1000", None, 250);
+    expect(&mut c, "MAIL FROM:<a@example.org> RET=FULL RET=HDRS", None, 501);
+    expect(&mut c, "MAIL FROM:<a@example.org> ENVID=one ENVID=two", None, 501);
+    let r = format!("RCPT TO:<{rcpt}> NOTIFY=NEVER,SUCCESS");
+    expect(&mut c, "MAIL FROM:<a@example.org>", Some(&r), 501);
+    let r = format!("RCPT TO:<{rcpt}> NOTIFY=FAILURE NOTIFY=DELAY");
+    expect(&mut c, "MAIL FROM:<a@example.org>", Some(&r), 501);
+    let r = format!("RCPT TO:<{rcpt}> ORCPT=rfc822;x ORCPT=rfc822;y");
+    expect(&mut c, "MAIL FROM:<a@example.org>", Some(&r), 501);
+    let r = "RCPT TO:<j\u{f6}rg@contoso.com> ORCPT=utf-8;j\u{f6}rg@contoso.com";
+    expect(&mut c, "MAIL FROM:<a@example.org> SMTPUTF8", Some(r), 250);
+    let r = "RCPT TO:<jorg@contoso.com> ORCPT=utf-8;j\\x{F6}rg@contoso.com";
+    expect(&mut c, "MAIL FROM:<a@example.org>", Some(r), 250);
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// ORCPT and ENVID reach Postfix exactly as the client wrote them (Postfix
+/// itself sends `ORCPT=rfc822;b+C3+B8b@…` for a UTF-8 recipient), and the
+/// `Received: … for <…>` of an SMTPUTF8 message keeps the UTF-8 address.
+#[test]
+fn xtext_and_utf8_addresses_reach_the_downstream_unchanged() {
+    let s = Stack::keeping();
+    let gw = s.gateway(Options::default());
+    let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
+    assert_eq!(c.cmd("MAIL FROM:<sender@example.org> SMTPUTF8 ENVID=id+2Bx").code, 250);
+    let r = c.cmd("RCPT TO:<j\u{f6}rg@contoso.com> NOTIFY=FAILURE ORCPT=rfc822;j+C3+B6rg@contoso.com");
+    assert_eq!(r.code, 250, "{r}");
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(b"From: <sender@example.org>\r\nSubject: utf8\r\nMessage-ID: <utf8@example.org>\r\n\r\nhi\r\n.\r\n");
+    assert_eq!(c.read_reply().code, 250);
+    let cats = support::wait_for(Duration::from_secs(30), || {
+        let all = s.downstream.postcat_all();
+        (!all.is_empty()).then_some(all)
+    })
+    .unwrap_or_else(|| panic!("Postfix queued nothing; gateway log:\n{}", gw.log()));
+    let cat = &cats[0];
+    // postcat shows both decoded: equal to what the client encoded, not a
+    // double encoding (`j+C3+83+C2+B6rg` decodes to `jÃ¶rg`).
+    assert!(cat.contains("dsn_orig_rcpt=rfc822;j\u{f6}rg@contoso.com\n"), "{cat}");
+    assert!(cat.contains("envelope_id=id+x\n"), "{cat}");
+    let ours = &cat[cat.find("(exogate)").expect("our Received")..cat.find("X-CLOUD-SEC-AV-Info").unwrap()];
+    assert!(ours.contains("for <j\u{f6}rg@contoso.com>;"), "{ours}");
+}

@@ -49,6 +49,37 @@ pub struct Queued {
     pub recipients: Vec<String>,
 }
 
+/// Runs `postcat -q` on every queued message: envelope records and content.
+impl Postfix {
+    pub fn postcat_all(&self) -> Vec<String> {
+        let out = Command::new("/usr/sbin/postqueue")
+            .arg("-c")
+            .arg(self.dir.join("etc"))
+            .arg("-j")
+            .output()
+            .expect("postqueue");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["queue_id"].as_str().map(str::to_string))
+            .map(|id| {
+                let out = Command::new("/usr/sbin/postcat")
+                    .arg("-c")
+                    .arg(self.dir.join("etc"))
+                    .arg("-q")
+                    .arg(&id)
+                    .output()
+                    .expect("postcat");
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+            .collect()
+    }
+}
+
 /// One delivered message (for one recipient).
 #[derive(Debug, Clone)]
 pub struct Captured {
