@@ -175,7 +175,12 @@ fn mail_and_rcpt_parameters_are_checked_strictly() {
         let _ = c.cmd("RSET");
     };
     let rcpt = "alice@contoso.com";
-    expect(&mut c, "MAIL FROM:<a@example.org> SIZE=123456789012345678901", None, 501);
+    expect(
+        &mut c,
+        "MAIL FROM:<a@example.org> SIZE=123456789012345678901",
+        None,
+        501,
+    );
     expect(&mut c, "MAIL FROM:<a@example.org> SIZE=99999999999999999999", None, 552);
     expect(&mut c, "MAIL FROM:<a@example.org> SIZE=1000", None, 250);
     expect(&mut c, "MAIL FROM:<a@example.org> RET=FULL RET=HDRS", None, 501);

@@ -103,6 +103,7 @@ impl Reply {
         r(421, 4, 7, 0, "Too many connections from your address, try again later");
     pub(crate) const SHUTTING_DOWN: Reply = r(421, 4, 3, 2, "Service shutting down, try again later");
     pub(crate) const TIMEOUT: Reply = r(421, 4, 4, 2, "Timeout, closing connection");
+    pub(crate) const DATA_TOO_SLOW: Reply = r(421, 4, 4, 2, "Data rate too low, closing connection");
     pub(crate) const TOO_MANY_ERRORS: Reply = r(421, 4, 7, 0, "Too many errors, closing connection");
     pub(crate) const SESSION_TOO_LONG: Reply = r(421, 4, 4, 2, "Session lasted too long, closing connection");
 
