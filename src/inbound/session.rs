@@ -248,7 +248,7 @@ impl Session {
                         Deadline::DataIdle => (Reply::TIMEOUT, "no body bytes within data_timeout"),
                         Deadline::DataRate => (Reply::DATA_TOO_SLOW, "body slower than min_data_rate"),
                     };
-                    tracing::info!(client = %self.peer, reason = why, "client too slow: closing");
+                    tracing::info!(client = %self.peer, reason = why, "client stopped talking or was too slow: closing");
                     self.reply(&reply);
                     let _ = write_out(stream, &mut self.out).await;
                     return Served::Closed(Outcome::Timeout);
