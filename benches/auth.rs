@@ -61,9 +61,9 @@ fn load_cases() -> Vec<Case> {
                 id,
                 raw: std::fs::read(dir.join(c["file"].as_str().unwrap())).unwrap(),
                 envelope: Envelope {
-                    mail_from: smtp["mail_from"].as_str().unwrap().into(),
+                    mail_from: smtp["mail_from"].as_str().unwrap().parse().unwrap(),
                     recipients: vec![Recipient {
-                        address: "carol@contoso.test".into(),
+                        address: "carol@contoso.test".parse().unwrap(),
                         orcpt: None,
                         notify: None,
                     }],

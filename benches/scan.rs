@@ -92,10 +92,11 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let tenant = tenant();
+    let rcpt: exogate::message::envelope::Mailbox = "user@contoso.com".parse().unwrap();
     let envelope = Envelope {
-        mail_from: "alice@example.org".into(),
+        mail_from: "alice@example.org".parse().unwrap(),
         recipients: vec![Recipient {
-            address: "user@contoso.com".into(),
+            address: "user@contoso.com".parse().unwrap(),
             orcpt: None,
             notify: None,
         }],
@@ -137,7 +138,7 @@ fn bench(c: &mut Criterion) {
                         queue_id: "BENCH",
                         session: &session,
                         smtputf8: false,
-                        single_recipient: Some("user@contoso.com"),
+                        single_recipient: Some(&rcpt),
                         portal: "contoso",
                         direction: Direction::Inbound,
                         verdict: &report.verdict,

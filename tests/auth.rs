@@ -213,13 +213,13 @@ pub fn scan(
     let policy = builtin_policy(kinds, &cx);
     let tenant = Tenant::new("contoso", &["contoso.test"], Destination::Mx);
     let envelope = Envelope {
-        mail_from: smtp["mail_from"].as_str().unwrap().to_string(),
+        mail_from: smtp["mail_from"].as_str().unwrap().parse().unwrap(),
         recipients: smtp["rcpt_to"]
             .as_array()
             .unwrap()
             .iter()
             .map(|r| Recipient {
-                address: r.as_str().unwrap().to_string(),
+                address: r.as_str().unwrap().parse().unwrap(),
                 orcpt: None,
                 notify: None,
             })

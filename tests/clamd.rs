@@ -54,7 +54,7 @@ async fn scan(check: &dyn Check, raw: &[u8]) -> Result<Vec<Finding>, CheckError>
     let message = MessageParser::default().parse(raw).expect("message parses");
     let view = exogate::scan::view::View::new(&message, false);
     let envelope = Envelope {
-        mail_from: "alice@example.org".into(),
+        mail_from: "alice@example.org".parse().unwrap(),
         ..Envelope::default()
     };
     let session = SessionFacts {

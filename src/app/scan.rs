@@ -22,7 +22,7 @@ use mail_parser::{Address, HeaderValue, MessageParser};
 use crate::config::Config;
 use crate::config::tenant::{Tenant, TenantIndex};
 use crate::inbound::admission;
-use crate::message::envelope::{Direction, Envelope, Recipient, SessionFacts, domain_of};
+use crate::message::envelope::{Direction, Envelope, Mailbox, Recipient, SessionFacts, domain_of};
 use crate::message::headers;
 use crate::scan::pipeline::{Policy, ScanReport};
 
@@ -158,7 +158,11 @@ impl Scanner {
         let to_cc = header_addresses(&["To", "Cc", "Delivered-To"]);
 
         let tenant = self.tenant(options, info.as_ref(), &to_cc)?;
-        let mail_from = options.mail_from.clone().unwrap_or_else(|| {
+        let explicit_from = match &options.mail_from {
+            Some(a) => Some(Mailbox::from_text(a).ok_or_else(|| format!("--from {a:?} is not an address"))?),
+            None => None,
+        };
+        let mail_from = explicit_from.unwrap_or_else(|| {
             let return_path = headers::values(head, "Return-Path")
                 .first()
                 .map(|v| {
@@ -171,17 +175,24 @@ impl Scanner {
                 .filter(|v| v.contains('@'));
             return_path
                 .or_else(|| header_addresses(&["From"]).into_iter().next())
+                .and_then(|a| Mailbox::from_text(&a))
                 .unwrap_or_default()
         });
-        let recipients: Vec<String> = if !options.recipients.is_empty() {
-            options.recipients.clone()
+        let recipients: Vec<Mailbox> = if !options.recipients.is_empty() {
+            let mut out = Vec::new();
+            for a in &options.recipients {
+                out.push(Mailbox::from_text(a).ok_or_else(|| format!("recipient {a:?} is not an address"))?);
+            }
+            out
         } else {
-            let own: Vec<String> = to_cc.iter().filter(|a| tenant.owns_address(a)).cloned().collect();
+            let own: Vec<Mailbox> = to_cc
+                .iter()
+                .filter_map(|a| Mailbox::from_text(a))
+                .filter(|a| tenant.owns_address(a))
+                .collect();
             if own.is_empty() {
-                vec![format!(
-                    "postmaster@{}",
-                    tenant.domains.first().map(String::as_str).unwrap_or("invalid")
-                )]
+                let domain = tenant.domains.first().map(String::as_str).unwrap_or("invalid");
+                vec![Mailbox::from_parts("postmaster", domain).map_err(|e| format!("postmaster@{domain}: {e}"))?]
             } else {
                 own
             }
@@ -268,7 +279,11 @@ impl Scanner {
         {
             return Ok(t.clone());
         }
-        if let Some(t) = to_cc.iter().find_map(|a| self.tenants.by_address(a)) {
+        if let Some(t) = to_cc
+            .iter()
+            .filter_map(|a| Mailbox::from_text(a))
+            .find_map(|a| self.tenants.by_address(&a))
+        {
             return Ok(t.clone());
         }
         match self.config.tenants.as_slice() {

@@ -77,9 +77,13 @@ fn acceptor(config: &Config, dry_run: bool, errors: &mut Vec<ConfigError>) -> Op
     match tls::server_config(&config.tls) {
         Ok(c) => Some(TlsAcceptor::from(c)),
         Err(e) => {
-            let path = match e {
+            // The key that names the file at fault: a read error names its path.
+            let is = |path: &str, p: Option<&std::path::PathBuf>| p.is_some_and(|p| std::path::Path::new(path) == p);
+            let path = match &e {
                 tls::TlsError::NoRoots { .. } | tls::TlsError::Verifier { .. } => "tls.client_ca",
                 tls::TlsError::NoKey { .. } => "tls.key",
+                tls::TlsError::Read { path, .. } if is(path, Some(&config.tls.key)) => "tls.key",
+                tls::TlsError::Read { path, .. } if is(path, config.tls.client_ca.as_ref()) => "tls.client_ca",
                 _ => "tls.cert",
             };
             errors.push(ConfigError::new(path, e));

@@ -171,7 +171,7 @@ impl Dnsbl {
                 names.extend(address_domains(h.value()));
             }
         }
-        names.extend(domain_of(&input.envelope.mail_from));
+        names.extend(input.envelope.mail_from.domain_key());
         if !input.truncated {
             names.extend(crate::checks::urls::hosts(input.view, 200));
         }

@@ -139,9 +139,12 @@ impl Rspamd {
         if !helo.is_empty() {
             head.push_str(&format!("Helo: {}\r\n", header_safe(helo)));
         }
-        head.push_str(&format!("From: <{}>\r\n", header_safe(&input.envelope.mail_from)));
+        head.push_str(&format!(
+            "From: <{}>\r\n",
+            header_safe(&input.envelope.mail_from.to_string())
+        ));
         for r in &input.envelope.recipients {
-            head.push_str(&format!("Rcpt: <{}>\r\n", header_safe(&r.address)));
+            head.push_str(&format!("Rcpt: <{}>\r\n", header_safe(&r.address.to_string())));
         }
         head.push_str("\r\n");
         head

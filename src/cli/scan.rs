@@ -238,7 +238,7 @@ fn human(o: &Outcome) -> String {
         s.envelope
             .recipients
             .iter()
-            .map(|r| r.address.as_str())
+            .map(|r| r.address.to_string())
             .collect::<Vec<_>>()
             .join(", ")
     ));

@@ -52,8 +52,14 @@ pub struct ServerConfig {
     pub max_connections_per_ip: usize,
     /// Bad commands tolerated before the session is closed.
     pub max_errors: u32,
+    /// Deadline for a whole command line (from the previous line on), not
+    /// an idle time: a client dribbling bytes cannot stretch it.
     pub command_timeout: Duration,
     pub data_timeout: Duration,
+    /// Lowest average rate (bytes per second) of a DATA or BDAT body after
+    /// its first `min_data_rate_grace`; 0 turns the check off.
+    pub min_data_rate: u64,
+    pub min_data_rate_grace: Duration,
     pub session_timeout: Duration,
     pub shutdown_grace: Duration,
     /// Message bodies larger than this are kept on disk, not in memory.
@@ -425,6 +431,8 @@ fn read_server(s: &Section, base: &Path) -> ServerConfig {
         max_errors: s.u64_in("max_errors", 10, 1, 1000) as u32,
         command_timeout: s.duration_or("command_timeout", Duration::from_secs(300)),
         data_timeout: s.duration_or("data_timeout", Duration::from_secs(600)),
+        min_data_rate: s.size_or("min_data_rate", 1024),
+        min_data_rate_grace: s.duration_or("min_data_rate_grace", Duration::from_secs(30)),
         session_timeout: s.duration_or("session_timeout", Duration::from_secs(3600)),
         shutdown_grace: s.duration_or("shutdown_grace", Duration::from_secs(30)),
         spill_threshold: s.size_or("spill_threshold", 1024 * 1024) as usize,

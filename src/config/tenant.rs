@@ -10,6 +10,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::message::envelope::Mailbox;
+
 /// How a tenant's mail is handled (DESIGN §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TenantMode {
@@ -131,18 +133,27 @@ impl Tenant {
         self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
     }
 
-    pub(crate) fn owns_address(&self, address: &str) -> bool {
-        crate::message::envelope::domain_of(address).is_some_and(|d| self.owns_domain(&d))
+    pub(crate) fn owns_address(&self, address: &Mailbox) -> bool {
+        address.domain_key().is_some_and(|d| self.owns_domain(&d))
     }
 
     /// Whether `address` is this monitor tenant's journal address.
-    pub(crate) fn is_journal_address(&self, address: &str) -> bool {
+    pub(crate) fn is_journal_address(&self, address: &Mailbox) -> bool {
         self.mode == TenantMode::Monitor
             && self
                 .journal_address
                 .as_deref()
-                .is_some_and(|j| j.eq_ignore_ascii_case(address))
+                .is_some_and(|j| journal_key(j) == journal_key(&address.to_string()))
     }
+}
+
+/// A journal address as compared: the mailbox's serialisation (so `"j"@x`
+/// and `j@x` are one address, and a quoted `"j@x"@y` is not `j@x`), lower case.
+fn journal_key(address: &str) -> String {
+    Mailbox::parse(address)
+        .map(|m| m.to_string())
+        .unwrap_or_else(|_| address.to_string())
+        .to_lowercase()
 }
 
 /// Domain → tenant lookup.
@@ -167,7 +178,7 @@ impl TenantIndex {
             if tenant.mode == TenantMode::Monitor
                 && let Some(j) = &tenant.journal_address
             {
-                index.by_journal.entry(j.to_lowercase()).or_insert(i);
+                index.by_journal.entry(journal_key(j)).or_insert(i);
             }
             index.tenants.push(Arc::new(tenant));
         }
@@ -179,15 +190,19 @@ impl TenantIndex {
         self.by_domain.get(&d).map(|&i| &self.tenants[i])
     }
 
-    pub(crate) fn by_address(&self, address: &str) -> Option<&Arc<Tenant>> {
-        self.by_domain(&crate::message::envelope::domain_of(address)?)
+    /// The tenant owning the mailbox's domain (the domain after the local
+    /// part, never what follows an `@` quoted inside it).
+    pub(crate) fn by_address(&self, address: &Mailbox) -> Option<&Arc<Tenant>> {
+        self.by_domain(&address.domain_key()?)
     }
 
     /// The monitor tenant whose `journal_address` is exactly `address`
     /// (without regard to case). Only that address: its domain is not the
     /// tenant's, so no other address there is accepted.
-    pub(crate) fn by_journal_address(&self, address: &str) -> Option<&Arc<Tenant>> {
-        self.by_journal.get(&address.to_lowercase()).map(|&i| &self.tenants[i])
+    pub(crate) fn by_journal_address(&self, address: &Mailbox) -> Option<&Arc<Tenant>> {
+        self.by_journal
+            .get(&journal_key(&address.to_string()))
+            .map(|&i| &self.tenants[i])
     }
 
     pub(crate) fn by_portal(&self, portal: &str) -> Option<&Arc<Tenant>> {

@@ -17,7 +17,7 @@ use crate::delivery::handle::Outcome;
 use crate::delivery::relay::RcptResult;
 use crate::delivery::route::{Route, RouteKey};
 use crate::delivery::smtp_client::MessageBytes;
-use crate::message::envelope::{Direction, Envelope, Recipient, SessionFacts};
+use crate::message::envelope::{Direction, Envelope, Mailbox, Recipient, SessionFacts};
 use crate::message::stamp::Stamp;
 use crate::smtp::reply::Reply;
 use crate::spool::format::{Kind, Meta};
@@ -367,7 +367,7 @@ async fn queue_dsn(
         received: now,
         kind: Kind::Dsn,
         envelope: Envelope {
-            mail_from: String::new(),
+            mail_from: Mailbox::null(),
             recipients: vec![Recipient {
                 address: meta.envelope.mail_from.clone(),
                 orcpt: None,

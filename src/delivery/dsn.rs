@@ -12,8 +12,9 @@ use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::text::Text;
 use mail_builder::mime::{BodyPart, MimePart};
 
-use crate::message::envelope::{DsnReturn, Envelope};
+use crate::message::envelope::{DsnReturn, Envelope, Mailbox};
 use crate::message::headers::header_len;
+use crate::smtp::address::utf8_addr_xtext;
 use crate::smtp::reply::Reply;
 
 /// One recipient to report on.
@@ -69,7 +70,9 @@ pub(crate) fn build(
 
     let mut status = format!("Reporting-MTA: dns; {hostname}\r\n");
     if let Some(envid) = &envelope.envid {
-        status.push_str(&format!("Original-Envelope-Id: {envid}\r\n"));
+        // Decoded when that is printable ASCII, else the xtext as received:
+        // the field stays 7-bit and on one line whatever the client sent.
+        status.push_str(&format!("Original-Envelope-Id: {}\r\n", envid.readable()));
     }
     status.push_str(&format!(
         "Arrival-Date: {}\r\n",
@@ -79,14 +82,14 @@ pub(crate) fn build(
         let rcpt = &envelope.recipients[f.index];
         status.push_str("\r\n");
         if let Some(orcpt) = &rcpt.orcpt {
-            status.push_str(&format!("Original-Recipient: rfc822;{orcpt}\r\n"));
+            status.push_str(&format!("Original-Recipient: {}\r\n", orcpt.for_report()));
         }
         let (class, subject, detail) = if f.reply.esc.0 == 0 {
             (if f.reply.code >= 500 { 5 } else { 4 }, 0, 0)
         } else {
             f.reply.esc
         };
-        status.push_str(&format!("Final-Recipient: rfc822; {}\r\n", rcpt.address));
+        status.push_str(&format!("Final-Recipient: {}\r\n", final_recipient(&rcpt.address)));
         status.push_str("Action: failed\r\n");
         status.push_str(&format!("Status: {class}.{subject}.{detail}\r\n"));
         if let Some(remote) = &f.remote {
@@ -124,15 +127,28 @@ pub(crate) fn build(
             returned,
         ],
     );
+    let sender = envelope.mail_from.to_string();
     let message = MessageBuilder::new()
         .from(("Mail Delivery System", reporting.as_str()))
-        .to(envelope.mail_from.as_str())
+        .to(sender.as_str())
         .subject("Undelivered Mail Returned to Sender")
         .header("Auto-Submitted", Text::new("auto-replied"))
         .date(now)
         .message_id(format!("{}.dsn@{hostname}", crate::spool::new_id()))
         .body(report);
     message.write_to_vec().ok()
+}
+
+/// `Final-Recipient`: the mailbox as written on the wire (a quoted local part
+/// stays quoted), under RFC 6533's `utf-8` type with `\x{..}` escapes when
+/// it is not ASCII, so the field is 7-bit.
+fn final_recipient(address: &Mailbox) -> String {
+    let wire = address.to_string();
+    if wire.is_ascii() {
+        format!("rfc822; {wire}")
+    } else {
+        format!("utf-8; {}", utf8_addr_xtext(&wire))
+    }
 }
 
 /// An original can be attached verbatim as 8bit when it has CRLF line endings
@@ -151,19 +167,19 @@ fn carries_as_8bit(original: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::envelope::{Notify, Recipient};
+    use crate::message::envelope::{Notify, Orcpt, Recipient, Xtext};
     use mail_parser::{MessageParser, MimeHeaders};
 
     fn envelope(notify: Option<Notify>, ret: Option<DsnReturn>) -> Envelope {
         Envelope {
-            mail_from: "alice@contoso.com".into(),
+            mail_from: Mailbox::parse("alice@contoso.com").unwrap(),
             recipients: vec![Recipient {
-                address: "bob@example.org".into(),
-                orcpt: Some("bob@example.org".into()),
+                address: Mailbox::parse("bob@example.org").unwrap(),
+                orcpt: Orcpt::parse("rfc822;bob@example.org", false),
                 notify,
             }],
             ret,
-            envid: Some("ENV42".into()),
+            envid: Xtext::parse("ENV42"),
             ..Envelope::default()
         }
     }
@@ -196,6 +212,29 @@ mod tests {
     }
 
     #[test]
+    fn reported_addresses_are_the_mailboxes_never_their_decoded_text() {
+        let mut e = envelope(None, None);
+        e.recipients[0].address = Mailbox::parse("\"victim@evil.com> NOTIFY=NEVER\"@example.org").unwrap();
+        e.recipients[0].orcpt = Orcpt::parse("rfc822;b+C3+B8b@example.org", false);
+        e.envid = Xtext::parse("ENV+0D+0ABcc:+20x");
+        let bytes = build("gw", &e, ORIGINAL, &failed(), 0, 0).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            text.contains("Final-Recipient: rfc822; \"victim@evil.com> NOTIFY=NEVER\"@example.org\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Original-Recipient: utf-8;b\\x{F8}b@example.org\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("Original-Envelope-Id: ENV+0D+0ABcc:+20x\r\n"), "{text}");
+        let mut e = envelope(None, None);
+        e.recipients[0].address = Mailbox::parse("j\u{f6}rg@example.org").unwrap();
+        let bytes = build("gw", &e, ORIGINAL, &failed(), 0, 0).unwrap();
+        assert!(String::from_utf8_lossy(&bytes).contains("Final-Recipient: utf-8; j\\x{F6}rg@example.org\r\n"));
+    }
+
+    #[test]
     fn ret_full_returns_the_message() {
         let bytes = build("gw", &envelope(None, Some(DsnReturn::Full)), ORIGINAL, &failed(), 0, 0).unwrap();
         assert!(String::from_utf8_lossy(&bytes).contains("secret body"));
@@ -214,7 +253,7 @@ mod tests {
         };
         assert!(build("gw", &envelope(Some(success_only), None), ORIGINAL, &failed(), 0, 0).is_none());
         let mut null = envelope(None, None);
-        null.mail_from.clear();
+        null.mail_from = Mailbox::null();
         assert!(build("gw", &null, ORIGINAL, &failed(), 0, 0).is_none());
     }
 }

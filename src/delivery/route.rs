@@ -9,7 +9,6 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::config::tenant::HostPort;
-use crate::message::envelope::domain_of;
 use crate::spool::format::{Kind, Meta};
 
 /// A destination: `tenant:PORTAL` for a tenant's own destination, `mx:DOMAIN`
@@ -42,7 +41,7 @@ pub(crate) fn dsn_domain(meta: &Meta) -> String {
     meta.envelope
         .recipients
         .first()
-        .and_then(|r| domain_of(&r.address))
+        .and_then(|r| r.address.domain_key())
         .unwrap_or_default()
 }
 

@@ -213,7 +213,9 @@ impl Client {
         send(&mut self.stream, bytes, timeout, &self.server, stage).await
     }
 
-    /// The MAIL FROM line for `envelope` given what the server offers.
+    /// The MAIL FROM line for `envelope` given what the server offers. The
+    /// address is the typed mailbox's serialisation (re-quoted local part), the
+    /// DSN parameters the values as received: nothing decoded is written.
     fn mail_command(&self, envelope: &Envelope, size: usize) -> String {
         let mut cmd = format!("MAIL FROM:<{}>", envelope.mail_from);
         if self.caps.size.is_some() {
@@ -234,7 +236,7 @@ impl Client {
                 None => {}
             }
             if let Some(envid) = &envelope.envid {
-                cmd.push_str(&format!(" ENVID={}", crate::message::envelope::xtext(envid)));
+                cmd.push_str(&format!(" ENVID={}", envid.as_str()));
             }
         }
         cmd.push_str("\r\n");
@@ -249,7 +251,7 @@ impl Client {
                 cmd.push_str(&format!(" NOTIFY={}", notify.to_param()));
             }
             if let Some(orcpt) = &rcpt.orcpt {
-                cmd.push_str(&format!(" ORCPT=rfc822;{}", crate::message::envelope::xtext(orcpt)));
+                cmd.push_str(&format!(" ORCPT={}", orcpt.to_param()));
             }
         }
         cmd.push_str("\r\n");

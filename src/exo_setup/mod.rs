@@ -25,6 +25,7 @@ use ipnet::{IpNet, Ipv4Net};
 
 use crate::config::Config;
 use crate::config::tenant::TenantMode;
+use crate::smtp::address::Mailbox;
 
 /// Why no script could be written for a tenant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -263,20 +264,21 @@ fn host_name(key: &str, value: &str, wildcard: bool) -> Result<String, ExoSetupE
     if ok { Ok(name) } else { Err(bad()) }
 }
 
-/// `local@domain`: any printable local part without spaces (the script quotes
-/// it), a host-name domain.
+/// `local@domain`: an RFC 5321 mailbox (the script quotes it) with a host-name
+/// domain, written as the typed mailbox serialises it, like every address the
+/// gateway writes.
 fn email(key: &str, value: &str) -> Result<String, ExoSetupError> {
     safe_text(key, value)?;
     let bad = || ExoSetupError::InvalidAddress {
         key: key.to_string(),
         value: value.to_string(),
     };
-    let (local, domain) = value.rsplit_once('@').ok_or_else(bad)?;
-    if local.is_empty() || local.contains(|c: char| c.is_whitespace() || c == '@') {
+    let mailbox = Mailbox::parse(value).map_err(|_| bad())?;
+    if mailbox.is_null() {
         return Err(bad());
     }
-    let domain = host_name(key, domain, false).map_err(|_| bad())?;
-    Ok(format!("{local}@{domain}"))
+    let domain = host_name(key, mailbox.domain(), false).map_err(|_| bad())?;
+    Ok(format!("{}@{domain}", mailbox.local_wire()))
 }
 
 /// IPv4 networks EXO can be given (normalised, de-duplicated), and the IPv6

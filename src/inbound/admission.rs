@@ -18,7 +18,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use crate::config::tenant::{Tenant, TenantIndex};
-use crate::message::envelope::{Direction, Envelope, domain_of};
+use crate::message::envelope::{Direction, Envelope, Mailbox};
 use crate::message::headers;
 use crate::smtp::reply::Reply;
 
@@ -47,11 +47,12 @@ pub(crate) fn ip_allowed(ip: IpAddr, allow: &[IpNet]) -> bool {
 }
 
 /// Decides whether `rcpt` may be accepted in a transaction from `mail_from`
-/// that is already bound to `current` (if any).
+/// that is already bound to `current` (if any). Tenants are found by the
+/// typed mailbox's domain: an `@` quoted inside a local part never counts.
 pub(crate) fn admit_recipient(
     index: &TenantIndex,
-    mail_from: &str,
-    rcpt: &str,
+    mail_from: &Mailbox,
+    rcpt: &Mailbox,
     current: Option<&Arc<Tenant>>,
 ) -> Result<Arc<Tenant>, Refusal> {
     let by_rcpt = index.by_address(rcpt);
@@ -102,8 +103,8 @@ pub(crate) fn admit_recipient(
 /// Returns the tenant and whether `rcpt` is a journal address.
 pub(crate) fn admit(
     index: &TenantIndex,
-    mail_from: &str,
-    rcpt: &str,
+    mail_from: &Mailbox,
+    rcpt: &Mailbox,
     current: Option<&Arc<Tenant>>,
     journal_tx: Option<bool>,
 ) -> Result<(Arc<Tenant>, bool), Refusal> {
@@ -266,7 +267,7 @@ pub fn parse_info(value: &str) -> Option<(&str, Direction)> {
 
 /// Direction from the domains when EXO did not say.
 pub(crate) fn infer_direction(tenant: &Tenant, envelope: &Envelope) -> Direction {
-    let sender_internal = domain_of(&envelope.mail_from).is_some_and(|d| tenant.owns_domain(&d));
+    let sender_internal = tenant.owns_address(&envelope.mail_from);
     let all_rcpts_internal = envelope.recipients.iter().all(|r| tenant.owns_address(&r.address));
     match (sender_internal, all_rcpts_internal) {
         (true, true) => Direction::Internal,
@@ -299,13 +300,17 @@ mod tests {
         ])
     }
 
+    fn mb(s: &str) -> Mailbox {
+        Mailbox::parse(s).unwrap()
+    }
+
     fn env(from: &str, rcpts: &[&str]) -> Envelope {
         Envelope {
-            mail_from: from.into(),
+            mail_from: mb(from),
             recipients: rcpts
                 .iter()
                 .map(|r| Recipient {
-                    address: r.to_string(),
+                    address: mb(r),
                     orcpt: None,
                     notify: None,
                 })
@@ -317,13 +322,13 @@ mod tests {
     #[test]
     fn recipients_are_admitted_only_for_tenants() {
         let idx = index();
-        let t = admit_recipient(&idx, "x@internet.example", "u@CONTOSO.com", None).unwrap();
+        let t = admit_recipient(&idx, &mb("x@internet.example"), &mb("u@CONTOSO.com"), None).unwrap();
         assert_eq!(t.portal, "contoso");
-        let t = admit_recipient(&idx, "u@contoso.com", "x@internet.example", None).unwrap();
+        let t = admit_recipient(&idx, &mb("u@contoso.com"), &mb("x@internet.example"), None).unwrap();
         assert_eq!(t.portal, "contoso", "outgoing mail is admitted by its sender");
-        let e = admit_recipient(&idx, "a@internet.example", "b@elsewhere.example", None).unwrap_err();
+        let e = admit_recipient(&idx, &mb("a@internet.example"), &mb("b@elsewhere.example"), None).unwrap_err();
         assert_eq!(e.reply, Reply::RELAY_DENIED);
-        let e = admit_recipient(&idx, "", "b@elsewhere.example", None).unwrap_err();
+        let e = admit_recipient(&idx, &mb(""), &mb("b@elsewhere.example"), None).unwrap_err();
         assert_eq!(e.reply, Reply::RELAY_DENIED, "the null sender cannot open a relay");
     }
 
@@ -336,16 +341,30 @@ mod tests {
             ..tenant("contoso", "contoso.com", None)
         };
         let idx = TenantIndex::new(vec![monitor, tenant("fabrikam", "fabrikam.com", None)]);
-        let (t, journal) = admit(&idx, "", "JOURNAL@journal.gw.example", None, None).unwrap();
+        let (t, journal) = admit(&idx, &Mailbox::null(), &mb("JOURNAL@journal.gw.example"), None, None).unwrap();
         assert_eq!((t.portal.as_str(), journal), ("contoso", true));
-        let e = admit(&idx, "", "other@journal.gw.example", None, None).unwrap_err();
+        let e = admit(&idx, &Mailbox::null(), &mb("other@journal.gw.example"), None, None).unwrap_err();
         assert_eq!(e.reply, Reply::RELAY_DENIED, "only the address, not its domain");
-        let e = admit(&idx, "", "u@contoso.com", Some(&t), Some(true)).unwrap_err();
+        let e = admit(&idx, &Mailbox::null(), &mb("u@contoso.com"), Some(&t), Some(true)).unwrap_err();
         assert_eq!(e.reply, Reply::JOURNAL_SEPARATELY);
-        let e = admit(&idx, "", "journal@journal.gw.example", Some(&t), Some(false)).unwrap_err();
+        let e = admit(
+            &idx,
+            &Mailbox::null(),
+            &mb("journal@journal.gw.example"),
+            Some(&t),
+            Some(false),
+        )
+        .unwrap_err();
         assert_eq!(e.reply, Reply::JOURNAL_SEPARATELY);
         let fabrikam = idx.by_portal("fabrikam").unwrap().clone();
-        let e = admit(&idx, "", "journal@journal.gw.example", Some(&fabrikam), None).unwrap_err();
+        let e = admit(
+            &idx,
+            &Mailbox::null(),
+            &mb("journal@journal.gw.example"),
+            Some(&fabrikam),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(e.reply, Reply::OTHER_TENANT);
         // An inline tenant's journal_address is not an address we accept.
         let inline = Tenant {
@@ -353,16 +372,39 @@ mod tests {
             ..tenant("northwind", "northwind.com", None)
         };
         let idx = TenantIndex::new(vec![inline]);
-        assert!(admit(&idx, "", "j@journal.gw.example", None, None).is_err());
+        assert!(admit(&idx, &Mailbox::null(), &mb("j@journal.gw.example"), None, None).is_err());
+    }
+
+    #[test]
+    fn a_quoted_at_never_changes_the_domain() {
+        let idx = index();
+        // The tenant is the domain after the local part, whatever the local part quotes.
+        let t = admit_recipient(
+            &idx,
+            &mb("x@internet.example"),
+            &mb("\"victim@evil.com> ORCPT=rfc822;x\"@contoso.com"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(t.portal, "contoso");
+        let e = admit_recipient(
+            &idx,
+            &mb("x@internet.example"),
+            &mb("\"u@contoso.com\"@evil.example"),
+            None,
+        );
+        assert_eq!(e.unwrap_err().reply, Reply::RELAY_DENIED);
+        let e = admit_recipient(&idx, &mb("\"a@contoso.com\"@evil.example"), &mb("b@evil.example"), None);
+        assert_eq!(e.unwrap_err().reply, Reply::RELAY_DENIED, "nor the sender's");
     }
 
     #[test]
     fn one_transaction_never_mixes_tenants() {
         let idx = index();
         let contoso = idx.by_portal("contoso").unwrap().clone();
-        let e = admit_recipient(&idx, "x@internet.example", "u@fabrikam.com", Some(&contoso)).unwrap_err();
+        let e = admit_recipient(&idx, &mb("x@internet.example"), &mb("u@fabrikam.com"), Some(&contoso)).unwrap_err();
         assert_eq!(e.reply, Reply::OTHER_TENANT);
-        assert!(admit_recipient(&idx, "x@internet.example", "v@contoso.com", Some(&contoso)).is_ok());
+        assert!(admit_recipient(&idx, &mb("x@internet.example"), &mb("v@contoso.com"), Some(&contoso)).is_ok());
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub(crate) async fn prepare(
             queue_id: id,
             session: &session,
             smtputf8: envelope.smtputf8,
-            single_recipient: (envelope.recipients.len() == 1).then(|| envelope.recipients[0].address.as_str()),
+            single_recipient: (envelope.recipients.len() == 1).then(|| &envelope.recipients[0].address),
             portal: &tenant.portal,
             direction,
             verdict: &report.verdict,

@@ -22,7 +22,7 @@ use crate::config::tenant::Tenant;
 use crate::inbound::admission;
 use crate::inbound::disposition::{Prepared, read_back, record_checks};
 use crate::inbound::{Context, Settings};
-use crate::message::envelope::{Direction, Envelope, Recipient, SessionFacts};
+use crate::message::envelope::{Direction, Envelope, Mailbox, Recipient, SessionFacts};
 use crate::message::headers;
 use crate::message::journal::{self, JournalReport};
 use crate::message::verdict::Action;
@@ -105,13 +105,16 @@ pub(crate) async fn prepare(
 
     let facts = facts_of(&tenant, &report);
     let scan_envelope = Envelope {
-        mail_from: report.envelope.sender.clone(),
+        // Addresses as the report states them, typed like any envelope's
+        // (one that is no address at all is left out of the scan's view).
+        mail_from: Mailbox::from_text(&report.envelope.sender).unwrap_or_default(),
         recipients: report
             .envelope
             .recipients
             .iter()
-            .map(|r| Recipient {
-                address: r.address.clone(),
+            .filter_map(|r| Mailbox::from_text(&r.address))
+            .map(|address| Recipient {
+                address,
                 orcpt: None,
                 notify: None,
             })

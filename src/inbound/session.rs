@@ -1,8 +1,9 @@
 //! One SMTP session, server side: the state machine EXO talks to.
 //!
 //! The byte stream is cut into command lines and bodies by `framing` (sans
-//! I/O, on smtp-proto's receivers); each line is parsed with smtp-proto's
-//! `Request::parse`. Oversized or refused bodies are drained so the
+//! I/O, on smtp-proto's receivers); MAIL and RCPT lines are parsed by
+//! `smtp::mail_rcpt` (typed mailbox, parameters kept as received), every other
+//! line by smtp-proto's `Request::parse`. Oversized or refused bodies are drained so the
 //! connection stays usable. Replies are queued and written when the client has nothing
 //! more pipelined, or before we would block. STARTTLS returns control to the
 //! caller, which performs the handshake and serves the session again over TLS
@@ -97,6 +98,21 @@ pub(crate) struct Session {
     errors: u32,
     started: Instant,
     out: Vec<u8>,
+    /// When the command line being waited for began (the deadline's start).
+    line_started: Option<Instant>,
+    /// Command lines (and over-long lines) seen so far.
+    lines: u64,
+    /// When the body being read began, and its bytes so far (the data rate).
+    body_started: Option<Instant>,
+    body_bytes: u64,
+}
+
+/// Which limit ended a read.
+#[derive(Clone, Copy)]
+enum Deadline {
+    Command,
+    DataIdle,
+    DataRate,
 }
 
 impl Session {
@@ -116,6 +132,10 @@ impl Session {
             errors: 0,
             started: Instant::now(),
             out: Vec::with_capacity(1024),
+            line_started: None,
+            lines: 0,
+            body_started: None,
+            body_bytes: 0,
         }
     }
 
@@ -207,11 +227,7 @@ impl Session {
                 return Served::Closed(Outcome::SessionTooLong);
             }
             let idle = self.framer.expects_command() && self.tx.is_none();
-            let timeout = if self.framer.expects_command() {
-                server.command_timeout
-            } else {
-                server.data_timeout
-            };
+            let (timeout, deadline) = self.read_deadline();
             let read = tokio::select! {
                 r = tokio::time::timeout(timeout, stream.read(&mut chunk)) => r,
                 _ = self.shared.soft_stop.cancelled(), if idle => {
@@ -227,8 +243,13 @@ impl Session {
             };
             let n = match read {
                 Err(_) => {
-                    tracing::info!(client = %self.peer, "client stopped talking: timeout");
-                    self.reply(&Reply::TIMEOUT);
+                    let (reply, why) = match deadline {
+                        Deadline::Command => (Reply::TIMEOUT, "no complete command within command_timeout"),
+                        Deadline::DataIdle => (Reply::TIMEOUT, "no body bytes within data_timeout"),
+                        Deadline::DataRate => (Reply::DATA_TOO_SLOW, "body slower than min_data_rate"),
+                    };
+                    tracing::info!(client = %self.peer, reason = why, "client stopped talking or was too slow: closing");
+                    self.reply(&reply);
                     let _ = write_out(stream, &mut self.out).await;
                     return Served::Closed(Outcome::Timeout);
                 }
@@ -236,8 +257,20 @@ impl Session {
                 Ok(Ok(0)) => return Served::Closed(Outcome::ClientClosed),
                 Ok(Ok(n)) => n,
             };
+            if !self.framer.expects_command() {
+                self.body_bytes += n as u64;
+            }
+            let lines_before = self.lines;
             input.extend_from_slice(&chunk[..n]);
-            match self.ingest(&mut input).await {
+            let flow = self.ingest(&mut input).await;
+            if self.lines != lines_before {
+                // A command line arrived: the next one has a deadline of its own.
+                self.line_started = None;
+            }
+            if self.framer.expects_command() {
+                self.body_started = None;
+            }
+            match flow {
                 Flow::Continue => {
                     // A burst (a pipelined body) may have grown the buffer: give it back.
                     if input.is_empty() && input.capacity() > 4 * READ_CHUNK {
@@ -262,6 +295,38 @@ impl Session {
         }
     }
 
+    /// How long the next read may wait, and which limit that is: the rest of
+    /// the command deadline, or for a body the idle `data_timeout` or, when
+    /// sooner, the time by which `min_data_rate` expects the bytes so far.
+    fn read_deadline(&mut self) -> (Duration, Deadline) {
+        let server = &self.rt.config.server;
+        let now = Instant::now();
+        if self.framer.expects_command() {
+            let start = *self.line_started.get_or_insert(now);
+            return (server.command_timeout.saturating_sub(now - start), Deadline::Command);
+        }
+        let start = match self.body_started {
+            Some(s) => s,
+            None => {
+                self.body_bytes = 0;
+                *self.body_started.insert(now)
+            }
+        };
+        if server.min_data_rate == 0 {
+            return (server.data_timeout, Deadline::DataIdle);
+        }
+        // The grace (`min_data_rate_grace`) keeps TCP slow start and a first
+        // large TLS record from counting against a client.
+        let allowed =
+            server.min_data_rate_grace + Duration::from_secs_f64(self.body_bytes as f64 / server.min_data_rate as f64);
+        let left = (start + allowed).saturating_duration_since(now);
+        if left < server.data_timeout {
+            (left, Deadline::DataRate)
+        } else {
+            (server.data_timeout, Deadline::DataIdle)
+        }
+    }
+
     /// Consumes as much of `input` as can be processed.
     async fn ingest(&mut self, input: &mut Vec<u8>) -> Flow {
         let mut pos = 0usize;
@@ -280,6 +345,9 @@ impl Session {
                 }
                 continue;
             };
+            if matches!(frame, Frame::Line(_) | Frame::LineTooLong) {
+                self.lines += 1;
+            }
             let step = match frame {
                 Frame::Line(line) => match self.command(line).await {
                     Flow::Continue => None,
@@ -349,6 +417,14 @@ impl Session {
     }
 
     async fn command(&mut self, line: &[u8]) -> Flow {
+        if crate::smtp::mail_rcpt::is_mail_or_rcpt(line) {
+            // The address and its parameters are parsed by `smtp::mail_rcpt`.
+            return if line[..4].eq_ignore_ascii_case(b"MAIL") {
+                self.handle_mail(line).await
+            } else {
+                self.handle_rcpt(line).await
+            };
+        }
         let request = match Request::parse(&mut line.iter()) {
             Ok(r) => r.into_owned(),
             Err(e) => {
@@ -368,8 +444,10 @@ impl Session {
             Request::Ehlo { host } => self.handle_ehlo(host, true),
             Request::Helo { host } => self.handle_ehlo(host, false),
             Request::StartTls => return self.handle_starttls(),
-            Request::Mail { from } => return self.handle_mail(from).await,
-            Request::Rcpt { to } => return self.handle_rcpt(to).await,
+            // Taken by `smtp::mail_rcpt` above; smtp-proto only sees these for odd spellings.
+            Request::Mail { .. } | Request::Rcpt { .. } => {
+                return self.error(&Reply::UNKNOWN_COMMAND).unwrap_or(Flow::Continue);
+            }
             Request::Data => return self.handle_data(),
             Request::Bdat { chunk_size, is_last } => return self.handle_bdat(chunk_size, is_last).await,
             Request::Rset => {

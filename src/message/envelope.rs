@@ -3,83 +3,26 @@
 //! session it arrived on, the tenant and the direction it was attributed to.
 //!
 //! These types are plain data. They are serialised into the spool, so a field
-//! may be added (with `#[serde(default)]`) but never renamed or re-typed
-//! without bumping the spool format version.
+//! may be added (with `#[serde(default)]`) but never renamed, and re-typed
+//! only when the new type still reads what older files hold (the addresses,
+//! `ENVID` and `ORCPT` were decoded strings before they were typed: their
+//! deserialisers read both), else the spool format version is bumped.
 
 use std::fmt;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-/// Body type declared with `MAIL FROM ... BODY=`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum BodyType {
-    #[default]
-    #[serde(rename = "7bit")]
-    SevenBit,
-    #[serde(rename = "8bitmime")]
-    EightBitMime,
-    #[serde(rename = "binarymime")]
-    BinaryMime,
-}
-
-/// `RET=` of RFC 3461: what a DSN should carry of the original message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DsnReturn {
-    Full,
-    Hdrs,
-}
-
-/// `NOTIFY=` of RFC 3461. `None` on the recipient means the parameter was absent
-/// (the default is "failure" for DSN purposes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Notify {
-    pub never: bool,
-    pub success: bool,
-    pub failure: bool,
-    pub delay: bool,
-}
-
-impl Notify {
-    pub(crate) fn from_smtp_proto(flags: u64) -> Option<Notify> {
-        use smtp_proto::*;
-        let n = Notify {
-            never: flags & RCPT_NOTIFY_NEVER != 0,
-            success: flags & RCPT_NOTIFY_SUCCESS != 0,
-            failure: flags & RCPT_NOTIFY_FAILURE != 0,
-            delay: flags & RCPT_NOTIFY_DELAY != 0,
-        };
-        (n != Notify::default()).then_some(n)
-    }
-
-    /// The value as written in `RCPT TO ... NOTIFY=`.
-    pub(crate) fn to_param(self) -> String {
-        if self.never {
-            return "NEVER".into();
-        }
-        let mut parts = Vec::new();
-        if self.success {
-            parts.push("SUCCESS");
-        }
-        if self.failure {
-            parts.push("FAILURE");
-        }
-        if self.delay {
-            parts.push("DELAY");
-        }
-        parts.join(",")
-    }
-}
+pub use crate::smtp::address::Mailbox;
+pub use crate::smtp::params::{BodyType, DsnReturn, Notify, Orcpt, Xtext};
 
 /// One accepted recipient.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recipient {
-    pub address: String,
-    /// The address of `ORCPT=rfc822;...`, xtext-decoded.
+    pub address: Mailbox,
+    /// `ORCPT=` as received (type and xtext, never decoded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub orcpt: Option<String>,
+    pub orcpt: Option<Orcpt>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<Notify>,
 }
@@ -87,8 +30,8 @@ pub struct Recipient {
 /// The SMTP envelope of one transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Envelope {
-    /// Reverse path without angle brackets; empty for the null sender `<>`.
-    pub mail_from: String,
+    /// The reverse path; [`Mailbox::null`] for `<>`.
+    pub mail_from: Mailbox,
     pub recipients: Vec<Recipient>,
     #[serde(default)]
     pub body: BodyType,
@@ -96,9 +39,9 @@ pub struct Envelope {
     pub smtputf8: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ret: Option<DsnReturn>,
-    /// `ENVID=`, xtext-decoded.
+    /// `ENVID=` as received (xtext, never decoded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub envid: Option<String>,
+    pub envid: Option<Xtext>,
     /// `SIZE=` declared by the client, 0 when absent.
     #[serde(default)]
     pub declared_size: u64,
@@ -106,28 +49,16 @@ pub struct Envelope {
 
 impl Envelope {
     pub(crate) fn is_null_sender(&self) -> bool {
-        self.mail_from.is_empty()
+        self.mail_from.is_null()
     }
 }
 
-/// The lower-cased domain of an address, `None` when it has no `@domain`.
+/// The lower-cased domain of a header address, `None` when it has no `@domain`.
+/// Envelope addresses are [`Mailbox`]es: their domain is `Mailbox::domain_key`.
 pub(crate) fn domain_of(address: &str) -> Option<String> {
     let (_, domain) = address.rsplit_once('@')?;
     let domain = domain.trim_end_matches('.');
     (!domain.is_empty()).then(|| domain.to_lowercase())
-}
-
-/// Encodes a value as RFC 3461 xtext (for `ENVID=` and `ORCPT=` when relaying).
-pub(crate) fn xtext(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if (33..=126).contains(&b) && b != b'+' && b != b'=' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("+{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Mail direction, as EXO's transport rules name it in `X-CLOUD-SEC-AV-Info`.
@@ -200,20 +131,5 @@ mod tests {
         assert_eq!(domain_of("postmaster"), None);
         assert_eq!(domain_of(""), None);
         assert_eq!(domain_of("x@"), None);
-    }
-
-    #[test]
-    fn xtext_encodes_plus_equals_and_non_printables() {
-        assert_eq!(xtext("a+b=c d"), "a+2Bb+3Dc+20d");
-        assert_eq!(xtext("ü"), "+C3+BC");
-    }
-
-    #[test]
-    fn notify_round_trips_to_parameter() {
-        use smtp_proto::*;
-        let n = Notify::from_smtp_proto(RCPT_NOTIFY_SUCCESS | RCPT_NOTIFY_FAILURE).unwrap();
-        assert_eq!(n.to_param(), "SUCCESS,FAILURE");
-        assert_eq!(Notify::from_smtp_proto(RCPT_NOTIFY_NEVER).unwrap().to_param(), "NEVER");
-        assert_eq!(Notify::from_smtp_proto(0), None);
     }
 }

@@ -18,7 +18,7 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 
 use crate::message::auth::AuthResults;
-use crate::message::envelope::{Direction, SessionFacts};
+use crate::message::envelope::{Direction, Mailbox, SessionFacts};
 use crate::message::owned::{self, Ambiguous};
 use crate::message::verdict::{Action, Verdict};
 
@@ -110,7 +110,7 @@ pub struct StampFacts<'a> {
     pub session: &'a SessionFacts,
     pub smtputf8: bool,
     /// The single recipient, when there is exactly one (for the Received `for` clause).
-    pub single_recipient: Option<&'a str>,
+    pub single_recipient: Option<&'a Mailbox>,
     pub portal: &'a str,
     pub direction: Direction,
     pub verdict: &'a Verdict,
@@ -176,8 +176,12 @@ fn received(f: &StampFacts) -> String {
     }
     v.push_str(&format!(" id {}", f.queue_id));
     if let Some(rcpt) = f.single_recipient {
-        let rcpt = sanitize(rcpt, 256);
-        if !rcpt.is_empty() {
+        // The mailbox as written on the wire: a quoted local part stays quoted,
+        // and it holds no control character. Its UTF-8 stays in an SMTPUTF8
+        // message (RFC 6531 §4.4); without SMTPUTF8 it is ASCII (the session
+        // refuses anything else). Omitted rather than cut when over-long.
+        let rcpt = rcpt.to_string();
+        if !rcpt.is_empty() && rcpt.len() <= 256 && (f.smtputf8 || rcpt.is_ascii()) {
             v.push_str(&format!(" for <{rcpt}>"));
         }
     }
@@ -273,13 +277,15 @@ mod tests {
     use super::*;
     use crate::message::verdict::{Finding, Thresholds};
 
+    static RCPT: std::sync::LazyLock<Mailbox> = std::sync::LazyLock::new(|| Mailbox::parse("u@contoso.com").unwrap());
+
     fn facts<'a>(verdict: &'a Verdict, session: &'a SessionFacts, action: Action) -> StampFacts<'a> {
         StampFacts {
             hostname: "gw.example.net",
             queue_id: "Q1",
             session,
             smtputf8: false,
-            single_recipient: Some("u@contoso.com"),
+            single_recipient: Some(&*RCPT),
             portal: "contoso",
             direction: Direction::Inbound,
             verdict,

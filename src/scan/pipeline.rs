@@ -121,13 +121,16 @@ impl Policy {
 
     /// Runs the checks on an already prepared input.
     pub(crate) async fn run(&self, input: &ScanInput<'_>) -> ScanReport {
+        // Written as on the wire: a quoted local part stays quoted, so the
+        // domain after the last `@` is the mailbox's.
+        let mail_from = input.envelope.mail_from.to_string();
         let auth = match &self.sender {
             Some(sender) => Some(
                 sender
                     .evaluate(&SenderInput {
                         raw: input.raw,
                         message: input.message,
-                        mail_from: &input.envelope.mail_from,
+                        mail_from: &mail_from,
                         client_ip: input.session.client_ip,
                         helo: &input.session.helo,
                         exo_session: input.exo_session,

@@ -37,9 +37,9 @@ pub(crate) fn with_input_as<R>(
     let message = MessageParser::default().parse(raw).expect("fixture parses");
     let view = View::new(&message, false);
     let envelope = Envelope {
-        mail_from: mail_from.into(),
+        mail_from: mail_from.parse().unwrap(),
         recipients: vec![crate::message::envelope::Recipient {
-            address: "user@contoso.com".into(),
+            address: "user@contoso.com".parse().unwrap(),
             orcpt: None,
             notify: None,
         }],

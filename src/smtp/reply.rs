@@ -103,6 +103,7 @@ impl Reply {
         r(421, 4, 7, 0, "Too many connections from your address, try again later");
     pub(crate) const SHUTTING_DOWN: Reply = r(421, 4, 3, 2, "Service shutting down, try again later");
     pub(crate) const TIMEOUT: Reply = r(421, 4, 4, 2, "Timeout, closing connection");
+    pub(crate) const DATA_TOO_SLOW: Reply = r(421, 4, 4, 2, "Data rate too low, closing connection");
     pub(crate) const TOO_MANY_ERRORS: Reply = r(421, 4, 7, 0, "Too many errors, closing connection");
     pub(crate) const SESSION_TOO_LONG: Reply = r(421, 4, 4, 2, "Session lasted too long, closing connection");
 
@@ -145,6 +146,16 @@ impl Reply {
     pub(crate) fn bad_parameter(param: &str) -> Reply {
         Reply::new(501, (5, 5, 4), format!("Invalid parameter {param}"))
     }
+    pub(crate) fn duplicate_parameter(param: &str) -> Reply {
+        Reply::new(501, (5, 5, 4), format!("Duplicate parameter {param}"))
+    }
+    pub(crate) const NO_LOCAL_POSTMASTER: Reply = r(
+        550,
+        5,
+        1,
+        1,
+        "No local mailbox here: address the postmaster of a domain",
+    );
     pub(crate) fn unsupported_parameter(param: &str) -> Reply {
         Reply::new(555, (5, 5, 4), format!("Unsupported parameter {param}"))
     }

@@ -230,7 +230,7 @@ mod tests {
             received: 1,
             kind: Kind::Message,
             envelope: Envelope {
-                mail_from: "a@b".into(),
+                mail_from: "a@b".parse().unwrap(),
                 ..Envelope::default()
             },
             session: SessionFacts {

@@ -37,6 +37,47 @@ pub struct Postfix {
     cert: Option<Leaf>,
     /// Answer every recipient with 450 (a downstream that is up but refusing).
     defer_all: bool,
+    /// Accept and keep every message in the queue (`defer_transports`), for
+    /// reading the envelope Postfix queued with `postqueue -j`.
+    keep_queued: bool,
+}
+
+/// One message in Postfix's own queue, as `postqueue -j` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Queued {
+    pub sender: String,
+    pub recipients: Vec<String>,
+}
+
+/// Runs `postcat -q` on every queued message: envelope records and content.
+impl Postfix {
+    pub fn postcat_all(&self) -> Vec<String> {
+        let out = Command::new("/usr/sbin/postqueue")
+            .arg("-c")
+            .arg(self.dir.join("etc"))
+            .arg("-j")
+            .output()
+            .expect("postqueue");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["queue_id"].as_str().map(str::to_string))
+            .map(|id| {
+                let out = Command::new("/usr/sbin/postcat")
+                    .arg("-c")
+                    .arg(self.dir.join("etc"))
+                    .arg("-q")
+                    .arg(&id)
+                    .output()
+                    .expect("postcat");
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+            .collect()
+    }
 }
 
 /// One delivered message (for one recipient).
@@ -57,7 +98,17 @@ impl Postfix {
         Postfix::start_on(dir, "127.0.0.1", free_port(), tls, cert)
     }
 
+    /// Starts Postfix that accepts mail but delivers none: it stays in its
+    /// queue, where [`Postfix::queued`] reads the envelope as Postfix recorded it.
+    pub fn start_keeping(dir: &Path, tls: Tls, cert: Option<&Leaf>) -> Postfix {
+        Postfix::start_with(dir, "127.0.0.1", free_port(), tls, cert, true)
+    }
+
     pub fn start_on(dir: &Path, ip: &str, port: u16, tls: Tls, cert: Option<&Leaf>) -> Postfix {
+        Postfix::start_with(dir, ip, port, tls, cert, false)
+    }
+
+    fn start_with(dir: &Path, ip: &str, port: u16, tls: Tls, cert: Option<&Leaf>, keep_queued: bool) -> Postfix {
         assert!(
             Path::new("/usr/lib/postfix/sbin/master").exists(),
             "Postfix is not installed: apt-get install postfix"
@@ -71,6 +122,7 @@ impl Postfix {
             tls,
             cert: cert.cloned(),
             defer_all: false,
+            keep_queued,
         };
         pf.prepare();
         pf.run();
@@ -174,12 +226,17 @@ message_size_limit = 300000000
 notify_classes =
 biff = no
 smtp_host_lookup = native
-{tls}",
+{keep}{tls}",
             spool = spool.display(),
             data = data.display(),
             ip = self.ip,
             dir = self.dir.display(),
             defer = if self.defer_all { "defer, " } else { "" },
+            keep = if self.keep_queued {
+                "defer_transports = capture\n"
+            } else {
+                ""
+            },
         );
         std::fs::write(etc.join("main.cf"), main).unwrap();
         let master = format!(
@@ -251,6 +308,37 @@ smtp_host_lookup = native
 
     pub fn maillog(&self) -> String {
         std::fs::read_to_string(self.dir.join("maillog")).unwrap_or_default()
+    }
+
+    /// The messages in Postfix's queue (any queue): sender and recipients
+    /// exactly as `postqueue -j` reports them.
+    pub fn queued(&self) -> Vec<Queued> {
+        let out = Command::new("/usr/sbin/postqueue")
+            .arg("-c")
+            .arg(self.dir.join("etc"))
+            .arg("-j")
+            .output()
+            .expect("postqueue");
+        let mut all = Vec::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let recipients = v["recipients"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|r| r["address"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            all.push(Queued {
+                sender: v["sender"].as_str().unwrap_or_default().to_string(),
+                recipients,
+            });
+        }
+        all.sort();
+        all
     }
 
     /// Everything delivered so far.

@@ -18,6 +18,22 @@ impl Stack {
         Stack::with(Tls::Required, true, &["localhost", "127.0.0.1"])
     }
 
+    /// A downstream requiring TLS that keeps what it accepts in its queue
+    /// (`Postfix::queued` reads the envelopes).
+    pub fn keeping() -> Stack {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new(&dir.path().join("pki"));
+        let server = pki.leaf("gateway", &["localhost", "127.0.0.1"]);
+        let down_cert = pki.leaf("downstream", &["localhost", "127.0.0.1"]);
+        let downstream = Postfix::start_keeping(&dir.path().join("postfix"), Tls::Required, Some(&down_cert));
+        Stack {
+            dir,
+            pki,
+            server,
+            downstream,
+        }
+    }
+
     /// A downstream with the given TLS mode, a trusted (or untrusted) certificate for `names`.
     pub fn with(tls: Tls, trusted: bool, names: &[&str]) -> Stack {
         let dir = tempfile::tempdir().unwrap();

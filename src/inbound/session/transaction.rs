@@ -5,17 +5,24 @@
 //! A 250 after the data comes only from `disposition::store` (durable) or from the
 //! downstream (proxy mode); everything else that goes wrong is a 4xx.
 
-use smtp_proto::{MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_RET_FULL, MAIL_RET_HDRS, MAIL_SMTPUTF8};
-
 use super::{Flow, Session, Transaction};
 use crate::inbound::admission;
 use crate::inbound::disposition::{self, spool_reply};
-use crate::message::envelope::{BodyType, DsnReturn, Envelope, Notify, Recipient, SessionFacts};
+use crate::message::envelope::{BodyType, Envelope, Recipient, SessionFacts};
+use crate::smtp::mail_rcpt;
 use crate::smtp::reply::Reply;
 use crate::spool::incoming::IncomingBody;
 
 impl Session {
-    pub(super) async fn handle_mail(&mut self, from: smtp_proto::MailFrom<String>) -> Flow {
+    /// MAIL: the line is parsed here (our parser, not smtp-proto's: see `smtp::mail_rcpt`).
+    pub(super) async fn handle_mail(&mut self, line: &[u8]) -> Flow {
+        let from = match mail_rcpt::parse_mail(line) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::info!(client = %self.peer, error = %e, "MAIL refused");
+                return self.error(&e.reply()).unwrap_or(Flow::Continue);
+            }
+        };
         if self.helo.is_none() {
             return self.error(&Reply::HELO_FIRST).unwrap_or(Flow::Continue);
         }
@@ -38,39 +45,27 @@ impl Session {
             self.reply(&Reply::CLIENT_CERT_REJECTED);
             return Flow::Continue;
         }
-        let smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
-        if !smtputf8 && !from.address.is_ascii() {
+        let smtputf8 = from.smtputf8;
+        if !smtputf8 && !from.from.is_ascii() {
             return self.error(&Reply::SMTPUTF8_NOT_DECLARED).unwrap_or(Flow::Continue);
         }
         let max = self.rt.config.server.max_message_size;
-        if from.size as u64 > max {
+        let declared = from.size.unwrap_or(0);
+        if declared > u128::from(max) {
+            // RFC 1870: a well-formed SIZE above the limit is 552, not a syntax error.
             self.reply(&Reply::MESSAGE_TOO_BIG);
             return Flow::Continue;
         }
-        let body = if from.flags & MAIL_BODY_BINARYMIME != 0 {
-            BodyType::BinaryMime
-        } else if from.flags & MAIL_BODY_8BITMIME != 0 {
-            BodyType::EightBitMime
-        } else {
-            BodyType::SevenBit
-        };
-        let ret = if from.flags & MAIL_RET_FULL != 0 {
-            Some(DsnReturn::Full)
-        } else if from.flags & MAIL_RET_HDRS != 0 {
-            Some(DsnReturn::Hdrs)
-        } else {
-            None
-        };
         self.tx = Some(Transaction {
             id: crate::spool::new_id(),
             envelope: Envelope {
-                mail_from: from.address,
+                mail_from: from.from,
                 recipients: Vec::new(),
-                body,
+                body: from.body,
                 smtputf8,
-                ret,
-                envid: from.env_id,
-                declared_size: from.size as u64,
+                ret: from.ret,
+                envid: from.envid,
+                declared_size: declared as u64,
             },
             tenant: None,
             body: None,
@@ -81,11 +76,20 @@ impl Session {
         Flow::Continue
     }
 
-    pub(super) async fn handle_rcpt(&mut self, to: smtp_proto::RcptTo<String>) -> Flow {
+    /// RCPT: parsed here, with the transaction's SMTPUTF8 (for `ORCPT=utf-8;`).
+    pub(super) async fn handle_rcpt(&mut self, line: &[u8]) -> Flow {
+        let smtputf8 = self.tx.as_ref().is_some_and(|t| t.envelope.smtputf8);
+        let to = match mail_rcpt::parse_rcpt(line, smtputf8) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!(client = %self.peer, error = %e, "RCPT refused");
+                return self.error(&e.reply()).unwrap_or(Flow::Continue);
+            }
+        };
         let Some(tx) = self.tx.as_mut() else {
             return self.error(&Reply::MAIL_FIRST).unwrap_or(Flow::Continue);
         };
-        if !tx.envelope.smtputf8 && !to.address.is_ascii() {
+        if !tx.envelope.smtputf8 && !to.to.is_ascii() {
             return self.error(&Reply::SMTPUTF8_NOT_DECLARED).unwrap_or(Flow::Continue);
         }
         if tx.envelope.recipients.len() >= self.rt.config.server.max_recipients {
@@ -102,7 +106,7 @@ impl Session {
         let (tenant, journal) = match admission::admit(
             &self.rt.tenants,
             &tx.envelope.mail_from,
-            &to.address,
+            &to.to,
             tx.tenant.as_ref(),
             journal_tx,
         ) {
@@ -124,9 +128,9 @@ impl Session {
             }
         };
         let recipient = Recipient {
-            address: to.address,
+            address: to.to,
             orcpt: to.orcpt,
-            notify: Notify::from_smtp_proto(to.flags),
+            notify: to.notify,
         };
         // A journal report is never relayed: no downstream leg for it.
         if self.rt.config.delivery.mode == crate::config::DeliveryMode::Proxy && !journal {

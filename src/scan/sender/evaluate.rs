@@ -26,7 +26,8 @@ use crate::scan::sender::{dmarc, spf};
 pub struct SenderInput<'a> {
     pub raw: &'a [u8],
     pub message: &'a Message<'a>,
-    /// Reverse path, empty for `<>`.
+    /// Reverse path as written on the wire (`Mailbox`'s Display: a quoted
+    /// local part stays quoted), empty for `<>`.
     pub mail_from: &'a str,
     pub client_ip: IpAddr,
     pub helo: &'a str,
