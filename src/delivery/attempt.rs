@@ -352,6 +352,11 @@ async fn queue_dsn(
     failed: &[dsn::Failed],
 ) -> Result<(), SpoolError> {
     let now = now_unix();
+    if meta.envelope.is_null_sender() {
+        cx.metrics.dsns.inc(&["suppressed"]);
+        tracing::info!(queue_id = %meta.id, "no DSN: null sender");
+        return Ok(());
+    }
     let rt = cx.settings.load();
     let policy = rt.tenants.by_portal(&meta.tenant).map(|t| t.dsn).unwrap_or_default();
     let tenant = rt
