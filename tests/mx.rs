@@ -33,8 +33,16 @@ fn mx_routing_tries_preferences_in_order_and_falls_back_to_the_address() {
     }));
     let opts = Options {
         deliver_to: vec!["mx".into()],
-        relay_extra: format!("dns = [\"{}\"]\nmx_port = {}", dns.addr(), downstream.port),
-        extra: "[[tenant]]\nportal = \"fabrikam\"\ndomains = [\"fabrikam.com\"]\ndeliver_to = [\"mx\"]\n".into(),
+        // The bounce to an outside (unauthenticated) sender is configured
+        // explicitly: by default exogate sends none (tests/backscatter.rs).
+        relay_extra: format!(
+            "dns = [\"{}\"]\nmx_port = {}\ndsn_source_ips = [\"127.0.0.1\"]",
+            dns.addr(),
+            downstream.port
+        ),
+        extra: "[tenant.dsn]\ninbound = \"always\"\n\
+                [[tenant]]\nportal = \"fabrikam\"\ndomains = [\"fabrikam.com\"]\ndeliver_to = [\"mx\"]\n"
+            .into(),
         ..Options::default()
     };
     let gw = stack.gateway(opts);

@@ -113,6 +113,9 @@ pub struct DeliveryConfig {
 pub struct RelayConfig {
     pub ca: Option<PathBuf>,
     pub source_ips: Vec<IpAddr>,
+    /// The only addresses a DSN to an outside sender's MX leaves from
+    /// ([] = such DSNs are not sent; `0.0.0.0`/`::` = the OS's choice).
+    pub dsn_source_ips: Vec<IpAddr>,
     pub helo: String,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
@@ -545,9 +548,14 @@ fn read_relay(s: &Section, base: &Path) -> RelayConfig {
         t.parse::<IpAddr>()
             .map_err(|_| format!("expected an IP address, found \"{t}\""))
     });
+    let dsn_source_ips = s.parsed_list("dsn_source_ips", &[], |t| {
+        t.parse::<IpAddr>()
+            .map_err(|_| format!("expected an IP address, found \"{t}\""))
+    });
     RelayConfig {
         ca,
         source_ips,
+        dsn_source_ips,
         helo: s.string_or("helo", ""),
         connect_timeout: s.duration_or("connect_timeout", Duration::from_secs(30)),
         command_timeout: s.duration_or("command_timeout", Duration::from_secs(300)),

@@ -110,6 +110,59 @@ pub struct Tenant {
     /// Where EXO sends journal reports it cannot deliver
     /// (`Set-TransportConfig -JournalingReportNdrTo`; exo-setup only).
     pub journal_ndr_address: Option<String>,
+    /// When delivery status notifications are sent for this tenant's mail.
+    pub dsn: DsnPolicy,
+}
+
+/// When a DSN is sent for mail of one direction (`[tenant.dsn]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DsnWhen {
+    Never,
+    /// Only when SPF or DMARC showed the envelope sender to be authentic.
+    Authenticated,
+    Always,
+}
+
+/// What a DSN carries of the original.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReturnContent {
+    /// The header only, whatever RET asks for.
+    Headers,
+    /// The whole message when RET=FULL asks for it.
+    Full,
+}
+
+/// A tenant's DSN policy. Inbound senders are unauthenticated by default,
+/// so a DSN to them would let anyone pick who receives what from our egress
+/// addresses (backscatter): inbound DSNs go only to authenticated senders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DsnPolicy {
+    pub inbound: DsnWhen,
+    pub outgoing: DsnWhen,
+    pub internal: DsnWhen,
+    pub return_content: ReturnContent,
+}
+
+impl Default for DsnPolicy {
+    fn default() -> Self {
+        DsnPolicy {
+            inbound: DsnWhen::Authenticated,
+            outgoing: DsnWhen::Always,
+            internal: DsnWhen::Always,
+            return_content: ReturnContent::Headers,
+        }
+    }
+}
+
+impl DsnPolicy {
+    pub(crate) fn when(&self, direction: crate::message::envelope::Direction) -> DsnWhen {
+        use crate::message::envelope::Direction;
+        match direction {
+            Direction::Inbound => self.inbound,
+            Direction::Outgoing => self.outgoing,
+            Direction::Internal => self.internal,
+        }
+    }
 }
 
 impl Tenant {
@@ -126,6 +179,7 @@ impl Tenant {
             certificate_name: None,
             journal_address: None,
             journal_ndr_address: None,
+            dsn: DsnPolicy::default(),
         }
     }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::policy::PolicyConfig;
 use crate::config::reader::Section;
-use crate::config::tenant::{Destination, HostPort, Tenant, TenantMode};
+use crate::config::tenant::{Destination, DsnPolicy, DsnWhen, HostPort, ReturnContent, Tenant, TenantMode};
 
 fn valid_domain(d: &str) -> bool {
     !d.is_empty()
@@ -41,6 +41,7 @@ pub(super) fn read_tenant(t: &Section<'_>, base: &Path, policies: &BTreeMap<Stri
     let certificate_name = t.opt_string("certificate_name").filter(|n| !n.is_empty());
     let journal_address = t.opt_string("journal_address").filter(|a| !a.is_empty());
     let journal_ndr_address = t.opt_string("journal_ndr_address").filter(|a| !a.is_empty());
+    let dsn = read_dsn(t);
     for (key, value) in [
         ("journal_address", &journal_address),
         ("journal_ndr_address", &journal_ndr_address),
@@ -96,7 +97,30 @@ pub(super) fn read_tenant(t: &Section<'_>, base: &Path, policies: &BTreeMap<Stri
         certificate_name,
         journal_address,
         journal_ndr_address,
+        dsn,
     })
+}
+
+/// `[tenant.dsn]`: when DSNs are sent, per direction, and what they return.
+fn read_dsn(t: &Section<'_>) -> DsnPolicy {
+    let mut policy = DsnPolicy::default();
+    let Some(d) = t.section("dsn") else {
+        return policy;
+    };
+    let whens = [
+        ("never", DsnWhen::Never),
+        ("authenticated", DsnWhen::Authenticated),
+        ("always", DsnWhen::Always),
+    ];
+    policy.inbound = d.choice_or("inbound", policy.inbound, &whens);
+    policy.outgoing = d.choice_or("outgoing", policy.outgoing, &whens);
+    policy.internal = d.choice_or("internal", policy.internal, &whens);
+    policy.return_content = d.choice_or(
+        "return_content",
+        policy.return_content,
+        &[("headers", ReturnContent::Headers), ("full", ReturnContent::Full)],
+    );
+    policy
 }
 
 /// A portal name is what X-CLOUD-SEC-AV-Info carries and what the exo-setup

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::config::DeliveryConfig;
+use crate::config::tenant::{DsnPolicy, DsnWhen, ReturnContent};
 use crate::delivery::Context;
 use crate::delivery::dsn;
 use crate::delivery::handle::Outcome;
@@ -351,16 +352,41 @@ async fn queue_dsn(
     failed: &[dsn::Failed],
 ) -> Result<(), SpoolError> {
     let now = now_unix();
-    let Some(bytes) = dsn::build(hostname, &meta.envelope, original, failed, meta.received, now) else {
+    if meta.envelope.is_null_sender() {
         cx.metrics.dsns.inc(&["suppressed"]);
-        tracing::info!(queue_id = %meta.id, "no DSN: null sender or NOTIFY excludes failures");
+        tracing::info!(queue_id = %meta.id, "no DSN: null sender");
         return Ok(());
-    };
+    }
     let rt = cx.settings.load();
+    let policy = rt.tenants.by_portal(&meta.tenant).map(|t| t.dsn).unwrap_or_default();
     let tenant = rt
         .tenants
         .by_address(&meta.envelope.mail_from)
         .map(|t| t.portal.clone());
+    if let Some(reason) = dsn_refused(
+        &policy,
+        meta,
+        tenant.is_some(),
+        !rt.config.relay.dsn_source_ips.is_empty(),
+    ) {
+        cx.metrics.dsns.inc(&["suppressed"]);
+        tracing::info!(queue_id = %meta.id, to = %meta.envelope.mail_from, direction = %meta.direction, reason, "no DSN");
+        return Ok(());
+    }
+    let full_allowed = policy.return_content == ReturnContent::Full;
+    let Some(bytes) = dsn::build(
+        hostname,
+        &meta.envelope,
+        original,
+        failed,
+        meta.received,
+        now,
+        full_allowed,
+    ) else {
+        cx.metrics.dsns.inc(&["suppressed"]);
+        tracing::info!(queue_id = %meta.id, "no DSN: null sender or NOTIFY excludes failures");
+        return Ok(());
+    };
     let id = crate::spool::new_id();
     let dsn_meta = Meta {
         id: id.clone(),
@@ -392,6 +418,7 @@ async fn queue_dsn(
         verdict: None,
         skips: vec![],
         route: tenant,
+        sender_authenticated: false,
     };
     drop(rt);
     cx.spool
@@ -401,6 +428,25 @@ async fn queue_dsn(
     tracing::info!(queue_id = %meta.id, dsn_id = %id, to = %meta.envelope.mail_from, "DSN queued");
     cx.handle.queued(&id, &RouteKey::of(&dsn_meta), now);
     Ok(())
+}
+
+/// Why no DSN may be sent for `meta` (`None`: it may). `to_tenant`: the
+/// sender is a tenant's, so the DSN goes back through the tenant's own
+/// destination; otherwise it goes to the sender's MX on the Internet, which
+/// only `relay.dsn_source_ips` may reach (never the egress addresses EXO
+/// accepts us by, which would end up on blocklists).
+fn dsn_refused(policy: &DsnPolicy, meta: &Meta, to_tenant: bool, dsn_sources: bool) -> Option<&'static str> {
+    match policy.when(meta.direction) {
+        DsnWhen::Never => return Some("[tenant.dsn] says never for this direction"),
+        DsnWhen::Authenticated if !meta.sender_authenticated => {
+            return Some("the sender was not authenticated (SPF/DMARC) and [tenant.dsn] asks for it");
+        }
+        _ => {}
+    }
+    if !to_tenant && !dsn_sources && !meta.envelope.is_null_sender() {
+        return Some("the sender is outside every tenant and relay.dsn_source_ips is empty");
+    }
+    None
 }
 
 fn log_fate(

@@ -3,8 +3,9 @@
 //!
 //! The DSN parameters kept on the envelope are honoured: `NOTIFY=NEVER` (or a
 //! NOTIFY without FAILURE/DELAY) suppresses the report for that recipient,
-//! `RET=FULL` attaches the whole message and `RET=HDRS` (the default) only
-//! its header, `ENVID` and `ORCPT` are echoed. No DSN is ever made for the
+//! `RET=FULL` attaches the whole message (only where the tenant's
+//! `[tenant.dsn] return_content = "full"` allows it) and `RET=HDRS` (the
+//! default) only its header, `ENVID` and `ORCPT` are echoed. No DSN is ever made for the
 //! null sender or for a DSN.
 
 use mail_builder::MessageBuilder;
@@ -48,6 +49,7 @@ pub(crate) fn build(
     failed: &[Failed],
     received: i64,
     now: i64,
+    full_allowed: bool,
 ) -> Option<Vec<u8>> {
     let failed: Vec<&Failed> = failed.iter().filter(|f| wanted(envelope, f.index)).collect();
     if failed.is_empty() {
@@ -105,7 +107,7 @@ pub(crate) fn build(
         ));
     }
 
-    let full = envelope.ret == Some(DsnReturn::Full) && carries_as_8bit(original);
+    let full = full_allowed && envelope.ret == Some(DsnReturn::Full) && carries_as_8bit(original);
     let returned = if full {
         MimePart::new("message/rfc822", BodyPart::Binary(original.into()))
             .transfer_encoding("8bit")
@@ -197,7 +199,7 @@ mod tests {
 
     #[test]
     fn a_failure_report_is_a_multipart_report_with_headers_only_by_default() {
-        let bytes = build("gw.example.net", &envelope(None, None), ORIGINAL, &failed(), 0, 0).unwrap();
+        let bytes = build("gw.example.net", &envelope(None, None), ORIGINAL, &failed(), 0, 0, true).unwrap();
         let msg = MessageParser::default().parse(&bytes[..]).unwrap();
         let ct = msg.root_part().content_type().unwrap();
         assert_eq!((ct.ctype(), ct.subtype()), ("multipart", Some("report")));
@@ -217,7 +219,7 @@ mod tests {
         e.recipients[0].address = Mailbox::parse("\"victim@evil.com> NOTIFY=NEVER\"@example.org").unwrap();
         e.recipients[0].orcpt = Orcpt::parse("rfc822;b+C3+B8b@example.org", false);
         e.envid = Xtext::parse("ENV+0D+0ABcc:+20x");
-        let bytes = build("gw", &e, ORIGINAL, &failed(), 0, 0).unwrap();
+        let bytes = build("gw", &e, ORIGINAL, &failed(), 0, 0, true).unwrap();
         let text = String::from_utf8_lossy(&bytes);
         assert!(
             text.contains("Final-Recipient: rfc822; \"victim@evil.com> NOTIFY=NEVER\"@example.org\r\n"),
@@ -230,14 +232,35 @@ mod tests {
         assert!(text.contains("Original-Envelope-Id: ENV+0D+0ABcc:+20x\r\n"), "{text}");
         let mut e = envelope(None, None);
         e.recipients[0].address = Mailbox::parse("j\u{f6}rg@example.org").unwrap();
-        let bytes = build("gw", &e, ORIGINAL, &failed(), 0, 0).unwrap();
+        let bytes = build("gw", &e, ORIGINAL, &failed(), 0, 0, true).unwrap();
         assert!(String::from_utf8_lossy(&bytes).contains("Final-Recipient: utf-8; j\\x{F6}rg@example.org\r\n"));
     }
 
     #[test]
-    fn ret_full_returns_the_message() {
-        let bytes = build("gw", &envelope(None, Some(DsnReturn::Full)), ORIGINAL, &failed(), 0, 0).unwrap();
+    fn ret_full_returns_the_message_only_where_the_tenant_allows_it() {
+        let bytes = build(
+            "gw",
+            &envelope(None, Some(DsnReturn::Full)),
+            ORIGINAL,
+            &failed(),
+            0,
+            0,
+            true,
+        )
+        .unwrap();
         assert!(String::from_utf8_lossy(&bytes).contains("secret body"));
+        let bytes = build(
+            "gw",
+            &envelope(None, Some(DsnReturn::Full)),
+            ORIGINAL,
+            &failed(),
+            0,
+            0,
+            false,
+        )
+        .unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("secret body") && text.contains("Subject: hi"), "{text}");
     }
 
     #[test]
@@ -246,14 +269,25 @@ mod tests {
             never: true,
             ..Notify::default()
         };
-        assert!(build("gw", &envelope(Some(never), None), ORIGINAL, &failed(), 0, 0).is_none());
+        assert!(build("gw", &envelope(Some(never), None), ORIGINAL, &failed(), 0, 0, true).is_none());
         let success_only = Notify {
             success: true,
             ..Notify::default()
         };
-        assert!(build("gw", &envelope(Some(success_only), None), ORIGINAL, &failed(), 0, 0).is_none());
+        assert!(
+            build(
+                "gw",
+                &envelope(Some(success_only), None),
+                ORIGINAL,
+                &failed(),
+                0,
+                0,
+                true
+            )
+            .is_none()
+        );
         let mut null = envelope(None, None);
         null.mail_from = Mailbox::null();
-        assert!(build("gw", &null, ORIGINAL, &failed(), 0, 0).is_none());
+        assert!(build("gw", &null, ORIGINAL, &failed(), 0, 0, true).is_none());
     }
 }

@@ -106,6 +106,8 @@ pub(crate) struct Relay {
     settings: RelaySettings,
     dns: Arc<Dns>,
     pub(crate) egress: Egress,
+    /// Where DSNs to outside senders leave from (`relay.dsn_source_ips`).
+    dsn_egress: Egress,
     pool: Mutex<HashMap<String, Vec<Client>>>,
 }
 
@@ -136,6 +138,7 @@ impl Relay {
             },
             dns,
             egress: Egress::new(cfg.source_ips.clone()),
+            dsn_egress: Egress::new(cfg.dsn_source_ips.clone()),
             pool: Mutex::new(HashMap::new()),
         })
     }
@@ -284,7 +287,7 @@ impl Relay {
             };
             for ip in ips {
                 let addr = SocketAddr::new(ip, port);
-                match self.open_one(addr, &host, &settings).await {
+                match self.open_one(addr, &host, &settings, route.dsn_to_internet).await {
                     Ok(client) => return Ok(client),
                     Err(e) => {
                         tracing::warn!(%host, %addr, error = %e, "downstream connection failed");
@@ -310,13 +313,35 @@ impl Relay {
         Err(failure)
     }
 
-    async fn open_one(&self, addr: SocketAddr, host: &str, settings: &ClientSettings) -> Result<Client, ClientError> {
-        let tcp = self.tcp_connect(addr).await?;
+    async fn open_one(
+        &self,
+        addr: SocketAddr,
+        host: &str,
+        settings: &ClientSettings,
+        dsn_to_internet: bool,
+    ) -> Result<Client, ClientError> {
+        let tcp = if dsn_to_internet {
+            if self.dsn_egress.ips.is_empty() {
+                return Err(ClientError::Connect {
+                    addr,
+                    detail: "relay.dsn_source_ips is empty: DSNs do not leave from the egress addresses".into(),
+                });
+            }
+            self.tcp_connect(addr, &self.dsn_egress, "relay.dsn_source_ips").await?
+        } else {
+            self.tcp_connect(addr, &self.egress, "relay.source_ips").await?
+        };
         Client::open(tcp, addr, host, settings).await
     }
 
-    /// Connects from an egress address (or the OS's choice when none is configured).
-    async fn tcp_connect(&self, addr: SocketAddr) -> Result<tokio::net::TcpStream, ClientError> {
+    /// Connects from an address of `egress` (or the OS's choice when none is
+    /// configured); `key` names the setting in errors.
+    async fn tcp_connect(
+        &self,
+        addr: SocketAddr,
+        egress: &Egress,
+        key: &str,
+    ) -> Result<tokio::net::TcpStream, ClientError> {
         let fail = |detail: String| ClientError::Connect { addr, detail };
         let new_socket = || {
             if addr.is_ipv4() {
@@ -325,7 +350,7 @@ impl Relay {
                 TcpSocket::new_v6()
             }
         };
-        if self.egress.ips.is_empty() {
+        if egress.ips.is_empty() {
             let socket = new_socket().map_err(|e| fail(e.to_string()))?;
             let stream = tokio::time::timeout(self.settings.connect_timeout, socket.connect(addr))
                 .await
@@ -336,10 +361,10 @@ impl Relay {
             let _ = stream.set_nodelay(true);
             return Ok(stream);
         }
-        let candidates = self.egress.candidates(addr.ip());
+        let candidates = egress.candidates(addr.ip());
         if candidates.is_empty() {
             return Err(fail(format!(
-                "no egress address of the {} family is configured in relay.source_ips",
+                "no egress address of the {} family is configured in {key}",
                 if addr.is_ipv4() { "IPv4" } else { "IPv6" }
             )));
         }
@@ -348,7 +373,7 @@ impl Relay {
             let socket = new_socket().map_err(|e| fail(e.to_string()))?;
             if let Err(e) = socket.bind(SocketAddr::new(source, 0)) {
                 tracing::warn!(%source, error = %e, "egress address unusable, skipping it for a minute");
-                self.egress.rest(source);
+                egress.rest(source);
                 last = format!("cannot bind egress address {source}: {e}");
                 continue;
             }

@@ -69,6 +69,9 @@ pub(crate) struct Route {
     /// False for a tenant's own destination: a typo in `deliver_to` or a
     /// resolver glitch must defer mail, never bounce what was acknowledged.
     pub(crate) dns_may_bounce: bool,
+    /// A DSN to an outside sender's MX: it leaves only from
+    /// `relay.dsn_source_ips`, never from the egress addresses EXO knows.
+    pub(crate) dsn_to_internet: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -74,6 +74,7 @@ impl Settings {
                 .cloned()
                 .unwrap_or_else(|| self.relay_tls.clone()),
             dns_may_bounce: false,
+            dsn_to_internet: false,
         })
     }
 
@@ -88,6 +89,7 @@ impl Settings {
             tls: self.relay_tls.clone(),
             // A sender domain that does not exist cannot take a DSN: give up on it.
             dns_may_bounce: true,
+            dsn_to_internet: true,
         }
     }
 

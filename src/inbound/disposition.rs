@@ -157,6 +157,10 @@ pub(crate) async fn prepare(
         body.discard();
         return Prepared::Refused(Reply::AMBIGUOUS_HEADER);
     };
+    let report_authenticated = report
+        .auth
+        .as_ref()
+        .is_some_and(|a| a.envelope_sender_authentic(&envelope.mail_from));
     let meta = Meta {
         id: id.to_string(),
         received: now,
@@ -168,6 +172,7 @@ pub(crate) async fn prepare(
         verdict: Some(report.verdict),
         skips: st.stored_skips(),
         route: None,
+        sender_authenticated: report_authenticated,
     };
     if action == Action::Quarantine {
         Prepared::Quarantine {

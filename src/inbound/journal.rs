@@ -98,6 +98,7 @@ pub(crate) async fn prepare(
                 verdict: None,
                 skips: Vec::new(),
                 route: None,
+                sender_authenticated: false,
             };
             return Prepared::KeepReport { meta, body };
         }

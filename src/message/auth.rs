@@ -165,6 +165,23 @@ impl AuthResults {
         self.dmarc.result == AuthResult::Pass
     }
 
+    /// Whether SPF or DMARC showed `mail_from` (the address a DSN would go
+    /// to) to be authentic: SPF passed for its own domain (not the HELO's),
+    /// or DMARC passed for a From domain it shares (equal, or one below the
+    /// other). Nobody else may be made to receive our bounces.
+    pub fn envelope_sender_authentic(&self, mail_from: &crate::message::envelope::Mailbox) -> bool {
+        let Some(domain) = mail_from.domain_key() else {
+            return false;
+        };
+        let related = |other: &str| {
+            let other = other.trim_end_matches('.').to_ascii_lowercase();
+            domain == other || domain.ends_with(&format!(".{other}")) || other.ends_with(&format!(".{domain}"))
+        };
+        let spf = self.spf.result == AuthResult::Pass && !self.spf.helo_identity && related(&self.spf.domain);
+        let dmarc = self.dmarc_pass() && self.dmarc.from_domain.as_deref().is_some_and(related);
+        spf || dmarc
+    }
+
     /// The value of our `Authentication-Results` field (RFC 8601), with
     /// `authserv_id` (the gateway's host name) first.
     pub fn header_value(&self, authserv_id: &str) -> String {

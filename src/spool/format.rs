@@ -60,6 +60,10 @@ pub struct Meta {
     /// For DSNs: where to deliver (a tenant portal) or empty for the sender domain's MX.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
+    /// SPF or DMARC showed the envelope sender to be authentic (decides
+    /// whether an inbound message may be bounced: `[tenant.dsn]`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sender_authenticated: bool,
 }
 
 /// Why a queue file was not accepted as valid.
@@ -244,6 +248,7 @@ mod tests {
             verdict: None,
             skips: vec![(0, 3)],
             route: None,
+            sender_authenticated: false,
         }
     }
 

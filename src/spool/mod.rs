@@ -318,6 +318,7 @@ mod tests {
             verdict: None,
             skips: vec![],
             route: None,
+            sender_authenticated: false,
         }
     }
 

@@ -1,0 +1,166 @@
+//! Backscatter (issue #10, item 4): a real Postfix downstream refuses a
+//! recipient with 550, and whether a DSN goes out, to whom, from which
+//! address and with what content follows the tenant's `[tenant.dsn]` and
+//! `relay.dsn_source_ips`: an unauthenticated inbound sender gets nothing,
+//! an SPF-authenticated one gets the header only (even with RET=FULL) from a
+//! DSN source address, never from the egress addresses; a tenant's own
+//! sender still gets its DSN back through the tenant. Sender authentication
+//! is real: SPF records served by Knot DNS, evaluated by the `auth` check.
+
+mod support;
+
+use std::time::Duration;
+
+use support::gateway::{Gateway, Options};
+use support::knot::{Knot, txt};
+use support::postfix::Tls;
+use support::smtp::Client;
+use support::stack::Stack;
+
+const SECRET: &str = "secret body line that a bounce must not carry";
+
+/// Senders: example.net's SPF allows 127.0.0.1 (where the test connects
+/// from), example.org's does not. Both domains' MX is the test Postfix.
+fn knot() -> Knot {
+    Knot::start(&[
+        (
+            "example.net",
+            &format!(
+                "@ MX 10 mx\nmx A 127.0.0.1\n@ TXT {}\n",
+                txt("v=spf1 ip4:127.0.0.1 -all")
+            ),
+        ),
+        (
+            "example.org",
+            &format!(
+                "@ MX 10 mx\nmx A 127.0.0.1\n@ TXT {}\n",
+                txt("v=spf1 ip4:192.0.2.1 -all")
+            ),
+        ),
+    ])
+}
+
+fn gateway(stack: &Stack, knot: &Knot, dsn_sources: &str, tenant_dsn: &str) -> Gateway {
+    stack.gateway(Options {
+        source_ips: vec!["127.0.0.3".into()],
+        relay_extra: format!("mx_port = {}\n{dsn_sources}", stack.downstream.port),
+        policy: Some("[policy.default]\n[[policy.default.check]]\nkind = \"auth\"\n".into()),
+        extra: format!("{tenant_dsn}[dns]\nservers = [\"{}\"]\n", knot.addr()),
+        ..Options::default()
+    })
+}
+
+/// MAIL FROM with RET=FULL, one refused and one accepted recipient.
+fn send(c: &mut Client, from: &str, n: u32) {
+    assert_eq!(c.cmd(&format!("MAIL FROM:<{from}> RET=FULL")).code, 250);
+    assert_eq!(c.cmd("RCPT TO:<reject@contoso.com>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<user@contoso.com>").code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(
+        support::crlf(&format!(
+            "From: {from}\nTo: user@contoso.com\nSubject: bounce test {n}\nMessage-ID: <b{n}@x>\n\n{SECRET}\n.\n"
+        ))
+        .as_slice(),
+    );
+    let r = c.read_reply();
+    assert_eq!(r.code, 250, "{r}");
+}
+
+#[test]
+fn dsns_go_only_to_authenticated_or_tenant_senders_and_never_from_the_egress_addresses() {
+    let knot = knot();
+    let stack = Stack::with(
+        Tls::Required,
+        true,
+        &["localhost", "127.0.0.1", "mx.example.net", "mx.example.org"],
+    );
+    let gw = gateway(&stack, &knot, "dsn_source_ips = [\"127.0.0.2\"]", "");
+    let mut c = Client::connect_tls(gw.smtp, &stack.pki.ca, None);
+    send(&mut c, "bob@example.net", 1); // SPF pass: authenticated
+    send(&mut c, "eve@example.org", 2); // SPF fail: anyone could claim it
+    send(&mut c, "alice@contoso.com", 3); // the tenant's own sender
+
+    // Three accepted copies and two DSNs (bob, alice); none for eve.
+    let got = stack.downstream.wait_messages(5, Duration::from_secs(60));
+    assert!(
+        gw.wait_log("the sender was not authenticated", Duration::from_secs(10)),
+        "{}",
+        gw.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let got_now = stack.downstream.messages();
+    assert_eq!(got_now.len(), 5, "{got_now:#?}");
+    assert!(
+        !got.iter().any(|m| m.recipient == "eve@example.org"),
+        "no backscatter to eve"
+    );
+
+    let bob = got
+        .iter()
+        .find(|m| m.recipient == "bob@example.net")
+        .expect("a DSN to bob");
+    let text = String::from_utf8_lossy(&bob.data);
+    assert_eq!(bob.sender, "MAILER-DAEMON");
+    assert_eq!(
+        bob.client_ip, "127.0.0.2",
+        "from relay.dsn_source_ips, not the egress address"
+    );
+    assert!(text.contains("Final-Recipient: rfc822; reject@contoso.com"), "{text}");
+    assert!(
+        text.contains("Subject: bounce test 1"),
+        "the header is returned: {text}"
+    );
+    assert!(!text.contains(SECRET), "RET=FULL is not honoured by default: {text}");
+
+    let alice = got
+        .iter()
+        .find(|m| m.recipient == "alice@contoso.com")
+        .expect("a DSN to the tenant's sender");
+    assert_eq!(
+        alice.client_ip, "127.0.0.3",
+        "back through the tenant's own destination"
+    );
+    for m in got.iter().filter(|m| m.recipient == "user@contoso.com") {
+        assert_eq!(m.client_ip, "127.0.0.3");
+    }
+}
+
+#[test]
+fn a_tenant_may_bounce_everything_in_full_but_not_from_the_egress_addresses() {
+    let knot = knot();
+    let stack = Stack::with(
+        Tls::Required,
+        true,
+        &["localhost", "127.0.0.1", "mx.example.net", "mx.example.org"],
+    );
+    // `[tenant.dsn]` of the one [[tenant]] (TOML: the array's latest element).
+    let always = "[tenant.dsn]\ninbound = \"always\"\nreturn_content = \"full\"\n";
+    // Without relay.dsn_source_ips no DSN leaves for the Internet.
+    let gw = gateway(&stack, &knot, "", always);
+    let mut c = Client::connect_tls(gw.smtp, &stack.pki.ca, None);
+    send(&mut c, "eve@example.org", 4);
+    assert!(
+        gw.wait_log("relay.dsn_source_ips is empty", Duration::from_secs(30)),
+        "{}",
+        gw.log()
+    );
+    let got = stack.downstream.wait_messages(1, Duration::from_secs(30));
+    drop(c);
+    drop(gw);
+    assert!(!got.iter().any(|m| m.recipient == "eve@example.org"));
+
+    // With a DSN source: eve gets the whole message back, from it.
+    let gw = gateway(&stack, &knot, "dsn_source_ips = [\"127.0.0.2\"]", always);
+    let mut c = Client::connect_tls(gw.smtp, &stack.pki.ca, None);
+    send(&mut c, "eve@example.org", 5);
+    let got = stack.downstream.wait_messages(3, Duration::from_secs(60));
+    let eve = got
+        .iter()
+        .find(|m| m.recipient == "eve@example.org")
+        .expect("a DSN to eve");
+    assert_eq!(eve.client_ip, "127.0.0.2");
+    assert!(
+        String::from_utf8_lossy(&eve.data).contains(SECRET),
+        "return_content = \"full\" honours RET=FULL"
+    );
+}
