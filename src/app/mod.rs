@@ -14,6 +14,8 @@
 //! loses nothing that was acknowledged.
 
 pub(crate) mod control;
+#[doc(hidden)]
+pub mod fuzz;
 mod reload;
 pub mod scan;
 mod shutdown;

@@ -3,17 +3,17 @@
 //!
 //! A host is first normalised (lower case, punycode `xn--` labels decoded with
 //! UTS #46, trailing dot removed), then reduced to its registrable part
-//! (`name.suffix`) and compared with the protected domain in four ways:
-//! the same text after folding look-alike characters ([`skeleton`]), the same
+//! (`name.suffix`, by the Public Suffix List: the `psl` crate, plus the few
+//! hosting platforms it lacks, see `tables`) and compared with the protected
+//! domain in four ways: the same text after folding look-alike characters
+//! ([`skeleton`]: Unicode's confusables, UTS #39, by `unicode-security`), the same
 //! name under another public suffix, a small Damerau-Levenshtein distance
 //! between the names, or the protected domain embedded as labels of another
 //! domain (`contoso.com.evil.example`).
 //!
 //! Invariants: a domain never looks like itself, like one of its subdomains,
 //! or like another host of the same registrable domain; every comparison is
-//! bounded (host length, edit-distance bound). Limitation: the registrable
-//! part comes from a rule for country second levels plus a short built-in
-//! list (see `tables`), not from the full Public Suffix List.
+//! bounded (host length, edit-distance bound).
 //! Nothing here does I/O or allocates in proportion to anything but its input.
 
 mod tables;
@@ -156,36 +156,39 @@ pub(crate) fn printable(text: &str, max_chars: usize) -> String {
     out
 }
 
-/// Case, diacritics, invisible characters and look-alike letters from other
-/// scripts folded away: what a reader sees, approximately, in lower case.
+/// Case, diacritics, invisible characters and look-alike characters folded
+/// away: what a reader sees, approximately. Diacritics go by NFKD and the
+/// removal of combining marks; look-alikes by the skeleton of Unicode's
+/// confusables (UTS #39, `unicode-security`), lower-cased, so `cоntoso`
+/// (Cyrillic о), `ｃｏｎｔｏｓｏ` and `contosó` all fold to `contoso`. Two
+/// texts that fold alike read alike; a folded text is for comparing, not
+/// for showing (`m` folds to `rn` like `rn` does).
 pub(crate) fn fold(text: &str) -> String {
     let decomposed = DecomposingNormalizerBorrowed::new_nfkd().normalize(text);
-    let mut out = String::with_capacity(decomposed.len());
-    for c in decomposed.chars() {
-        if tables::is_mark(c) || tables::is_invisible(c) {
-            continue;
-        }
-        match tables::confusable(c) {
-            Some(ascii) => out.push_str(ascii),
-            None => out.extend(c.to_lowercase()),
-        }
-    }
-    out
+    let plain: String = decomposed
+        .chars()
+        .filter(|c| !tables::is_mark(*c) && !tables::is_invisible(*c))
+        .flat_map(char::to_lowercase)
+        .collect();
+    unicode_security::skeleton(&plain)
+        .filter(|c| !tables::is_mark(*c))
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 /// [`fold`] plus the ASCII tricks that only work in host names, where
-/// everything is shown in one case: `0`→`o`, `1`/`i`/`|`→`l`, `rn`→`m`,
-/// `vv`→`w`. Two hosts with the same skeleton read the same at a glance.
+/// everything is shown in one case: `i`→`l` (an upper-case `I` reads as `l`),
+/// `vv`→`w`. (`0`/`o`, `1`/`l`, `rn`/`m` are confusables already.) Two hosts
+/// with the same skeleton read the same at a glance.
 pub(crate) fn skeleton(text: &str) -> String {
     let mapped: String = fold(text)
         .chars()
         .map(|c| match c {
-            '0' => 'o',
-            '1' | 'i' | '|' => 'l',
+            'i' | '|' => 'l',
             other => other,
         })
         .collect();
-    mapped.replace("rn", "m").replace("vv", "w")
+    mapped.replace("vv", "w")
 }
 
 /// Damerau-Levenshtein distance (optimal string alignment) between `a` and
@@ -235,18 +238,20 @@ pub(crate) fn registrable(host: &str) -> Option<Registrable> {
         return None;
     }
     let tail = |k: usize| labels[n - k..].join(".");
-    let hosting_labels = (2..=4)
+    // The few hosting platforms the Public Suffix List lacks come first.
+    let extra = (2..=3)
         .rev()
-        .find(|&k| n > k && tables::HOSTING_SUFFIXES.contains(&tail(k).as_str()));
-    let (mut suffix_labels, hosting) = match hosting_labels {
+        .find(|&k| n > k && tables::EXTRA_HOSTING_SUFFIXES.contains(&tail(k).as_str()));
+    let (mut suffix_labels, hosting) = match extra {
         Some(k) => (k, true),
-        None if n > 2 && is_country_code(labels[n - 1]) && tables::GENERIC_SECOND_LEVELS.contains(&labels[n - 2]) => {
-            (2, false)
+        None => {
+            let suffix = psl::suffix(host.as_bytes())?;
+            let labels = suffix.as_bytes().split(|b| *b == b'.').count();
+            (labels, suffix.typ() == Some(psl::Type::Private))
         }
-        None => (1, false),
     };
     // A host that is itself a suffix ("co.uk") is its own registrable part.
-    suffix_labels = suffix_labels.min(n - 1);
+    suffix_labels = suffix_labels.clamp(1, n - 1);
     Some(Registrable {
         domain: tail(suffix_labels + 1),
         name: labels[n - suffix_labels - 1].to_string(),
@@ -259,10 +264,6 @@ pub(crate) fn registrable(host: &str) -> Option<Registrable> {
 /// (`contoso.com`) is read as a host name rather than a file name.
 pub(crate) fn is_link_text_tld(tld: &str) -> bool {
     tables::LINK_TEXT_TLDS.iter().any(|t| t.eq_ignore_ascii_case(tld))
-}
-
-fn is_country_code(label: &str) -> bool {
-    label.len() == 2 && label.bytes().all(|b| b.is_ascii_lowercase())
 }
 
 /// `host` is `domain` or one of its subdomains (both normalised).

@@ -1,93 +1,8 @@
-//! Static data behind [`super`]: the look-alike character map and the small
-//! built-in list of multi-label suffixes.
-//!
-//! The confusable map is a hand-picked subset of Unicode's confusables
-//! (UTS #39) limited to the Cyrillic, Greek and Latin letters that render like
-//! a basic Latin letter in common fonts; it maps to lower-case ASCII. It is
-//! deliberately not the whole table: mapping e.g. Cyrillic `п` to `n` would
-//! make legitimate Cyrillic names collide with Latin ones.
-//!
-//! The suffix lists are NOT the Public Suffix List. They cover the common
-//! country second levels (`co.uk`, `com.au`, …) by a rule and a few hosting
-//! platforms where every customer gets a subdomain. A suffix missing here
-//! makes two customers of that suffix look like one organisation (a missed
-//! look-alike, never a false one for the tenant's own domains).
-
-/// The ASCII letter(s) a look-alike character renders as, `None` for any
-/// character that is not a known look-alike (including ASCII itself).
-pub(crate) fn confusable(c: char) -> Option<&'static str> {
-    let mapped = match c {
-        // Cyrillic, upper and lower case.
-        'А' | 'а' => "a",
-        'В' | 'в' | 'Ь' | 'ь' => "b",
-        'С' | 'с' => "c",
-        'ԁ' => "d",
-        'Е' | 'е' | 'Ѐ' | 'ѐ' | 'Ҽ' | 'ҽ' => "e",
-        'Һ' | 'һ' | 'Н' | 'н' => "h",
-        'І' | 'і' => "i",
-        'Ј' | 'ј' => "j",
-        'К' | 'к' => "k",
-        'ӏ' | 'Ӏ' => "l",
-        'М' | 'м' => "m",
-        'О' | 'о' => "o",
-        'Р' | 'р' => "p",
-        'Ԛ' | 'ԛ' => "q",
-        'Ѕ' | 'ѕ' => "s",
-        'Т' | 'т' => "t",
-        'Ԝ' | 'ԝ' | 'Ѡ' | 'ѡ' => "w",
-        'Х' | 'х' => "x",
-        'У' | 'у' | 'Ү' | 'ү' => "y",
-        // Greek, upper and lower case.
-        'Α' | 'α' => "a",
-        'Β' | 'β' => "b",
-        'ϲ' | 'Ϲ' => "c",
-        'Ε' | 'ε' => "e",
-        'Η' => "h",
-        'η' => "n",
-        'Ι' | 'ι' | 'ί' => "i",
-        'Κ' | 'κ' => "k",
-        'Μ' => "m",
-        'Ν' | 'ν' => "v",
-        'Ο' | 'ο' | 'ό' | 'σ' => "o",
-        'Ρ' | 'ρ' => "p",
-        'Τ' | 'τ' => "t",
-        'Υ' | 'υ' | 'γ' => "y",
-        'Χ' | 'χ' => "x",
-        'Ζ' => "z",
-        'ω' => "w",
-        'ϳ' => "j",
-        'μ' => "u",
-        // Latin letters that do not decompose under NFKD.
-        'ı' | 'ɩ' => "i",
-        'ł' | 'ƚ' => "l",
-        'ø' | 'Ø' | 'ɵ' => "o",
-        'đ' | 'Đ' | 'ɗ' => "d",
-        'ħ' | 'Ħ' => "h",
-        'ŧ' | 'Ŧ' => "t",
-        'ɑ' | 'ɐ' => "a",
-        'ɡ' | 'ɢ' => "g",
-        'ʏ' => "y",
-        'ʀ' => "r",
-        'ʜ' => "h",
-        'ɴ' => "n",
-        'ꜱ' => "s",
-        'ᴀ' => "a",
-        'ᴄ' => "c",
-        'ᴅ' => "d",
-        'ᴇ' => "e",
-        'ᴋ' => "k",
-        'ᴍ' => "m",
-        'ᴏ' => "o",
-        'ᴘ' => "p",
-        'ᴛ' => "t",
-        'ᴜ' => "u",
-        'ᴠ' => "v",
-        'ᴡ' => "w",
-        'ᴢ' => "z",
-        _ => return None,
-    };
-    Some(mapped)
-}
+//! Static data behind [`super`]: combining marks and invisible characters
+//! (small, stable Unicode ranges), the hosting platforms the Public Suffix
+//! List lacks, and the top-level domains that make link text read as a host.
+//! The look-alike characters themselves are Unicode's (`unicode-security`)
+//! and the suffixes the Public Suffix List's (`psl`).
 
 /// Combining marks (removed after NFKD, which is what makes `é` fold to `e`).
 pub(crate) fn is_mark(c: char) -> bool {
@@ -115,47 +30,18 @@ pub(crate) fn is_invisible(c: char) -> bool {
         | '\u{FEFF}')
 }
 
-/// Second-level labels under a two-letter country code that are registries
-/// of their own (`co.uk`, `com.au`, `ac.jp`, `gob.mx`, …).
-pub(crate) const GENERIC_SECOND_LEVELS: &[&str] = &[
-    "ac", "asso", "co", "com", "edu", "go", "gob", "gouv", "gov", "govt", "gv", "ltd", "me", "mil", "ne", "net", "nhs",
-    "nom", "or", "org", "plc", "sch",
-];
-
-/// Suffixes under which unrelated customers each get their own name
-/// (the "private" part of the Public Suffix List, heavily abridged).
-/// Longest first does not matter: lookup tries three labels before two.
-pub(crate) const HOSTING_SUFFIXES: &[&str] = &[
+/// Hosting platforms where every customer gets a subdomain of its own, which
+/// the Public Suffix List does not list (checked against psl 2.1.247): each
+/// Microsoft 365 tenant's `onmicrosoft.com` and `sharepoint.com` names, and
+/// a few site builders phishing pages are often hosted on.
+pub(crate) const EXTRA_HOSTING_SUFFIXES: &[&str] = &[
     "mail.onmicrosoft.com",
     "onmicrosoft.com",
     "sharepoint.com",
-    "blob.core.windows.net",
-    "web.core.windows.net",
-    "azurewebsites.net",
-    "cloudapp.net",
-    "azureedge.net",
-    "appspot.com",
-    "web.app",
-    "firebaseapp.com",
-    "pages.dev",
-    "workers.dev",
-    "r2.dev",
-    "netlify.app",
-    "vercel.app",
-    "herokuapp.com",
-    "github.io",
-    "gitlab.io",
-    "blogspot.com",
     "wordpress.com",
-    "wixsite.com",
     "weebly.com",
-    "myshopify.com",
     "godaddysites.com",
-    "ngrok.io",
-    "ngrok-free.app",
     "glitch.me",
-    "translate.goog",
-    "duckdns.org",
 ];
 
 /// Top-level domains accepted when link text shows a bare domain without

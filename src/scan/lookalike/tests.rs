@@ -171,11 +171,107 @@ fn folding_handles_case_diacritics_scripts_and_invisible_characters() {
     assert_eq!(fold("Jаne Dое"), "jane doe"); // Cyrillic а, о, е
     assert_eq!(fold("Ja\u{200B}ne"), "jane");
     assert_eq!(fold("Ｊａｎｅ"), "jane"); // full-width
-    assert_eq!(fold("Пётр"), "пetp"); // letters without a Latin twin stay Cyrillic
+    // Letters without a Latin twin stay non-Latin (UTS #39 maps т to its
+    // small-capital prototype, not to "t"), in either case.
+    let petr = fold("Пётр");
+    assert!(!petr.is_ascii(), "{petr}");
+    assert_eq!(petr, fold("пётр"));
 }
 
 #[test]
 fn display_shows_both_forms_of_an_idn() {
     assert_eq!(display_host("xn--cntoso-wqf.com"), "xn--cntoso-wqf.com (cоntoso.com)");
     assert_eq!(display_host("Contoso.com."), "contoso.com");
+}
+
+#[test]
+fn real_brand_lookalikes_are_caught() {
+    let brands = tenant(&["microsoft.com", "paypal.com", "apple.com"]);
+    let caught = |host: &str| brands.check(host).map(|l| (l.protected, l.reason));
+    assert_eq!(
+        caught("micros0ft.com"),
+        Some(("microsoft.com".into(), Reason::Confusable))
+    );
+    assert_eq!(
+        caught("rnicrosoft.com"),
+        Some(("microsoft.com".into(), Reason::Confusable))
+    );
+    // "pаypal" with a Cyrillic а, and the famous all-Cyrillic "аррӏе".
+    assert_eq!(
+        caught("xn--pypal-4ve.com"),
+        Some(("paypal.com".into(), Reason::Confusable))
+    );
+    assert_eq!(
+        caught("xn--80ak6aa92e.com"),
+        Some(("apple.com".into(), Reason::Confusable))
+    );
+    assert_eq!(
+        caught("ｐａｙｐａｌ.com"),
+        None,
+        "UTS #46 maps full-width letters to paypal.com itself"
+    );
+    assert_eq!(
+        caught("paypal.com.secure-login.example"),
+        Some(("paypal.com".into(), Reason::Embedded))
+    );
+}
+
+#[test]
+fn real_brand_and_idn_domains_are_not_flagged() {
+    let brands = tenant(&["microsoft.com", "paypal.com", "apple.com"]);
+    for host in [
+        "paypal.com",
+        "www.paypal.com",
+        "PAYPAL.COM.",
+        "login.microsoftonline.com",
+        "microsoft.com",
+        "support.apple.com",
+        "paypal-community.com",
+        "appleinsider.com",
+        "bücher.example",
+        "xn--bcher-kva.example",
+        "münchen.de",
+        "xn--mnchen-3ya.de",
+        "pineapple.com",
+        "applied.com",
+    ] {
+        assert_eq!(brands.check(host), None, "{host}");
+    }
+    // Tenants whose own domains are IDNs: their names in either form, and
+    // their subdomains, are theirs.
+    let idn = tenant(&["münchen.de", "bücher.example"]);
+    for host in [
+        "xn--mnchen-3ya.de",
+        "www.münchen.de",
+        "mail.xn--mnchen-3ya.de",
+        "xn--bcher-kva.example",
+        "BÜCHER.example",
+        "muenchen.de.example",
+        "berlin.de",
+    ] {
+        assert_eq!(idn.check(host), None, "{host}");
+    }
+    // ... while a look-alike of an IDN tenant is still one.
+    assert_eq!(idn.check("mönchen.de").map(|l| l.reason), Some(Reason::EditDistance(1)));
+    assert_eq!(idn.check("munchen.de").map(|l| l.reason), Some(Reason::Confusable));
+}
+
+#[test]
+fn registrable_parts_come_from_the_public_suffix_list() {
+    let reg = |h: &str| registrable(h).map(|r| (r.domain, r.hosting));
+    assert_eq!(reg("www.bbc.co.uk"), Some(("bbc.co.uk".into(), false)));
+    assert_eq!(reg("a.b.github.io"), Some(("b.github.io".into(), true)));
+    assert_eq!(reg("x.y.s3.amazonaws.com").map(|r| r.1), Some(true));
+    assert_eq!(reg("city.kawasaki.jp"), Some(("city.kawasaki.jp".into(), false)));
+    assert_eq!(reg("foo.公司.cn"), Some(("foo.公司.cn".into(), false)));
+    assert_eq!(
+        reg("contoso.sharepoint.com"),
+        Some(("contoso.sharepoint.com".into(), true))
+    );
+    assert_eq!(
+        reg("contoso.mail.onmicrosoft.com"),
+        Some(("contoso.mail.onmicrosoft.com".into(), true))
+    );
+    assert_eq!(reg("co.uk"), Some(("co.uk".into(), false)));
+    assert_eq!(reg("192.0.2.1"), None);
 }
