@@ -41,6 +41,7 @@ pub(crate) fn start(
     settings: Arc<ArcSwap<Settings>>,
     metrics: Arc<Metrics>,
     budget: Arc<BodyBudget>,
+    store: crate::store::Store,
     shutdown: CancellationToken,
     recovered: Vec<String>,
 ) -> (QueueHandle, tokio::task::JoinHandle<()>) {
@@ -52,6 +53,7 @@ pub(crate) fn start(
         metrics,
         handle: handle.clone(),
         budget,
+        store,
     });
     let task = tokio::spawn(scheduler(cx, rx, shutdown, recovered));
     (handle, task)
