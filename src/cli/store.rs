@@ -1,4 +1,4 @@
-//! `exogate events search|show` and `exogate quarantine list|show|release|
+//! `exogate events search|show|audit` and `exogate quarantine list|show|release|
 //! delete|allow|not-spam|export`: the store, read and changed from the
 //! command line, the same store the gateway (and the web page) use, on this
 //! node or, with PostgreSQL, any node.
@@ -21,10 +21,19 @@ use crate::store::{
 #[derive(Subcommand, Clone)]
 pub enum EventsAction {
     /// Message history, newest first: one line per message and recipient.
-    Search(SearchArgs),
+    Search(Box<SearchArgs>),
     /// One record in full: findings and every delivery outcome.
     Show {
         id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The audit trail: who did what to which messages, newest first.
+    Audit {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
         #[arg(long)]
         json: bool,
     },
@@ -179,6 +188,31 @@ pub fn events_command(config: &Path, action: EventsAction) -> Result<super::Outp
                 } else {
                     events_text(&found).into()
                 })
+            }
+            EventsAction::Audit {
+                tenant,
+                limit,
+                json: as_json,
+            } => {
+                let records = store.audit_list(&scope(tenant), limit, 0).await?;
+                if as_json {
+                    return Ok(json(&records).into());
+                }
+                let mut out = String::new();
+                for a in &records {
+                    out.push_str(&format!(
+                        "{} UTC  {:<16} {:<16} {:<14} {:<10} {}  {}\n",
+                        utc(a.time),
+                        a.actor,
+                        a.from,
+                        a.action,
+                        a.tenant,
+                        a.messages.join(","),
+                        a.detail
+                    ));
+                }
+                out.push_str(&format!("{} record(s)\n", records.len()));
+                Ok(out.into())
             }
             EventsAction::Show { id, json: as_json } => {
                 let detail = store

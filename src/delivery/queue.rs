@@ -35,6 +35,7 @@ struct Item {
 }
 
 /// Starts the scheduler; it recovers the spool's active messages first.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn start(
     spool: Arc<Spool>,
     relay: Arc<Relay>,

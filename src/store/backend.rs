@@ -86,7 +86,7 @@ impl Row {
 
 pub(super) enum Backend {
     Sqlite(Sqlite),
-    Postgres(Postgres),
+    Postgres(Box<Postgres>),
 }
 
 /// The domain of an address, lower case ("" when there is none).
@@ -158,7 +158,7 @@ impl Backend {
                     .map_err(|e| StoreError::Unavailable(e.to_string()))??;
                 Backend::Sqlite(sqlite)
             }
-            StoreBackend::Postgres { url } => Backend::Postgres(Postgres::new(url)?),
+            StoreBackend::Postgres { url } => Backend::Postgres(Box::new(Postgres::new(url)?)),
         })
     }
 

@@ -385,7 +385,7 @@ mod tests {
             "X-CLOUD-SEC-AV-Verdict",
             "action=quarantine; score=100.0; enforced=yes; tests=malware:virus(100.0)",
         );
-        let out = String::from_utf8(restamp(&prefix, "cli:root")).unwrap();
+        let out = String::from_utf8(restamp(&prefix, "cli:root")).unwrap().replace("\r\n\t", " ");
         assert!(out.starts_with("Received: from a by b;"), "{out}");
         assert!(out.contains("X-CLOUD-SEC-AV-Info: contoso,office365_emails,inbound\r\n"));
         assert!(out.contains("X-CLOUD-SEC-AV-SCL: false\r\n"), "{out}");
