@@ -615,3 +615,341 @@ both!(
     quarantine_lifecycle,
     retention_and_cap_with_an_injected_clock
 );
+
+// ---- the gateway as a process ----
+
+mod gateway {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::support;
+    use support::gateway::{Gateway, Options, config_text};
+    use support::postfix::{Captured, without_postfix_received};
+    use support::postgres::Postgres;
+    use support::smtp::Client;
+    use support::stack::Stack;
+    use support::wait_for;
+
+    /// A content rule holds any message whose subject says "hold me" (score 15, quarantine at 10).
+    fn policy() -> String {
+        "[policy.default]\njunk_score = 5.0\nquarantine_score = 10.0\nreject_score = 20.0\n\
+         [[policy.default.check]]\nkind = \"content\"\n\
+         rules = [{ name = \"test-hold\", pattern = \"hold me\", score = 15.0, where = \"subject\" }]\n"
+            .to_string()
+    }
+
+    fn options(store: &str) -> Options {
+        Options {
+            policy: Some(policy()),
+            extra: store.to_string(),
+            ..Options::default()
+        }
+    }
+
+    fn message(from: &str, subject: &str, pad: usize) -> Vec<u8> {
+        support::crlf(&format!(
+            "X-CLOUD-SEC-AV-SCL: true\nFrom: Alice <{from}>\nTo: user@contoso.com\nSubject: {subject}\n\
+             Date: Mon, 23 Nov 2026 10:00:00 +0000\nMessage-ID: <{}@example.org>\n\
+             X-MS-Exchange-CrossTenant-Network-Message-Id: 6f1c2d3e-{}\nMIME-Version: 1.0\n\n\
+             Hello,\n.a line with a dot\ntrailing   \n{}\n",
+            subject.replace(' ', "-"),
+            subject.len(),
+            "z".repeat(pad)
+        ))
+    }
+
+    fn send(gw: &Gateway, ca: &Path, from: &str, subject: &str, pad: usize) -> String {
+        let mut c = Client::connect_tls(gw.smtp, ca, None);
+        let r = c.send_data(from, &["user@contoso.com"], &message(from, subject, pad));
+        assert_eq!(r.code, 250, "{r}");
+        r.text().rsplit(' ').next().unwrap().to_string()
+    }
+
+    fn cli_json(gw: &Gateway, args: &[&str]) -> serde_json::Value {
+        let (code, out, err) = gw.cli(args);
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    }
+
+    fn with_subject<'a>(msgs: &'a [Captured], subject: &str) -> Vec<&'a Captured> {
+        msgs.iter()
+            .filter(|m| String::from_utf8_lossy(&m.data).contains(&format!("Subject: {subject}\n")))
+            .collect()
+    }
+
+    /// The header fields of ours (`X-CLOUD-SEC-AV-*`, our `Received`) removed, LF line endings.
+    fn without_our_fields(text: &str) -> String {
+        let mut out = Vec::new();
+        let mut skipping = false;
+        let mut in_header = true;
+        let text = text.replace("\r\n", "\n");
+        for line in text.split_inclusive('\n') {
+            if in_header && line == "\n" {
+                in_header = false;
+            }
+            if in_header {
+                if line.starts_with([' ', '\t']) {
+                    if skipping {
+                        continue;
+                    }
+                } else {
+                    let lower = line.to_ascii_lowercase();
+                    skipping = lower.starts_with("x-cloud-sec-av-")
+                        || (lower.starts_with("received:") && line.contains("(exogate)"));
+                    if skipping {
+                        continue;
+                    }
+                }
+            }
+            out.push(line);
+        }
+        out.concat()
+    }
+
+    fn field_values(data: &[u8], name: &str) -> Vec<String> {
+        let text = String::from_utf8_lossy(data).replace("\n\t", " ");
+        let head = text.split("\n\n").next().unwrap().to_string();
+        head.lines()
+            .filter(|l| {
+                l.to_ascii_lowercase()
+                    .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+            })
+            .map(|l| l[name.len() + 1..].trim().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn events_are_searched_and_a_release_arrives_stamped_as_delivered() {
+        let s = Stack::new();
+        let gw = s.gateway(options(""));
+        let clean = send(&gw, &s.pki.ca, "alice@example.org", "quarterly figures", 0);
+        let held = send(&gw, &s.pki.ca, "alice@example.org", "please hold me", 0);
+        s.downstream.wait_messages(1, Duration::from_secs(30));
+
+        // Both messages, with the delivery outcome of the clean one.
+        let found = wait_for(Duration::from_secs(20), || {
+            let v = cli_json(&gw, &["events", "search", "--sender", "Alice@Example.org", "--json"]);
+            let list = v.as_array().unwrap().clone();
+            (list.len() == 2 && list.iter().any(|e| e["delivery"] == "delivered")).then_some(list)
+        })
+        .expect("both events recorded, the delivery too");
+        let by_id = |id: &str| found.iter().find(|e| e["queue_id"] == id).unwrap().clone();
+        assert_eq!(by_id(&clean)["action"], "deliver");
+        assert_eq!(by_id(&clean)["delivery"], "delivered");
+        assert_eq!(by_id(&held)["action"], "quarantine");
+        assert_eq!(by_id(&held)["subject"], "please hold me");
+        assert_eq!(by_id(&held)["rcpt"], "user@contoso.com");
+        let detail = cli_json(&gw, &["events", "show", &by_id(&clean)["id"].to_string(), "--json"]);
+        assert_eq!(detail["event"]["network_message_id"], "6f1c2d3e-17");
+        assert_eq!(detail["event"]["message_id"], "quarterly-figures@example.org");
+        assert!(detail["event"]["tls"].as_str().unwrap().starts_with("TLS"), "{detail}");
+        let reply = detail["deliveries"][0]["reply"].as_str().unwrap();
+        assert!(reply.starts_with("250"), "{detail}");
+        let (_, text, _) = gw.cli(&["events", "search", "--subject", "HOLD", "--action", "quarantine"]);
+        assert!(text.contains(&held) && !text.contains(&clean), "{text}");
+
+        let listed = cli_json(&gw, &["quarantine", "list", "--json"]);
+        assert_eq!(listed[0]["id"], held.as_str());
+        assert_eq!(listed[0]["findings"][0]["tag"], "test-hold");
+        let (code, shown, _) = gw.cli(&["quarantine", "show", &held]);
+        assert_eq!(code, 0);
+        assert!(
+            shown.contains("content:") && shown.contains("Subject: please hold me"),
+            "{shown}"
+        );
+
+        // Released: the same bytes downstream, SCL false, the verdict says who.
+        let (code, out, err) = gw.cli(&["quarantine", "release", &held]);
+        assert_eq!(code, 0, "{out}{err}");
+        let got = s.downstream.wait_messages(2, Duration::from_secs(30));
+        let released = with_subject(&got, "please hold me");
+        assert_eq!(released.len(), 1);
+        let data = &released[0].data;
+        assert_eq!(field_values(data, "X-CLOUD-SEC-AV-SCL"), vec!["false"]);
+        let verdict = field_values(data, "X-CLOUD-SEC-AV-Verdict");
+        assert_eq!(verdict.len(), 1);
+        assert!(
+            verdict[0].starts_with("action=deliver; released-by=cli:"),
+            "{verdict:?}"
+        );
+        assert!(verdict[0].contains("content:test-hold(15.0)"), "{verdict:?}");
+        let delivered = String::from_utf8_lossy(without_postfix_received(data)).into_owned();
+        let sent = String::from_utf8(message("alice@example.org", "please hold me", 0)).unwrap();
+        assert_eq!(
+            without_our_fields(&delivered),
+            without_our_fields(&sent),
+            "nothing but our fields differs"
+        );
+        let (code, _, err) = gw.cli(&["quarantine", "release", &held]);
+        assert_ne!(code, 0, "released once only: {err}");
+
+        // The copy has an event and a delivery; the audit trail has the release.
+        wait_for(Duration::from_secs(20), || {
+            let v = cli_json(&gw, &["events", "search", "--action", "released", "--json"]);
+            (v[0]["delivery"] == "delivered").then_some(())
+        })
+        .expect("the released copy is recorded as delivered");
+        let audit = cli_json(&gw, &["events", "audit", "--json"]);
+        assert_eq!(audit[0]["action"], "release");
+        assert_eq!(audit[0]["messages"][0], held.as_str());
+        assert!(audit[0]["actor"].as_str().unwrap().starts_with("cli:"));
+
+        // Allow the sender: the next such message is delivered (the gateway
+        // reads the list within its upkeep interval).
+        let (code, out, err) = gw.cli(&[
+            "quarantine",
+            "allow",
+            "--tenant",
+            "contoso",
+            "--sender",
+            "alice@example.org",
+        ]);
+        assert_eq!(code, 0, "{out}{err}");
+        let _ = gw.wait_log("allow", Duration::from_secs(1));
+        let mut allowed = None;
+        for i in 0..40 {
+            let id = send(&gw, &s.pki.ca, "alice@example.org", &format!("hold me {i}"), 0);
+            let v = wait_for(Duration::from_secs(10), || {
+                let v = cli_json(&gw, &["events", "search", "--queue-id", &id, "--json"]);
+                v.as_array().unwrap().first().cloned()
+            })
+            .unwrap();
+            if v["action"] == "deliver" {
+                allowed = Some(i);
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        let i = allowed.expect("the allow list is honoured within the upkeep interval");
+        let got = s.downstream.wait_messages(3, Duration::from_secs(30));
+        let m = with_subject(&got, &format!("hold me {i}"));
+        assert_eq!(m.len(), 1);
+        assert!(field_values(&m[0].data, "X-CLOUD-SEC-AV-Verdict")[0].contains("allow-list:sender-allowed"));
+    }
+
+    #[test]
+    fn a_tiny_cap_removes_the_oldest_and_the_spool_keeps_accepting() {
+        let s = Stack::new();
+        let gw = s.gateway(options("[store]\nquarantine_max_size = \"64KiB\"\n"));
+        let mut ids = Vec::new();
+        for i in 0..6 {
+            ids.push(send(
+                &gw,
+                &s.pki.ca,
+                "bulk@example.org",
+                &format!("hold me {i}"),
+                20_000,
+            ));
+        }
+        let held = wait_for(Duration::from_secs(20), || {
+            let v = cli_json(&gw, &["quarantine", "list", "--json"]);
+            let held: Vec<String> = v
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().to_string())
+                .collect();
+            (held.len() == 3).then_some(held)
+        })
+        .expect("the oldest removed down to the cap");
+        assert_eq!(
+            held,
+            vec![ids[5].clone(), ids[4].clone(), ids[3].clone()],
+            "newest kept"
+        );
+        let expired = cli_json(&gw, &["quarantine", "list", "--state", "expired", "--json"]);
+        assert_eq!(expired.as_array().unwrap().len(), 3);
+        let files = std::fs::read_dir(gw.dir.join("state/quarantine")).unwrap().count();
+        assert_eq!(files, 3, "their bytes are gone");
+        // The spool still accepts and delivers.
+        send(&gw, &s.pki.ca, "alice@example.org", "still flowing", 0);
+        let got = s.downstream.wait_messages(1, Duration::from_secs(30));
+        assert_eq!(with_subject(&got, "still flowing").len(), 1);
+        let (_, metrics) = gw.http_get("/metrics");
+        assert!(
+            metrics.contains("exogate_quarantine_pruned_total{reason=\"cap\"} 3"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("exogate_quarantine_max_bytes 65536"), "{metrics}");
+        assert!(
+            gw.log().contains("80 % of quarantine_max_size"),
+            "the warning before the cap"
+        );
+    }
+
+    #[test]
+    fn two_gateways_on_one_postgresql_share_the_quarantine() {
+        let s = Stack::new();
+        let url = Postgres::shared().create_database("two_nodes");
+        let start = |name: &str| {
+            let dir = s.dir.path().join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            let opts = Options {
+                deliver_to: vec![s.downstream.addr()],
+                ..options(&format!("[store]\nurl = \"{url}\"\nnode = \"{name}\"\n"))
+            };
+            Gateway::start_with_text(&dir, &config_text(&dir, &s.pki, &s.server, &opts))
+        };
+        let one = start("node-1");
+        let two = start("node-2");
+        let held = send(&one, &s.pki.ca, "alice@example.org", "hold me on one", 0);
+
+        let listed = wait_for(Duration::from_secs(20), || {
+            let v = cli_json(&two, &["quarantine", "list", "--json"]);
+            v.as_array().unwrap().first().cloned()
+        })
+        .expect("node-2 lists what node-1 held");
+        assert_eq!(listed["id"], held.as_str());
+        assert_eq!(listed["node"], "node-1");
+        wait_for(Duration::from_secs(20), || {
+            (std::fs::read_dir(one.dir.join("state/quarantine")).unwrap().count() == 0).then_some(())
+        })
+        .expect("node-1's bytes moved into PostgreSQL");
+
+        let released = cli_json(&two, &["quarantine", "release", &held, "--json"]);
+        assert_eq!(released["node"], "node-2");
+        let got = s.downstream.wait_messages(1, Duration::from_secs(30));
+        let m = with_subject(&got, "hold me on one");
+        assert_eq!(m.len(), 1);
+        assert_eq!(field_values(&m[0].data, "X-CLOUD-SEC-AV-SCL"), vec!["false"]);
+        // Node-2 delivered the copy: its queue id is in node-2's events, and
+        // node-1 sees the release in the shared audit trail.
+        wait_for(Duration::from_secs(20), || {
+            let v = cli_json(&one, &["events", "search", "--action", "released", "--json"]);
+            (v[0]["delivery"] == "delivered" && v[0]["queue_id"] == released["copy_id"]).then_some(())
+        })
+        .expect("the copy's delivery is recorded");
+        let audit = cli_json(&one, &["events", "audit", "--json"]);
+        assert_eq!(audit[0]["action"], "release");
+        let (code, _, _) = one.cli(&["quarantine", "release", &held]);
+        assert_ne!(code, 0, "released once, whichever node asks");
+        assert!(!one.log().contains("s3cret") && !two.log().contains("s3cret"));
+    }
+
+    #[test]
+    fn mail_flows_while_the_store_is_down() {
+        let s = Stack::new();
+        let port = support::free_port();
+        let gw = s.gateway(options(&format!(
+            "[store]\nurl = \"postgresql://exogate:s3cret@127.0.0.1:{port}/exogate\"\n"
+        )));
+        assert!(gw.wait_log("the store is unavailable at start", Duration::from_secs(10)));
+        send(&gw, &s.pki.ca, "alice@example.org", "during the outage", 0);
+        send(&gw, &s.pki.ca, "alice@example.org", "hold me during the outage", 0);
+        let got = s.downstream.wait_messages(1, Duration::from_secs(30));
+        assert_eq!(with_subject(&got, "during the outage").len(), 1);
+        assert!(gw.wait_log("cannot write to the store; retrying", Duration::from_secs(10)));
+        assert!(
+            gw.dir.join("state/quarantine").read_dir().unwrap().count() == 1,
+            "the held message is safe in the spool until the store is back"
+        );
+        let (_, metrics) = gw.http_get("/metrics");
+        assert!(
+            metrics.contains("exogate_store_writes_total{result=\"unavailable\"} 1"),
+            "{metrics}"
+        );
+        let log = gw.log();
+        assert!(!log.contains("s3cret"), "the password is never logged");
+        assert!(log.contains("exogate:***@127.0.0.1"), "the URL is shown redacted");
+    }
+}

@@ -1,9 +1,9 @@
-//! Upkeep, every [`TICK`] while the gateway runs: index quarantined files
+//! Upkeep while the gateway runs, every [`TICK`] times [`UPKEEP_EVERY`]: index quarantined files
 //! the index missed (and, with PostgreSQL, copy their bytes in), apply each
 //! tenant's retention to events, audit records and quarantined messages,
 //! keep the quarantine under its size cap (oldest first; a warning and the
-//! `exogate_quarantine_bytes` gauge from 80 %), and refresh the allow lists
-//! other nodes may have changed.
+//! `exogate_quarantine_bytes` gauge from 80 %); and every [`TICK`], read
+//! the allow lists again (another node or the command line may have changed them).
 //!
 //! The cap is what keeps the quarantine from taking the spool's disk: a
 //! quarantined message beyond it costs the oldest held one, never a 452 for
@@ -19,21 +19,28 @@ use crate::spool::Area;
 use super::backend::BodyRow;
 use super::{Store, StoreError};
 
-const TICK: Duration = Duration::from_secs(30);
+/// How often the allow lists are read again (other nodes, the command line).
+const TICK: Duration = Duration::from_secs(5);
+/// Reconciliation, retention and the cap run every this many ticks.
+const UPKEEP_EVERY: u32 = 6;
 /// The share of the cap at which a warning is logged.
 const WARN_AT: f64 = 0.8;
 
 pub(super) async fn run(store: Store, stop: CancellationToken) {
+    let mut tick = 0u32;
     loop {
-        if let Err(e) = store.reconcile().await {
-            tracing::warn!(error = %e, "cannot reconcile the quarantine index");
-        }
-        if let Err(e) = store.prune().await {
-            tracing::warn!(error = %e, "cannot apply retention to the store");
+        if tick % UPKEEP_EVERY == 0 {
+            if let Err(e) = store.reconcile().await {
+                tracing::warn!(error = %e, "cannot reconcile the quarantine index");
+            }
+            if let Err(e) = store.prune().await {
+                tracing::warn!(error = %e, "cannot apply retention to the store");
+            }
         }
         if let Err(e) = store.refresh_allow_lists().await {
-            tracing::warn!(error = %e, "cannot refresh the allow lists");
+            tracing::debug!(error = %e, "cannot refresh the allow lists");
         }
+        tick = tick.wrapping_add(1);
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep(TICK) => {}

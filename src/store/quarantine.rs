@@ -220,7 +220,8 @@ pub(super) async fn release(
         remove_body(store, id).await;
     }
     let raw = &file[body];
-    store.record_event(super::record::event(&super::record::Facts {
+    // Written now, not queued: the command line has no writer task.
+    let copy_event = super::record::event(&super::record::Facts {
         queue_id: &copy_id,
         time: now,
         node: &store.inner.config.node,
@@ -232,7 +233,10 @@ pub(super) async fn release(
         size: raw.len() as u64,
         verdict: meta.verdict.as_ref(),
         action: "released",
-    }));
+    });
+    if let Err(e) = store.inner.backend.write_batch(&[copy_event], &[], &[]).await {
+        tracing::warn!(queue_id = %copy_id, error = %e, "cannot record the released copy's event");
+    }
     store
         .audit(AuditRecord::new(
             actor,
@@ -385,7 +389,9 @@ mod tests {
             "X-CLOUD-SEC-AV-Verdict",
             "action=quarantine; score=100.0; enforced=yes; tests=malware:virus(100.0)",
         );
-        let out = String::from_utf8(restamp(&prefix, "cli:root")).unwrap().replace("\r\n\t", " ");
+        let out = String::from_utf8(restamp(&prefix, "cli:root"))
+            .unwrap()
+            .replace("\r\n\t", " ");
         assert!(out.starts_with("Received: from a by b;"), "{out}");
         assert!(out.contains("X-CLOUD-SEC-AV-Info: contoso,office365_emails,inbound\r\n"));
         assert!(out.contains("X-CLOUD-SEC-AV-SCL: false\r\n"), "{out}");
