@@ -29,7 +29,7 @@ const WARN_AT: f64 = 0.8;
 pub(super) async fn run(store: Store, stop: CancellationToken) {
     let mut tick = 0u32;
     loop {
-        if tick % UPKEEP_EVERY == 0 {
+        if tick.is_multiple_of(UPKEEP_EVERY) {
             if let Err(e) = store.reconcile().await {
                 tracing::warn!(error = %e, "cannot reconcile the quarantine index");
             }
