@@ -47,6 +47,7 @@ fn config(db: Db, state: &Path, hint: &str) -> StoreConfig {
     if db == Db::Postgres {
         c.backend = StoreBackend::Postgres {
             url: Postgres::shared().create_database(hint),
+            password_file: None,
         };
     }
     c

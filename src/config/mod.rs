@@ -293,7 +293,8 @@ fn read(root: &Section, base: &Path, path: &Path) -> Config {
     let admin = read_admin(&or_empty("admin"));
     let log = read_log(&or_empty("log"));
     let exchange = read_exchange(&or_empty("exchange"));
-    let store = store::read_store(&or_empty("store"), &server.state_dir, &server.hostname);
+    // The node's own name (not server.hostname, which nodes behind one smart-host name share).
+    let store = store::read_store(&or_empty("store"), &server.state_dir, &default_hostname(), base);
 
     let mut policies = BTreeMap::new();
     if let Some(section) = root.section("policy") {

@@ -18,15 +18,20 @@ use crate::config::reader::Section;
 pub enum StoreBackend {
     /// The embedded default: one SQLite file.
     Sqlite { path: PathBuf },
-    /// A shared PostgreSQL database (`postgresql://user:password@host:port/db`).
-    Postgres { url: String },
+    /// A shared PostgreSQL database (`postgresql://user:password@host:port/db`);
+    /// the password may instead come from a file (a container secret), read
+    /// at each connection.
+    Postgres {
+        url: String,
+        password_file: Option<PathBuf>,
+    },
 }
 
 impl fmt::Debug for StoreBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreBackend::Sqlite { path } => write!(f, "Sqlite({})", path.display()),
-            StoreBackend::Postgres { url } => write!(f, "Postgres({})", redact_url(url)),
+            StoreBackend::Postgres { url, .. } => write!(f, "Postgres({})", redact_url(url)),
         }
     }
 }
@@ -35,7 +40,7 @@ impl fmt::Display for StoreBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreBackend::Sqlite { path } => write!(f, "sqlite {}", path.display()),
-            StoreBackend::Postgres { url } => write!(f, "postgresql {}", redact_url(url)),
+            StoreBackend::Postgres { url, .. } => write!(f, "postgresql {}", redact_url(url)),
         }
     }
 }
@@ -61,7 +66,8 @@ pub fn redact_url(url: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub backend: StoreBackend,
-    /// The name this node records events and quarantined messages under.
+    /// The name this node records events and quarantined messages under
+    /// (default: the machine's host name).
     pub node: String,
     /// How long events and quarantined messages are kept (default 30 days).
     pub retention: Duration,
@@ -94,12 +100,13 @@ impl StoreConfig {
     }
 }
 
-pub(super) fn read_store(s: &Section, state_dir: &Path, hostname: &str) -> StoreConfig {
+pub(super) fn read_store(s: &Section, state_dir: &Path, hostname: &str, base: &Path) -> StoreConfig {
     let mut cfg = StoreConfig::embedded(state_dir, hostname);
+    let password_file = s.opt_path("password_file", base);
     if let Some(url) = s.opt_string("url").filter(|u| !u.is_empty()) {
         if url.starts_with("postgresql://") || url.starts_with("postgres://") {
             match url.parse::<tokio_postgres::Config>() {
-                Ok(_) => cfg.backend = StoreBackend::Postgres { url },
+                Ok(_) => cfg.backend = StoreBackend::Postgres { url, password_file },
                 Err(e) => s.error("url", format!("not a PostgreSQL URL ({}): {e}", redact_url(&url))),
             }
         } else {
@@ -111,6 +118,8 @@ pub(super) fn read_store(s: &Section, state_dir: &Path, hostname: &str) -> Store
                 ),
             );
         }
+    } else if password_file.is_some() {
+        s.error("password_file", "applies to a PostgreSQL url only");
     }
     if let Some(node) = s.opt_string("node") {
         if node.is_empty() || node.len() > 64 || node.contains(|c: char| c.is_whitespace() || c.is_control()) {
@@ -154,7 +163,8 @@ mod tests {
             !format!(
                 "{:?}",
                 super::StoreBackend::Postgres {
-                    url: "postgres://a:zz9@h/d".into()
+                    url: "postgres://a:zz9@h/d".into(),
+                    password_file: None,
                 }
             )
             .contains("zz9")

@@ -158,7 +158,9 @@ impl Backend {
                     .map_err(|e| StoreError::Unavailable(e.to_string()))??;
                 Backend::Sqlite(sqlite)
             }
-            StoreBackend::Postgres { url } => Backend::Postgres(Box::new(Postgres::new(url)?)),
+            StoreBackend::Postgres { url, password_file } => {
+                Backend::Postgres(Box::new(Postgres::new(url, password_file.clone())?))
+            }
         })
     }
 

@@ -126,10 +126,12 @@ pub(super) struct Postgres {
     /// What the logs may show of the URL.
     shown: String,
     client: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
+    /// `[store] password_file`: read at each connection (a rotated secret is picked up).
+    password_file: Option<std::path::PathBuf>,
 }
 
 impl Postgres {
-    pub(super) fn new(url: &str) -> Result<Postgres, StoreError> {
+    pub(super) fn new(url: &str, password_file: Option<std::path::PathBuf>) -> Result<Postgres, StoreError> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Invalid(format!("{}: {e}", crate::config::store::redact_url(url))))?;
@@ -141,6 +143,7 @@ impl Postgres {
             config,
             shown: crate::config::store::redact_url(url),
             client: tokio::sync::Mutex::new(None),
+            password_file,
         })
     }
 
@@ -159,11 +162,13 @@ impl Postgres {
             *guard = None;
         }
         if guard.is_none() {
-            let (client, connection) = self
-                .config
-                .connect(tokio_postgres::NoTls)
-                .await
-                .map_err(|e| self.err(&e))?;
+            let mut config = self.config.clone();
+            if let Some(path) = &self.password_file {
+                let secret = std::fs::read_to_string(path)
+                    .map_err(|e| StoreError::Unavailable(format!("[store] password_file {}: {e}", path.display())))?;
+                config.password(secret.trim_end_matches(['\r', '\n']));
+            }
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| self.err(&e))?;
             let shown = self.shown.clone();
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
