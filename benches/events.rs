@@ -39,7 +39,7 @@ fn event(rng: &mut Rng, i: u64, n: u64) -> EventRecord {
     let rcpt = rng.below(5_000);
     let words: Vec<String> = (0..5).map(|_| format!("w{}", rng.below(2_000))).collect();
     EventRecord {
-        queue_id: format!("{:020X}", i),
+        queue_id: format!("{i:020X}"),
         time: T0 + (i as i64 * SPAN) / n as i64,
         node: "bench".into(),
         tenant: format!("tenant{tenant}"),
