@@ -150,6 +150,62 @@ pub(super) fn read_store(s: &Section, state_dir: &Path, hostname: &str, base: &P
 #[cfg(test)]
 mod tests {
     use super::redact_url;
+    use crate::config::{Config, LoadError};
+
+    fn problems(store: &str) -> Vec<String> {
+        let text = format!(
+            "[server]\nlisten = [\"127.0.0.1:25\"]\nstate_dir = \"/var/lib/x\"\n[tls]\ngenerate = true\n{store}"
+        );
+        match Config::parse(&text, std::path::Path::new("/etc/exogate/gateway.toml")) {
+            Ok(_) => vec![],
+            Err(LoadError::Invalid { errors, .. }) => errors.iter().map(ToString::to_string).collect(),
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    #[test]
+    fn store_keys_are_checked_by_name() {
+        assert!(problems("").is_empty());
+        let p = problems(
+            "[store]\nurl = \"mysql://gw:hunter2@db/x\"\nretention = \"10m\"\nquarantine_max_size = 100\nbackend = \"postgres\"\n",
+        );
+        assert_eq!(p.len(), 4, "{p:?}");
+        assert!(
+            p.iter().any(|e| e.starts_with("store.url: expected \"postgresql://")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().all(|e| !e.contains("hunter2")),
+            "no password in a message: {p:?}"
+        );
+        assert!(p.contains(&"store.retention: must be at least 1h".to_string()), "{p:?}");
+        assert!(
+            p.contains(&"store.quarantine_max_size: must be at least 64KiB".to_string()),
+            "{p:?}"
+        );
+        assert!(p.contains(&"store.backend: unknown key".to_string()), "{p:?}");
+        assert_eq!(
+            problems("[store]\npassword_file = \"/run/secrets/pw\"\n"),
+            vec!["store.password_file: applies to a PostgreSQL url only".to_string()]
+        );
+        let ok = Config::parse(
+            "[server]\nlisten = [\"127.0.0.1:25\"]\nstate_dir = \"/var/lib/x\"\n[tls]\ngenerate = true\n\
+             [store]\nurl = \"postgresql://gw@db:5432/exogate\"\npassword_file = \"pw\"\nnode = \"gw-a\"\n\
+             tenant_retention = { contoso = \"90d\" }\n",
+            std::path::Path::new("/etc/exogate/gateway.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.store.backend,
+            super::StoreBackend::Postgres {
+                url: "postgresql://gw@db:5432/exogate".into(),
+                password_file: Some("/etc/exogate/pw".into()),
+            }
+        );
+        assert_eq!(ok.store.node, "gw-a");
+        assert_eq!(ok.store.retention_of("contoso").as_secs(), 90 * 86400);
+        assert_eq!(ok.store.retention_of("fabrikam").as_secs(), 30 * 86400);
+    }
 
     #[test]
     fn passwords_never_show() {
