@@ -121,6 +121,14 @@ CREATE TABLE IF NOT EXISTS feedback (
 SELECT pg_advisory_unlock(727274);
 "#;
 
+/// Longest a query or transaction may take; beyond, the connection is
+/// dropped (a hung database must not hold the writer or a command forever).
+const OP_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn timed_out() -> StoreError {
+    StoreError::Unavailable(format!("postgresql: no answer within {}s", OP_TIMEOUT.as_secs()))
+}
+
 pub(super) struct Postgres {
     config: tokio_postgres::Config,
     /// What the logs may show of the URL.
@@ -192,9 +200,13 @@ impl Postgres {
         let sql = numbered(&sql);
         let owned: Vec<Box<dyn ToSql + Sync + Send>> = params.into_iter().map(to_sql).collect();
         let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
-        let rows = match client.query(&sql, &refs).await {
-            Ok(rows) => rows,
-            Err(e) => {
+        let rows = match tokio::time::timeout(OP_TIMEOUT, client.query(&sql, &refs)).await {
+            Err(_) => {
+                *guard = None;
+                return Err(timed_out());
+            }
+            Ok(Ok(rows)) => rows,
+            Ok(Err(e)) => {
                 let error = self.err(&e);
                 if client.is_closed() {
                     *guard = None;
@@ -208,7 +220,7 @@ impl Postgres {
     pub(super) async fn batch(&self, statements: Vec<(String, Vec<Val>)>) -> Result<Vec<u64>, StoreError> {
         let mut guard = self.client.lock().await;
         let client = self.connected(&mut guard).await?;
-        let result = async {
+        let result = tokio::time::timeout(OP_TIMEOUT, async {
             let tx = client.transaction().await?;
             let mut changed = Vec::with_capacity(statements.len());
             for (sql, params) in statements {
@@ -218,11 +230,15 @@ impl Postgres {
             }
             tx.commit().await?;
             Ok::<_, tokio_postgres::Error>(changed)
-        }
+        })
         .await;
         match result {
-            Ok(changed) => Ok(changed),
-            Err(e) => {
+            Err(_) => {
+                *guard = None;
+                Err(timed_out())
+            }
+            Ok(Ok(changed)) => Ok(changed),
+            Ok(Err(e)) => {
                 let error = self.err(&e);
                 if guard.as_ref().is_some_and(|c| c.is_closed()) {
                     *guard = None;
