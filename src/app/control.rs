@@ -38,16 +38,21 @@ pub(crate) enum Change {
     Delete(Area, String),
     Flush,
     /// A held message: a copy stamped as delivered, to these recipients (none: all).
-    Release { id: String, to: Vec<String>, actor: String },
+    Release {
+        id: String,
+        to: Vec<String>,
+        actor: String,
+    },
     /// A held message, for good.
-    QuarantineDelete { id: String, actor: String },
+    QuarantineDelete {
+        id: String,
+        actor: String,
+    },
 }
 
 /// An actor or address as the protocol carries it: one word, no comma.
 fn word_ok(w: &str) -> bool {
-    !w.is_empty()
-        && w.len() <= 320
-        && w.chars().all(|c| c.is_ascii_graphic() && c != ',' && c != '=')
+    !w.is_empty() && w.len() <= 320 && w.chars().all(|c| c.is_ascii_graphic() && c != ',' && c != '=')
 }
 
 impl Change {
@@ -88,7 +93,9 @@ impl Change {
                 actor: actor(by)?,
             }),
             ["quarantine", "release", i, by, to] => {
-                let list = to.strip_prefix("to=").ok_or_else(|| format!("\"{to}\" is not to=RCPT,..."))?;
+                let list = to
+                    .strip_prefix("to=")
+                    .ok_or_else(|| format!("\"{to}\" is not to=RCPT,..."))?;
                 let to: Vec<String> = list.split(',').map(str::to_string).collect();
                 if to.iter().any(|r| !word_ok(r)) {
                     return Err(format!("\"{list}\" is not a list of addresses"));
@@ -279,7 +286,10 @@ mod tests {
         }
         assert!(Change::parse("queue delete ../../etc/passwd").is_err());
         assert!(Change::parse("queue release x").is_err());
-        assert!(Change::parse(&format!("quarantine release {id}")).is_err(), "an actor is required");
+        assert!(
+            Change::parse(&format!("quarantine release {id}")).is_err(),
+            "an actor is required"
+        );
         assert!(Change::parse(&format!("quarantine release {id} by=x to=a@b,c d")).is_err());
         assert!(Change::parse("").is_err());
     }
