@@ -265,7 +265,6 @@ mod tests {
         let id = crate::spool::new_id();
         for change in [
             Change::Delete(Area::Active, id.clone()),
-            Change::Delete(Area::Quarantine, id.clone()),
             Change::Flush,
             Change::Release {
                 id: id.clone(),
