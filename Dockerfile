@@ -37,6 +37,7 @@ RUN mkdir -p src benches \
  && : > src/lib.rs \
  && echo 'fn main() {}' > benches/scan.rs \
  && echo 'fn main() {}' > benches/auth.rs \
+ && echo 'fn main() {}' > benches/events.rs \
  && cargo build --release --locked --bin exogate \
  && rm -rf src benches
 
@@ -45,6 +46,7 @@ RUN mkdir -p src benches \
 COPY src ./src
 COPY benches/scan.rs ./benches/scan.rs
 COPY benches/auth.rs ./benches/auth.rs
+COPY benches/events.rs ./benches/events.rs
 COPY deploy/healthcheck.rs ./deploy/healthcheck.rs
 RUN touch src/lib.rs src/main.rs \
  && cargo build --release --locked --bin exogate \

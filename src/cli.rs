@@ -1,5 +1,6 @@
 //! The command line: `run`, `check-config`, `scan` (in `cli/scan.rs`),
-//! `queue`, `quarantine` and `reports` maintenance, and `exo-setup`.
+//! `queue` and `reports` maintenance, the store's `events` and `quarantine`
+//! commands (in `cli/store.rs`), and `exo-setup`.
 //!
 //! The spool commands work on the files of a running or stopped gateway
 //! without corrupting them. `list`, `show` and `export` only read. `delete`,
@@ -15,8 +16,10 @@ use clap::{Parser, Subcommand};
 use crate::app::control::{self, Change};
 
 mod scan;
+mod store;
 
 pub use scan::{ScanArgs, run as scan};
+pub use store::{EventsAction, QuarantineAction, SearchArgs, events_command, quarantine_command};
 
 use crate::app::{self, AppError};
 use crate::spool::{Area, LockError, Spool, StateLock, valid_id};
@@ -52,10 +55,15 @@ pub enum Command {
         #[command(subcommand)]
         action: SpoolAction,
     },
-    /// Inspect and manage quarantined messages.
+    /// Search, show, release, delete and allow quarantined messages (the store).
     Quarantine {
         #[command(subcommand)]
-        action: SpoolAction,
+        action: QuarantineAction,
+    },
+    /// Search the message history (the store).
+    Events {
+        #[command(subcommand)]
+        action: EventsAction,
     },
     /// Journal reports that could not be read (monitor mode), kept in
     /// quarantine-reports/: list, show, export, delete.
@@ -81,10 +89,8 @@ pub enum SpoolAction {
     Delete { id: String },
     /// Write the message exactly as it will be relayed (stamp included) to standard output.
     Export { id: String },
-    /// Queue: retry every message now. Quarantine: not available.
+    /// Retry every queued message now.
     Flush,
-    /// Quarantine: deliver the message after all. Queue: not available.
-    Release { id: String },
 }
 
 /// The output of a maintenance command (printed by `main`).
@@ -180,17 +186,10 @@ pub fn spool_command(config: &Path, area: Area, action: SpoolAction) -> Result<O
             change(&cfg.server.state_dir, &spool, Change::Delete(area, id))
         }
         (Area::Active, SpoolAction::Flush) => change(&cfg.server.state_dir, &spool, Change::Flush),
-        (Area::Quarantine, SpoolAction::Release { id }) => {
-            check_id(&id)?;
-            change(&cfg.server.state_dir, &spool, Change::Release(id))
-        }
         (Area::Quarantine, SpoolAction::Flush) => {
             Err(AppError::Other("flush applies to the queue, not the quarantine".into()))
         }
-        (Area::Active, SpoolAction::Release { .. }) => Err(AppError::Other(
-            "release applies to the quarantine, not the queue".into(),
-        )),
-        (Area::Reports, SpoolAction::Flush | SpoolAction::Release { .. }) => Err(AppError::Other(
+        (Area::Reports, SpoolAction::Flush) => Err(AppError::Other(
             "journal reports that could not be read are only kept: list, show, export or delete them".into(),
         )),
     }

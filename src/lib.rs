@@ -5,8 +5,8 @@
 //! this order):
 //!
 //! ```text
-//! smtp < message < config < telemetry < dns < tls < spool < scan < checks
-//!      < delivery < inbound < web < exo_setup < app < cli
+//! smtp < message < config < telemetry < dns < tls < spool < store < scan
+//!      < checks < delivery < inbound < web < exo_setup < app < cli
 //!
 //! inbound::listener ──accept──▶ inbound::admission (IP allow list, 554/421)
 //!   ──▶ inbound::session: EHLO, STARTTLS (tls), MAIL/RCPT (admission: tenant
@@ -47,6 +47,7 @@ pub mod message;
 pub mod scan;
 pub mod smtp;
 pub mod spool;
+pub mod store;
 mod telemetry;
 mod tls;
 mod web;

@@ -79,7 +79,8 @@ fn main() -> ExitCode {
             }
         }
         Command::Queue { action } => print_result(cli::spool_command(&config, Area::Active, action)),
-        Command::Quarantine { action } => print_result(cli::spool_command(&config, Area::Quarantine, action)),
+        Command::Quarantine { action } => print_result(cli::quarantine_command(&config, action)),
+        Command::Events { action } => print_result(cli::events_command(&config, action)),
         Command::Reports { action } => print_result(cli::spool_command(&config, Area::Reports, action)),
         Command::ExoSetup { tenant } => print_result(cli::exo_setup(&config, &tenant).map(cli::Output::Text)),
     }

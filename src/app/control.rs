@@ -5,9 +5,12 @@
 //!
 //! The socket is `state_dir/control.sock`, mode 0600 (only the gateway's own
 //! user may use it). One request per connection, one line each way:
-//! `<queue|quarantine> <delete|flush|release> [id]` and `ok <text>` or
-//! `err <text>`. The same [`apply`] runs the change in the gateway and, when
-//! no gateway runs, in the command itself under the lock.
+//! `<queue|reports> delete ID`, `queue flush`,
+//! `quarantine release ID by=ACTOR [to=RCPT,...]`, `quarantine delete ID by=ACTOR`,
+//! and `ok <text>` or `err <text>`. The same [`apply`] (spool) and
+//! [`apply_store`] (the quarantine, through the store: index, audit, a
+//! released copy stamped as delivered) run the change in the gateway and,
+//! when no gateway runs, in the command itself under the lock.
 //!
 //! Must never: accept a request that is not one of these, or block the
 //! gateway (each request runs on the blocking pool, each read is bounded).
@@ -21,6 +24,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 use crate::app::AppError;
 use crate::spool::{Area, Spool, valid_id};
+use crate::store::{Actor, Scope, Store};
 
 /// The socket's name in the state directory.
 pub(crate) const SOCKET: &str = "control.sock";
@@ -30,9 +34,25 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// A change to the spool files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Change {
+    /// A queued message or a kept journal report.
     Delete(Area, String),
     Flush,
-    Release(String),
+    /// A held message: a copy stamped as delivered, to these recipients (none: all).
+    Release {
+        id: String,
+        to: Vec<String>,
+        actor: String,
+    },
+    /// A held message, for good.
+    QuarantineDelete {
+        id: String,
+        actor: String,
+    },
+}
+
+/// An actor or address as the protocol carries it: one word, no comma.
+fn word_ok(w: &str) -> bool {
+    !w.is_empty() && w.len() <= 320 && w.chars().all(|c| c.is_ascii_graphic() && c != ',' && c != '=')
 }
 
 impl Change {
@@ -40,7 +60,9 @@ impl Change {
         match self {
             Change::Delete(area, id) => format!("{} delete {id}", area_name(*area)),
             Change::Flush => "queue flush".into(),
-            Change::Release(id) => format!("quarantine release {id}"),
+            Change::Release { id, to, actor } if to.is_empty() => format!("quarantine release {id} by={actor}"),
+            Change::Release { id, to, actor } => format!("quarantine release {id} by={actor} to={}", to.join(",")),
+            Change::QuarantineDelete { id, actor } => format!("quarantine delete {id} by={actor}"),
         }
     }
 
@@ -53,12 +75,37 @@ impl Change {
                 Err(format!("\"{w}\" is not a queue id"))
             }
         };
+        let actor = |w: &str| match w.strip_prefix("by=") {
+            Some(a) if word_ok(a) => Ok(a.to_string()),
+            _ => Err(format!("\"{w}\" is not by=ACTOR")),
+        };
         match words.as_slice() {
             ["queue", "delete", i] => Ok(Change::Delete(Area::Active, id(i)?)),
-            ["quarantine", "delete", i] => Ok(Change::Delete(Area::Quarantine, id(i)?)),
+            ["quarantine", "delete", i, by] => Ok(Change::QuarantineDelete {
+                id: id(i)?,
+                actor: actor(by)?,
+            }),
             ["reports", "delete", i] => Ok(Change::Delete(Area::Reports, id(i)?)),
             ["queue", "flush"] => Ok(Change::Flush),
-            ["quarantine", "release", i] => Ok(Change::Release(id(i)?)),
+            ["quarantine", "release", i, by] => Ok(Change::Release {
+                id: id(i)?,
+                to: vec![],
+                actor: actor(by)?,
+            }),
+            ["quarantine", "release", i, by, to] => {
+                let list = to
+                    .strip_prefix("to=")
+                    .ok_or_else(|| format!("\"{to}\" is not to=RCPT,..."))?;
+                let to: Vec<String> = list.split(',').map(str::to_string).collect();
+                if to.iter().any(|r| !word_ok(r)) {
+                    return Err(format!("\"{list}\" is not a list of addresses"));
+                }
+                Ok(Change::Release {
+                    id: id(i)?,
+                    to,
+                    actor: actor(by)?,
+                })
+            }
             _ => Err("unknown request".into()),
         }
     }
@@ -85,11 +132,38 @@ pub(crate) fn apply(spool: &Spool, change: &Change) -> Result<String, AppError> 
             std::fs::write(spool.flush_trigger(), b"flush\n").map_err(other)?;
             Ok("flush requested: queued messages will be retried now (at start-up if the gateway is stopped)".into())
         }
-        Change::Release(id) => {
-            spool.release(id)?;
-            std::fs::write(spool.flush_trigger(), b"release\n").map_err(other)?;
-            Ok(format!("released {id}: moved to the delivery queue"))
+        Change::Release { .. } | Change::QuarantineDelete { .. } => Err(AppError::Other(
+            "a quarantine change goes through the store (apply_store)".into(),
+        )),
+    }
+}
+
+impl Change {
+    /// Whether the change is the store's (the quarantine) rather than the spool's.
+    pub(crate) fn is_store(&self) -> bool {
+        matches!(self, Change::Release { .. } | Change::QuarantineDelete { .. })
+    }
+}
+
+/// Carries out a quarantine change through the store (index, audit, the
+/// released copy in this node's queue). A release answers with the
+/// [`crate::store::Released`] as one line of JSON.
+pub(crate) async fn apply_store(store: &Store, change: &Change) -> Result<String, AppError> {
+    let cli = |name: &str| Actor {
+        name: name.to_string(),
+        from: "local".into(),
+    };
+    match change {
+        Change::Release { id, to, actor } => {
+            let to = (!to.is_empty()).then_some(to.as_slice());
+            let released = store.quarantine_release(&Scope::All, id, to, &cli(actor)).await?;
+            Ok(serde_json::to_string(&released).unwrap_or_default())
         }
+        Change::QuarantineDelete { id, actor } => {
+            store.quarantine_delete(&Scope::All, id, &cli(actor)).await?;
+            Ok(format!("deleted {id}"))
+        }
+        other => Err(AppError::Other(format!("not a quarantine change: {}", other.to_line()))),
     }
 }
 
@@ -100,7 +174,7 @@ pub(crate) fn socket_path(state_dir: &Path) -> PathBuf {
 
 /// Binds the control socket (replacing a stale one: we hold the lock, so no
 /// other gateway uses it) and serves it until the process ends.
-pub(super) fn serve(state_dir: &Path, spool: Arc<Spool>) -> Result<(), AppError> {
+pub(super) fn serve(state_dir: &Path, spool: Arc<Spool>, store: Store) -> Result<(), AppError> {
     use std::os::unix::fs::PermissionsExt;
     let path = socket_path(state_dir);
     let bind_error = |e: std::io::Error| AppError::Other(format!("control socket {}: {e}", path.display()));
@@ -112,7 +186,7 @@ pub(super) fn serve(state_dir: &Path, spool: Arc<Spool>) -> Result<(), AppError>
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
-                    tokio::spawn(handle(stream, spool.clone()));
+                    tokio::spawn(handle(stream, spool.clone(), store.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "control socket accept failed");
@@ -124,12 +198,19 @@ pub(super) fn serve(state_dir: &Path, spool: Arc<Spool>) -> Result<(), AppError>
     Ok(())
 }
 
-async fn handle(stream: UnixStream, spool: Arc<Spool>) {
+async fn handle(stream: UnixStream, spool: Arc<Spool>, store: Store) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let read = tokio::time::timeout(TIMEOUT, BufReader::new(read.take(MAX_REQUEST)).read_line(&mut line)).await;
     let reply = match read {
         Ok(Ok(_)) => match Change::parse(line.trim_end()) {
+            Ok(change) if change.is_store() => {
+                tracing::info!(request = %change.to_line(), "control request");
+                match apply_store(&store, &change).await {
+                    Ok(text) => format!("ok {}\n", text.replace('\n', " ")),
+                    Err(e) => format!("err {}\n", e.to_string().replace('\n', " ")),
+                }
+            }
             Ok(change) => {
                 tracing::info!(request = %change.to_line(), "control request");
                 let done = tokio::task::spawn_blocking(move || apply(&spool, &change)).await;
@@ -184,14 +265,31 @@ mod tests {
         let id = crate::spool::new_id();
         for change in [
             Change::Delete(Area::Active, id.clone()),
-            Change::Delete(Area::Quarantine, id.clone()),
             Change::Flush,
-            Change::Release(id.clone()),
+            Change::Release {
+                id: id.clone(),
+                to: vec![],
+                actor: "cli:root".into(),
+            },
+            Change::Release {
+                id: id.clone(),
+                to: vec!["a@contoso.com".into(), "b@contoso.com".into()],
+                actor: "cli:root".into(),
+            },
+            Change::QuarantineDelete {
+                id: id.clone(),
+                actor: "cli:root".into(),
+            },
         ] {
             assert_eq!(Change::parse(&change.to_line()), Ok(change));
         }
         assert!(Change::parse("queue delete ../../etc/passwd").is_err());
         assert!(Change::parse("queue release x").is_err());
+        assert!(
+            Change::parse(&format!("quarantine release {id}")).is_err(),
+            "an actor is required"
+        );
+        assert!(Change::parse(&format!("quarantine release {id} by=x to=a@b,c d")).is_err());
         assert!(Change::parse("").is_err());
     }
 }

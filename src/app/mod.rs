@@ -45,6 +45,8 @@ pub enum AppError {
     Build(PathBuf, Vec<ConfigError>),
     #[error("spool: {0}")]
     Spool(#[from] crate::spool::SpoolError),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]

@@ -32,6 +32,9 @@ pub(super) async fn shutdown(gateway: Gateway, grace: Duration, term: &mut Signa
     }
     gateway.queue_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), gateway.queue_task).await;
+    // The store's writer writes what is queued, then ends.
+    gateway.store_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), gateway.store_task).await;
     for t in gateway.listener_tasks {
         t.abort();
     }

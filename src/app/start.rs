@@ -20,6 +20,7 @@ use crate::delivery::budget::BodyBudget;
 use crate::delivery::relay::Relay;
 use crate::inbound::listener::{self, ConnLimits};
 use crate::spool::Spool;
+use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
 use crate::{delivery, inbound, web};
 
@@ -31,6 +32,9 @@ pub(super) struct Gateway {
     pub(super) queue_stop: CancellationToken,
     pub(super) queue_task: JoinHandle<()>,
     pub(super) listener_tasks: Vec<JoinHandle<()>>,
+    /// Stops the store's writer (after it wrote what is queued) and upkeep.
+    pub(super) store_stop: CancellationToken,
+    pub(super) store_task: JoinHandle<()>,
 }
 
 /// Sockets bound before anything is started.
@@ -44,13 +48,19 @@ pub(super) async fn start(snapshot: Snapshot) -> Result<Gateway, AppError> {
     let cfg = snapshot.config.clone();
     let metrics = Arc::new(Metrics::new());
     let (spool, recovered) = open_spool(&cfg, &metrics)?;
-    if let Err(e) = crate::app::control::serve(&cfg.server.state_dir, spool.clone()) {
+    let store = Store::open_for_gateway(&cfg.store, spool.clone(), metrics.clone())
+        .await
+        .map_err(|e| AppError::Other(format!("store ({}): {e}", cfg.store.backend)))?;
+    if let Err(e) = crate::app::control::serve(&cfg.server.state_dir, spool.clone(), store.clone()) {
         // The gateway runs without it; `queue delete` and the like then say so.
         tracing::error!(error = %e, "no control socket: maintenance commands cannot change the spool while this gateway runs");
     }
     let dns = crate::dns::Dns::shared(&cfg.dns).map_err(AppError::Other)?;
     let relay = Arc::new(Relay::new(&cfg.relay, &cfg.server.hostname, dns).map_err(AppError::Other)?);
     let bound = bind(&cfg).await?;
+    tracing::info!(store = %cfg.store.backend, node = %cfg.store.node, "store opened");
+    let store_stop = CancellationToken::new();
+    let store_task = store.start(store_stop.clone());
 
     let budget = Arc::new(BodyBudget::new(cfg.delivery.memory_budget));
     let delivery_settings = Arc::new(ArcSwap::new(snapshot.delivery.clone()));
@@ -61,6 +71,7 @@ pub(super) async fn start(snapshot: Snapshot) -> Result<Gateway, AppError> {
         delivery_settings.clone(),
         metrics.clone(),
         budget.clone(),
+        store.clone(),
         queue_stop.clone(),
         recovered,
     );
@@ -76,6 +87,7 @@ pub(super) async fn start(snapshot: Snapshot) -> Result<Gateway, AppError> {
         sessions: TaskTracker::new(),
         limits: ConnLimits::default(),
         budget,
+        store: store.clone(),
     });
     let listeners_bound = Arc::new(AtomicBool::new(false));
 
@@ -89,6 +101,7 @@ pub(super) async fn start(snapshot: Snapshot) -> Result<Gateway, AppError> {
             spool,
             listeners_bound: listeners_bound.clone(),
             stopping: inbound.soft_stop.clone(),
+            store: store.clone(),
         });
         tokio::spawn(web::admin::serve(l, web));
     }
@@ -100,6 +113,8 @@ pub(super) async fn start(snapshot: Snapshot) -> Result<Gateway, AppError> {
         queue_stop,
         queue_task,
         listener_tasks,
+        store_stop,
+        store_task,
     })
 }
 

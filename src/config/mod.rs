@@ -14,6 +14,7 @@
 pub mod policy;
 pub mod reader;
 pub mod sender;
+pub mod store;
 pub mod tenant;
 
 use std::collections::{BTreeMap, HashMap};
@@ -176,6 +177,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub exchange: ExchangeConfig,
+    /// `[store]`: events, quarantine index, audit, allow lists.
+    pub store: store::StoreConfig,
     pub tenants: Vec<Tenant>,
     /// Every policy by name, `default` always among them.
     pub policies: BTreeMap<String, PolicyConfig>,
@@ -299,6 +302,8 @@ fn read(root: &Section, base: &Path, path: &Path) -> Config {
     let admin = read_admin(&or_empty("admin"));
     let log = read_log(&or_empty("log"));
     let exchange = read_exchange(&or_empty("exchange"));
+    // The node's own name (not server.hostname, which nodes behind one smart-host name share).
+    let store = store::read_store(&or_empty("store"), &server.state_dir, &default_hostname(), base);
 
     let mut policies = BTreeMap::new();
     if let Some(section) = root.section("policy") {
@@ -353,6 +358,7 @@ fn read(root: &Section, base: &Path, path: &Path) -> Config {
         admin,
         log,
         exchange,
+        store,
         tenants,
         policies,
     }

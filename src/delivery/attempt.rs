@@ -3,6 +3,9 @@
 //! failed permanently or expired (a DSN queued like any message), and tell
 //! the scheduler when to try again.
 //!
+//! Every recipient's result of every attempt (and an expiry) is recorded in
+//! the store as a delivery outcome (downstream host, reply, time).
+//!
 //! Invariant: a message leaves the spool only when every recipient has a
 //! final result, and the DSN for a failure is durable before the failure is
 //! recorded (a crash in between may send a DSN twice, never lose one).
@@ -55,7 +58,7 @@ pub(crate) async fn deliver(cx: &Context, id: &str) -> Outcome {
     let (results, remote) = relay(cx, route, meta, &progress.pending, &bytes).await;
     progress.attempts += 1;
     let attempts = progress.attempts;
-    let mut sorted = Sorted::new(cx, &results, remote, &mut progress.final_results);
+    let mut sorted = Sorted::new(cx, meta, &results, remote, &mut progress.final_results);
 
     let now = now_unix();
     let age = now - meta.received;
@@ -203,12 +206,14 @@ impl Sorted {
     /// Counts each result and records it as the recipient's latest.
     fn new(
         cx: &Context,
+        meta: &Meta,
         results: &[(usize, RcptResult)],
         remote: Option<String>,
         final_results: &mut HashMap<usize, String>,
     ) -> Sorted {
         let mut temporary = Vec::new();
         let mut permanent = Vec::new();
+        let now = now_unix();
         for (index, result) in results {
             let label = match result {
                 RcptResult::Delivered(_) => "delivered",
@@ -216,6 +221,7 @@ impl Sorted {
                 RcptResult::Permanent(_) => "bounced",
             };
             cx.metrics.deliveries.inc(&[label]);
+            record_outcome(cx, meta, *index, now, label, remote.as_deref(), result.reply());
             final_results.insert(*index, format!("{label}: {}", result.reply().one_line()));
             match result {
                 RcptResult::Delivered(_) => {}
@@ -248,7 +254,9 @@ impl Sorted {
             self.temporary.clear();
             return;
         }
+        let now = now_unix();
         for (index, reply) in self.temporary.drain(..) {
+            record_outcome(cx, meta, index, now, "expired", self.remote.as_deref(), &reply);
             self.permanent.push(dsn::Failed {
                 index,
                 reply,
@@ -257,6 +265,34 @@ impl Sorted {
             });
         }
     }
+}
+
+/// One recipient's result in the store (DSNs we generated have no event: skipped).
+fn record_outcome(
+    cx: &Context,
+    meta: &Meta,
+    index: usize,
+    time: i64,
+    result: &str,
+    remote: Option<&str>,
+    reply: &Reply,
+) {
+    if meta.kind != Kind::Message {
+        return;
+    }
+    let Some(rcpt) = meta.envelope.recipients.get(index) else {
+        return;
+    };
+    cx.store.record_delivery(
+        &meta.id,
+        &rcpt.address.to_string(),
+        crate::store::DeliveryOutcome {
+            time,
+            result: result.to_string(),
+            host: remote.unwrap_or_default().to_string(),
+            reply: reply.one_line(),
+        },
+    );
 }
 
 fn record_delivered(cx: &Context, id: &str, results: &[(usize, RcptResult)]) {

@@ -36,4 +36,6 @@ pub(crate) struct Context {
     pub(crate) handle: handle::QueueHandle,
     /// Bytes of bodies held in memory by deliveries (queue and proxy).
     pub(crate) budget: Arc<budget::BodyBudget>,
+    /// Where each recipient's delivery outcome is recorded.
+    pub(crate) store: crate::store::Store,
 }

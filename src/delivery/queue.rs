@@ -35,12 +35,14 @@ struct Item {
 }
 
 /// Starts the scheduler; it recovers the spool's active messages first.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn start(
     spool: Arc<Spool>,
     relay: Arc<Relay>,
     settings: Arc<ArcSwap<Settings>>,
     metrics: Arc<Metrics>,
     budget: Arc<BodyBudget>,
+    store: crate::store::Store,
     shutdown: CancellationToken,
     recovered: Vec<String>,
 ) -> (QueueHandle, tokio::task::JoinHandle<()>) {
@@ -52,6 +54,7 @@ pub(crate) fn start(
         metrics,
         handle: handle.clone(),
         budget,
+        store,
     });
     let task = tokio::spawn(scheduler(cx, rx, shutdown, recovered));
     (handle, task)

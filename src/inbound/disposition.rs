@@ -6,8 +6,11 @@
 //!
 //! Invariants: a 250 is only ever returned after `Spool::commit` succeeded;
 //! every failure on the way is a 4xx (temporary beats permanent), except a
-//! refusal decided by admission or policy (5xx); one log line records the
-//! decision for each message.
+//! refusal decided by admission or policy (5xx); one log line and one store
+//! event record the decision for each message that reached a verdict (the
+//! event of a stored message only once it is durable). The tenant's allow
+//! list turns a score-based junk or quarantine into deliver; a finding that
+//! forces an action (malware, a blocked attachment) is never overridden.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -18,21 +21,33 @@ use crate::inbound::admission::{self, Attribution};
 use crate::inbound::{Context, Settings};
 use crate::message::envelope::{Direction, Envelope, SessionFacts};
 use crate::message::stamp::{self, StampFacts};
-use crate::message::verdict::Action;
+use crate::message::verdict::{Action, Finding};
 use crate::scan::pipeline::{Policy, ScanReport};
 use crate::smtp::reply::Reply;
 use crate::spool::format::{Kind, Meta};
 use crate::spool::incoming::Body;
 use crate::spool::{Area, now_unix};
+use crate::store::EventRecord;
+use crate::store::record;
 
 /// The outcome of `prepare`: what to do with the message.
 pub(crate) enum Prepared {
     /// Refused or temporarily failed; nothing is kept.
     Refused(Reply),
     /// Keep in quarantine, deliver nothing.
-    Quarantine { meta: Meta, prefix: Vec<u8>, body: Body },
+    Quarantine {
+        meta: Meta,
+        prefix: Vec<u8>,
+        body: Body,
+        event: Box<EventRecord>,
+    },
     /// Relay with the stamp (action deliver or junk).
-    Deliver { meta: Meta, prefix: Vec<u8>, body: Body },
+    Deliver {
+        meta: Meta,
+        prefix: Vec<u8>,
+        body: Body,
+        event: Box<EventRecord>,
+    },
     /// Monitor mode: scanned and recorded, never relayed.
     Monitored { id: String },
     /// A journal report that cannot be read: kept in the reports folder.
@@ -77,7 +92,7 @@ pub(crate) async fn prepare(
     }
     let direction = attribution.direction;
 
-    let report = {
+    let mut report = {
         let _permit = cx.scan_permits.acquire().await;
         let exo_session = !attribution.inferred;
         scan(
@@ -94,6 +109,8 @@ pub(crate) async fn prepare(
         .await
     };
     record_checks(cx, &report);
+    let decided = report.verdict.action;
+    allow_list(cx, id, &tenant, &envelope, &mut report);
 
     let enforce = tenant.mode == TenantMode::Inline;
     let action = if enforce {
@@ -112,6 +129,20 @@ pub(crate) async fn prepare(
         enforce,
         started,
     );
+    let mut event = record::event(&record::Facts {
+        queue_id: id,
+        time: now_unix(),
+        node: &rt.config.store.node,
+        tenant: &tenant.portal,
+        direction,
+        envelope: &envelope,
+        session: &session,
+        raw: &raw,
+        size: body.len(),
+        verdict: Some(&report.verdict),
+        action: "",
+    });
+    event.verdict = decided.as_str().to_string();
     let now = now_unix();
     let stamped = stamp::stamp(
         &raw,
@@ -141,12 +172,17 @@ pub(crate) async fn prepare(
             cx.metrics
                 .messages
                 .inc(&[&tenant.portal, direction.as_str(), "ambiguous-header"]);
+            event.action = "ambiguous-header".into();
+            cx.store.record_event(event);
             drop(raw);
             body.discard();
             return Prepared::Refused(Reply::AMBIGUOUS_HEADER);
         }
     };
-    if let Some(settled) = settle(cx, id, &tenant, direction, &report, action, enforce) {
+    let (label, settled) = settle(cx, id, &tenant, direction, &report, action, enforce);
+    event.action = label.into();
+    if let Some(settled) = settled {
+        cx.store.record_event(event);
         drop(raw);
         body.discard();
         return settled;
@@ -174,17 +210,20 @@ pub(crate) async fn prepare(
         route: None,
         sender_authenticated: report_authenticated,
     };
+    let event = Box::new(event);
     if action == Action::Quarantine {
         Prepared::Quarantine {
             meta,
             prefix: st.prefix,
             body,
+            event,
         }
     } else {
         Prepared::Deliver {
             meta,
             prefix: st.prefix,
             body,
+            event,
         }
     }
 }
@@ -246,9 +285,30 @@ pub(crate) async fn scan(
         .await
 }
 
-/// Counts the message once by what is done with it, and settles the cases
-/// where nothing is stored: monitor mode, a scan that must be retried, a
-/// rejection. `None`: the message is to be stamped and stored.
+/// The tenant's allow list: a sender on it gets a score-based junk or
+/// quarantine delivered (with a finding saying so); forced actions stand.
+fn allow_list(cx: &Context, id: &str, tenant: &Tenant, envelope: &Envelope, report: &mut ScanReport) {
+    let verdict = &mut report.verdict;
+    if !matches!(verdict.action, Action::Junk | Action::Quarantine)
+        || verdict.findings.iter().any(|f| f.force.is_some())
+        || !cx.store.is_allowed(&tenant.portal, &envelope.mail_from.to_string())
+    {
+        return;
+    }
+    tracing::info!(queue_id = id, tenant = %tenant.portal, from = %envelope.mail_from, verdict = %verdict.action, "sender on the tenant's allow list: delivered");
+    let mut finding = Finding::new(
+        0.0,
+        "sender-allowed",
+        format!("{} is on the allow list", envelope.mail_from),
+    );
+    finding.check = "allow-list".into();
+    verdict.findings.push(finding);
+    verdict.action = Action::Deliver;
+}
+
+/// Counts the message once by what is done with it (the label returned),
+/// and settles the cases where nothing is stored: monitor mode, a scan that
+/// must be retried, a rejection. `None`: the message is to be stamped and stored.
 fn settle(
     cx: &Context,
     id: &str,
@@ -257,7 +317,7 @@ fn settle(
     report: &ScanReport,
     action: Action,
     enforce: bool,
-) -> Option<Prepared> {
+) -> (&'static str, Option<Prepared>) {
     let (label, settled) = if tenant.mode == TenantMode::Monitor {
         ("monitor", Some(Prepared::Monitored { id: id.to_string() }))
     } else if enforce && report.verdict.tempfail {
@@ -268,7 +328,7 @@ fn settle(
         (action.as_str(), None)
     };
     cx.metrics.messages.inc(&[&tenant.portal, direction.as_str(), label]);
-    settled
+    (label, settled)
 }
 
 /// Queue mode: makes the message durable, then answers.
@@ -286,22 +346,33 @@ pub(crate) async fn store(cx: &Context, prepared: Prepared) -> Reply {
                 spool_reply(&e)
             }
         },
-        Prepared::Quarantine { meta, prefix, body } => {
-            match cx.spool.commit(Area::Quarantine, &meta, &prefix, body).await {
-                Ok(()) => {
-                    tracing::info!(queue_id = %meta.id, tenant = %meta.tenant, "message quarantined");
-                    Reply::quarantined(&meta.id)
-                }
-                Err(e) => {
-                    tracing::error!(queue_id = %meta.id, error = %e, "cannot store the message in quarantine");
-                    spool_reply(&e)
-                }
+        Prepared::Quarantine {
+            meta,
+            prefix,
+            body,
+            event,
+        } => match cx.spool.commit(Area::Quarantine, &meta, &prefix, body).await {
+            Ok(()) => {
+                tracing::info!(queue_id = %meta.id, tenant = %meta.tenant, "message quarantined");
+                cx.store.record_quarantined(&event);
+                cx.store.record_event(*event);
+                Reply::quarantined(&meta.id)
             }
-        }
-        Prepared::Deliver { meta, prefix, body } => {
+            Err(e) => {
+                tracing::error!(queue_id = %meta.id, error = %e, "cannot store the message in quarantine");
+                spool_reply(&e)
+            }
+        },
+        Prepared::Deliver {
+            meta,
+            prefix,
+            body,
+            event,
+        } => {
             let started = Instant::now();
             match cx.spool.commit(Area::Active, &meta, &prefix, body).await {
                 Ok(()) => {
+                    cx.store.record_event(*event);
                     tracing::debug!(queue_id = %meta.id, commit_us = started.elapsed().as_micros() as u64, "message queued");
                     cx.queue
                         .queued(&meta.id, &crate::delivery::route::RouteKey::of(&meta), meta.received);

@@ -78,4 +78,6 @@ pub(crate) struct Context {
     pub(crate) limits: listener::ConnLimits,
     /// Bytes of bodies held in memory by deliveries (queue and proxy).
     pub(crate) budget: Arc<BodyBudget>,
+    /// Events, the quarantine index, allow lists.
+    pub(crate) store: crate::store::Store,
 }

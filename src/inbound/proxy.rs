@@ -117,10 +117,46 @@ pub(crate) async fn add_recipient(
     }
 }
 
+/// The proxied message's event, and the downstream's answer as the outcome
+/// of every recipient (it took or refused them together).
+fn record_proxied(
+    shared: &Context,
+    meta: &crate::spool::format::Meta,
+    event: crate::store::EventRecord,
+    server: &str,
+    reply: &Reply,
+) {
+    shared.store.record_event(event);
+    let result = if reply.is_positive() {
+        "delivered"
+    } else if reply.code >= 500 {
+        "bounced"
+    } else {
+        "deferred"
+    };
+    for r in &meta.envelope.recipients {
+        shared.store.record_delivery(
+            &meta.id,
+            &r.address.to_string(),
+            crate::store::DeliveryOutcome {
+                time: crate::spool::now_unix(),
+                result: result.into(),
+                host: server.to_string(),
+                reply: reply.one_line(),
+            },
+        );
+    }
+}
+
 /// Completes the proxied transaction with the prepared message.
 pub(crate) async fn finish(shared: &Context, leg: ProxyLeg, prepared: Prepared) -> Reply {
     match prepared {
-        Prepared::Deliver { meta, prefix, body } => {
+        Prepared::Deliver {
+            meta,
+            prefix,
+            body,
+            event,
+        } => {
             let _held = shared.budget.reserve(body.len()).await;
             let raw = match body.for_scan(u64::MAX) {
                 Ok(raw) => raw.into_owned(),
@@ -144,6 +180,7 @@ pub(crate) async fn finish(shared: &Context, leg: ProxyLeg, prepared: Prepared) 
             {
                 Ok(reply) => {
                     tracing::info!(queue_id = %meta.id, tenant = %meta.tenant, downstream = %leg.client.server, reply = %reply.one_line(), "proxied");
+                    record_proxied(shared, &meta, *event, &leg.client.server, &reply);
                     if reply.is_positive() {
                         shared.relay.give_back(&leg.key, leg.client);
                     } else {

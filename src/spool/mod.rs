@@ -257,20 +257,6 @@ impl Spool {
         Ok(ids)
     }
 
-    /// Moves a quarantined message into the delivery queue (durably).
-    pub(crate) fn release(&self, id: &str) -> Result<(), SpoolError> {
-        let from = self.path(Area::Quarantine, id);
-        if !from.exists() {
-            return Err(SpoolError::NotFound(id.to_string()));
-        }
-        let to = self.path(Area::Active, id);
-        fs::rename(&from, &to).map_err(io_err(&to))?;
-        let _ = fs::remove_file(self.state_path(Area::Quarantine, id));
-        File::open(&self.active)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(&self.active))
-    }
-
     /// Whether the spool directories are writable (for readiness).
     pub(crate) fn writable(&self) -> bool {
         let probe = self.incoming.join(".probe");

@@ -163,6 +163,12 @@ pub(crate) struct Metrics {
     pub(crate) reloads: CounterVec,
     pub(crate) spool_corrupt: CounterVec,
     pub(crate) journal_reports: CounterVec,
+    /// Store writes from the mail path: written, failed, dropped, unavailable.
+    pub(crate) store_writes: CounterVec,
+    /// Quarantined messages removed by retention or the size cap.
+    pub(crate) quarantine_pruned: CounterVec,
+    pub(crate) quarantine_bytes: AtomicI64,
+    pub(crate) quarantine_cap_bytes: AtomicI64,
     pub(crate) open_sessions: AtomicI64,
     pub(crate) queue_size: AtomicI64,
     pub(crate) queue_oldest: AtomicI64,
@@ -241,6 +247,18 @@ impl Metrics {
                 "Journal reports received (monitor mode), by tenant and result: scanned, or why one could not be read (kept in quarantine-reports/).",
                 &["tenant", "result"],
             ),
+            store_writes: CounterVec::new(
+                "exogate_store_writes_total",
+                "Event, delivery and quarantine records from the mail path, by result (written, failed, dropped, unavailable).",
+                &["result"],
+            ),
+            quarantine_pruned: CounterVec::new(
+                "exogate_quarantine_pruned_total",
+                "Quarantined messages removed, by reason (retention, cap).",
+                &["reason"],
+            ),
+            quarantine_bytes: AtomicI64::new(0),
+            quarantine_cap_bytes: AtomicI64::new(0),
             open_sessions: AtomicI64::new(0),
             queue_size: AtomicI64::new(0),
             queue_oldest: AtomicI64::new(0),
@@ -263,6 +281,8 @@ impl Metrics {
             &self.reloads,
             &self.spool_corrupt,
             &self.journal_reports,
+            &self.store_writes,
+            &self.quarantine_pruned,
         ] {
             c.render(&mut out);
         }
@@ -285,6 +305,16 @@ impl Metrics {
                 "exogate_queue_oldest_age_seconds",
                 "Age of the oldest message in the queue (0 when empty).",
                 if oldest > 0 { (now - oldest).max(0) as f64 } else { 0.0 },
+            ),
+            (
+                "exogate_quarantine_bytes",
+                "Bytes of held quarantined messages.",
+                self.quarantine_bytes.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "exogate_quarantine_max_bytes",
+                "The quarantine's size cap ([store] quarantine_max_size).",
+                self.quarantine_cap_bytes.load(Ordering::Relaxed) as f64,
             ),
             (
                 "exogate_start_time_seconds",

@@ -23,4 +23,7 @@ pub(crate) struct Context {
     pub(crate) listeners_bound: Arc<AtomicBool>,
     /// Cancelled when the gateway starts shutting down.
     pub(crate) stopping: CancellationToken,
+    /// Events, the quarantine, audit (what the web pages read and change).
+    #[allow(dead_code)]
+    pub(crate) store: crate::store::Store,
 }

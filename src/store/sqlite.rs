@@ -1,0 +1,222 @@
+//! The embedded backend: one SQLite file in the state dir (rusqlite with
+//! SQLite built in, so FTS5 is always there), in WAL mode.
+//!
+//! One connection behind a mutex; every call runs on tokio's blocking pool,
+//! never on a scheduler thread. SQL arrives with `?` placeholders and
+//! [`Val`] parameters from `backend`, which owns the queries; this file owns
+//! the schema and the conversion of values.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::types::Value;
+
+use super::StoreError;
+use super::backend::{Row, Val};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    queue_id TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    network_message_id TEXT NOT NULL,
+    mail_from TEXT NOT NULL,
+    from_domain TEXT NOT NULL,
+    header_from TEXT NOT NULL,
+    hfrom_domain TEXT NOT NULL,
+    rcpt TEXT NOT NULL,
+    rcpt_domain TEXT NOT NULL,
+    recipients TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    client_ip TEXT NOT NULL,
+    helo TEXT NOT NULL,
+    tls TEXT NOT NULL,
+    findings TEXT NOT NULL,
+    failures TEXT NOT NULL,
+    score REAL NOT NULL,
+    verdict TEXT NOT NULL,
+    action TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_time ON events(time);
+CREATE INDEX IF NOT EXISTS events_tenant_time ON events(tenant, time);
+CREATE INDEX IF NOT EXISTS events_queue_id ON events(queue_id);
+CREATE INDEX IF NOT EXISTS events_mail_from ON events(mail_from, time);
+CREATE INDEX IF NOT EXISTS events_from_domain ON events(from_domain, time);
+CREATE INDEX IF NOT EXISTS events_header_from ON events(header_from, time);
+CREATE INDEX IF NOT EXISTS events_hfrom_domain ON events(hfrom_domain, time);
+CREATE INDEX IF NOT EXISTS events_rcpt ON events(rcpt, time);
+CREATE INDEX IF NOT EXISTS events_rcpt_domain ON events(rcpt_domain, time);
+CREATE INDEX IF NOT EXISTS events_message_id ON events(message_id);
+CREATE INDEX IF NOT EXISTS events_network_message_id ON events(network_message_id);
+CREATE INDEX IF NOT EXISTS events_action_time ON events(action, time);
+CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(subject, content='events', content_rowid='id');
+CREATE TRIGGER IF NOT EXISTS events_fts_insert AFTER INSERT ON events BEGIN
+    INSERT INTO events_fts(rowid, subject) VALUES (new.id, new.subject);
+END;
+CREATE TRIGGER IF NOT EXISTS events_fts_delete AFTER DELETE ON events BEGIN
+    INSERT INTO events_fts(events_fts, rowid, subject) VALUES ('delete', old.id, old.subject);
+END;
+CREATE TABLE IF NOT EXISTS deliveries (
+    queue_id TEXT NOT NULL,
+    rcpt TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    result TEXT NOT NULL,
+    host TEXT NOT NULL,
+    reply TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_queue_rcpt ON deliveries(queue_id, rcpt, time);
+CREATE INDEX IF NOT EXISTS deliveries_time ON deliveries(time);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id TEXT PRIMARY KEY,
+    time INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    mail_from TEXT NOT NULL,
+    header_from TEXT NOT NULL,
+    recipients TEXT NOT NULL,
+    rcpt_list TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    score REAL NOT NULL,
+    findings TEXT NOT NULL,
+    state TEXT NOT NULL,
+    released TEXT NOT NULL,
+    body_bytes INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS quarantine_state_time ON quarantine(state, time);
+CREATE INDEX IF NOT EXISTS quarantine_tenant_time ON quarantine(tenant, time);
+CREATE INDEX IF NOT EXISTS quarantine_body_time ON quarantine(body_bytes, time);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    from_addr TEXT NOT NULL,
+    action TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    messages TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_time ON audit(time);
+CREATE TABLE IF NOT EXISTS allow_list (
+    tenant TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    added_by TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    PRIMARY KEY (tenant, sender)
+);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    queue_id TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    kind TEXT NOT NULL
+);
+"#;
+
+pub(super) struct Sqlite {
+    conn: Arc<Mutex<rusqlite::Connection>>,
+}
+
+fn err(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("sqlite: {e}"))
+}
+
+impl Sqlite {
+    pub(super) fn open(path: &Path) -> Result<Sqlite, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let conn = rusqlite::Connection::open(path)
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        // WAL: readers (the command line, the web page) never wait for the
+        // writer; NORMAL sync: an event lost to a power cut is acceptable,
+        // the spool (not the store) holds what was acknowledged.
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=OFF;",
+        )
+        .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Sqlite {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("sqlite task: {e}")))?
+    }
+
+    pub(super) async fn query(&self, sql: String, params: Vec<Val>) -> Result<Vec<Row>, StoreError> {
+        self.blocking(move |conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(err)?;
+            let n = stmt.column_count();
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(params.into_iter().map(to_value)))
+                .map_err(err)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(err)? {
+                let mut r = Vec::with_capacity(n);
+                for i in 0..n {
+                    r.push(from_value(row.get::<_, Value>(i).map_err(err)?));
+                }
+                out.push(Row(r));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Runs every statement in one transaction; returns the rows changed by each.
+    pub(super) async fn batch(&self, statements: Vec<(String, Vec<Val>)>) -> Result<Vec<u64>, StoreError> {
+        self.blocking(move |conn| {
+            let tx = conn.transaction().map_err(err)?;
+            let mut changed = Vec::with_capacity(statements.len());
+            for (sql, params) in statements {
+                let mut stmt = tx.prepare_cached(&sql).map_err(err)?;
+                let n = stmt
+                    .execute(rusqlite::params_from_iter(params.into_iter().map(to_value)))
+                    .map_err(err)?;
+                changed.push(n as u64);
+            }
+            tx.commit().map_err(err)?;
+            Ok(changed)
+        })
+        .await
+    }
+}
+
+fn to_value(v: Val) -> Value {
+    match v {
+        Val::Null => Value::Null,
+        Val::Int(i) => Value::Integer(i),
+        Val::Real(f) => Value::Real(f),
+        Val::Text(s) => Value::Text(s),
+        Val::Blob(b) => Value::Blob(b),
+    }
+}
+
+fn from_value(v: Value) -> Val {
+    match v {
+        Value::Null => Val::Null,
+        Value::Integer(i) => Val::Int(i),
+        Value::Real(f) => Val::Real(f),
+        Value::Text(s) => Val::Text(s),
+        Value::Blob(b) => Val::Blob(b),
+    }
+}
