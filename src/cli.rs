@@ -21,6 +21,8 @@ pub use scan::{ScanArgs, run as scan};
 use crate::app::{self, AppError};
 use crate::spool::{Area, LockError, Spool, StateLock, valid_id};
 
+pub mod healthcheck;
+
 #[derive(Parser)]
 #[command(
     name = "exogate",
@@ -68,6 +70,13 @@ pub enum Command {
         /// The tenant's portal name.
         #[arg(long)]
         tenant: String,
+    },
+    /// Ask a running gateway's admin listener for /healthz: exit 0 on HTTP 200, 1 otherwise.
+    /// The container image's HEALTHCHECK. Reads no configuration.
+    Healthcheck {
+        /// The admin listener (admin.listen).
+        #[arg(default_value = healthcheck::DEFAULT_ADDR)]
+        addr: String,
     },
 }
 

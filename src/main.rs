@@ -81,6 +81,13 @@ fn main() -> ExitCode {
         Command::Queue { action } => print_result(cli::spool_command(&config, Area::Active, action)),
         Command::Quarantine { action } => print_result(cli::spool_command(&config, Area::Quarantine, action)),
         Command::Reports { action } => print_result(cli::spool_command(&config, Area::Reports, action)),
+        Command::Healthcheck { addr } => match cli::healthcheck::probe(&addr) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("exogate healthcheck: {addr}: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::ExoSetup { tenant } => print_result(cli::exo_setup(&config, &tenant).map(cli::Output::Text)),
     }
 }

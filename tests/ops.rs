@@ -319,3 +319,126 @@ fn a_second_sigterm_exits_at_once_and_the_spool_stays_sound() {
         restarted.log()
     );
 }
+
+/// The lines of `log` that contain `needle`.
+fn lines_with<'a>(log: &'a str, needle: &str) -> Vec<&'a str> {
+    log.lines().filter(|l| l.contains(needle)).collect()
+}
+
+/// The value of ` key=` (or `{key=`) in a text log line: a quoted string, or
+/// up to the next space or closing brace.
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let at = line
+        .match_indices(&format!("{key}="))
+        .find(|(i, _)| *i > 0 && matches!(line.as_bytes()[i - 1], b' ' | b'{'))?
+        .0
+        + key.len()
+        + 1;
+    let rest = &line[at..];
+    match rest.strip_prefix('"') {
+        Some(quoted) => quoted.find('"').map(|end| &quoted[..end]),
+        None => Some(&rest[..rest.find([' ', '}']).unwrap_or(rest.len())]),
+    }
+}
+
+#[test]
+fn a_message_is_traced_by_either_id_from_the_session_to_the_downstream_reply() {
+    let stack = Stack::new();
+    let gw = stack.gateway(Options::default());
+    let exo = stack.pki.leaf("exo", &["mail.protection.outlook.com"]);
+    let nmid = "0f3c9a52-7d1e-4a8b-9c2d-08dd1a2b3c4d";
+    let mut c = Client::connect_tls(gw.smtp, &stack.pki.ca, Some(&exo));
+    let m = support::crlf(&format!(
+        "From: a@example.org\nTo: user@contoso.com\nSubject: trace me\n\
+         Message-ID: <trace.42@example.org>\n\
+         X-MS-Exchange-CrossTenant-Network-Message-Id: {nmid}\n\nhello\n"
+    ));
+    assert_eq!(c.send_data("a@example.org", &["user@contoso.com"], &m).code, 250);
+    c.cmd("QUIT");
+    stack.downstream.wait_messages(1, Duration::from_secs(30));
+    assert!(
+        gw.wait_log("recipient delivered", Duration::from_secs(10)),
+        "{}",
+        gw.log()
+    );
+    assert!(gw.wait_log("session ended", Duration::from_secs(10)));
+    let log = gw.log();
+
+    for id in [nmid, "trace.42@example.org"] {
+        let path = lines_with(&log, id);
+        let has = |what: &str| path.iter().find(|l| l.contains(what)).copied();
+        let scanned = has("message scanned").unwrap_or_else(|| panic!("no decision line for {id}:\n{log}"));
+        let queued = has("message queued").unwrap_or_else(|| panic!("no queued line for {id}:\n{log}"));
+        let delivered = has("recipient delivered").unwrap_or_else(|| panic!("no delivery line for {id}:\n{log}"));
+        // The arrival side: client, TLS and the client certificate's name.
+        for line in [scanned, queued] {
+            assert_eq!(field(line, "client"), Some("127.0.0.1"), "{line}");
+            assert_eq!(field(line, "tls"), Some("TLSv1.3"), "{line}");
+            assert!(field(line, "cipher").is_some_and(|c| c.starts_with("TLS13_")), "{line}");
+            assert_eq!(
+                field(line, "client_cert"),
+                Some("mail.protection.outlook.com"),
+                "{line}"
+            );
+            assert!(line.contains(nmid) && line.contains("trace.42@example.org"), "{line}");
+        }
+        // The leaving side: the downstream, the egress address and its reply.
+        assert_eq!(
+            field(delivered, "downstream"),
+            Some(
+                format!(
+                    "127.0.0.1[127.0.0.1]:{}",
+                    stack.downstream.addr().rsplit(':').next().unwrap()
+                )
+                .as_str()
+            ),
+            "{delivered}"
+        );
+        assert_eq!(field(delivered, "egress"), Some("127.0.0.1"), "{delivered}");
+        assert_eq!(field(delivered, "rcpt"), Some("user@contoso.com"), "{delivered}");
+        assert!(
+            field(delivered, "reply").is_some_and(|r| r.starts_with("250 2.0.0 Ok") && r.contains("queued as")),
+            "{delivered}"
+        );
+        // One session id ties the arrival to the delivery ...
+        let sid = field(scanned, "session").expect("session id");
+        assert_eq!(field(delivered, "session"), Some(sid), "{delivered}");
+        assert_eq!(field(queued, "queue_id"), field(delivered, "queue_id"));
+        // ... and grepping it shows the whole session, connection to close.
+        let session = lines_with(&log, sid);
+        for step in ["session opened", "TLS established", "message scanned", "session ended"] {
+            assert!(
+                session.iter().any(|l| l.contains(step)),
+                "{step} missing for session {sid}:\n{log}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sigterm_delivers_what_the_last_session_queued_within_the_drain_window() {
+    let stack = Stack::new();
+    let mut gw = stack.gateway(Options {
+        server_extra: "queue_drain = \"20s\"".into(),
+        ..Options::default()
+    });
+    let mut busy = Client::connect_tls(gw.smtp, &stack.pki.ca, None);
+    assert_eq!(busy.cmd("MAIL FROM:<a@example.org>").code, 250);
+    assert_eq!(busy.cmd("RCPT TO:<u@contoso.com>").code, 250);
+    assert_eq!(busy.cmd("DATA").code, 354);
+    busy.send(&support::crlf(
+        "From: a@example.org\nSubject: at the last minute\nMessage-ID: <d1@x>\n\n",
+    ));
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_log("shutting down", Duration::from_secs(5)));
+    // Accepted after the signal: the queue must still carry it before exit.
+    busy.send(&support::crlf("bye\n.\n"));
+    assert_eq!(busy.read_reply().code, 250);
+    let _ = busy.try_cmd("QUIT");
+    assert_eq!(gw.wait_exit(Duration::from_secs(40)), Some(0), "{}", gw.log());
+    let got = stack.downstream.wait_messages(1, Duration::from_secs(5));
+    assert!(String::from_utf8_lossy(&got[0].data).contains("Subject: at the last minute"));
+    assert!(gw.log().contains("queue drained"), "{}", gw.log());
+    let (_, list, _) = gw.cli(&["queue", "list"]);
+    assert!(list.contains("0 message(s)"), "{list}");
+}

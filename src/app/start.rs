@@ -29,6 +29,7 @@ pub(super) struct Gateway {
     pub(super) delivery: Arc<ArcSwap<delivery::Settings>>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) queue_stop: CancellationToken,
+    pub(super) queue: delivery::handle::QueueHandle,
     pub(super) queue_task: JoinHandle<()>,
     pub(super) listener_tasks: Vec<JoinHandle<()>>,
 }
@@ -67,7 +68,7 @@ pub(super) async fn start(snapshot: Snapshot) -> Result<Gateway, AppError> {
     let inbound = Arc::new(inbound::Context {
         settings: Arc::new(ArcSwap::new(snapshot.inbound.clone())),
         spool: spool.clone(),
-        queue,
+        queue: queue.clone(),
         relay,
         metrics: metrics.clone(),
         soft_stop: CancellationToken::new(),
@@ -98,6 +99,7 @@ pub(super) async fn start(snapshot: Snapshot) -> Result<Gateway, AppError> {
         delivery: delivery_settings,
         metrics,
         queue_stop,
+        queue,
         queue_task,
         listener_tasks,
     })

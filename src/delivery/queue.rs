@@ -76,6 +76,8 @@ struct Scheduler {
     last_scan: Instant,
     last_housekeeping: Instant,
     flush_seen: Option<SystemTime>,
+    /// Shutting down: stop as soon as nothing is in flight or due.
+    draining: bool,
 }
 
 /// Housekeeping (flush trigger, pool pruning, gauges) runs at most this often.
@@ -96,6 +98,7 @@ async fn scheduler(
         last_scan: Instant::now(),
         last_housekeeping: Instant::now(),
         flush_seen: None,
+        draining: false,
     };
     let flush_file = s.cx.spool.flush_trigger();
     let flushed = std::fs::remove_file(&flush_file).is_ok();
@@ -105,6 +108,10 @@ async fn scheduler(
     s.update_gauges();
     loop {
         s.dispatch();
+        if s.draining && s.in_flight == 0 && s.next_due().is_none_or(|due| due > now_unix()) {
+            tracing::info!(queued = s.items.len(), "queue drained: nothing in flight or due");
+            break;
+        }
         let sleep_for = match s.next_due() {
             Some(due) => Duration::from_secs((due - now_unix()).clamp(0, 1) as u64),
             None => HOUSEKEEPING,
@@ -178,6 +185,7 @@ impl Scheduler {
     fn handle(&mut self, event: Event) {
         match event {
             Event::Queued { id, key, received } => self.insert(id, key, 0, received),
+            Event::Drain => self.draining = true,
             Event::Done { id, outcome } => {
                 self.in_flight = self.in_flight.saturating_sub(1);
                 let Some(item) = self.items.get_mut(&id) else { return };

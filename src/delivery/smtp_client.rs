@@ -113,6 +113,8 @@ pub(crate) struct Client {
     pub(crate) caps: Caps,
     /// "host[ip]:port" for logs.
     pub(crate) server: String,
+    /// The local address the connection leaves from (what the downstream sees).
+    pub(crate) egress: Option<std::net::IpAddr>,
     pub(crate) transactions: usize,
     pub(crate) last_used: Instant,
     settings: ClientSettings,
@@ -128,6 +130,7 @@ impl Client {
         settings: &ClientSettings,
     ) -> Result<Client, ClientError> {
         let server = format!("{tls_name}[{}]:{}", addr.ip(), addr.port());
+        let egress = tcp.local_addr().ok().map(|a| a.ip());
         let t = settings.command_timeout;
         let mut tcp = tcp;
         let mut buf = Vec::new();
@@ -199,6 +202,7 @@ impl Client {
             buf,
             caps: Caps::parse(&ehlo.text),
             server,
+            egress,
             transactions: 0,
             last_used: Instant::now(),
             settings: settings.clone(),

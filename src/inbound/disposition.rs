@@ -18,6 +18,7 @@ use crate::inbound::admission::{self, Attribution};
 use crate::inbound::{Context, Settings};
 use crate::message::envelope::{Direction, Envelope, SessionFacts};
 use crate::message::stamp::{self, StampFacts};
+use crate::message::trace::MessageIds;
 use crate::message::verdict::Action;
 use crate::scan::pipeline::{Policy, ScanReport};
 use crate::smtp::reply::Reply;
@@ -40,11 +41,13 @@ pub(crate) enum Prepared {
 }
 
 /// Confirms, scans, decides and stamps.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn prepare(
     cx: &Context,
     rt: &Settings,
     id: &str,
     session: SessionFacts,
+    ids: MessageIds,
     envelope: Envelope,
     tenant: Arc<Tenant>,
     body: Body,
@@ -163,6 +166,7 @@ pub(crate) async fn prepare(
         kind: Kind::Message,
         envelope,
         session,
+        ids,
         tenant: tenant.portal.clone(),
         direction,
         verdict: Some(report.verdict),
@@ -297,7 +301,7 @@ pub(crate) async fn store(cx: &Context, prepared: Prepared) -> Reply {
             let started = Instant::now();
             match cx.spool.commit(Area::Active, &meta, &prefix, body).await {
                 Ok(()) => {
-                    tracing::debug!(queue_id = %meta.id, commit_us = started.elapsed().as_micros() as u64, "message queued");
+                    tracing::info!(queue_id = %meta.id, commit_us = started.elapsed().as_micros() as u64, "message queued");
                     cx.queue
                         .queued(&meta.id, &crate::delivery::route::RouteKey::of(&meta), meta.received);
                     Reply::queued(&meta.id)

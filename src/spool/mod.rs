@@ -308,11 +308,13 @@ mod tests {
             kind: Kind::Message,
             envelope: Envelope::default(),
             session: SessionFacts {
+                session_id: String::new(),
                 client_ip: "127.0.0.1".parse().unwrap(),
                 client_port: 1,
                 helo: "h".into(),
                 tls: None,
             },
+            ids: Default::default(),
             tenant: "contoso".into(),
             direction: Direction::Inbound,
             verdict: None,
