@@ -1,27 +1,23 @@
 //! The command line: `run`, `check-config`, `scan` (in `cli/scan.rs`),
-//! `queue`, `quarantine` and `reports` maintenance, and `exo-setup`.
-//!
-//! The spool commands work on the files of a running or stopped gateway
-//! without corrupting them. `list`, `show` and `export` only read. `delete`,
-//! `flush` and `release` change files: they take the state directory's lock
-//! when no gateway runs, and otherwise ask the running gateway through its
-//! control socket (`app::control`), so no second process works on the spool
-//! behind its owner's back.
+//! `queue`, `quarantine` and `reports` maintenance (in `cli/spool.rs`: reads
+//! directly; changes under the state directory's lock when no gateway runs,
+//! else through the running gateway's control socket, `app::control`),
+//! `exo-setup`, `sink`, `test-relay` and `healthcheck`.
 
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
-
-use crate::app::control::{self, Change};
 
 mod scan;
 
 pub use scan::{ScanArgs, run as scan};
 
 use crate::app::{self, AppError};
-use crate::spool::{Area, LockError, Spool, StateLock, valid_id};
 
 pub mod healthcheck;
+mod spool;
+
+pub use spool::{Select, SpoolAction, spool_command};
 
 #[derive(Parser)]
 #[command(
@@ -80,22 +76,6 @@ pub enum Command {
     },
 }
 
-#[derive(Subcommand, Clone)]
-pub enum SpoolAction {
-    /// One line per message: id, age, tenant, sender, recipients, state.
-    List,
-    /// Envelope, verdict, history and header of one message.
-    Show { id: String },
-    /// Delete one message for good.
-    Delete { id: String },
-    /// Write the message exactly as it will be relayed (stamp included) to standard output.
-    Export { id: String },
-    /// Queue: retry every message now. Quarantine: not available.
-    Flush,
-    /// Quarantine: deliver the message after all. Queue: not available.
-    Release { id: String },
-}
-
 /// The output of a maintenance command (printed by `main`).
 /// What a maintenance command prints.
 pub enum Output {
@@ -107,117 +87,6 @@ impl From<String> for Output {
     fn from(s: String) -> Output {
         Output::Text(s)
     }
-}
-
-pub fn spool_command(config: &Path, area: Area, action: SpoolAction) -> Result<Output, AppError> {
-    let cfg = crate::config::Config::load(config)?;
-    let spool = Spool::open(&cfg.server.state_dir)?;
-    let check_id = |id: &str| {
-        if valid_id(id) {
-            Ok(())
-        } else {
-            Err(AppError::Other(format!("\"{id}\" is not a queue id")))
-        }
-    };
-    match (area, action) {
-        (_, SpoolAction::List) => {
-            let now = crate::spool::now_unix();
-            let mut out = String::new();
-            let ids = spool.list(area)?;
-            for id in &ids {
-                match spool.entry(area, id) {
-                    Ok(e) => {
-                        let m = &e.trailer.meta;
-                        let state = e
-                            .events
-                            .iter()
-                            .rev()
-                            .find_map(|ev| match ev {
-                                crate::spool::StateEvent::Deferred { attempts, error, .. } => {
-                                    Some(format!("deferred x{attempts}: {error}"))
-                                }
-                                _ => None,
-                            })
-                            .unwrap_or_else(|| "new".into());
-                        let verdict = m
-                            .verdict
-                            .as_ref()
-                            .map(|v| format!("{} {:.1}", v.action, v.score))
-                            .unwrap_or_default();
-                        out.push_str(&format!(
-                            "{id}  {:>6}s  {:<12} <{}> -> {} rcpt  {}  {}\n",
-                            now - m.received,
-                            m.tenant,
-                            m.envelope.mail_from,
-                            m.envelope.recipients.len(),
-                            verdict,
-                            state
-                        ));
-                    }
-                    Err(e) => out.push_str(&format!("{id}  unreadable: {e}\n")),
-                }
-            }
-            out.push_str(&format!("{} message(s)\n", ids.len()));
-            Ok(out.into())
-        }
-        (_, SpoolAction::Show { id }) => {
-            check_id(&id)?;
-            let e = spool.entry(area, &id)?;
-            let stored = spool.read(area, &id)?;
-            let header_end = crate::message::headers::header_len(&stored.body);
-            Ok(Output::Text(format!(
-                "{}\n--- history\n{}\n--- stamp\n{}--- header as received\n{}",
-                serde_json::to_string_pretty(&e.trailer.meta).unwrap_or_default(),
-                e.events
-                    .iter()
-                    .map(|ev| serde_json::to_string(ev).unwrap_or_default())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                String::from_utf8_lossy(&stored.trailer.prefix),
-                String::from_utf8_lossy(&stored.body[..header_end]),
-            )))
-        }
-        (_, SpoolAction::Export { id }) => {
-            check_id(&id)?;
-            let stored = spool.read(area, &id)?;
-            let stamp =
-                crate::message::stamp::Stamp::from_stored(stored.trailer.prefix.clone(), &stored.trailer.meta.skips);
-            Ok(Output::Bytes(stamp.apply(&stored.body)))
-        }
-        (_, SpoolAction::Delete { id }) => {
-            check_id(&id)?;
-            change(&cfg.server.state_dir, &spool, Change::Delete(area, id))
-        }
-        (Area::Active, SpoolAction::Flush) => change(&cfg.server.state_dir, &spool, Change::Flush),
-        (Area::Quarantine, SpoolAction::Release { id }) => {
-            check_id(&id)?;
-            change(&cfg.server.state_dir, &spool, Change::Release(id))
-        }
-        (Area::Quarantine, SpoolAction::Flush) => {
-            Err(AppError::Other("flush applies to the queue, not the quarantine".into()))
-        }
-        (Area::Active, SpoolAction::Release { .. }) => Err(AppError::Other(
-            "release applies to the quarantine, not the queue".into(),
-        )),
-        (Area::Reports, SpoolAction::Flush | SpoolAction::Release { .. }) => Err(AppError::Other(
-            "journal reports that could not be read are only kept: list, show, export or delete them".into(),
-        )),
-    }
-}
-
-/// A change to the spool: under the lock when no gateway runs, else through
-/// the running gateway.
-fn change(state_dir: &Path, spool: &Spool, change: Change) -> Result<Output, AppError> {
-    let text = match StateLock::acquire(state_dir) {
-        Ok(lock) => {
-            let text = control::apply(spool, &change)?;
-            drop(lock);
-            text
-        }
-        Err(LockError::Held { .. }) => control::request(state_dir, &change)?,
-        Err(e) => return Err(e.into()),
-    };
-    Ok(Output::Text(format!("{text}\n")))
 }
 
 /// `exo-setup`: the PowerShell script for one tenant.

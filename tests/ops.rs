@@ -442,3 +442,108 @@ fn sigterm_delivers_what_the_last_session_queued_within_the_drain_window() {
     let (_, list, _) = gw.cli(&["queue", "list"]);
     assert!(list.contains("0 message(s)"), "{list}");
 }
+
+#[test]
+fn the_queue_is_steered_by_id_and_filter_with_json_listings_hold_release_and_a_summary() {
+    let mut stack = Stack::new();
+    stack.downstream.stop();
+    let gw = stack.gateway(Options {
+        retry: vec!["1h".into()],
+        ..Options::default()
+    });
+    let mut c = Client::connect_tls(gw.smtp, &stack.pki.ca, None);
+    let mut ids = Vec::new();
+    for (i, from) in ["a@example.org", "a@example.org", "b@other.example"].iter().enumerate() {
+        let m = support::crlf(&format!(
+            "From: {from}\nSubject: steer{i}\nMessage-ID: <steer{i}@x>\n\nhi\n"
+        ));
+        let r = c.send_data(from, &["user@contoso.com"], &m);
+        assert_eq!(r.code, 250);
+        ids.push(r.text().rsplit(' ').next().unwrap().to_string());
+    }
+    assert!(
+        support::wait_for(Duration::from_secs(20), || (gw.count_log("delivery deferred") >= 3)
+            .then_some(()))
+        .is_some(),
+        "{}",
+        gw.log()
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+
+    // Per recipient: state, attempts, last reply, next retry.
+    let (code, out, err) = gw.cli(&["queue", "list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.len(), 3, "{out}");
+    for m in &listed {
+        assert_eq!(m["area"], "queued");
+        assert_eq!(m["tenant"], "contoso");
+        let r = &m["recipients"][0];
+        assert_eq!(r["address"], "user@contoso.com");
+        assert_eq!(r["state"], "pending");
+        assert_eq!(r["attempts"], 1);
+        assert!(r["last_reply"].as_str().unwrap().starts_with('4'), "{r}");
+        let next = r["next_retry"].as_i64().unwrap();
+        assert!(next > now + 3000, "next retry about an hour away: {next} vs {now}");
+    }
+    assert_eq!(listed[0]["message_id"], "steer0@x");
+
+    // A bulk change needs a selector; a dry run changes nothing.
+    let (code, _, err) = gw.cli(&["queue", "delete"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("needs ids or a filter"), "{err}");
+    let (code, out, _) = gw.cli(&["queue", "hold", "--sender", "@other.example", "--dry-run"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!("would be held {}", ids[2])) && out.contains("1 message(s) would be held"),
+        "{out}"
+    );
+    let (_, out, _) = gw.cli(&["queue", "delete", "--older-than", "1h", "--dry-run"]);
+    assert!(out.contains("0 message(s) would be deleted"), "{out}");
+    let (_, out, _) = gw.cli(&["queue", "list"]);
+    assert!(!out.contains("held") && out.contains("3 message(s)"), "{out}");
+
+    // Hold by sender; the summary counts by tenant, destination and age.
+    let (code, out, _) = gw.cli(&["queue", "hold", "--sender", "@other.example"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("1 message(s) held"), "{out}");
+    let (_, out, _) = gw.cli(&["queue", "summary", "--json"]);
+    let shape: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shape["total"]["total"], 3);
+    assert_eq!(shape["total"]["ages"][0], 3, "all younger than 5 minutes");
+    assert_eq!(shape["by_tenant"][0]["name"], "contoso");
+    assert_eq!(shape["by_destination"][0]["name"], "tenant:contoso");
+    assert_eq!(shape["held"], 1);
+    let (_, text, _) = gw.cli(&["queue", "summary"]);
+    assert!(text.contains("tenant:contoso") && text.contains("1280+"), "{text}");
+
+    // The downstream is back: a flush delivers what is queued, not what is held.
+    stack.downstream.restart();
+    let (code, _, _) = gw.cli(&["queue", "flush", "--tenant", "contoso"]);
+    assert_eq!(code, 0);
+    let got = stack.downstream.wait_messages(2, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(stack.downstream.messages().len(), 2, "the held message stays");
+    assert!(got.iter().all(|m| m.sender == "a@example.org"));
+    let (_, out, _) = gw.cli(&["queue", "list", "--json"]);
+    let left: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["area"], "held");
+
+    // Released by id, it goes at once.
+    let (code, out, _) = gw.cli(&["queue", "release", &ids[2]]);
+    assert_eq!(code, 0, "{out}");
+    let got = stack.downstream.wait_messages(3, Duration::from_secs(30));
+    assert!(got.iter().any(|m| m.sender == "b@other.example"));
+    assert!(
+        support::wait_for(Duration::from_secs(10), || gw
+            .cli(&["queue", "list"])
+            .1
+            .contains("0 message(s)")
+            .then_some(()))
+        .is_some()
+    );
+}

@@ -5,8 +5,9 @@
 //!
 //! The socket is `state_dir/control.sock`, mode 0600 (only the gateway's own
 //! user may use it). One request per connection, one line each way:
-//! `<queue|quarantine> <delete|flush|release> [id]` and `ok <text>` or
-//! `err <text>`. The same [`apply`] runs the change in the gateway and, when
+//! `<queue|quarantine|reports|hold> delete ID`, `queue flush [ID…]`,
+//! `queue hold ID`, `queue release ID` (from hold), `queue rescan`,
+//! `quarantine release ID`, and `ok <text>` or `err <text>`. The same [`apply`] runs the change in the gateway and, when
 //! no gateway runs, in the command itself under the lock.
 //!
 //! Must never: accept a request that is not one of these, or block the
@@ -32,7 +33,16 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) enum Change {
     Delete(Area, String),
     Flush,
+    /// These queued messages are due now.
+    FlushIds(Vec<String>),
+    /// Quarantine to queue.
     Release(String),
+    /// Queue to hold.
+    Hold(String),
+    /// Hold back to the queue, due now.
+    Unhold(String),
+    /// Files moved in or out of the queue: the scheduler looks again.
+    Rescan,
 }
 
 impl Change {
@@ -40,7 +50,11 @@ impl Change {
         match self {
             Change::Delete(area, id) => format!("{} delete {id}", area_name(*area)),
             Change::Flush => "queue flush".into(),
+            Change::FlushIds(ids) => format!("queue flush {}", ids.join(" ")),
             Change::Release(id) => format!("quarantine release {id}"),
+            Change::Hold(id) => format!("queue hold {id}"),
+            Change::Unhold(id) => format!("queue release {id}"),
+            Change::Rescan => "queue rescan".into(),
         }
     }
 
@@ -57,8 +71,13 @@ impl Change {
             ["queue", "delete", i] => Ok(Change::Delete(Area::Active, id(i)?)),
             ["quarantine", "delete", i] => Ok(Change::Delete(Area::Quarantine, id(i)?)),
             ["reports", "delete", i] => Ok(Change::Delete(Area::Reports, id(i)?)),
+            ["hold", "delete", i] => Ok(Change::Delete(Area::Hold, id(i)?)),
             ["queue", "flush"] => Ok(Change::Flush),
+            ["queue", "flush", ids @ ..] => Ok(Change::FlushIds(ids.iter().map(|i| id(i)).collect::<Result<_, _>>()?)),
             ["quarantine", "release", i] => Ok(Change::Release(id(i)?)),
+            ["queue", "hold", i] => Ok(Change::Hold(id(i)?)),
+            ["queue", "release", i] => Ok(Change::Unhold(id(i)?)),
+            ["queue", "rescan"] => Ok(Change::Rescan),
             _ => Err("unknown request".into()),
         }
     }
@@ -69,28 +88,59 @@ fn area_name(area: Area) -> &'static str {
         Area::Active => "queue",
         Area::Quarantine => "quarantine",
         Area::Reports => "reports",
+        Area::Hold => "hold",
     }
 }
 
 /// Carries out `change` on `spool` (the caller holds the state lock, or is
 /// the gateway that does).
 pub(crate) fn apply(spool: &Spool, change: &Change) -> Result<String, AppError> {
-    let other = |e: std::io::Error| AppError::Other(e.to_string());
     match change {
         Change::Delete(area, id) => {
             spool.remove(*area, id)?;
             Ok(format!("deleted {id}"))
         }
         Change::Flush => {
-            std::fs::write(spool.flush_trigger(), b"flush\n").map_err(other)?;
+            wake(spool, "flush")?;
             Ok("flush requested: queued messages will be retried now (at start-up if the gateway is stopped)".into())
+        }
+        Change::FlushIds(ids) => {
+            wake(spool, &format!("flush {}", ids.join(" ")))?;
+            Ok(format!("{} message(s) due now", ids.len()))
         }
         Change::Release(id) => {
             spool.release(id)?;
-            std::fs::write(spool.flush_trigger(), b"release\n").map_err(other)?;
+            wake(spool, &format!("flush {id}"))?;
             Ok(format!("released {id}: moved to the delivery queue"))
         }
+        Change::Hold(id) => {
+            spool.move_to(Area::Active, Area::Hold, id)?;
+            wake(spool, "rescan")?;
+            Ok(format!("held {id}"))
+        }
+        Change::Unhold(id) => {
+            spool.move_to(Area::Hold, Area::Active, id)?;
+            wake(spool, &format!("flush {id}"))?;
+            Ok(format!("released {id}: due now"))
+        }
+        Change::Rescan => {
+            wake(spool, "rescan")?;
+            Ok("rescan requested".into())
+        }
     }
+}
+
+/// Appends an order for the scheduler to the trigger file (it takes the file
+/// whole, so orders written in a row are all seen).
+fn wake(spool: &Spool, order: &str) -> Result<(), AppError> {
+    use std::io::Write;
+    let path = spool.flush_trigger();
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(format!("{order}\n").as_bytes()))
+        .map_err(|e| AppError::Other(format!("{}: {e}", path.display())))
 }
 
 /// The socket path for `state_dir`.
@@ -186,7 +236,12 @@ mod tests {
             Change::Delete(Area::Active, id.clone()),
             Change::Delete(Area::Quarantine, id.clone()),
             Change::Flush,
+            Change::FlushIds(vec![id.clone(), id.clone()]),
             Change::Release(id.clone()),
+            Change::Hold(id.clone()),
+            Change::Unhold(id.clone()),
+            Change::Delete(Area::Hold, id.clone()),
+            Change::Rescan,
         ] {
             assert_eq!(Change::parse(&change.to_line()), Ok(change));
         }

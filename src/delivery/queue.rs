@@ -212,21 +212,27 @@ impl Scheduler {
             .store(self.items.len() as i64, Ordering::Relaxed);
     }
 
-    fn flush(&mut self) {
+    /// Makes `only` (or every queued message) due now.
+    fn flush(&mut self, only: Option<&HashSet<String>>) {
         // Released or restored files may be on disk only.
         self.scan_disk();
+        let mut n = 0;
         for queue in self.queues.values_mut() {
-            for (_, id) in std::mem::take(&mut queue.due) {
+            for (due, id) in std::mem::take(&mut queue.due) {
+                let due = match only {
+                    Some(ids) if !ids.contains(&id) => due,
+                    _ => {
+                        n += 1;
+                        0
+                    }
+                };
                 if let Some(item) = self.items.get_mut(&id) {
-                    item.due = 0;
+                    item.due = due;
                 }
-                queue.due.insert((0, id));
+                queue.due.insert((due, id));
             }
         }
-        tracing::info!(
-            messages = self.items.len(),
-            "queue flush: every queued message is due now"
-        );
+        tracing::info!(messages = n, "queue flush: messages due now");
     }
 
     /// The earliest due time among destinations that can take another delivery.
@@ -285,8 +291,34 @@ impl Scheduler {
             && self.flush_seen != Some(modified)
         {
             self.flush_seen = Some(modified);
-            let _ = std::fs::remove_file(&trigger);
-            self.flush();
+            // Taken whole by renaming: an order appended meanwhile goes to a new file, seen next round.
+            let taken = trigger.with_extension("taken");
+            let orders = std::fs::rename(&trigger, &taken)
+                .and_then(|()| std::fs::read_to_string(&taken))
+                .unwrap_or_default();
+            let _ = std::fs::remove_file(&taken);
+            let mut ids: HashSet<String> = HashSet::new();
+            let (mut all, mut rescan) = (false, false);
+            for line in orders.lines() {
+                let mut words = line.split_whitespace();
+                match words.next() {
+                    Some("rescan") => rescan = true,
+                    Some("flush") => {
+                        let before = ids.len();
+                        ids.extend(words.map(str::to_string));
+                        all |= ids.len() == before && line.trim() == "flush";
+                    }
+                    // An older command line's order: flush everything.
+                    _ => all = true,
+                }
+            }
+            if orders.is_empty() || all {
+                self.flush(None);
+            } else if !ids.is_empty() {
+                self.flush(Some(&ids));
+            } else if rescan {
+                self.scan_disk();
+            }
         }
         let max = self.config().config.delivery.max_in_memory;
         if self.overflow && self.items.len() < max / 2 && self.last_scan.elapsed() > Duration::from_secs(5)
@@ -308,6 +340,23 @@ impl Scheduler {
                 return;
             }
         };
+        // Messages held or deleted from the command line are no longer on
+        // disk: forget those waiting (one being delivered comes back by itself).
+        let on_disk: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let mut gone = Vec::new();
+        for queue in self.queues.values_mut() {
+            queue.due.retain(|(_, id)| {
+                let keep = on_disk.contains(id.as_str());
+                if !keep {
+                    gone.push(id.clone());
+                }
+                keep
+            });
+        }
+        for id in gone {
+            self.items.remove(&id);
+        }
+        self.queues.retain(|_, q| !q.due.is_empty() || q.in_flight > 0);
         let max = self.config().config.delivery.max_in_memory;
         let known: HashSet<String> = self.items.keys().cloned().collect();
         let mut missing = 0;
