@@ -15,9 +15,12 @@ pub use scan::{ScanArgs, run as scan};
 use crate::app::{self, AppError};
 
 pub mod healthcheck;
+pub mod sink;
 mod spool;
+mod test_relay;
 
 pub use spool::{Select, SpoolAction, spool_command};
+pub use test_relay::test_relay;
 
 #[derive(Parser)]
 #[command(
@@ -66,6 +69,35 @@ pub enum Command {
         /// The tenant's portal name.
         #[arg(long)]
         tenant: String,
+    },
+    /// A small receiving MTA (STARTTLS with --tls-cert/--tls-key) storing each message in DIR
+    /// as ID.eml with its envelope in ID.json: a downstream for trying the gateway out.
+    Sink {
+        /// Address to listen on (port 0: any free port, printed at start).
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Folder for the received messages (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Certificate chain (PEM) to offer STARTTLS with.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// Its private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// The name in the greeting and EHLO reply.
+        #[arg(long, default_value = "sink.localhost")]
+        hostname: String,
+    },
+    /// Connect to a tenant's destination as a delivery would (egress address, STARTTLS,
+    /// certificate checks, client certificate) and report each step, without sending mail.
+    TestRelay {
+        /// The tenant's portal name.
+        #[arg(long)]
+        tenant: String,
+        /// The recipient to try (default: postmaster at the tenant's first domain).
+        #[arg(long)]
+        rcpt: Option<String>,
     },
     /// Ask a running gateway's admin listener for /healthz: exit 0 on HTTP 200, 1 otherwise.
     /// The container image's HEALTHCHECK. Reads no configuration.

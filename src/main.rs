@@ -81,6 +81,33 @@ fn main() -> ExitCode {
         Command::Queue { action } => print_result(cli::spool_command(&config, Area::Active, action)),
         Command::Quarantine { action } => print_result(cli::spool_command(&config, Area::Quarantine, action)),
         Command::Reports { action } => print_result(cli::spool_command(&config, Area::Reports, action)),
+        Command::Sink {
+            listen,
+            dir,
+            tls_cert,
+            tls_key,
+            hostname,
+        } => match cli::sink::run(cli::sink::SinkOptions {
+            listen,
+            dir,
+            tls_cert,
+            tls_key,
+            hostname,
+        }) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        },
+        Command::TestRelay { tenant, rcpt } => match cli::test_relay(&config, &tenant, rcpt.as_deref()) {
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(AppError::Other(report)) => {
+                print!("{report}");
+                ExitCode::FAILURE
+            }
+            Err(e) => fail(e),
+        },
         Command::Healthcheck { addr } => match cli::healthcheck::probe(&addr) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -547,3 +547,137 @@ fn the_queue_is_steered_by_id_and_filter_with_json_listings_hold_release_and_a_s
         .is_some()
     );
 }
+
+/// `exogate sink` as a process, killed on drop.
+struct Sink {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    dir: std::path::PathBuf,
+}
+
+impl Sink {
+    fn start(dir: &std::path::Path, leaf: &support::pki::Leaf) -> Sink {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(support::gateway::binary())
+            .args(["sink", "--listen", "127.0.0.1:0", "--dir"])
+            .arg(dir)
+            .arg("--tls-cert")
+            .arg(&leaf.cert)
+            .arg("--tls-key")
+            .arg(&leaf.key)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let addr = first
+            .split("listening on ")
+            .nth(1)
+            .and_then(|r| r.split([' ', ',']).next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {first:?}"));
+        assert!(first.contains("STARTTLS offered"), "{first}");
+        Sink {
+            child,
+            addr,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// (envelope, message bytes) of every complete message stored.
+    fn stored(&self) -> Vec<(serde_json::Value, Vec<u8>)> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&self.dir).unwrap().flatten() {
+            let p = e.path();
+            if p.extension().and_then(|x| x.to_str()) == Some("json") {
+                let env: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+                out.push((env, std::fs::read(p.with_extension("eml")).unwrap()));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_sink_stores_what_the_gateway_relays_and_test_relay_probes_without_sending() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("pki"));
+    let sink_cert = pki.leaf("sink", &["localhost", "127.0.0.1"]);
+    let sink = Sink::start(&dir.path().join("sink"), &sink_cert);
+    let server = pki.leaf("gateway", &["localhost", "127.0.0.1"]);
+    let opts = Options {
+        deliver_to: vec![sink.addr.to_string()],
+        ..Options::default()
+    };
+    let gw = Gateway::start_with_text(dir.path(), &config_text(dir.path(), &pki, &server, &opts));
+
+    // test-relay: every step a delivery takes, and no message.
+    let (code, out, err) = gw.cli(&["test-relay", "--tenant", "contoso"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "connected to 127.0.0.1[127.0.0.1]:{} from 127.0.0.1",
+            sink.addr.port()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("STARTTLS: TLSv1.3 TLS13_") && out.contains("server certificate verified"),
+        "{out}"
+    );
+    assert!(out.contains("RCPT TO:<postmaster@contoso.com>: 250 2.1.5"), "{out}");
+    assert!(out.contains("would be accepted (no message was sent)"), "{out}");
+    assert!(sink.stored().is_empty(), "test-relay sent nothing");
+
+    // A message all the way through: stored with its envelope and our stamp.
+    let mut c = Client::connect_tls(gw.smtp, &pki.ca, None);
+    let m = support::crlf("From: a@example.org\nSubject: into the sink\nMessage-ID: <s1@x>\n\n.leading dot\nhi\n");
+    assert_eq!(c.send_data("a@example.org", &["user@contoso.com"], &m).code, 250);
+    let stored = support::wait_for(Duration::from_secs(30), || {
+        let s = sink.stored();
+        (!s.is_empty()).then_some(s)
+    })
+    .expect("the message reaches the sink");
+    let (env, bytes) = &stored[0];
+    assert_eq!(env["mail_from"], "a@example.org");
+    assert_eq!(env["rcpt_to"], serde_json::json!(["user@contoso.com"]));
+    assert_eq!(env["helo"], "gw.test");
+    assert!(env["tls"].as_str().unwrap().starts_with("TLSv1.3 "), "{env}");
+    let text = String::from_utf8_lossy(bytes);
+    assert!(
+        text.starts_with("Received: from client.test") && text.contains("\r\nX-CLOUD-SEC-AV-Verdict: action=deliver"),
+        "our Received and stamp first: {text}"
+    );
+    assert!(
+        text.ends_with("Message-ID: <s1@x>\r\n\r\n.leading dot\r\nhi\r\n"),
+        "bytes as sent: {text:?}"
+    );
+
+    // A destination that does not answer: the probe says where it stopped.
+    let closed = dir.path().join("closed.toml");
+    std::fs::write(
+        &closed,
+        config_text(dir.path(), &pki, &server, &Options::default()).replace("state\"", "state2\""),
+    )
+    .unwrap();
+    let out = std::process::Command::new(support::gateway::binary())
+        .args(["test-relay", "--tenant", "contoso", "--config"])
+        .arg(&closed)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("connect, EHLO, STARTTLS: FAILED") && text.contains("would be deferred"),
+        "{text}"
+    );
+}

@@ -464,6 +464,22 @@ impl Client {
         self.reply("RSET", t).await.map(|_| ())
     }
 
+    /// What TLS negotiated with the server: (version, cipher suite, whether we presented a client certificate).
+    pub(crate) fn tls_summary(&self) -> (String, String, bool) {
+        let (_, conn) = self.stream.get_ref();
+        let version = conn
+            .protocol_version()
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .replace("TLSv1_", "TLSv1.");
+        let cipher = conn
+            .negotiated_cipher_suite()
+            .and_then(|c| c.suite().as_str())
+            .unwrap_or("?")
+            .to_string();
+        (version, cipher, self.settings.tls.client_auth_cert_resolver.has_certs())
+    }
+
     pub(crate) async fn quit(mut self) {
         let t = Duration::from_secs(5);
         if self.send(b"QUIT\r\n", "QUIT", t).await.is_ok() {

@@ -110,7 +110,9 @@ pub(crate) fn generate_if_absent(cfg: &TlsConfig, hostname: &str) -> Result<bool
         path: cfg.cert.display().to_string(),
         detail,
     };
-    let names = vec![hostname.to_string(), "localhost".to_string()];
+    // The loopback address too: a gateway trying itself out on one machine
+    // (the README's quick start lends this pair to `exogate sink`) connects by IP.
+    let names = vec![hostname.to_string(), "localhost".to_string(), "127.0.0.1".to_string()];
     let certified = rcgen::generate_simple_self_signed(names).map_err(|e| err(e.to_string()))?;
     for p in [&cfg.cert, &cfg.key] {
         if let Some(dir) = p.parent() {
