@@ -681,3 +681,121 @@ fn the_sink_stores_what_the_gateway_relays_and_test_relay_probes_without_sending
         "{text}"
     );
 }
+
+fn deploy_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
+}
+
+#[test]
+fn the_alert_rules_pass_promtool_and_each_alert_fires_in_its_unit_test() {
+    let check = std::process::Command::new("promtool")
+        .args(["check", "rules", "alerts.yml"])
+        .current_dir(deploy_dir())
+        .output()
+        .expect("promtool (scripts/test.sh installs prometheus)");
+    let text = String::from_utf8_lossy(&check.stdout).to_string() + &String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success(), "{text}");
+    assert!(text.contains("SUCCESS: 5 rules found"), "{text}");
+    let test = std::process::Command::new("promtool")
+        .args(["test", "rules", "alerts.test.yml"])
+        .current_dir(deploy_dir())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&test.stdout).to_string() + &String::from_utf8_lossy(&test.stderr);
+    assert!(test.status.success(), "{text}");
+    // Every alert of the rules file has a case in the unit test.
+    let rules = std::fs::read_to_string(deploy_dir().join("alerts.yml")).unwrap();
+    let cases = std::fs::read_to_string(deploy_dir().join("alerts.test.yml")).unwrap();
+    for name in rules.lines().filter_map(|l| l.trim().strip_prefix("- alert: ")) {
+        assert!(
+            cases.contains(&format!(
+                "alertname: {name}\n        exp_alerts:\n          - exp_labels"
+            )),
+            "{name} is never shown firing in alerts.test.yml"
+        );
+    }
+}
+
+/// Metric names in a PromQL expression (ours and the process_* ones).
+fn metric_names(expr: &str) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|t| t.starts_with("exogate_") || t.starts_with("process_"))
+        .map(|t| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| t.strip_suffix(s))
+                .unwrap_or(t)
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn every_metric_the_alerts_and_the_dashboard_name_is_exported_by_a_live_gateway() {
+    let stack = Stack::new();
+    let gw = stack.gateway(Options::default());
+    let mut c = Client::connect_tls(gw.smtp, &stack.pki.ca, None);
+    let m = support::crlf("From: a@example.org\nSubject: scrape\nMessage-ID: <sc@x>\n\nhello\n");
+    assert_eq!(c.send_data("a@example.org", &["user@contoso.com"], &m).code, 250);
+    stack.downstream.wait_messages(1, Duration::from_secs(30));
+    let (_, scrape) = gw.http_get("/metrics");
+    let values = parse_metrics(&scrape);
+    let exported: std::collections::BTreeSet<&str> = scrape
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+
+    let dashboard: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(deploy_dir().join("grafana-dashboard.json")).unwrap()).unwrap();
+    let mut exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    assert!(exprs.len() >= 10, "a dashboard with its panels");
+    let rules = std::fs::read_to_string(deploy_dir().join("alerts.yml")).unwrap();
+    exprs.extend(
+        rules
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("expr: ").map(str::to_string)),
+    );
+    for expr in &exprs {
+        let names = metric_names(expr);
+        assert!(!names.is_empty(), "no metric in {expr}");
+        for name in names {
+            assert!(
+                exported.contains(name.as_str()),
+                "{name} (in {expr}) is not exported:\n{scrape}"
+            );
+        }
+    }
+
+    // The new figures carry plausible values.
+    let days_left = values["exogate_certificate_expiry_seconds{\"tenant\": \"\", \"use\": \"inbound\"}"]
+        .as_f64()
+        .expect("the inbound certificate's expiry")
+        / 86400.0;
+    // The test CA's leaves are valid until 4096 (rcgen's default); an expired one would be negative.
+    let until_4096 = (4096.0 - 1970.0) * 365.2425
+        - (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            / 86400.0);
+    assert!(
+        (days_left - until_4096).abs() < 2.0,
+        "{days_left} days left, expected about {until_4096}"
+    );
+    assert!(values["process_open_fds{}"].as_f64().unwrap() >= 5.0);
+    assert!(values["process_resident_memory_bytes{}"].as_f64().unwrap() > 1e6);
+    let free = values["exogate_state_dir_free_bytes{}"].as_f64().unwrap();
+    assert!(free > 0.0 && free <= values["exogate_state_dir_size_bytes{}"].as_f64().unwrap());
+    assert_eq!(values["exogate_quarantine_messages{}"], 0.0);
+    assert_eq!(
+        values[format!("exogate_build_info{{\"version\": \"{}\"}}", env!("CARGO_PKG_VERSION")).as_str()],
+        1.0
+    );
+}

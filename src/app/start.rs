@@ -44,6 +44,8 @@ struct Bound {
 pub(super) async fn start(snapshot: Snapshot) -> Result<Gateway, AppError> {
     let cfg = snapshot.config.clone();
     let metrics = Arc::new(Metrics::new());
+    *metrics.state_dir.lock().expect("metrics lock") = Some(cfg.server.state_dir.clone());
+    record_certificates(&cfg, &metrics);
     let (spool, recovered) = open_spool(&cfg, &metrics)?;
     if let Err(e) = crate::app::control::serve(&cfg.server.state_dir, spool.clone()) {
         // The gateway runs without it; `queue delete` and the like then say so.
@@ -107,6 +109,23 @@ pub(super) async fn start(snapshot: Snapshot) -> Result<Gateway, AppError> {
 
 /// Opens the spool and recovers it: partial files of messages never
 /// acknowledged are removed, damaged ones set aside.
+/// The certificates in use and their expiry, for `exogate_certificate_expiry_seconds`
+/// (at start and after each reload).
+pub(super) fn record_certificates(cfg: &Config, metrics: &Metrics) {
+    let mut list = Vec::new();
+    let mut add = |usage: &'static str, tenant: &str, path: &std::path::Path| match crate::tls::not_after(path) {
+        Some(t) => list.push((usage, tenant.to_string(), t)),
+        None => tracing::warn!(path = %path.display(), "cannot read the certificate's expiry"),
+    };
+    add("inbound", "", &cfg.tls.cert);
+    for t in &cfg.tenants {
+        if let Some((cert, _)) = &t.relay_cert {
+            add("relay-client", &t.portal, cert);
+        }
+    }
+    *metrics.certificates.lock().expect("metrics lock") = list;
+}
+
 fn open_spool(cfg: &Config, metrics: &Metrics) -> Result<(Arc<Spool>, Vec<String>), AppError> {
     let spool = Arc::new(Spool::open(&cfg.server.state_dir)?);
     let recovery = spool.recover()?;

@@ -10,7 +10,7 @@
 //! recipient has a final result; progress in between is recorded in the
 //! message's history so a restart never re-sends to a delivered recipient.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
@@ -105,6 +105,7 @@ async fn scheduler(
     for id in recovered {
         s.load_from_disk(&id, flushed);
     }
+    s.count_quarantine();
     s.update_gauges();
     loop {
         s.dispatch();
@@ -371,12 +372,31 @@ impl Scheduler {
             self.load_from_disk(&id, false);
         }
         self.overflow = missing > 0;
+        self.count_quarantine();
         self.update_gauges();
+    }
+
+    /// Sampled at start and with each disk scan (at least once a minute), not every housekeeping round.
+    fn count_quarantine(&self) {
+        if let Ok(ids) = self.cx.spool.list(Area::Quarantine) {
+            self.cx
+                .metrics
+                .quarantine_size
+                .store(ids.len() as i64, Ordering::Relaxed);
+        }
     }
 
     fn update_gauges(&self) {
         let m = &self.cx.metrics;
         m.queue_size.store(self.items.len() as i64, Ordering::Relaxed);
+        let mut by_tenant: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        for item in self.items.values() {
+            let tenant = item.key.strip_prefix("tenant:").unwrap_or("-").to_string();
+            let e = by_tenant.entry(tenant).or_insert((0, i64::MAX));
+            e.0 += 1;
+            e.1 = e.1.min(item.received);
+        }
+        *m.queue_by_tenant.lock().expect("metrics lock") = by_tenant;
         m.queue_oldest.store(
             self.items.values().map(|i| i.received).min().unwrap_or(0),
             Ordering::Relaxed,

@@ -240,3 +240,11 @@ pub(crate) fn client_cert_matches(conn: &rustls::ServerConnection, names: &[Stri
             .unwrap_or(false)
     })
 }
+
+/// The expiry (notAfter, Unix seconds) of the first certificate in a PEM
+/// file, for the expiry metric; None when it cannot be read.
+pub(crate) fn not_after(path: &Path) -> Option<i64> {
+    let first = load_certs(path).ok()?.into_iter().next()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(first.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
