@@ -246,7 +246,8 @@ mod tests {
             assert_eq!(Change::parse(&change.to_line()), Ok(change));
         }
         assert!(Change::parse("queue delete ../../etc/passwd").is_err());
-        assert!(Change::parse("queue release x").is_err());
+        assert!(Change::parse("queue release ../x").is_err());
+        assert!(Change::parse("queue frobnicate x").is_err());
         assert!(Change::parse("").is_err());
     }
 }

@@ -192,11 +192,17 @@ impl Change {
     }
 }
 
+/// Set when the changes went through a running gateway (said in the report).
+static VIA_GATEWAY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The one place the command line changes spool files: under the state
 /// directory's lock when no gateway runs, else through the running gateway's
 /// control socket (one request per change; flush orders in slices that fit
 /// a request line).
 fn submit(state_dir: &Path, spool: &Spool, changes: &[Change]) -> Result<(), AppError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
     let mut requests = Vec::new();
     for c in changes {
         match c.to_control()? {
@@ -217,6 +223,7 @@ fn submit(state_dir: &Path, spool: &Spool, changes: &[Change]) -> Result<(), App
             for r in &requests {
                 control::request(state_dir, r)?;
             }
+            VIA_GATEWAY.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         Err(e) => return Err(e.into()),
     }
@@ -440,9 +447,14 @@ fn report(lines: Vec<String>, dry_run: bool, what: &str, tail: &str) -> Output {
         out.push('\n');
     }
     out.push_str(&format!(
-        "{} message(s) {}{what}{tail}\n",
+        "{} message(s) {}{what}{tail}{}\n",
         lines.len(),
-        if dry_run { "would be " } else { "" }
+        if dry_run { "would be " } else { "" },
+        if VIA_GATEWAY.load(std::sync::atomic::Ordering::Relaxed) {
+            " (through the running gateway)"
+        } else {
+            ""
+        }
     ));
     Output::Text(out)
 }
