@@ -47,18 +47,14 @@ COPY src ./src
 COPY benches/scan.rs ./benches/scan.rs
 COPY benches/auth.rs ./benches/auth.rs
 COPY benches/events.rs ./benches/events.rs
-COPY deploy/healthcheck.rs ./deploy/healthcheck.rs
 RUN touch src/lib.rs src/main.rs \
  && cargo build --release --locked --bin exogate \
- && rustc --edition 2024 -C opt-level=s -C strip=symbols -D warnings \
-      -o exogate-healthcheck deploy/healthcheck.rs \
  && mkdir -m 0750 state
 
 # gcr.io/distroless/cc-debian12: glibc, libgcc, CA certificates, tzdata and
 # nothing else: no shell, no package manager (see the README for the choice).
 FROM gcr.io/distroless/cc-debian12
 COPY --from=build /src/target/release/exogate /usr/local/bin/exogate
-COPY --from=build /src/exogate-healthcheck /usr/local/bin/exogate-healthcheck
 # A named volume starts as a copy of this folder: owned by the daemon's user.
 COPY --from=build --chown=10025:10025 /src/state /var/lib/exogate
 # A fixed numeric uid/gid (the image has no useradd): state directories on the
@@ -66,10 +62,11 @@ COPY --from=build --chown=10025:10025 /src/state /var/lib/exogate
 USER 10025:10025
 VOLUME ["/etc/exogate", "/var/lib/exogate"]
 EXPOSE 25 8025
-# /healthz on the admin listener, asked by a small probe (deploy/healthcheck.rs)
-# since the image has no shell or curl; --timeout bounds a hung answer.
+# /healthz on the admin listener, asked by the daemon's own binary
+# (`exogate healthcheck`) since the image has no shell or curl; --timeout
+# bounds a hung answer.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
-  CMD ["/usr/local/bin/exogate-healthcheck", "127.0.0.1:8025"]
+  CMD ["/usr/local/bin/exogate", "healthcheck", "127.0.0.1:8025"]
 # SIGTERM (docker stop) drains sessions for server.shutdown_grace (30s by
 # default), then 5s of 421s and 5s for the queue: give docker stop a longer
 # --time / stop_grace_period than that (60s).

@@ -70,6 +70,7 @@ fn load_cases() -> Vec<Case> {
                     ..Envelope::default()
                 },
                 session: SessionFacts {
+                    session_id: String::new(),
                     client_ip: smtp["client_ip"].as_str().unwrap().parse().unwrap(),
                     client_port: 25000,
                     helo: smtp["helo"].as_str().unwrap().into(),

@@ -103,6 +103,7 @@ fn bench(c: &mut Criterion) {
         ..Envelope::default()
     };
     let session = SessionFacts {
+        session_id: String::new(),
         client_ip: "40.92.1.1".parse().unwrap(),
         client_port: 40000,
         helo: "EUR05-DB8-obe.outbound.protection.outlook.com".into(),

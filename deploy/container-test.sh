@@ -491,7 +491,7 @@ say "spool empty (exogate queue list: 0 message(s)); files in the state volume: 
 # volume layout, pass its HEALTHCHECK and stop with exit status 0.
 # debian-slim: the previous image (Debian's slim base, ca-certificates from
 #   apt, bash's /dev/tcp for the HEALTHCHECK).
-# scratch: nothing but the binary, the probe and the CA bundle. The musl
+# scratch: nothing but the binary (its own `healthcheck` is the probe) and the CA bundle. The musl
 #   target is not installed here (no toolchain can be fetched), so the static
 #   binary is glibc's (-C target-feature=+crt-static); exogate resolves names
 #   with hickory, not getaddrinfo, which is what static glibc cannot do.
@@ -559,19 +559,17 @@ STAGE
 } >"$variants/Containerfile.debian-slim"
 static='RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --bin exogate --target x86_64-unknown-linux-gnu'
 {
-  echo "$build_stage" | sed -e "s|cargo build --release --locked --bin exogate|$static|" \
-    -e 's|rustc --edition 2024|rustc --edition 2024 -C target-feature=+crt-static|'
+  echo "$build_stage" | sed -e "s|cargo build --release --locked --bin exogate|$static|"
   cat <<'STAGE'
 FROM scratch
 COPY --from=build /src/target/x86_64-unknown-linux-gnu/release/exogate /usr/local/bin/exogate
-COPY --from=build /src/exogate-healthcheck /usr/local/bin/exogate-healthcheck
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build --chown=10025:10025 /src/state /var/lib/exogate
 USER 10025:10025
 VOLUME ["/etc/exogate", "/var/lib/exogate"]
 EXPOSE 25 8025
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
-  CMD ["/usr/local/bin/exogate-healthcheck", "127.0.0.1:8025"]
+  CMD ["/usr/local/bin/exogate", "healthcheck", "127.0.0.1:8025"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/exogate", "run", "--config", "/etc/exogate/gateway.toml"]
 STAGE

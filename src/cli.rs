@@ -1,19 +1,13 @@
 //! The command line: `run`, `check-config`, `scan` (in `cli/scan.rs`),
-//! `queue` and `reports` maintenance, the store's `events` and `quarantine`
-//! commands (in `cli/store.rs`), and `exo-setup`.
-//!
-//! The spool commands work on the files of a running or stopped gateway
-//! without corrupting them. `list`, `show` and `export` only read. `delete`,
-//! `flush` and `release` change files: they take the state directory's lock
-//! when no gateway runs, and otherwise ask the running gateway through its
-//! control socket (`app::control`), so no second process works on the spool
-//! behind its owner's back.
+//! `queue` and `reports` maintenance (in `cli/spool.rs`: reads directly;
+//! changes under the state directory's lock when no gateway runs, else
+//! through the running gateway's control socket, `app::control`), the
+//! store's `events` and `quarantine` commands (in `cli/store.rs`),
+//! `exo-setup`, `sink`, `test-relay` and `healthcheck`.
 
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
-
-use crate::app::control::{self, Change};
 
 mod scan;
 mod store;
@@ -22,7 +16,14 @@ pub use scan::{ScanArgs, run as scan};
 pub use store::{EventsAction, QuarantineAction, SearchArgs, events_command, quarantine_command};
 
 use crate::app::{self, AppError};
-use crate::spool::{Area, LockError, Spool, StateLock, valid_id};
+
+pub mod healthcheck;
+pub mod sink;
+mod spool;
+mod test_relay;
+
+pub use spool::{Select, SpoolAction, spool_command};
+pub use test_relay::test_relay;
 
 #[derive(Parser)]
 #[command(
@@ -77,20 +78,42 @@ pub enum Command {
         #[arg(long)]
         tenant: String,
     },
-}
-
-#[derive(Subcommand, Clone)]
-pub enum SpoolAction {
-    /// One line per message: id, age, tenant, sender, recipients, state.
-    List,
-    /// Envelope, verdict, history and header of one message.
-    Show { id: String },
-    /// Delete one message for good.
-    Delete { id: String },
-    /// Write the message exactly as it will be relayed (stamp included) to standard output.
-    Export { id: String },
-    /// Retry every queued message now.
-    Flush,
+    /// A small receiving MTA (STARTTLS with --tls-cert/--tls-key) storing each message in DIR
+    /// as ID.eml with its envelope in ID.json: a downstream for trying the gateway out.
+    Sink {
+        /// Address to listen on (port 0: any free port, printed at start).
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Folder for the received messages (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Certificate chain (PEM) to offer STARTTLS with.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// Its private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// The name in the greeting and EHLO reply.
+        #[arg(long, default_value = "sink.localhost")]
+        hostname: String,
+    },
+    /// Connect to a tenant's destination as a delivery would (egress address, STARTTLS,
+    /// certificate checks, client certificate) and report each step, without sending mail.
+    TestRelay {
+        /// The tenant's portal name.
+        #[arg(long)]
+        tenant: String,
+        /// The recipient to try (default: postmaster at the tenant's first domain).
+        #[arg(long)]
+        rcpt: Option<String>,
+    },
+    /// Ask a running gateway's admin listener for /healthz: exit 0 on HTTP 200, 1 otherwise.
+    /// The container image's HEALTHCHECK. Reads no configuration.
+    Healthcheck {
+        /// The admin listener (admin.listen).
+        #[arg(default_value = healthcheck::DEFAULT_ADDR)]
+        addr: String,
+    },
 }
 
 /// The output of a maintenance command (printed by `main`).
@@ -104,110 +127,6 @@ impl From<String> for Output {
     fn from(s: String) -> Output {
         Output::Text(s)
     }
-}
-
-pub fn spool_command(config: &Path, area: Area, action: SpoolAction) -> Result<Output, AppError> {
-    let cfg = crate::config::Config::load(config)?;
-    let spool = Spool::open(&cfg.server.state_dir)?;
-    let check_id = |id: &str| {
-        if valid_id(id) {
-            Ok(())
-        } else {
-            Err(AppError::Other(format!("\"{id}\" is not a queue id")))
-        }
-    };
-    match (area, action) {
-        (_, SpoolAction::List) => {
-            let now = crate::spool::now_unix();
-            let mut out = String::new();
-            let ids = spool.list(area)?;
-            for id in &ids {
-                match spool.entry(area, id) {
-                    Ok(e) => {
-                        let m = &e.trailer.meta;
-                        let state = e
-                            .events
-                            .iter()
-                            .rev()
-                            .find_map(|ev| match ev {
-                                crate::spool::StateEvent::Deferred { attempts, error, .. } => {
-                                    Some(format!("deferred x{attempts}: {error}"))
-                                }
-                                _ => None,
-                            })
-                            .unwrap_or_else(|| "new".into());
-                        let verdict = m
-                            .verdict
-                            .as_ref()
-                            .map(|v| format!("{} {:.1}", v.action, v.score))
-                            .unwrap_or_default();
-                        out.push_str(&format!(
-                            "{id}  {:>6}s  {:<12} <{}> -> {} rcpt  {}  {}\n",
-                            now - m.received,
-                            m.tenant,
-                            m.envelope.mail_from,
-                            m.envelope.recipients.len(),
-                            verdict,
-                            state
-                        ));
-                    }
-                    Err(e) => out.push_str(&format!("{id}  unreadable: {e}\n")),
-                }
-            }
-            out.push_str(&format!("{} message(s)\n", ids.len()));
-            Ok(out.into())
-        }
-        (_, SpoolAction::Show { id }) => {
-            check_id(&id)?;
-            let e = spool.entry(area, &id)?;
-            let stored = spool.read(area, &id)?;
-            let header_end = crate::message::headers::header_len(&stored.body);
-            Ok(Output::Text(format!(
-                "{}\n--- history\n{}\n--- stamp\n{}--- header as received\n{}",
-                serde_json::to_string_pretty(&e.trailer.meta).unwrap_or_default(),
-                e.events
-                    .iter()
-                    .map(|ev| serde_json::to_string(ev).unwrap_or_default())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                String::from_utf8_lossy(&stored.trailer.prefix),
-                String::from_utf8_lossy(&stored.body[..header_end]),
-            )))
-        }
-        (_, SpoolAction::Export { id }) => {
-            check_id(&id)?;
-            let stored = spool.read(area, &id)?;
-            let stamp =
-                crate::message::stamp::Stamp::from_stored(stored.trailer.prefix.clone(), &stored.trailer.meta.skips);
-            Ok(Output::Bytes(stamp.apply(&stored.body)))
-        }
-        (_, SpoolAction::Delete { id }) => {
-            check_id(&id)?;
-            change(&cfg.server.state_dir, &spool, Change::Delete(area, id))
-        }
-        (Area::Active, SpoolAction::Flush) => change(&cfg.server.state_dir, &spool, Change::Flush),
-        (Area::Quarantine, SpoolAction::Flush) => {
-            Err(AppError::Other("flush applies to the queue, not the quarantine".into()))
-        }
-        (Area::Reports, SpoolAction::Flush) => Err(AppError::Other(
-            "journal reports that could not be read are only kept: list, show, export or delete them".into(),
-        )),
-    }
-}
-
-/// A change to the spool: under the lock when no gateway runs, else through
-/// the running gateway.
-fn change(state_dir: &Path, spool: &Spool, change: Change) -> Result<Output, AppError> {
-    let text = match StateLock::acquire(state_dir) {
-        Ok(lock) => {
-            let text = control::apply(spool, &change)?;
-            drop(lock);
-            text
-        }
-        Err(LockError::Held { .. }) => control::request(state_dir, &change)?,
-        Err(e) => return Err(e.into()),
-    };
-    Ok(Output::Text(format!("{text}\n")))
 }
 
 /// `exo-setup`: the PowerShell script for one tenant.

@@ -82,6 +82,40 @@ fn main() -> ExitCode {
         Command::Quarantine { action } => print_result(cli::quarantine_command(&config, action)),
         Command::Events { action } => print_result(cli::events_command(&config, action)),
         Command::Reports { action } => print_result(cli::spool_command(&config, Area::Reports, action)),
+        Command::Sink {
+            listen,
+            dir,
+            tls_cert,
+            tls_key,
+            hostname,
+        } => match cli::sink::run(cli::sink::SinkOptions {
+            listen,
+            dir,
+            tls_cert,
+            tls_key,
+            hostname,
+        }) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        },
+        Command::TestRelay { tenant, rcpt } => match cli::test_relay(&config, &tenant, rcpt.as_deref()) {
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(AppError::Other(report)) => {
+                print!("{report}");
+                ExitCode::FAILURE
+            }
+            Err(e) => fail(e),
+        },
+        Command::Healthcheck { addr } => match cli::healthcheck::probe(&addr) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("exogate healthcheck: {addr}: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::ExoSetup { tenant } => print_result(cli::exo_setup(&config, &tenant).map(cli::Output::Text)),
     }
 }

@@ -227,6 +227,7 @@ pub fn scan(
         ..Envelope::default()
     };
     let session = SessionFacts {
+        session_id: String::new(),
         client_ip: smtp["client_ip"].as_str().unwrap().parse().unwrap(),
         client_port: 25000,
         helo: smtp["helo"].as_str().unwrap().to_string(),

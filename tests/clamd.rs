@@ -58,6 +58,7 @@ async fn scan(check: &dyn Check, raw: &[u8]) -> Result<Vec<Finding>, CheckError>
         ..Envelope::default()
     };
     let session = SessionFacts {
+        session_id: String::new(),
         client_ip: "40.92.1.1".parse().unwrap(),
         client_port: 40000,
         helo: "mail.protection.outlook.com".into(),

@@ -314,11 +314,12 @@ fn dockerfile_builds_in_two_stages_and_runs_unprivileged_without_a_shell() {
     let stop = d.iter().find(|(op, _)| op == "STOPSIGNAL").expect("STOPSIGNAL missing");
     assert_eq!(stop.1, "SIGTERM");
     let probe = healthcheck_command();
-    assert_eq!(probe, vec!["/usr/local/bin/exogate-healthcheck", "127.0.0.1:8025"]);
+    // The daemon's own binary probes: nothing else to copy, nothing else to build.
+    assert_eq!(probe, vec!["/usr/local/bin/exogate", "healthcheck", "127.0.0.1:8025"]);
     assert!(
         runtime
             .iter()
-            .any(|(op, a)| op == "COPY" && a.trim_end().ends_with(" /usr/local/bin/exogate-healthcheck")),
+            .any(|(op, a)| op == "COPY" && a.trim_end().ends_with(" /usr/local/bin/exogate")),
         "the HEALTHCHECK program is not in the image"
     );
 }
@@ -345,35 +346,17 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The HEALTHCHECK program, built from deploy/healthcheck.rs as the image's
-/// build stage builds it (plain rustc, no crate), once per test run.
-fn healthcheck_program() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("exogate-healthcheck");
-            let status = Command::new("rustc")
-                .args(["--edition", "2024", "-D", "warnings", "-o"])
-                .arg(&out)
-                .arg(repo().join("deploy/healthcheck.rs"))
-                .status()
-                .unwrap();
-            assert!(status.success(), "deploy/healthcheck.rs does not compile");
-            out
-        })
-        .clone()
-}
-
-/// Runs the Dockerfile's HEALTHCHECK command against `port`.
+/// Runs the Dockerfile's HEALTHCHECK command against `port`, with the image's
+/// binary path pointed at the one just built.
 fn probe(port: u16) -> bool {
     let cmd = healthcheck_command();
     let (program, args) = cmd.split_first().unwrap();
-    assert_eq!(program, "/usr/local/bin/exogate-healthcheck");
+    assert_eq!(program, "/usr/local/bin/exogate");
     let args: Vec<String> = args
         .iter()
         .map(|a| a.replace("127.0.0.1:8025", &format!("127.0.0.1:{port}")))
         .collect();
-    Command::new(healthcheck_program())
+    Command::new(env!("CARGO_BIN_EXE_exogate"))
         .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

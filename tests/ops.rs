@@ -319,3 +319,483 @@ fn a_second_sigterm_exits_at_once_and_the_spool_stays_sound() {
         restarted.log()
     );
 }
+
+/// The lines of `log` that contain `needle`.
+fn lines_with<'a>(log: &'a str, needle: &str) -> Vec<&'a str> {
+    log.lines().filter(|l| l.contains(needle)).collect()
+}
+
+/// The value of ` key=` (or `{key=`) in a text log line: a quoted string, or
+/// up to the next space or closing brace.
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let at = line
+        .match_indices(&format!("{key}="))
+        .find(|(i, _)| *i > 0 && matches!(line.as_bytes()[i - 1], b' ' | b'{'))?
+        .0
+        + key.len()
+        + 1;
+    let rest = &line[at..];
+    match rest.strip_prefix('"') {
+        Some(quoted) => quoted.find('"').map(|end| &quoted[..end]),
+        None => Some(&rest[..rest.find([' ', '}']).unwrap_or(rest.len())]),
+    }
+}
+
+#[test]
+fn a_message_is_traced_by_either_id_from_the_session_to_the_downstream_reply() {
+    let stack = Stack::new();
+    let gw = stack.gateway(Options::default());
+    let exo = stack.pki.leaf("exo", &["mail.protection.outlook.com"]);
+    let nmid = "0f3c9a52-7d1e-4a8b-9c2d-08dd1a2b3c4d";
+    let mut c = Client::connect_tls(gw.smtp, &stack.pki.ca, Some(&exo));
+    let m = support::crlf(&format!(
+        "From: a@example.org\nTo: user@contoso.com\nSubject: trace me\n\
+         Message-ID: <trace.42@example.org>\n\
+         X-MS-Exchange-CrossTenant-Network-Message-Id: {nmid}\n\nhello\n"
+    ));
+    assert_eq!(c.send_data("a@example.org", &["user@contoso.com"], &m).code, 250);
+    c.cmd("QUIT");
+    stack.downstream.wait_messages(1, Duration::from_secs(30));
+    assert!(
+        gw.wait_log("recipient delivered", Duration::from_secs(10)),
+        "{}",
+        gw.log()
+    );
+    assert!(gw.wait_log("session ended", Duration::from_secs(10)));
+    let log = gw.log();
+
+    for id in [nmid, "trace.42@example.org"] {
+        let path = lines_with(&log, id);
+        let has = |what: &str| path.iter().find(|l| l.contains(what)).copied();
+        let scanned = has("message scanned").unwrap_or_else(|| panic!("no decision line for {id}:\n{log}"));
+        let queued = has("message queued").unwrap_or_else(|| panic!("no queued line for {id}:\n{log}"));
+        let delivered = has("recipient delivered").unwrap_or_else(|| panic!("no delivery line for {id}:\n{log}"));
+        // The arrival side: client, TLS and the client certificate's name.
+        for line in [scanned, queued] {
+            assert_eq!(field(line, "client"), Some("127.0.0.1"), "{line}");
+            assert_eq!(field(line, "tls"), Some("TLSv1.3"), "{line}");
+            assert!(field(line, "cipher").is_some_and(|c| c.starts_with("TLS13_")), "{line}");
+            assert_eq!(
+                field(line, "client_cert"),
+                Some("mail.protection.outlook.com"),
+                "{line}"
+            );
+            assert!(line.contains(nmid) && line.contains("trace.42@example.org"), "{line}");
+        }
+        // The leaving side: the downstream, the egress address and its reply.
+        assert_eq!(
+            field(delivered, "downstream"),
+            Some(
+                format!(
+                    "127.0.0.1[127.0.0.1]:{}",
+                    stack.downstream.addr().rsplit(':').next().unwrap()
+                )
+                .as_str()
+            ),
+            "{delivered}"
+        );
+        assert_eq!(field(delivered, "egress"), Some("127.0.0.1"), "{delivered}");
+        assert_eq!(field(delivered, "rcpt"), Some("user@contoso.com"), "{delivered}");
+        assert!(
+            field(delivered, "reply").is_some_and(|r| r.starts_with("250 2.0.0 Ok") && r.contains("queued as")),
+            "{delivered}"
+        );
+        // One session id ties the arrival to the delivery ...
+        let sid = field(scanned, "session").expect("session id");
+        assert_eq!(field(delivered, "session"), Some(sid), "{delivered}");
+        assert_eq!(field(queued, "queue_id"), field(delivered, "queue_id"));
+        // ... and grepping it shows the whole session, connection to close.
+        let session = lines_with(&log, sid);
+        for step in ["session opened", "TLS established", "message scanned", "session ended"] {
+            assert!(
+                session.iter().any(|l| l.contains(step)),
+                "{step} missing for session {sid}:\n{log}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sigterm_delivers_what_the_last_session_queued_within_the_drain_window() {
+    let stack = Stack::new();
+    let mut gw = stack.gateway(Options {
+        server_extra: "queue_drain = \"20s\"".into(),
+        ..Options::default()
+    });
+    let mut busy = Client::connect_tls(gw.smtp, &stack.pki.ca, None);
+    assert_eq!(busy.cmd("MAIL FROM:<a@example.org>").code, 250);
+    assert_eq!(busy.cmd("RCPT TO:<u@contoso.com>").code, 250);
+    assert_eq!(busy.cmd("DATA").code, 354);
+    busy.send(&support::crlf(
+        "From: a@example.org\nSubject: at the last minute\nMessage-ID: <d1@x>\n\n",
+    ));
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_log("shutting down", Duration::from_secs(5)));
+    // Accepted after the signal: the queue must still carry it before exit.
+    busy.send(&support::crlf("bye\n.\n"));
+    assert_eq!(busy.read_reply().code, 250);
+    let _ = busy.try_cmd("QUIT");
+    assert_eq!(gw.wait_exit(Duration::from_secs(40)), Some(0), "{}", gw.log());
+    let got = stack.downstream.wait_messages(1, Duration::from_secs(5));
+    assert!(String::from_utf8_lossy(&got[0].data).contains("Subject: at the last minute"));
+    assert!(gw.log().contains("queue drained"), "{}", gw.log());
+    let (_, list, _) = gw.cli(&["queue", "list"]);
+    assert!(list.contains("0 message(s)"), "{list}");
+}
+
+#[test]
+fn the_queue_is_steered_by_id_and_filter_with_json_listings_hold_release_and_a_summary() {
+    let mut stack = Stack::new();
+    stack.downstream.stop();
+    let gw = stack.gateway(Options {
+        retry: vec!["1h".into()],
+        ..Options::default()
+    });
+    let mut c = Client::connect_tls(gw.smtp, &stack.pki.ca, None);
+    let mut ids = Vec::new();
+    for (i, from) in ["a@example.org", "a@example.org", "b@other.example"].iter().enumerate() {
+        let m = support::crlf(&format!(
+            "From: {from}\nSubject: steer{i}\nMessage-ID: <steer{i}@x>\n\nhi\n"
+        ));
+        let r = c.send_data(from, &["user@contoso.com"], &m);
+        assert_eq!(r.code, 250);
+        ids.push(r.text().rsplit(' ').next().unwrap().to_string());
+    }
+    assert!(
+        support::wait_for(Duration::from_secs(20), || (gw.count_log("delivery deferred") >= 3)
+            .then_some(()))
+        .is_some(),
+        "{}",
+        gw.log()
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+
+    // Per recipient: state, attempts, last reply, next retry.
+    let (code, out, err) = gw.cli(&["queue", "list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.len(), 3, "{out}");
+    for m in &listed {
+        assert_eq!(m["area"], "queued");
+        assert_eq!(m["tenant"], "contoso");
+        let r = &m["recipients"][0];
+        assert_eq!(r["address"], "user@contoso.com");
+        assert_eq!(r["state"], "pending");
+        assert_eq!(r["attempts"], 1);
+        assert!(r["last_reply"].as_str().unwrap().starts_with('4'), "{r}");
+        let next = r["next_retry"].as_i64().unwrap();
+        assert!(next > now + 3000, "next retry about an hour away: {next} vs {now}");
+    }
+    assert_eq!(listed[0]["message_id"], "steer0@x");
+
+    // A bulk change needs a selector; a dry run changes nothing.
+    let (code, _, err) = gw.cli(&["queue", "delete"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("needs ids or a filter"), "{err}");
+    let (code, out, _) = gw.cli(&["queue", "hold", "--sender", "@other.example", "--dry-run"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!("would be held {}", ids[2])) && out.contains("1 message(s) would be held"),
+        "{out}"
+    );
+    let (_, out, _) = gw.cli(&["queue", "delete", "--older-than", "1h", "--dry-run"]);
+    assert!(out.contains("0 message(s) would be deleted"), "{out}");
+    let (_, out, _) = gw.cli(&["queue", "list"]);
+    assert!(!out.contains("held") && out.contains("3 message(s)"), "{out}");
+
+    // Hold by sender; the summary counts by tenant, destination and age.
+    let (code, out, _) = gw.cli(&["queue", "hold", "--sender", "@other.example"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("1 message(s) held"), "{out}");
+    let (_, out, _) = gw.cli(&["queue", "summary", "--json"]);
+    let shape: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shape["total"]["total"], 3);
+    assert_eq!(shape["total"]["ages"][0], 3, "all younger than 5 minutes");
+    assert_eq!(shape["by_tenant"][0]["name"], "contoso");
+    assert_eq!(shape["by_destination"][0]["name"], "tenant:contoso");
+    assert_eq!(shape["held"], 1);
+    let (_, text, _) = gw.cli(&["queue", "summary"]);
+    assert!(text.contains("tenant:contoso") && text.contains("1280+"), "{text}");
+
+    // The downstream is back: a flush delivers what is queued, not what is held.
+    stack.downstream.restart();
+    let (code, _, _) = gw.cli(&["queue", "flush", "--tenant", "contoso"]);
+    assert_eq!(code, 0);
+    let got = stack.downstream.wait_messages(2, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(stack.downstream.messages().len(), 2, "the held message stays");
+    assert!(got.iter().all(|m| m.sender == "a@example.org"));
+    let (_, out, _) = gw.cli(&["queue", "list", "--json"]);
+    let left: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["area"], "held");
+
+    // Released by id, it goes at once.
+    let (code, out, _) = gw.cli(&["queue", "release", &ids[2]]);
+    assert_eq!(code, 0, "{out}");
+    let got = stack.downstream.wait_messages(3, Duration::from_secs(30));
+    assert!(got.iter().any(|m| m.sender == "b@other.example"));
+    assert!(
+        support::wait_for(Duration::from_secs(10), || gw
+            .cli(&["queue", "list"])
+            .1
+            .contains("0 message(s)")
+            .then_some(()))
+        .is_some()
+    );
+}
+
+/// `exogate sink` as a process, killed on drop.
+struct Sink {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    dir: std::path::PathBuf,
+}
+
+impl Sink {
+    fn start(dir: &std::path::Path, leaf: &support::pki::Leaf) -> Sink {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(support::gateway::binary())
+            .args(["sink", "--listen", "127.0.0.1:0", "--dir"])
+            .arg(dir)
+            .arg("--tls-cert")
+            .arg(&leaf.cert)
+            .arg("--tls-key")
+            .arg(&leaf.key)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let addr = first
+            .split("listening on ")
+            .nth(1)
+            .and_then(|r| r.split([' ', ',']).next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {first:?}"));
+        assert!(first.contains("STARTTLS offered"), "{first}");
+        Sink {
+            child,
+            addr,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// (envelope, message bytes) of every complete message stored.
+    fn stored(&self) -> Vec<(serde_json::Value, Vec<u8>)> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&self.dir).unwrap().flatten() {
+            let p = e.path();
+            if p.extension().and_then(|x| x.to_str()) == Some("json") {
+                let env: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+                out.push((env, std::fs::read(p.with_extension("eml")).unwrap()));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_sink_stores_what_the_gateway_relays_and_test_relay_probes_without_sending() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("pki"));
+    let sink_cert = pki.leaf("sink", &["localhost", "127.0.0.1"]);
+    let sink = Sink::start(&dir.path().join("sink"), &sink_cert);
+    let server = pki.leaf("gateway", &["localhost", "127.0.0.1"]);
+    let opts = Options {
+        deliver_to: vec![sink.addr.to_string()],
+        ..Options::default()
+    };
+    let gw = Gateway::start_with_text(dir.path(), &config_text(dir.path(), &pki, &server, &opts));
+
+    // test-relay: every step a delivery takes, and no message.
+    let (code, out, err) = gw.cli(&["test-relay", "--tenant", "contoso"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "connected to 127.0.0.1[127.0.0.1]:{} from 127.0.0.1",
+            sink.addr.port()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("STARTTLS: TLSv1.3 TLS13_") && out.contains("server certificate verified"),
+        "{out}"
+    );
+    assert!(out.contains("RCPT TO:<postmaster@contoso.com>: 250 2.1.5"), "{out}");
+    assert!(out.contains("would be accepted (no message was sent)"), "{out}");
+    assert!(sink.stored().is_empty(), "test-relay sent nothing");
+
+    // A message all the way through: stored with its envelope and our stamp.
+    let mut c = Client::connect_tls(gw.smtp, &pki.ca, None);
+    let m = support::crlf("From: a@example.org\nSubject: into the sink\nMessage-ID: <s1@x>\n\n.leading dot\nhi\n");
+    assert_eq!(c.send_data("a@example.org", &["user@contoso.com"], &m).code, 250);
+    let stored = support::wait_for(Duration::from_secs(30), || {
+        let s = sink.stored();
+        (!s.is_empty()).then_some(s)
+    })
+    .expect("the message reaches the sink");
+    let (env, bytes) = &stored[0];
+    assert_eq!(env["mail_from"], "a@example.org");
+    assert_eq!(env["rcpt_to"], serde_json::json!(["user@contoso.com"]));
+    assert_eq!(env["helo"], "gw.test");
+    assert!(env["tls"].as_str().unwrap().starts_with("TLSv1.3 "), "{env}");
+    let text = String::from_utf8_lossy(bytes);
+    assert!(
+        text.starts_with("Received: from client.test") && text.contains("\r\nX-CLOUD-SEC-AV-Verdict: action=deliver"),
+        "our Received and stamp first: {text}"
+    );
+    assert!(
+        text.ends_with("Message-ID: <s1@x>\r\n\r\n.leading dot\r\nhi\r\n"),
+        "bytes as sent: {text:?}"
+    );
+
+    // A destination that does not answer: the probe says where it stopped.
+    let closed = dir.path().join("closed.toml");
+    std::fs::write(
+        &closed,
+        config_text(dir.path(), &pki, &server, &Options::default()).replace("state\"", "state2\""),
+    )
+    .unwrap();
+    let out = std::process::Command::new(support::gateway::binary())
+        .args(["test-relay", "--tenant", "contoso", "--config"])
+        .arg(&closed)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("connect, EHLO, STARTTLS: FAILED") && text.contains("would be deferred"),
+        "{text}"
+    );
+}
+
+fn deploy_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
+}
+
+#[test]
+fn the_alert_rules_pass_promtool_and_each_alert_fires_in_its_unit_test() {
+    let check = std::process::Command::new("promtool")
+        .args(["check", "rules", "alerts.yml"])
+        .current_dir(deploy_dir())
+        .output()
+        .expect("promtool (scripts/test.sh installs prometheus)");
+    let text = String::from_utf8_lossy(&check.stdout).to_string() + &String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success(), "{text}");
+    assert!(text.contains("SUCCESS: 5 rules found"), "{text}");
+    let test = std::process::Command::new("promtool")
+        .args(["test", "rules", "alerts.test.yml"])
+        .current_dir(deploy_dir())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&test.stdout).to_string() + &String::from_utf8_lossy(&test.stderr);
+    assert!(test.status.success(), "{text}");
+    // Every alert of the rules file has a case in the unit test.
+    let rules = std::fs::read_to_string(deploy_dir().join("alerts.yml")).unwrap();
+    let cases = std::fs::read_to_string(deploy_dir().join("alerts.test.yml")).unwrap();
+    for name in rules.lines().filter_map(|l| l.trim().strip_prefix("- alert: ")) {
+        assert!(
+            cases.contains(&format!(
+                "alertname: {name}\n        exp_alerts:\n          - exp_labels"
+            )),
+            "{name} is never shown firing in alerts.test.yml"
+        );
+    }
+}
+
+/// Metric names in a PromQL expression (ours and the process_* ones).
+fn metric_names(expr: &str) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|t| t.starts_with("exogate_") || t.starts_with("process_"))
+        .map(|t| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| t.strip_suffix(s))
+                .unwrap_or(t)
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn every_metric_the_alerts_and_the_dashboard_name_is_exported_by_a_live_gateway() {
+    let stack = Stack::new();
+    let gw = stack.gateway(Options::default());
+    let mut c = Client::connect_tls(gw.smtp, &stack.pki.ca, None);
+    let m = support::crlf("From: a@example.org\nSubject: scrape\nMessage-ID: <sc@x>\n\nhello\n");
+    assert_eq!(c.send_data("a@example.org", &["user@contoso.com"], &m).code, 250);
+    stack.downstream.wait_messages(1, Duration::from_secs(30));
+    let (_, scrape) = gw.http_get("/metrics");
+    let values = parse_metrics(&scrape);
+    let exported: std::collections::BTreeSet<&str> = scrape
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+
+    let dashboard: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(deploy_dir().join("grafana-dashboard.json")).unwrap()).unwrap();
+    let mut exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    assert!(exprs.len() >= 10, "a dashboard with its panels");
+    let rules = std::fs::read_to_string(deploy_dir().join("alerts.yml")).unwrap();
+    exprs.extend(
+        rules
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("expr: ").map(str::to_string)),
+    );
+    for expr in &exprs {
+        let names = metric_names(expr);
+        assert!(!names.is_empty(), "no metric in {expr}");
+        for name in names {
+            assert!(
+                exported.contains(name.as_str()),
+                "{name} (in {expr}) is not exported:\n{scrape}"
+            );
+        }
+    }
+
+    // The new figures carry plausible values.
+    let days_left = values["exogate_certificate_expiry_seconds{\"tenant\": \"\", \"use\": \"inbound\"}"]
+        .as_f64()
+        .expect("the inbound certificate's expiry")
+        / 86400.0;
+    // The test CA's leaves are valid until 4096 (rcgen's default); an expired one would be negative.
+    let until_4096 = (4096.0 - 1970.0) * 365.2425
+        - (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            / 86400.0);
+    assert!(
+        (days_left - until_4096).abs() < 2.0,
+        "{days_left} days left, expected about {until_4096}"
+    );
+    assert!(values["process_open_fds{}"].as_f64().unwrap() >= 5.0);
+    assert!(values["process_resident_memory_bytes{}"].as_f64().unwrap() > 1e6);
+    let free = values["exogate_state_dir_free_bytes{}"].as_f64().unwrap();
+    assert!(free > 0.0 && free <= values["exogate_state_dir_size_bytes{}"].as_f64().unwrap());
+    assert_eq!(values["exogate_quarantine_messages{}"], 0.0);
+    assert_eq!(
+        values[format!("exogate_build_info{{\"version\": \"{}\"}}", env!("CARGO_PKG_VERSION")).as_str()],
+        1.0
+    );
+}

@@ -182,6 +182,48 @@ fn egress_addresses_are_used_and_an_unusable_one_is_skipped() {
 }
 
 #[test]
+fn each_egress_address_says_its_own_ehlo_name() {
+    let s = Stack::new();
+    let gw = s.gateway(Options {
+        source_ips: vec![
+            "{ ip = \"127.0.0.2\", helo = \"out2.gw.test\" }".into(),
+            "127.0.0.3".into(),
+        ],
+        relay_extra: "max_messages_per_connection = 1".into(),
+        ..Options::default()
+    });
+    for i in 0..4 {
+        let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
+        let msg = support::crlf(&format!(
+            "From: a@example.org\nSubject: {i}\nMessage-ID: <h{i}@x>\n\nhi\n"
+        ));
+        assert_eq!(c.send_data("a@example.org", &["user@contoso.com"], &msg).code, 250);
+        s.downstream.wait_messages(i + 1, Duration::from_secs(30));
+    }
+    // Postfix writes the EHLO name it heard first in its Received field.
+    let mut seen = std::collections::BTreeSet::new();
+    for m in s.downstream.messages() {
+        let text = String::from_utf8_lossy(&m.data);
+        let helo = text
+            .strip_prefix("Received: from ")
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_default()
+            .to_string();
+        seen.insert((m.client_ip.clone(), helo));
+    }
+    assert_eq!(
+        seen,
+        [
+            ("127.0.0.2".to_string(), "out2.gw.test".to_string()),
+            ("127.0.0.3".to_string(), "gw.test".to_string()),
+        ]
+        .into_iter()
+        .collect(),
+        "127.0.0.2 says its own name, 127.0.0.3 the default (server.hostname)"
+    );
+}
+
+#[test]
 fn a_downstream_without_starttls_gets_nothing() {
     let s = Stack::with(Tls::Off, true, NAMES);
     let gw = s.gateway(Options::default());

@@ -5,7 +5,8 @@
 //!
 //! The socket is `state_dir/control.sock`, mode 0600 (only the gateway's own
 //! user may use it). One request per connection, one line each way:
-//! `<queue|reports> delete ID`, `queue flush`,
+//! `<queue|reports|hold> delete ID`, `queue flush [ID…]`, `queue hold ID`,
+//! `queue release ID` (from hold), `queue rescan`,
 //! `quarantine release ID by=ACTOR [to=RCPT,...]`, `quarantine delete ID by=ACTOR`,
 //! and `ok <text>` or `err <text>`. The same [`apply`] (spool) and
 //! [`apply_store`] (the quarantine, through the store: index, audit, a
@@ -48,6 +49,14 @@ pub(crate) enum Change {
         id: String,
         actor: String,
     },
+    /// These queued messages are due now.
+    FlushIds(Vec<String>),
+    /// Queue to hold.
+    Hold(String),
+    /// Hold back to the queue, due now.
+    Unhold(String),
+    /// Files moved in or out of the queue: the scheduler looks again.
+    Rescan,
 }
 
 /// An actor or address as the protocol carries it: one word, no comma.
@@ -63,6 +72,10 @@ impl Change {
             Change::Release { id, to, actor } if to.is_empty() => format!("quarantine release {id} by={actor}"),
             Change::Release { id, to, actor } => format!("quarantine release {id} by={actor} to={}", to.join(",")),
             Change::QuarantineDelete { id, actor } => format!("quarantine delete {id} by={actor}"),
+            Change::FlushIds(ids) => format!("queue flush {}", ids.join(" ")),
+            Change::Hold(id) => format!("queue hold {id}"),
+            Change::Unhold(id) => format!("queue release {id}"),
+            Change::Rescan => "queue rescan".into(),
         }
     }
 
@@ -86,6 +99,7 @@ impl Change {
                 actor: actor(by)?,
             }),
             ["reports", "delete", i] => Ok(Change::Delete(Area::Reports, id(i)?)),
+            ["hold", "delete", i] => Ok(Change::Delete(Area::Hold, id(i)?)),
             ["queue", "flush"] => Ok(Change::Flush),
             ["quarantine", "release", i, by] => Ok(Change::Release {
                 id: id(i)?,
@@ -106,6 +120,10 @@ impl Change {
                     actor: actor(by)?,
                 })
             }
+            ["queue", "flush", ids @ ..] => Ok(Change::FlushIds(ids.iter().map(|i| id(i)).collect::<Result<_, _>>()?)),
+            ["queue", "hold", i] => Ok(Change::Hold(id(i)?)),
+            ["queue", "release", i] => Ok(Change::Unhold(id(i)?)),
+            ["queue", "rescan"] => Ok(Change::Rescan),
             _ => Err("unknown request".into()),
         }
     }
@@ -116,21 +134,39 @@ fn area_name(area: Area) -> &'static str {
         Area::Active => "queue",
         Area::Quarantine => "quarantine",
         Area::Reports => "reports",
+        Area::Hold => "hold",
     }
 }
 
 /// Carries out `change` on `spool` (the caller holds the state lock, or is
 /// the gateway that does).
 pub(crate) fn apply(spool: &Spool, change: &Change) -> Result<String, AppError> {
-    let other = |e: std::io::Error| AppError::Other(e.to_string());
     match change {
         Change::Delete(area, id) => {
             spool.remove(*area, id)?;
             Ok(format!("deleted {id}"))
         }
         Change::Flush => {
-            std::fs::write(spool.flush_trigger(), b"flush\n").map_err(other)?;
+            wake(spool, "flush")?;
             Ok("flush requested: queued messages will be retried now (at start-up if the gateway is stopped)".into())
+        }
+        Change::FlushIds(ids) => {
+            wake(spool, &format!("flush {}", ids.join(" ")))?;
+            Ok(format!("{} message(s) due now", ids.len()))
+        }
+        Change::Hold(id) => {
+            spool.move_to(Area::Active, Area::Hold, id)?;
+            wake(spool, "rescan")?;
+            Ok(format!("held {id}"))
+        }
+        Change::Unhold(id) => {
+            spool.move_to(Area::Hold, Area::Active, id)?;
+            wake(spool, &format!("flush {id}"))?;
+            Ok(format!("released {id}: due now"))
+        }
+        Change::Rescan => {
+            wake(spool, "rescan")?;
+            Ok("rescan requested".into())
         }
         Change::Release { .. } | Change::QuarantineDelete { .. } => Err(AppError::Other(
             "a quarantine change goes through the store (apply_store)".into(),
@@ -165,6 +201,19 @@ pub(crate) async fn apply_store(store: &Store, change: &Change) -> Result<String
         }
         other => Err(AppError::Other(format!("not a quarantine change: {}", other.to_line()))),
     }
+}
+
+/// Appends an order for the scheduler to the trigger file (it takes the file
+/// whole, so orders written in a row are all seen).
+fn wake(spool: &Spool, order: &str) -> Result<(), AppError> {
+    use std::io::Write;
+    let path = spool.flush_trigger();
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(format!("{order}\n").as_bytes()))
+        .map_err(|e| AppError::Other(format!("{}: {e}", path.display())))
 }
 
 /// The socket path for `state_dir`.
@@ -280,16 +329,22 @@ mod tests {
                 id: id.clone(),
                 actor: "cli:root".into(),
             },
+            Change::FlushIds(vec![id.clone(), id.clone()]),
+            Change::Hold(id.clone()),
+            Change::Unhold(id.clone()),
+            Change::Delete(Area::Hold, id.clone()),
+            Change::Rescan,
         ] {
             assert_eq!(Change::parse(&change.to_line()), Ok(change));
         }
         assert!(Change::parse("queue delete ../../etc/passwd").is_err());
-        assert!(Change::parse("queue release x").is_err());
+        assert!(Change::parse("queue release ../x").is_err());
         assert!(
             Change::parse(&format!("quarantine release {id}")).is_err(),
             "an actor is required"
         );
         assert!(Change::parse(&format!("quarantine release {id} by=x to=a@b,c d")).is_err());
+        assert!(Change::parse("queue frobnicate x").is_err());
         assert!(Change::parse("").is_err());
     }
 }

@@ -113,6 +113,7 @@ pub async fn run(config_path: PathBuf, snapshot: Snapshot, lock: crate::spool::S
         tracing::warn!("{w}");
     }
     let grace = snapshot.config.server.shutdown_grace;
+    let queue_drain = snapshot.config.server.queue_drain;
     let gateway = start::start(snapshot).await?;
     systemd::ready("accepting mail");
 
@@ -127,7 +128,7 @@ pub async fn run(config_path: PathBuf, snapshot: Snapshot, lock: crate::spool::S
             _ = int.recv() => break,
         }
     }
-    shutdown::shutdown(gateway, grace, &mut term, &mut int).await;
+    shutdown::shutdown(gateway, grace, queue_drain, &mut term, &mut int).await;
     drop(lock);
     Ok(())
 }

@@ -33,6 +33,7 @@ fn swap(gateway: &Gateway, new: Snapshot) {
         tracing::warn!("{w}");
     }
     let tenants = now.tenants.len();
+    crate::app::start::record_certificates(now, &gateway.metrics);
     gateway.inbound.settings.store(new.inbound);
     gateway.delivery.store(new.delivery);
     gateway.metrics.reloads.inc(&["ok"]);

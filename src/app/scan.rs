@@ -225,6 +225,7 @@ impl Scanner {
             ),
         };
         let session = SessionFacts {
+            session_id: String::new(),
             client_ip: options.client_ip,
             client_port: 0,
             helo: options.helo.clone(),

@@ -1,5 +1,7 @@
 //! Graceful stop: stop accepting, let sessions finish within the grace
-//! period, then close what is left with 421, stop the queue. A second signal
+//! period, then close what is left with 421, give the queue
+//! `server.queue_drain` to deliver what is due (what was just accepted
+//! included), then stop it. A second signal
 //! exits at once; that is safe because the spool is consistent at every
 //! instant and nothing unacknowledged was promised.
 
@@ -10,7 +12,13 @@ use tokio::signal::unix::Signal;
 use crate::app::start::Gateway;
 use crate::app::systemd;
 
-pub(super) async fn shutdown(gateway: Gateway, grace: Duration, term: &mut Signal, int: &mut Signal) {
+pub(super) async fn shutdown(
+    mut gateway: Gateway,
+    grace: Duration,
+    queue_drain: Duration,
+    term: &mut Signal,
+    int: &mut Signal,
+) {
     tracing::info!(
         grace_s = grace.as_secs(),
         "shutting down: no longer accepting, letting sessions finish"
@@ -30,8 +38,27 @@ pub(super) async fn shutdown(gateway: Gateway, grace: Duration, term: &mut Signa
         inbound.hard_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), inbound.sessions.wait()).await;
     }
+    // What the sessions queued is due now: deliver it if the downstream answers
+    // within the window; what is left stays in the spool for the next start.
+    if !queue_drain.is_zero() {
+        systemd::stopping("draining the queue");
+        gateway.queue.drain();
+        let drained = tokio::select! {
+            r = tokio::time::timeout(queue_drain, &mut gateway.queue_task) => r.is_ok(),
+            _ = term.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(1) }
+            _ = int.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(1) }
+        };
+        if !drained {
+            tracing::warn!(
+                window_s = queue_drain.as_secs(),
+                "queue drain window over: the rest stays queued"
+            );
+        }
+    }
     gateway.queue_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), gateway.queue_task).await;
+    if !gateway.queue_task.is_finished() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), gateway.queue_task).await;
+    }
     // The store's writer writes what is queued, then ends.
     gateway.store_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), gateway.store_task).await;

@@ -30,6 +30,7 @@ pub(super) struct Gateway {
     pub(super) delivery: Arc<ArcSwap<delivery::Settings>>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) queue_stop: CancellationToken,
+    pub(super) queue: delivery::handle::QueueHandle,
     pub(super) queue_task: JoinHandle<()>,
     pub(super) listener_tasks: Vec<JoinHandle<()>>,
     /// Stops the store's writer (after it wrote what is queued) and upkeep.
@@ -47,6 +48,8 @@ struct Bound {
 pub(super) async fn start(snapshot: Snapshot) -> Result<Gateway, AppError> {
     let cfg = snapshot.config.clone();
     let metrics = Arc::new(Metrics::new());
+    *metrics.state_dir.lock().expect("metrics lock") = Some(cfg.server.state_dir.clone());
+    record_certificates(&cfg, &metrics);
     let (spool, recovered) = open_spool(&cfg, &metrics)?;
     let store = Store::open_for_gateway(&cfg.store, spool.clone(), metrics.clone())
         .await
@@ -78,7 +81,7 @@ pub(super) async fn start(snapshot: Snapshot) -> Result<Gateway, AppError> {
     let inbound = Arc::new(inbound::Context {
         settings: Arc::new(ArcSwap::new(snapshot.inbound.clone())),
         spool: spool.clone(),
-        queue,
+        queue: queue.clone(),
         relay,
         metrics: metrics.clone(),
         soft_stop: CancellationToken::new(),
@@ -111,6 +114,7 @@ pub(super) async fn start(snapshot: Snapshot) -> Result<Gateway, AppError> {
         delivery: delivery_settings,
         metrics,
         queue_stop,
+        queue,
         queue_task,
         listener_tasks,
         store_stop,
@@ -120,6 +124,23 @@ pub(super) async fn start(snapshot: Snapshot) -> Result<Gateway, AppError> {
 
 /// Opens the spool and recovers it: partial files of messages never
 /// acknowledged are removed, damaged ones set aside.
+/// The certificates in use and their expiry, for `exogate_certificate_expiry_seconds`
+/// (at start and after each reload).
+pub(super) fn record_certificates(cfg: &Config, metrics: &Metrics) {
+    let mut list = Vec::new();
+    let mut add = |usage: &'static str, tenant: &str, path: &std::path::Path| match crate::tls::not_after(path) {
+        Some(t) => list.push((usage, tenant.to_string(), t)),
+        None => tracing::warn!(path = %path.display(), "cannot read the certificate's expiry"),
+    };
+    add("inbound", "", &cfg.tls.cert);
+    for t in &cfg.tenants {
+        if let Some((cert, _)) = &t.relay_cert {
+            add("relay-client", &t.portal, cert);
+        }
+    }
+    *metrics.certificates.lock().expect("metrics lock") = list;
+}
+
 fn open_spool(cfg: &Config, metrics: &Metrics) -> Result<(Arc<Spool>, Vec<String>), AppError> {
     let spool = Arc::new(Spool::open(&cfg.server.state_dir)?);
     let recovery = spool.recover()?;

@@ -63,6 +63,8 @@ pub struct ServerConfig {
     pub min_data_rate_grace: Duration,
     pub session_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// After the sessions: how long the queue may deliver what is due before exit (0: not at all).
+    pub queue_drain: Duration,
     /// Message bodies larger than this are kept on disk, not in memory.
     pub spill_threshold: usize,
 }
@@ -117,6 +119,8 @@ pub struct RelayConfig {
     /// The only addresses a DSN to an outside sender's MX leaves from
     /// ([] = such DSNs are not sent; `0.0.0.0`/`::` = the OS's choice).
     pub dsn_source_ips: Vec<IpAddr>,
+    /// EHLO names of the egress addresses that have their own (matching their PTR).
+    pub source_helo: HashMap<IpAddr, String>,
     pub helo: String,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
@@ -444,6 +448,7 @@ fn read_server(s: &Section, base: &Path) -> ServerConfig {
         min_data_rate_grace: s.duration_or("min_data_rate_grace", Duration::from_secs(30)),
         session_timeout: s.duration_or("session_timeout", Duration::from_secs(3600)),
         shutdown_grace: s.duration_or("shutdown_grace", Duration::from_secs(30)),
+        queue_drain: s.duration_or("queue_drain", Duration::from_secs(5)),
         spill_threshold: s.size_or("spill_threshold", 1024 * 1024) as usize,
     }
 }
@@ -550,10 +555,7 @@ fn read_relay(s: &Section, base: &Path) -> RelayConfig {
     {
         s.error("ca", format!("file {} does not exist", p.display()));
     }
-    let source_ips = s.parsed_list("source_ips", &[], |t| {
-        t.parse::<IpAddr>()
-            .map_err(|_| format!("expected an IP address, found \"{t}\""))
-    });
+    let (source_ips, source_helo) = read_source_ips(s);
     let dsn_source_ips = s.parsed_list("dsn_source_ips", &[], |t| {
         t.parse::<IpAddr>()
             .map_err(|_| format!("expected an IP address, found \"{t}\""))
@@ -561,6 +563,7 @@ fn read_relay(s: &Section, base: &Path) -> RelayConfig {
     RelayConfig {
         ca,
         source_ips,
+        source_helo,
         dsn_source_ips,
         helo: s.string_or("helo", ""),
         connect_timeout: s.duration_or("connect_timeout", Duration::from_secs(30)),
@@ -570,6 +573,79 @@ fn read_relay(s: &Section, base: &Path) -> RelayConfig {
         max_messages_per_connection: s.u64_in("max_messages_per_connection", 100, 1, 100_000) as usize,
         mx_port: s.u64_in("mx_port", 25, 1, 65535) as u16,
     }
+}
+
+/// `relay.source_ips`: each entry an address, or `{ ip = "…", helo = "…" }`
+/// for an address that says its own EHLO name (the name its PTR gives).
+fn read_source_ips(s: &Section) -> (Vec<IpAddr>, HashMap<IpAddr, String>) {
+    let mut ips = Vec::new();
+    let mut helo = HashMap::new();
+    let Some(value) = s.value("source_ips") else {
+        return (ips, helo);
+    };
+    let Some(items) = value.as_array() else {
+        s.error("source_ips", "expected a list of addresses or { ip, helo } tables");
+        return (ips, helo);
+    };
+    let key = s.key_path("source_ips");
+    let parse_ip = |t: &str, at: String| match t.parse::<IpAddr>() {
+        Ok(ip) => Some(ip),
+        Err(_) => {
+            s.problems().push(at, format!("expected an IP address, found \"{t}\""));
+            None
+        }
+    };
+    for (i, item) in items.iter().enumerate() {
+        if let Some(t) = item.as_str() {
+            ips.extend(parse_ip(t, format!("{key}[{i}]")));
+        } else if let Some(table) = item.as_table() {
+            for k in table.keys().filter(|k| *k != "ip" && *k != "helo") {
+                s.problems().push(format!("{key}[{i}].{k}"), "unknown key");
+            }
+            let ip = match table.get("ip").and_then(|v| v.as_str()) {
+                Some(t) => parse_ip(t, format!("{key}[{i}].ip")),
+                None => {
+                    s.problems()
+                        .push(format!("{key}[{i}].ip"), "missing: the egress address");
+                    None
+                }
+            };
+            let name = match table.get("helo") {
+                None => None,
+                Some(v) => match v.as_str() {
+                    Some(n) if valid_helo(n) => Some(n.to_string()),
+                    _ => {
+                        s.problems().push(
+                            format!("{key}[{i}].helo"),
+                            "expected a host name (letters, digits, '-', '.')",
+                        );
+                        None
+                    }
+                },
+            };
+            if let Some(ip) = ip {
+                ips.push(ip);
+                if let Some(n) = name {
+                    helo.insert(ip, n);
+                }
+            }
+        } else {
+            s.problems().push(
+                format!("{key}[{i}]"),
+                "expected an address or a table { ip = \"…\", helo = \"…\" }",
+            );
+        }
+    }
+    (ips, helo)
+}
+
+/// A plausible EHLO host name: what goes on the wire after "EHLO ".
+fn valid_helo(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 fn read_admin(s: &Section) -> AdminConfig {

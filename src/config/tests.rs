@@ -185,3 +185,30 @@ fn dns_servers_and_the_deprecated_relay_dns() {
         "{e:?}"
     );
 }
+
+#[test]
+fn source_ips_carry_their_own_helo_and_bad_entries_are_named() {
+    let text = MINIMAL.to_string()
+        + "[relay]\nsource_ips = [\"192.0.2.10\", { ip = \"192.0.2.11\", helo = \"out2.example.net\" }]\n";
+    let c = Config::parse(&text, Path::new("/etc/exogate/gateway.toml")).unwrap();
+    let (a, b): (IpAddr, IpAddr) = ("192.0.2.10".parse().unwrap(), "192.0.2.11".parse().unwrap());
+    assert_eq!(c.relay.source_ips, vec![a, b]);
+    assert_eq!(
+        c.relay.source_helo.get(&b).map(String::as_str),
+        Some("out2.example.net")
+    );
+    assert_eq!(c.relay.source_helo.get(&a), None);
+
+    let bad = MINIMAL.to_string()
+        + "[relay]\nsource_ips = [\"x\", { helo = \"a b\" }, { ip = \"192.0.2.1\", name = \"n\" }, 7]\n";
+    assert_eq!(
+        errors(&bad),
+        vec![
+            "relay.source_ips[0]: expected an IP address, found \"x\"",
+            "relay.source_ips[1].helo: expected a host name (letters, digits, '-', '.')",
+            "relay.source_ips[1].ip: missing: the egress address",
+            "relay.source_ips[2].name: unknown key",
+            "relay.source_ips[3]: expected an address or a table { ip = \"…\", helo = \"…\" }",
+        ]
+    );
+}

@@ -11,7 +11,10 @@
 //! recorded (a crash in between may send a DSN twice, never lose one).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
+
+use tracing::Instrument;
 
 use crate::config::DeliveryConfig;
 use crate::config::tenant::{DsnPolicy, DsnWhen, ReturnContent};
@@ -42,6 +45,22 @@ pub(crate) async fn deliver(cx: &Context, id: &str) -> Outcome {
         Ok(stored) => stored,
         Err(outcome) => return outcome,
     };
+    // Every line of this attempt carries the ids the message arrived with and
+    // the session it arrived in: grep any of them to follow it here.
+    let meta = &stored.trailer.meta;
+    let span = tracing::info_span!(
+        "delivery",
+        queue_id = %id,
+        message_id = %meta.ids.message_id,
+        network_message_id = %meta.ids.network_message_id,
+        session = %meta.session.session_id,
+        client = %meta.session.client_ip,
+    );
+    attempt(cx, id, &stored, started).instrument(span).await
+}
+
+/// The attempt proper, on a message read and verified.
+async fn attempt(cx: &Context, id: &str, stored: &Stored, started: Instant) -> Outcome {
     let meta = &stored.trailer.meta;
     let mut progress = Progress::from_history(&cx.spool.events(Area::Active, id), meta);
 
@@ -55,7 +74,8 @@ pub(crate) async fn deliver(cx: &Context, id: &str) -> Outcome {
     let bytes = MessageBytes {
         pieces: stamp.pieces(&stored.body),
     };
-    let (results, remote) = relay(cx, route, meta, &progress.pending, &bytes).await;
+    let (results, remote, egress) = relay(cx, route, meta, &progress.pending, &bytes).await;
+    log_results(meta, &results, remote.as_deref(), egress);
     progress.attempts += 1;
     let attempts = progress.attempts;
     let mut sorted = Sorted::new(cx, meta, &results, remote, &mut progress.final_results);
@@ -175,14 +195,14 @@ async fn relay(
     meta: &Meta,
     pending: &[usize],
     bytes: &MessageBytes<'_>,
-) -> (Vec<(usize, RcptResult)>, Option<String>) {
+) -> (Vec<(usize, RcptResult)>, Option<String>, Option<IpAddr>) {
     if pending.is_empty() {
-        return (Vec::new(), None);
+        return (Vec::new(), None, None);
     }
     match route {
         Ok(route) => {
             let attempt = cx.relay.deliver(&route, &meta.envelope, pending, bytes).await;
-            (attempt.results, attempt.server)
+            (attempt.results, attempt.server, attempt.egress)
         }
         Err(reply) => (
             pending
@@ -190,7 +210,34 @@ async fn relay(
                 .map(|&i| (i, RcptResult::Temporary(reply.clone())))
                 .collect(),
             None,
+            None,
         ),
+    }
+}
+
+/// One line per recipient and attempt: the downstream (host[IP]:port), the
+/// address we left from and what the downstream answered.
+fn log_results(meta: &Meta, results: &[(usize, RcptResult)], remote: Option<&str>, egress: Option<IpAddr>) {
+    let downstream = remote.unwrap_or("none");
+    let egress = egress.map(|ip| ip.to_string()).unwrap_or_else(|| "none".into());
+    for (index, result) in results {
+        let rcpt = meta
+            .envelope
+            .recipients
+            .get(*index)
+            .map_or_else(String::new, |r| r.address.to_string());
+        let reply = result.reply().one_line();
+        match result {
+            RcptResult::Delivered(_) => {
+                tracing::info!(%rcpt, %downstream, %egress, reply = ?reply, "recipient delivered");
+            }
+            RcptResult::Temporary(_) => {
+                tracing::warn!(%rcpt, %downstream, %egress, reply = ?reply, "recipient deferred");
+            }
+            RcptResult::Permanent(_) => {
+                tracing::warn!(%rcpt, %downstream, %egress, reply = ?reply, "recipient bounced");
+            }
+        }
     }
 }
 
@@ -440,11 +487,13 @@ async fn queue_dsn(
             ..Envelope::default()
         },
         session: SessionFacts {
+            session_id: String::new(),
             client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
             client_port: 0,
             helo: hostname.to_string(),
             tls: None,
         },
+        ids: Default::default(),
         tenant: tenant.clone().unwrap_or_default(),
         direction: if tenant.is_some() {
             Direction::Inbound

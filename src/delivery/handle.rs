@@ -22,8 +22,17 @@ pub(crate) enum Outcome {
 
 /// What the scheduler is told.
 pub(crate) enum Event {
-    Queued { id: String, key: RouteKey, received: i64 },
-    Done { id: String, outcome: Outcome },
+    Queued {
+        id: String,
+        key: RouteKey,
+        received: i64,
+    },
+    Done {
+        id: String,
+        outcome: Outcome,
+    },
+    /// Shutting down: finish what is in flight and what is due now, then stop.
+    Drain,
 }
 
 /// Tells the scheduler about new work.
@@ -46,6 +55,11 @@ impl QueueHandle {
             key: key.clone(),
             received,
         });
+    }
+
+    /// Shutting down: stop once nothing is in flight or due (the caller bounds the wait).
+    pub(crate) fn drain(&self) {
+        let _ = self.tx.send(Event::Drain);
     }
 
     /// An attempt on `id` is over.

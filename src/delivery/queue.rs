@@ -10,7 +10,7 @@
 //! recipient has a final result; progress in between is recorded in the
 //! message's history so a restart never re-sends to a delivered recipient.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
@@ -79,6 +79,8 @@ struct Scheduler {
     last_scan: Instant,
     last_housekeeping: Instant,
     flush_seen: Option<SystemTime>,
+    /// Shutting down: stop as soon as nothing is in flight or due.
+    draining: bool,
 }
 
 /// Housekeeping (flush trigger, pool pruning, gauges) runs at most this often.
@@ -99,15 +101,21 @@ async fn scheduler(
         last_scan: Instant::now(),
         last_housekeeping: Instant::now(),
         flush_seen: None,
+        draining: false,
     };
     let flush_file = s.cx.spool.flush_trigger();
     let flushed = std::fs::remove_file(&flush_file).is_ok();
     for id in recovered {
         s.load_from_disk(&id, flushed);
     }
+    s.count_quarantine();
     s.update_gauges();
     loop {
         s.dispatch();
+        if s.draining && s.in_flight == 0 && s.next_due().is_none_or(|due| due > now_unix()) {
+            tracing::info!(queued = s.items.len(), "queue drained: nothing in flight or due");
+            break;
+        }
         let sleep_for = match s.next_due() {
             Some(due) => Duration::from_secs((due - now_unix()).clamp(0, 1) as u64),
             None => HOUSEKEEPING,
@@ -181,6 +189,7 @@ impl Scheduler {
     fn handle(&mut self, event: Event) {
         match event {
             Event::Queued { id, key, received } => self.insert(id, key, 0, received),
+            Event::Drain => self.draining = true,
             Event::Done { id, outcome } => {
                 self.in_flight = self.in_flight.saturating_sub(1);
                 let Some(item) = self.items.get_mut(&id) else { return };
@@ -207,21 +216,27 @@ impl Scheduler {
             .store(self.items.len() as i64, Ordering::Relaxed);
     }
 
-    fn flush(&mut self) {
+    /// Makes `only` (or every queued message) due now.
+    fn flush(&mut self, only: Option<&HashSet<String>>) {
         // Released or restored files may be on disk only.
         self.scan_disk();
+        let mut n = 0;
         for queue in self.queues.values_mut() {
-            for (_, id) in std::mem::take(&mut queue.due) {
+            for (due, id) in std::mem::take(&mut queue.due) {
+                let due = match only {
+                    Some(ids) if !ids.contains(&id) => due,
+                    _ => {
+                        n += 1;
+                        0
+                    }
+                };
                 if let Some(item) = self.items.get_mut(&id) {
-                    item.due = 0;
+                    item.due = due;
                 }
-                queue.due.insert((0, id));
+                queue.due.insert((due, id));
             }
         }
-        tracing::info!(
-            messages = self.items.len(),
-            "queue flush: every queued message is due now"
-        );
+        tracing::info!(messages = n, "queue flush: messages due now");
     }
 
     /// The earliest due time among destinations that can take another delivery.
@@ -280,8 +295,34 @@ impl Scheduler {
             && self.flush_seen != Some(modified)
         {
             self.flush_seen = Some(modified);
-            let _ = std::fs::remove_file(&trigger);
-            self.flush();
+            // Taken whole by renaming: an order appended meanwhile goes to a new file, seen next round.
+            let taken = trigger.with_extension("taken");
+            let orders = std::fs::rename(&trigger, &taken)
+                .and_then(|()| std::fs::read_to_string(&taken))
+                .unwrap_or_default();
+            let _ = std::fs::remove_file(&taken);
+            let mut ids: HashSet<String> = HashSet::new();
+            let (mut all, mut rescan) = (false, false);
+            for line in orders.lines() {
+                let mut words = line.split_whitespace();
+                match words.next() {
+                    Some("rescan") => rescan = true,
+                    Some("flush") => {
+                        let before = ids.len();
+                        ids.extend(words.map(str::to_string));
+                        all |= ids.len() == before && line.trim() == "flush";
+                    }
+                    // An older command line's order: flush everything.
+                    _ => all = true,
+                }
+            }
+            if orders.is_empty() || all {
+                self.flush(None);
+            } else if !ids.is_empty() {
+                self.flush(Some(&ids));
+            } else if rescan {
+                self.scan_disk();
+            }
         }
         let max = self.config().config.delivery.max_in_memory;
         if self.overflow && self.items.len() < max / 2 && self.last_scan.elapsed() > Duration::from_secs(5)
@@ -303,6 +344,23 @@ impl Scheduler {
                 return;
             }
         };
+        // Messages held or deleted from the command line are no longer on
+        // disk: forget those waiting (one being delivered comes back by itself).
+        let on_disk: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let mut gone = Vec::new();
+        for queue in self.queues.values_mut() {
+            queue.due.retain(|(_, id)| {
+                let keep = on_disk.contains(id.as_str());
+                if !keep {
+                    gone.push(id.clone());
+                }
+                keep
+            });
+        }
+        for id in gone {
+            self.items.remove(&id);
+        }
+        self.queues.retain(|_, q| !q.due.is_empty() || q.in_flight > 0);
         let max = self.config().config.delivery.max_in_memory;
         let known: HashSet<String> = self.items.keys().cloned().collect();
         let mut missing = 0;
@@ -317,12 +375,31 @@ impl Scheduler {
             self.load_from_disk(&id, false);
         }
         self.overflow = missing > 0;
+        self.count_quarantine();
         self.update_gauges();
+    }
+
+    /// Sampled at start and with each disk scan (at least once a minute), not every housekeeping round.
+    fn count_quarantine(&self) {
+        if let Ok(ids) = self.cx.spool.list(Area::Quarantine) {
+            self.cx
+                .metrics
+                .quarantine_size
+                .store(ids.len() as i64, Ordering::Relaxed);
+        }
     }
 
     fn update_gauges(&self) {
         let m = &self.cx.metrics;
         m.queue_size.store(self.items.len() as i64, Ordering::Relaxed);
+        let mut by_tenant: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        for item in self.items.values() {
+            let tenant = item.key.strip_prefix("tenant:").unwrap_or("-").to_string();
+            let e = by_tenant.entry(tenant).or_insert((0, i64::MAX));
+            e.0 += 1;
+            e.1 = e.1.min(item.received);
+        }
+        *m.queue_by_tenant.lock().expect("metrics lock") = by_tenant;
         m.queue_oldest.store(
             self.items.values().map(|i| i.received).min().unwrap_or(0),
             Ordering::Relaxed,

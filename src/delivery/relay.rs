@@ -54,6 +54,8 @@ pub(crate) struct Attempt {
     pub(crate) results: Vec<(usize, RcptResult)>,
     /// The server that answered, when one did.
     pub(crate) server: Option<String>,
+    /// The egress address the attempt left from, when a connection was made.
+    pub(crate) egress: Option<IpAddr>,
 }
 
 /// The egress address set.
@@ -114,6 +116,8 @@ pub(crate) struct Relay {
 #[derive(Clone)]
 struct RelaySettings {
     helo: String,
+    /// Egress addresses with their own EHLO name.
+    source_helo: HashMap<IpAddr, String>,
     connect_timeout: Duration,
     command_timeout: Duration,
     data_timeout: Duration,
@@ -130,6 +134,7 @@ impl Relay {
                 } else {
                     cfg.helo.clone()
                 },
+                source_helo: cfg.source_helo.clone(),
                 connect_timeout: cfg.connect_timeout,
                 command_timeout: cfg.command_timeout,
                 data_timeout: cfg.data_timeout,
@@ -180,6 +185,7 @@ impl Relay {
                 return Attempt {
                     results: indices.iter().map(|&i| (i, result.clone())).collect(),
                     server: None,
+                    egress: None,
                 };
             }
         };
@@ -190,6 +196,7 @@ impl Relay {
                 Attempt {
                     results: indices.iter().map(|&i| (i, RcptResult::Temporary(e.reply()))).collect(),
                     server: Some(client.server.clone()),
+                    egress: client.egress,
                 }
             }
         }
@@ -203,6 +210,7 @@ impl Relay {
                 .zip(replies.into_iter().map(RcptResult::from_reply))
                 .collect(),
             server: Some(client.server.clone()),
+            egress: client.egress,
         };
         self.give_back(&route.key, client);
         attempt
@@ -331,7 +339,18 @@ impl Relay {
         } else {
             self.tcp_connect(addr, &self.egress, "relay.source_ips").await?
         };
-        Client::open(tcp, addr, host, settings).await
+        // An egress address with its own name says it (what its PTR resolves to).
+        let egress = tcp.local_addr().ok().map(|a| a.ip());
+        match egress.and_then(|ip| self.settings.source_helo.get(&ip)) {
+            Some(name) => {
+                let settings = ClientSettings {
+                    helo: name.clone(),
+                    ..settings.clone()
+                };
+                Client::open(tcp, addr, host, &settings).await
+            }
+            None => Client::open(tcp, addr, host, settings).await,
+        }
     }
 
     /// Connects from an address of `egress` (or the OS's choice when none is

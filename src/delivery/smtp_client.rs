@@ -113,6 +113,8 @@ pub(crate) struct Client {
     pub(crate) caps: Caps,
     /// "host[ip]:port" for logs.
     pub(crate) server: String,
+    /// The local address the connection leaves from (what the downstream sees).
+    pub(crate) egress: Option<std::net::IpAddr>,
     pub(crate) transactions: usize,
     pub(crate) last_used: Instant,
     settings: ClientSettings,
@@ -128,6 +130,7 @@ impl Client {
         settings: &ClientSettings,
     ) -> Result<Client, ClientError> {
         let server = format!("{tls_name}[{}]:{}", addr.ip(), addr.port());
+        let egress = tcp.local_addr().ok().map(|a| a.ip());
         let t = settings.command_timeout;
         let mut tcp = tcp;
         let mut buf = Vec::new();
@@ -199,6 +202,7 @@ impl Client {
             buf,
             caps: Caps::parse(&ehlo.text),
             server,
+            egress,
             transactions: 0,
             last_used: Instant::now(),
             settings: settings.clone(),
@@ -460,6 +464,22 @@ impl Client {
         let t = self.settings.command_timeout;
         self.send(b"RSET\r\n", "RSET", t).await?;
         self.reply("RSET", t).await.map(|_| ())
+    }
+
+    /// What TLS negotiated with the server: (version, cipher suite, whether we presented a client certificate).
+    pub(crate) fn tls_summary(&self) -> (String, String, bool) {
+        let (_, conn) = self.stream.get_ref();
+        let version = conn
+            .protocol_version()
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .replace("TLSv1_", "TLSv1.");
+        let cipher = conn
+            .negotiated_cipher_suite()
+            .and_then(|c| c.suite().as_str())
+            .unwrap_or("?")
+            .to_string();
+        (version, cipher, self.settings.tls.client_auth_cert_resolver.has_certs())
     }
 
     pub(crate) async fn quit(mut self) {

@@ -11,7 +11,7 @@
 //! reaches the script only as a single-quoted PowerShell literal made by
 //! [`ps_quote`] (or, already checked to hold no line break, inside a `#`
 //! comment), never inside a double-quoted (interpolating) string; only cmdlets
-//! and parameters that exchange-online.md §1.1, §2.2 and §5 verify are used
+//! and parameters that docs/exchange-online.md §1.1, §2.2 and §5 verify are used
 //! (tests/exo_setup.rs enforces it). It never talks to Exchange Online.
 
 mod names;

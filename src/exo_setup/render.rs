@@ -27,8 +27,8 @@ pub(super) fn render(p: &Plan) -> String {
         "Exchange Online setup for the exogate tenant '{portal}' (mode: {mode}).\n\
          Written by `exogate exo-setup --tenant {portal}` from the gateway configuration. Review it, then \
          run it once in an Exchange Online PowerShell session (Connect-ExchangeOnline) as an Exchange \
-         administrator of this tenant. {does} Sections (§) refer to the project's Exchange Online \
-         reference notes (exchange-online.md).\n\
+         administrator of this tenant. {does} Sections (§) refer to docs/exchange-online.md in the \
+         exogate distribution.\n\
          \n\
          Tenant domains: {domains}",
         portal = p.portal,
@@ -68,7 +68,7 @@ fn monitor(o: &mut Out, p: &Plan, n: &Names) {
          accept TLS on port 25 there.\n\
          \n\
          Re-running: Set-TransportConfig simply sets the value again, and New-JournalRule is expected to \
-         fail on the existing name '{rule}' (UNCERTAIN: not in the reference), which stops the script \
+         fail on the existing name '{rule}' (UNCERTAIN: not verified in docs/exchange-online.md), which stops the script \
          before anything is duplicated.",
         rule = n.monitor
     ));
@@ -182,7 +182,7 @@ fn inline(o: &mut Out, p: &Plan, n: &Names) {
          Re-running: step 0 stops the script, before any change, when one of its outbound connectors or \
          transport rules already exists. To set up again, remove the objects named in step 0 and the \
          inbound connector(s) {inbound} (Exchange admin center, Mail flow), then run it again. The \
-         reference verifies no cmdlet that lists inbound connectors, so they are not checked; the \
+         cmdlets verified in docs/exchange-online.md §5 include none that lists inbound connectors, so they are not checked; the \
          outbound connectors are created first, so a run that stopped half way is still detected.",
         protect = n.protect,
         out_in = n.out_inbound,
@@ -270,7 +270,7 @@ fn connectors(o: &mut Out, p: &Plan, n: &Names, ips: &[String]) {
          UNCERTAIN (§2.2): Microsoft documents -SenderIPAddresses as applying to a Partner connector only \
          when -RestrictDomainsToIPAddresses is $true; but $true with -SenderDomains * rejects all Internet \
          mail not sent from the gateway (the lockdown for an MX that points at a gateway, wrong here: the \
-         MX stays on Exchange Online). These are the flags of the reference's template; Avanan documents \
+         MX stays on Exchange Online). These are the flags of the template in §5; Avanan documents \
          its connector only in admin-center terms. After setup, check in the message trace that mail from \
          the gateway arrives through this connector, and that mail sent from elsewhere without TLS is \
          still accepted.",
@@ -309,7 +309,7 @@ fn connectors(o: &mut Out, p: &Plan, n: &Names, ips: &[String]) {
          which the gateway presents when it delivers this tenant's mail (tenant relay_cert), not by IP: \
          gateway addresses shared by several tenants are what Microsoft's MC1226222 warns against.\n   \
          BEFORE running: '{cert}' must be an accepted domain of this tenant (Microsoft 365 admin center, \
-         Settings, Domains); the reference verifies no cmdlet for that, so it is not done here.\n   \
+         Settings, Domains); docs/exchange-online.md verifies no cmdlet for that, so it is not done here.\n   \
          UNCERTAIN (§2.2): the parameter pages call -RequireTls and -RestrictDomainsToCertificate \
          Partner-only, while Microsoft's add-on guide uses them on exactly this OnPremises connector; the \
          guide's form is used. As the gateway presents this certificate on every delivery for the tenant, \

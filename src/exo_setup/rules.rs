@@ -140,7 +140,7 @@ fn junk_rule(o: &mut Out, n: &Names, ips: &[String], priorities: &mut Priorities
          SCL 9 asks for a high-confidence spam verdict (§2.4), as in Avanan's spam workflow; Avanan's own \
          rule was not fully documented (UNCERTAIN, §5). Only mail from a gateway address counts, and the \
          gateway removes any X-CLOUD-SEC-AV-SCL that arrives with a message before stamping its own. \
-         -SentToScope InOrganization (here and in 5e) is an addition to the reference's template: the SCL \
+         -SentToScope InOrganization (here and in 5e) is an addition to the template in §5: the SCL \
          only decides delivery to the tenant's own mailboxes, and mail leaving the organisation should not \
          get the bypass of 5e.",
     );

@@ -21,6 +21,7 @@ use crate::inbound::admission::{self, Attribution};
 use crate::inbound::{Context, Settings};
 use crate::message::envelope::{Direction, Envelope, SessionFacts};
 use crate::message::stamp::{self, StampFacts};
+use crate::message::trace::MessageIds;
 use crate::message::verdict::{Action, Finding};
 use crate::scan::pipeline::{Policy, ScanReport};
 use crate::smtp::reply::Reply;
@@ -55,11 +56,13 @@ pub(crate) enum Prepared {
 }
 
 /// Confirms, scans, decides and stamps.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn prepare(
     cx: &Context,
     rt: &Settings,
     id: &str,
     session: SessionFacts,
+    ids: MessageIds,
     envelope: Envelope,
     tenant: Arc<Tenant>,
     body: Body,
@@ -203,6 +206,7 @@ pub(crate) async fn prepare(
         kind: Kind::Message,
         envelope,
         session,
+        ids,
         tenant: tenant.portal.clone(),
         direction,
         verdict: Some(report.verdict),
@@ -373,7 +377,7 @@ pub(crate) async fn store(cx: &Context, prepared: Prepared) -> Reply {
             match cx.spool.commit(Area::Active, &meta, &prefix, body).await {
                 Ok(()) => {
                     cx.store.record_event(*event);
-                    tracing::debug!(queue_id = %meta.id, commit_us = started.elapsed().as_micros() as u64, "message queued");
+                    tracing::info!(queue_id = %meta.id, commit_us = started.elapsed().as_micros() as u64, "message queued");
                     cx.queue
                         .queued(&meta.id, &crate::delivery::route::RouteKey::of(&meta), meta.received);
                     Reply::queued(&meta.id)

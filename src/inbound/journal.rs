@@ -86,6 +86,7 @@ pub(crate) async fn prepare(
                 report_network_message_id = %headers::values(&raw, "X-MS-Exchange-CrossTenant-Network-Message-Id").into_iter().next().unwrap_or_default(),
                 "journal report cannot be read: kept in quarantine-reports/"
             );
+            let ids = crate::message::trace::MessageIds::from_header(&raw);
             drop(raw);
             let meta = Meta {
                 id: id.to_string(),
@@ -93,6 +94,7 @@ pub(crate) async fn prepare(
                 kind: Kind::Message,
                 envelope,
                 session,
+                ids,
                 tenant: tenant.portal.clone(),
                 direction: Direction::Inbound,
                 verdict: None,

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument;
 
 use crate::inbound::Context;
 use crate::inbound::admission;
@@ -122,13 +123,31 @@ pub(crate) async fn serve(listener: TcpListener, implicit_tls: bool, shared: Arc
         };
         let _ = tcp.set_nodelay(true);
         let shared2 = shared.clone();
+        // Every line of the session is inside this span: grep its id to read
+        // the session, from the connection to the last reply.
+        let sid = session_id();
+        let span = tracing::info_span!(
+            "session",
+            session = %sid,
+            client = %peer.ip(),
+            tls = tracing::field::Empty,
+            cipher = tracing::field::Empty,
+            client_cert = tracing::field::Empty,
+        );
         shared
             .sessions
-            .spawn(async move { handle(tcp, peer, implicit_tls, shared2).await });
+            .spawn(async move { handle(tcp, peer, implicit_tls, shared2, sid).await }.instrument(span));
     }
 }
 
-async fn handle(tcp: TcpStream, peer: std::net::SocketAddr, implicit_tls: bool, shared: Arc<Context>) {
+/// A new session id: 16 lower-case hex digits (queue ids are upper case).
+fn session_id() -> String {
+    let mut b = [0u8; 8];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    format!("{:016x}", u64::from_le_bytes(b))
+}
+
+async fn handle(tcp: TcpStream, peer: std::net::SocketAddr, implicit_tls: bool, shared: Arc<Context>, sid: String) {
     let rt = shared.settings.load_full();
     let server = &rt.config.server;
     if !admission::ip_allowed(peer.ip(), &rt.config.admission.allow) {
@@ -156,11 +175,12 @@ async fn handle(tcp: TcpStream, peer: std::net::SocketAddr, implicit_tls: bool, 
     };
     shared.metrics.connections.inc(&["accepted"]);
     shared.metrics.open_sessions.fetch_add(1, Ordering::Relaxed);
-    let session = Session::new(shared.clone(), rt.clone(), peer);
+    tracing::info!(port = peer.port(), "session opened");
+    let session = Session::new(shared.clone(), rt.clone(), peer, sid);
     let outcome = session.run(tcp, implicit_tls).await;
     shared.metrics.open_sessions.fetch_sub(1, Ordering::Relaxed);
     shared.metrics.sessions.inc(&[outcome.as_str()]);
-    tracing::debug!(client = %peer, outcome = outcome.as_str(), "session ended");
+    tracing::info!(outcome = outcome.as_str(), "session ended");
     drop(slot);
 }
 

@@ -88,6 +88,8 @@ pub(crate) struct Session {
     shared: Arc<Context>,
     rt: Arc<Settings>,
     peer: SocketAddr,
+    /// The session id the `session` span carries (and the spool keeps).
+    sid: String,
     helo: Option<String>,
     tls: Option<TlsFacts>,
     cert_ok: bool,
@@ -116,13 +118,14 @@ enum Deadline {
 }
 
 impl Session {
-    pub(crate) fn new(shared: Arc<Context>, rt: Arc<Settings>, peer: SocketAddr) -> Session {
+    pub(crate) fn new(shared: Arc<Context>, rt: Arc<Settings>, peer: SocketAddr, sid: String) -> Session {
         // Without configured names any client (certificate or not) passes layer 2b.
         let cert_ok = rt.config.tls.client_cert_names.is_empty();
         Session {
             shared,
             rt,
             peer,
+            sid,
             helo: None,
             tls: None,
             cert_ok,
@@ -189,7 +192,14 @@ impl Session {
         let names = &self.rt.config.tls.client_cert_names;
         self.cert_ok = names.is_empty() || crate::tls::client_cert_matches(conn, names);
         self.shared.metrics.tls_handshakes.inc(&[&facts.version]);
-        tracing::debug!(client = %self.peer, version = %facts.version, cipher = %facts.cipher, client_cert = ?facts.client_names, "TLS established");
+        // From here on every line of the session carries what TLS negotiated.
+        let span = tracing::Span::current();
+        span.record("tls", facts.version.as_str());
+        span.record("cipher", facts.cipher.as_str());
+        if !facts.client_names.is_empty() {
+            span.record("client_cert", facts.client_names.join(",").as_str());
+        }
+        tracing::info!(client_cert_accepted = self.cert_ok, "TLS established");
         self.tls = Some(facts);
         // RFC 3207: forget everything learned before TLS.
         self.helo = None;

@@ -113,6 +113,9 @@ pub struct TlsFacts {
 /// What is known about the SMTP session a message arrived on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionFacts {
+    /// The id of the session in the logs (the `session` span), empty for what we generate.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub session_id: String,
     pub client_ip: IpAddr,
     pub client_port: u16,
     pub helo: String,

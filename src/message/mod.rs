@@ -18,4 +18,5 @@ pub mod journal;
 pub mod owned;
 pub mod readings;
 pub mod stamp;
+pub mod trace;
 pub mod verdict;

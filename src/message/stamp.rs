@@ -298,6 +298,7 @@ mod tests {
 
     fn session() -> SessionFacts {
         SessionFacts {
+            session_id: String::new(),
             client_ip: "40.92.0.1".parse().unwrap(),
             client_port: 1234,
             helo: "mail.example\r\nInjected: yes".into(),

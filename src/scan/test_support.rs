@@ -14,6 +14,7 @@ pub(crate) fn tenant() -> Tenant {
 
 pub(crate) fn session() -> SessionFacts {
     SessionFacts {
+        session_id: String::new(),
         client_ip: "40.92.1.1".parse().unwrap(),
         client_port: 40000,
         helo: "EUR05-DB8-obe.outbound.protection.outlook.com".into(),

@@ -19,6 +19,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::message::envelope::{Direction, Envelope, SessionFacts};
+use crate::message::trace::MessageIds;
 use crate::message::verdict::Verdict;
 
 pub(crate) const MAGIC: &[u8; 8] = b"EXOQ1\r\n\0";
@@ -49,6 +50,9 @@ pub struct Meta {
     pub kind: Kind,
     pub envelope: Envelope,
     pub session: SessionFacts,
+    /// Message-ID and EXO's Network Message ID, for the logs.
+    #[serde(default)]
+    pub ids: MessageIds,
     /// Portal of the tenant the message belongs to.
     pub tenant: String,
     pub direction: Direction,
@@ -238,11 +242,13 @@ mod tests {
                 ..Envelope::default()
             },
             session: SessionFacts {
+                session_id: String::new(),
                 client_ip: "127.0.0.1".parse().unwrap(),
                 client_port: 1,
                 helo: "h".into(),
                 tls: None,
             },
+            ids: Default::default(),
             tenant: "contoso".into(),
             direction: Direction::Inbound,
             verdict: None,

@@ -51,6 +51,8 @@ pub enum Area {
     /// Journal reports that could not be read (monitor mode): kept for an
     /// administrator, never delivered, never recovered into the queue.
     Reports,
+    /// Held by the operator (`queue hold`): kept, not delivered until released.
+    Hold,
 }
 
 /// A committed message as the queue sees it: metadata and history, no body.
@@ -74,6 +76,7 @@ pub(crate) struct Spool {
     corrupt: PathBuf,
     quarantine: PathBuf,
     reports: PathBuf,
+    hold: PathBuf,
     syncer: mpsc::Sender<SyncRequest>,
 }
 
@@ -87,11 +90,12 @@ impl Spool {
             root.join("corrupt"),
             state_dir.join("quarantine"),
             state_dir.join("quarantine-reports"),
+            root.join("hold"),
         ];
         for d in &spool_dirs {
             fs::create_dir_all(d).map_err(io_err(d))?;
         }
-        let [incoming, active, corrupt, quarantine, reports] = spool_dirs;
+        let [incoming, active, corrupt, quarantine, reports, hold] = spool_dirs;
         Ok(Spool {
             root,
             incoming,
@@ -99,6 +103,7 @@ impl Spool {
             corrupt,
             quarantine,
             reports,
+            hold,
             syncer: spawn_dir_syncer(),
         })
     }
@@ -108,6 +113,7 @@ impl Spool {
             Area::Active => &self.active,
             Area::Quarantine => &self.quarantine,
             Area::Reports => &self.reports,
+            Area::Hold => &self.hold,
         }
     }
 
@@ -119,7 +125,9 @@ impl Spool {
         self.dir(area).join(format!("{id}.st"))
     }
 
-    /// The file `queue flush` touches to ask the scheduler to retry everything now.
+    /// The file the command line writes to wake the scheduler: `flush` (every
+    /// message due now), `flush ID…` (those due now) or `rescan` (files moved
+    /// in or out of `active/`).
     pub(crate) fn flush_trigger(&self) -> PathBuf {
         self.root.join("flush")
     }
@@ -257,6 +265,24 @@ impl Spool {
         Ok(ids)
     }
 
+    /// Moves a message and its delivery history between areas (durably): what
+    /// was delivered stays recorded, so releasing a held message never re-sends.
+    pub(crate) fn move_to(&self, from: Area, to: Area, id: &str) -> Result<(), SpoolError> {
+        let src = self.path(from, id);
+        if !src.exists() {
+            return Err(SpoolError::NotFound(id.to_string()));
+        }
+        let history = self.state_path(from, id);
+        if history.exists() {
+            let dst = self.state_path(to, id);
+            fs::rename(&history, &dst).map_err(io_err(&dst))?;
+        }
+        let dst = self.path(to, id);
+        fs::rename(&src, &dst).map_err(io_err(&dst))?;
+        let dir = self.dir(to);
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+    }
+
     /// Whether the spool directories are writable (for readiness).
     pub(crate) fn writable(&self) -> bool {
         let probe = self.incoming.join(".probe");
@@ -294,11 +320,13 @@ mod tests {
             kind: Kind::Message,
             envelope: Envelope::default(),
             session: SessionFacts {
+                session_id: String::new(),
                 client_ip: "127.0.0.1".parse().unwrap(),
                 client_port: 1,
                 helo: "h".into(),
                 tls: None,
             },
+            ids: Default::default(),
             tenant: "contoso".into(),
             direction: Direction::Inbound,
             verdict: None,

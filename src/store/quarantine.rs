@@ -200,6 +200,7 @@ pub(super) async fn release(
         verdict: meta.verdict.clone(),
         skips: meta.skips.clone(),
         sender_authenticated: meta.sender_authenticated,
+        ids: meta.ids.clone(),
         route: None,
     };
     let prefix = restamp(&trailer.prefix, &actor.name);

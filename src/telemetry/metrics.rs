@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -173,6 +174,13 @@ pub(crate) struct Metrics {
     pub(crate) queue_size: AtomicI64,
     pub(crate) queue_oldest: AtomicI64,
     pub(crate) started: AtomicU64,
+    /// Per tenant (portal; "-" for DSNs to a sender's MX): (messages, oldest received).
+    pub(crate) queue_by_tenant: Mutex<BTreeMap<String, (i64, i64)>>,
+    pub(crate) quarantine_size: AtomicI64,
+    /// The certificates in use: (use, tenant or "", notAfter in Unix seconds).
+    pub(crate) certificates: Mutex<Vec<(&'static str, String, i64)>>,
+    /// The state directory, whose file system's free space is reported.
+    pub(crate) state_dir: Mutex<Option<PathBuf>>,
 }
 
 impl Default for Metrics {
@@ -263,6 +271,10 @@ impl Metrics {
             queue_size: AtomicI64::new(0),
             queue_oldest: AtomicI64::new(0),
             started: AtomicU64::new(now_unix() as u64),
+            queue_by_tenant: Mutex::new(BTreeMap::new()),
+            quarantine_size: AtomicI64::new(0),
+            certificates: Mutex::new(Vec::new()),
+            state_dir: Mutex::new(None),
         }
     }
 
@@ -324,7 +336,113 @@ impl Metrics {
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
         }
+        self.render_sampled(&mut out, now);
         out
+    }
+
+    /// Gauges sampled from their owners or read now: per tenant queue,
+    /// quarantine, certificates, disk, process, build.
+    fn render_sampled(&self, out: &mut String, now: i64) {
+        let gauge = |out: &mut String, name: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        };
+        gauge(out, "exogate_build_info", "Always 1; the version in a label.");
+        let _ = writeln!(out, "exogate_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+        {
+            let by_tenant = self.queue_by_tenant.lock().expect("metrics lock");
+            gauge(
+                out,
+                "exogate_queue_tenant_messages",
+                "Messages in the delivery queue, per tenant.",
+            );
+            for (tenant, (n, _)) in by_tenant.iter() {
+                let _ = writeln!(
+                    out,
+                    "exogate_queue_tenant_messages{{tenant=\"{}\"}} {n}",
+                    escape(tenant)
+                );
+            }
+            gauge(
+                out,
+                "exogate_queue_tenant_oldest_age_seconds",
+                "Age of the tenant's oldest message in the delivery queue.",
+            );
+            for (tenant, (_, oldest)) in by_tenant.iter() {
+                let _ = writeln!(
+                    out,
+                    "exogate_queue_tenant_oldest_age_seconds{{tenant=\"{}\"}} {}",
+                    escape(tenant),
+                    (now - oldest).max(0)
+                );
+            }
+        }
+        gauge(out, "exogate_quarantine_messages", "Messages in the quarantine.");
+        let _ = writeln!(
+            out,
+            "exogate_quarantine_messages {}",
+            self.quarantine_size.load(Ordering::Relaxed)
+        );
+        gauge(
+            out,
+            "exogate_certificate_expiry_seconds",
+            "Seconds until a certificate in use expires (negative: expired), by use (inbound, relay-client) and tenant.",
+        );
+        for (usage, tenant, not_after) in self.certificates.lock().expect("metrics lock").iter() {
+            let _ = writeln!(
+                out,
+                "exogate_certificate_expiry_seconds{{use=\"{usage}\",tenant=\"{}\"}} {}",
+                escape(tenant),
+                not_after - now
+            );
+        }
+        let state_dir = self.state_dir.lock().expect("metrics lock").clone();
+        if let Some((free, total)) = state_dir.as_deref().and_then(super::process::disk_space) {
+            gauge(
+                out,
+                "exogate_state_dir_free_bytes",
+                "Bytes available to the gateway on the state directory's file system.",
+            );
+            let _ = writeln!(out, "exogate_state_dir_free_bytes {free}");
+            gauge(
+                out,
+                "exogate_state_dir_size_bytes",
+                "Size of the state directory's file system.",
+            );
+            let _ = writeln!(out, "exogate_state_dir_size_bytes {total}");
+        }
+        if let Some(cpu) = super::process::cpu_seconds() {
+            let _ = writeln!(
+                out,
+                "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}"
+            );
+        }
+        for (name, help, value) in [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                super::process::resident_bytes(),
+            ),
+            (
+                "process_open_fds",
+                "Number of open file descriptors.",
+                super::process::open_fds(),
+            ),
+            (
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                super::process::max_fds(),
+            ),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                Some(self.started.load(Ordering::Relaxed) as f64),
+            ),
+        ] {
+            if let Some(v) = value {
+                gauge(out, name, help);
+                let _ = writeln!(out, "{name} {v}");
+            }
+        }
     }
 }
 

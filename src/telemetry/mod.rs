@@ -5,3 +5,4 @@
 //! is `web`), or take label values from message content (bounded series).
 
 pub(crate) mod metrics;
+mod process;

@@ -110,7 +110,9 @@ pub(crate) fn generate_if_absent(cfg: &TlsConfig, hostname: &str) -> Result<bool
         path: cfg.cert.display().to_string(),
         detail,
     };
-    let names = vec![hostname.to_string(), "localhost".to_string()];
+    // The loopback address too: a gateway trying itself out on one machine
+    // (the README's quick start lends this pair to `exogate sink`) connects by IP.
+    let names = vec![hostname.to_string(), "localhost".to_string(), "127.0.0.1".to_string()];
     let certified = rcgen::generate_simple_self_signed(names).map_err(|e| err(e.to_string()))?;
     for p in [&cfg.cert, &cfg.key] {
         if let Some(dir) = p.parent() {
@@ -237,4 +239,12 @@ pub(crate) fn client_cert_matches(conn: &rustls::ServerConnection, names: &[Stri
             .map(|sn| ee.verify_is_valid_for_subject_name(&sn).is_ok())
             .unwrap_or(false)
     })
+}
+
+/// The expiry (notAfter, Unix seconds) of the first certificate in a PEM
+/// file, for the expiry metric; None when it cannot be read.
+pub(crate) fn not_after(path: &Path) -> Option<i64> {
+    let first = load_certs(path).ok()?.into_iter().next()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(first.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }

@@ -72,8 +72,18 @@ impl Default for Options {
     }
 }
 
+/// A TOML list of strings; an item written as an inline table (`{ … }`) goes in as it is.
 fn list(items: &[String]) -> String {
-    let quoted: Vec<String> = items.iter().map(|s| format!("\"{s}\"")).collect();
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|s| {
+            if s.starts_with('{') {
+                s.clone()
+            } else {
+                format!("\"{s}\"")
+            }
+        })
+        .collect();
     format!("[{}]", quoted.join(", "))
 }
 

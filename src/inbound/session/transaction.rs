@@ -5,10 +5,13 @@
 //! A 250 after the data comes only from `disposition::store` (durable) or from the
 //! downstream (proxy mode); everything else that goes wrong is a 4xx.
 
+use tracing::Instrument;
+
 use super::{Flow, Session, Transaction};
 use crate::inbound::admission;
 use crate::inbound::disposition::{self, spool_reply};
 use crate::message::envelope::{BodyType, Envelope, Recipient, SessionFacts};
+use crate::message::trace::MessageIds;
 use crate::smtp::mail_rcpt;
 use crate::smtp::reply::Reply;
 use crate::spool::incoming::IncomingBody;
@@ -236,6 +239,7 @@ impl Session {
 
     pub(super) fn facts(&self) -> SessionFacts {
         SessionFacts {
+            session_id: self.sid.clone(),
             client_ip: self.peer.ip(),
             client_port: self.peer.port(),
             helo: self.helo.clone().unwrap_or_default(),
@@ -276,11 +280,28 @@ impl Session {
             self.reply(&Reply::DOWNSTREAM_TRANSACTION);
             return;
         }
-        let prepared = disposition::prepare(&self.shared, &self.rt, &id, facts, envelope, tenant, body).await;
-        let reply = match proxy {
-            Some(leg) => crate::inbound::proxy::finish(&self.shared, leg, prepared).await,
-            None => disposition::store(&self.shared, prepared).await,
-        };
+        // The ids an administrator searches by: every line about this message
+        // from here on (scan, decision, queueing) is inside a span carrying them.
+        let ids = body
+            .for_scan(0)
+            .map(|h| MessageIds::from_header(&h))
+            .unwrap_or_default();
+        let span = tracing::info_span!(
+            "message",
+            queue_id = %id,
+            message_id = %ids.message_id,
+            network_message_id = %ids.network_message_id,
+        );
+        let (shared, rt) = (self.shared.clone(), self.rt.clone());
+        let reply = async move {
+            let prepared = disposition::prepare(&shared, &rt, &id, facts, ids, envelope, tenant, body).await;
+            match proxy {
+                Some(leg) => crate::inbound::proxy::finish(&shared, leg, prepared).await,
+                None => disposition::store(&shared, prepared).await,
+            }
+        }
+        .instrument(span)
+        .await;
         self.reply(&reply);
     }
 }

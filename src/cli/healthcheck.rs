@@ -1,34 +1,25 @@
-//! The container image's HEALTHCHECK probe: `exogate-healthcheck [ADDR]` asks
-//! the admin listener at ADDR (default 127.0.0.1:8025) for `/healthz` and exits
-//! 0 on an HTTP 200 answer, 1 on anything else (no answer, refused, another
-//! status, too slow).
+//! `exogate healthcheck [ADDR]`: asks the admin listener at ADDR (default
+//! 127.0.0.1:8025) for `/healthz` and succeeds on an HTTP 200 answer only (no
+//! answer, refused, another status or too slow all fail).
 //!
-//! It exists because the runtime image has no shell and no curl. It is plain
-//! `std`, built with `rustc` alone in the image's build stage, apart from the
-//! crate, so it adds no dependency. It must stay a read-only probe: one GET,
-//! bounded in time (3 s per step, inside HEALTHCHECK --timeout), nothing else.
-//! Once `exogate` itself can probe its admin listener, the image calls that and
-//! this file goes away.
+//! It is the container image's HEALTHCHECK: the image has no shell and no
+//! curl, and the daemon's own binary is already there. It reads no
+//! configuration (a probe must not fail because a file moved) and must stay a
+//! read-only probe: one GET, bounded in time (3 s per step, inside the
+//! HEALTHCHECK --timeout), nothing else. Plain `std`: no runtime is started.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::ExitCode;
 use std::time::Duration;
 
+/// Per step: connect, write, read.
 const STEP: Duration = Duration::from_secs(3);
 
-fn main() -> ExitCode {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8025".to_string());
-    match probe(&addr) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("exogate-healthcheck: {addr}: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
+/// The admin listener the image configures.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8025";
 
-fn probe(addr: &str) -> Result<(), String> {
+/// Ok when `/healthz` at `addr` answers 200; otherwise what went wrong.
+pub fn probe(addr: &str) -> Result<(), String> {
     let addr: SocketAddr = addr.parse().map_err(|e| format!("not an IP:port address ({e})"))?;
     let mut stream = TcpStream::connect_timeout(&addr, STEP).map_err(|e| e.to_string())?;
     stream.set_read_timeout(Some(STEP)).map_err(|e| e.to_string())?;
