@@ -1,5 +1,6 @@
 //! The command line: `run`, `check-config`, `scan` (in `cli/scan.rs`),
-//! `queue`, `quarantine` and `reports` maintenance, and `exo-setup`.
+//! `remediate` (in `cli/remediate.rs`), `queue`, `quarantine` and `reports`
+//! maintenance, and `exo-setup`.
 //!
 //! The spool commands work on the files of a running or stopped gateway
 //! without corrupting them. `list`, `show` and `export` only read. `delete`,
@@ -14,8 +15,10 @@ use clap::{Parser, Subcommand};
 
 use crate::app::control::{self, Change};
 
+mod remediate;
 mod scan;
 
+pub use remediate::{RemediateArgs, run as remediate};
 pub use scan::{ScanArgs, run as scan};
 
 use crate::app::{self, AppError};
@@ -47,6 +50,8 @@ pub enum Command {
     CheckConfig,
     /// Judge messages (files, or - for standard input) with a tenant's policy and print why.
     Scan(ScanArgs),
+    /// Remove a delivered message from mailboxes through the tenant's [tenant.remediation] (Graph or EWS).
+    Remediate(RemediateArgs),
     /// Inspect and manage the delivery queue.
     Queue {
         #[command(subcommand)]

@@ -108,6 +108,8 @@ pub struct Tenant {
     /// Where EXO sends journal reports it cannot deliver
     /// (`Set-TransportConfig -JournalingReportNdrTo`; exo-setup only).
     pub journal_ndr_address: Option<String>,
+    /// Post-delivery remediation (`[tenant.remediation]`), if enabled.
+    pub remediation: Option<crate::config::remediation::RemediationConfig>,
 }
 
 impl Tenant {
@@ -124,6 +126,7 @@ impl Tenant {
             certificate_name: None,
             journal_address: None,
             journal_ndr_address: None,
+            remediation: None,
         }
     }
 

@@ -52,6 +52,7 @@ pub(super) fn read_tenant(t: &Section<'_>, base: &Path, policies: &BTreeMap<Stri
         }
     }
 
+    let remediation = crate::config::remediation::read(t, base, &tenant_id);
     let Some(portal) = portal else {
         t.error(
             "portal",
@@ -96,6 +97,7 @@ pub(super) fn read_tenant(t: &Section<'_>, base: &Path, policies: &BTreeMap<Stri
         certificate_name,
         journal_address,
         journal_ndr_address,
+        remediation,
     })
 }
 
