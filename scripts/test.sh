@@ -34,6 +34,7 @@ command -v zip >/dev/null || missing+=(zip)
 command -v promtool >/dev/null || missing+=(prometheus)
 # tests/view_browser.rs checks the links the checks see against headless Chromium's parser.
 command -v chromium >/dev/null || missing+=(chromium)
+command -v openssl >/dev/null || missing+=(openssl)  # the remediation tests make an RSA app certificate
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
   as_root apt-get update -q

@@ -3,15 +3,18 @@
 //! changes under the state directory's lock when no gateway runs, else
 //! through the running gateway's control socket, `app::control`), the
 //! store's `events` and `quarantine` commands (in `cli/store.rs`),
-//! `exo-setup`, `sink`, `test-relay` and `healthcheck`.
+//! `remediate` (in `cli/remediate.rs`), `exo-setup`, `sink`, `test-relay`
+//! and `healthcheck`.
 
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
+mod remediate;
 mod scan;
 mod store;
 
+pub use remediate::{RemediateArgs, run as remediate};
 pub use scan::{ScanArgs, run as scan};
 pub use store::{EventsAction, QuarantineAction, SearchArgs, events_command, quarantine_command};
 
@@ -51,6 +54,8 @@ pub enum Command {
     CheckConfig,
     /// Judge messages (files, or - for standard input) with a tenant's policy and print why.
     Scan(ScanArgs),
+    /// Remove a delivered message from mailboxes through the tenant's [tenant.remediation] (Graph or EWS).
+    Remediate(RemediateArgs),
     /// Inspect and manage the delivery queue.
     Queue {
         #[command(subcommand)]

@@ -44,6 +44,7 @@ mod dns;
 pub mod exo_setup;
 pub mod inbound;
 pub mod message;
+pub mod remediate;
 pub mod scan;
 pub mod smtp;
 pub mod spool;

@@ -78,6 +78,15 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        Command::Remediate(args) => {
+            // The audit record of each mailbox goes to standard error.
+            init_logging("info", false);
+            match cli::remediate(&config, args) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => fail(e),
+            }
+        }
         Command::Queue { action } => print_result(cli::spool_command(&config, Area::Active, action)),
         Command::Quarantine { action } => print_result(cli::quarantine_command(&config, action)),
         Command::Events { action } => print_result(cli::events_command(&config, action)),

@@ -27,6 +27,7 @@ const STAGES: &[&str] = &[
     "scan",
     "checks",
     "delivery",
+    "remediate",
     "inbound",
     "web",
     "exo_setup",
@@ -553,7 +554,7 @@ fn an_import_from_a_later_stage_and_a_cycle_are_reported_with_file_and_line() {
     let found = problems(&modules, &refs);
     assert_eq!(found.len(), 2, "{found:#?}");
     assert!(
-        found[0].starts_with("src/config/mod.rs:1: `config` (stage 2) imports `inbound` (stage 11)"),
+        found[0].starts_with("src/config/mod.rs:1: `config` (stage 2) imports `inbound` (stage 12)"),
         "{found:#?}"
     );
     assert!(

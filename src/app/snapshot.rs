@@ -44,12 +44,27 @@ impl Snapshot {
                 return Err(errors);
             }
         };
+        let mut remediators = BTreeMap::new();
+        for (i, t) in config.tenants.iter().enumerate() {
+            if let Some(cfg) = &t.remediation {
+                match crate::remediate::Remediator::new(&t.portal, cfg.clone()) {
+                    Ok(r) => {
+                        remediators.insert(t.portal.clone(), Arc::new(r));
+                    }
+                    Err(e) => errors.push(ConfigError::new(format!("tenant[{i}].remediation"), e)),
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
         let inbound = Arc::new(inbound::Settings {
             config: config.clone(),
             tenants,
             acceptor,
             policies,
             delivery: delivery.clone(),
+            remediators,
         });
         Ok(Snapshot {
             config,

@@ -13,6 +13,7 @@
 
 pub mod policy;
 pub mod reader;
+pub mod remediation;
 pub mod sender;
 pub mod store;
 pub mod tenant;

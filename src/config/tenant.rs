@@ -112,6 +112,8 @@ pub struct Tenant {
     pub journal_ndr_address: Option<String>,
     /// When delivery status notifications are sent for this tenant's mail.
     pub dsn: DsnPolicy,
+    /// Post-delivery remediation (`[tenant.remediation]`), if enabled.
+    pub remediation: Option<crate::config::remediation::RemediationConfig>,
 }
 
 /// When a DSN is sent for mail of one direction (`[tenant.dsn]`).
@@ -180,6 +182,7 @@ impl Tenant {
             journal_address: None,
             journal_ndr_address: None,
             dsn: DsnPolicy::default(),
+            remediation: None,
         }
     }
 

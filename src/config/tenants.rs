@@ -53,6 +53,7 @@ pub(super) fn read_tenant(t: &Section<'_>, base: &Path, policies: &BTreeMap<Stri
         }
     }
 
+    let remediation = crate::config::remediation::read(t, base, &tenant_id);
     let Some(portal) = portal else {
         t.error(
             "portal",
@@ -98,6 +99,7 @@ pub(super) fn read_tenant(t: &Section<'_>, base: &Path, policies: &BTreeMap<Stri
         journal_address,
         journal_ndr_address,
         dsn,
+        remediation,
     })
 }
 

@@ -212,3 +212,39 @@ fn source_ips_carry_their_own_helo_and_bad_entries_are_named() {
         ]
     );
 }
+
+#[test]
+fn remediation_mistakes_name_their_keys_and_never_show_the_secret() {
+    let text = MINIMAL.to_string()
+        + "[tenant.remediation]\nmethod = \"graph\"\nclient_id = \"x\"\nclient_secret = \"s3cr3t-value\"\n\
+           client_secret_file = \"/nonexistent\"\naction = \"purge\"\nsource_ip = \"192.0.2.200\"\n\
+           token_base_url = \"http://login.example\"\non_verdicts = [\"explode\"]\n";
+    let e = errors(&text);
+    let all = e.join("\n");
+    for key in [
+        "tenant[0].remediation.tenant_id",
+        "tenant[0].remediation.client_secret",
+        "tenant[0].remediation.action",
+        "tenant[0].remediation.source_ip",
+        "tenant[0].remediation.token_base_url",
+        "tenant[0].remediation.on_verdicts[0]",
+    ] {
+        assert!(all.contains(key), "{key} missing in:\n{all}");
+    }
+    assert!(!all.contains("s3cr3t-value"), "{all}");
+
+    let ok = MINIMAL.replace(
+        "portal = \"contoso\"",
+        "portal = \"contoso\"\ntenant_id = \"4f1e7c52-93a8-4d26-b0e1-6c2a9d8b3f70\"",
+    ) + "[tenant.remediation]\nmethod = \"ews\"\nclient_id = \"x\"\nclient_secret = \"s3cr3t-value\"\naction = \"delete\"\n";
+    let c = Config::parse(&ok, Path::new("/etc/exogate/gateway.toml")).unwrap();
+    let r = c.tenants[0].remediation.as_ref().unwrap();
+    assert_eq!(
+        r.tenant_id, "4f1e7c52-93a8-4d26-b0e1-6c2a9d8b3f70",
+        "the tenant's own id by default"
+    );
+    assert_eq!(r.scope(), "https://outlook.office365.com/.default");
+    assert!(!format!("{r:?}").contains("s3cr3t-value"), "Debug redacts the secret");
+    let e = errors(&(ok.replace("action = \"delete\"", "action = \"delete\"\nfolder = \"inbox\"")));
+    assert!(e.iter().any(|x| x.contains("tenant[0].remediation.folder")), "{e:?}");
+}

@@ -167,10 +167,44 @@ pub(crate) async fn prepare(
         elapsed_ms: started.elapsed().as_millis() as u64,
     };
     record_event(&event);
+    if let Some(remediator) = rt.remediators.get(&tenant.portal) {
+        remediate_after_verdict(remediator, &tenant, &report, scan.verdict.action);
+    }
     drop(report);
     drop(raw);
     body.discard();
     Prepared::Monitored { id: id.to_string() }
+}
+
+/// Monitor mode's "prevent" step: a verdict in the tenant's `on_verdicts`
+/// starts the remediation of the original in its recipients' mailboxes (the
+/// tenant's own only; group and forwarding-source addresses are not
+/// mailboxes). Runs in the background: the report's 250 does not wait.
+fn remediate_after_verdict(
+    remediator: &Arc<crate::remediate::Remediator>,
+    tenant: &Tenant,
+    report: &JournalReport<'_>,
+    action: Action,
+) {
+    if !remediator.config().on_verdicts.iter().any(|v| v == action.as_str()) {
+        return;
+    }
+    let mailboxes =
+        crate::remediate::tenant_mailboxes(tenant, report.envelope.recipients.iter().map(|r| r.address.as_str()));
+    if mailboxes.is_empty() {
+        return;
+    }
+    let job = crate::remediate::Job {
+        internet_message_id: report
+            .original_message_id()
+            .unwrap_or_else(|| report.envelope.message_id.clone()),
+        network_message_id: report.original_network_message_id(),
+        mailboxes,
+        action: remediator.config().action,
+        trigger: crate::remediate::Trigger::Verdict(action.as_str().to_string()),
+    };
+    tracing::info!(tenant = %tenant.portal, message_id = %job.internet_message_id, mailboxes = job.mailboxes.len(), trigger = %job.trigger, "remediation started");
+    crate::remediate::spawn(remediator.clone(), job);
 }
 
 /// The direction the report implies, and the one the original is scanned as.

@@ -49,6 +49,9 @@ pub(crate) struct Settings {
     pub(crate) policies: BTreeMap<String, Arc<Policy>>,
     /// Where a tenant's mail goes (the proxy leg relays during the session).
     pub(crate) delivery: Arc<crate::delivery::Settings>,
+    /// Post-delivery remediation clients, by tenant portal (tenants with
+    /// `[tenant.remediation]`).
+    pub(crate) remediators: BTreeMap<String, Arc<crate::remediate::Remediator>>,
 }
 
 impl Settings {
