@@ -30,6 +30,7 @@ pub(crate) mod dlp;
 pub(crate) mod dnsbl;
 pub(crate) mod impersonation;
 pub(crate) mod malware;
+pub(crate) mod phishing;
 pub(crate) mod rspamd;
 pub(crate) mod urls;
 
@@ -37,11 +38,12 @@ pub(crate) mod urls;
 pub(crate) mod test_support;
 
 /// Every `kind` the factory knows.
-pub(crate) const KINDS: [&str; 9] = [
+pub(crate) const KINDS: [&str; 10] = [
     "attachments",
     "malware",
     "impersonation",
     "urls",
+    "phishing",
     "content",
     "dlp",
     "auth",
@@ -56,11 +58,12 @@ pub(crate) const KINDS: [&str; 9] = [
 /// queries from large resolvers (they answer 127.255.255.254, which would
 /// only fill the log with errors), so its zones are the operator's choice;
 /// rspamd needs a running rspamd.
-pub(crate) const BUILTIN_DEFAULTS: [&str; 7] = [
+pub(crate) const BUILTIN_DEFAULTS: [&str; 8] = [
     "attachments",
     "malware",
     "impersonation",
     "urls",
+    "phishing",
     "content",
     "dlp",
     "auth",
@@ -77,6 +80,7 @@ pub fn build(kind: &str, options: &Section, cx: &BuildContext) -> Option<Arc<dyn
         "malware" => malware::build(options, cx),
         "impersonation" => impersonation::build(options, cx),
         "urls" => urls::build(options, cx),
+        "phishing" => phishing::build(options, cx),
         "content" => content::build(options, cx),
         "dlp" => dlp::build(options, cx),
         "auth" => auth::build(options, cx),

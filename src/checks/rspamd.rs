@@ -7,7 +7,9 @@
 //! rspamd's action becomes a finding that forces ours (`actions`, defaults:
 //! `reject` → quarantine, `add header` / `rewrite subject` → junk, the rest
 //! nothing); its score, times `score_weight` (default 0: the action speaks),
-//! is the finding's score; its strongest symbols are the reason. A timeout,
+//! is the finding's score; its strongest symbols are the reason. `settings`
+//! (a JSON object) is passed as rspamd's `Settings` request header, e.g. to
+//! turn off rule groups that make no sense for a site. A timeout,
 //! a refused connection or an answer that is not rspamd's JSON is an error
 //! (the check's `on_error`).
 //!
@@ -44,6 +46,9 @@ pub(crate) struct Rspamd {
     hostname: String,
     score_weight: f64,
     actions: Vec<(String, Effect)>,
+    /// `settings`: rspamd's per-request settings (a JSON object), sent as its
+    /// `Settings` header, compact on one line.
+    settings: Option<String>,
 }
 
 const EFFECTS: [(&str, Effect); 5] = [
@@ -55,6 +60,11 @@ const EFFECTS: [(&str, Effect); 5] = [
 ];
 
 pub(crate) fn build(options: &Section, cx: &BuildContext) -> Option<Arc<dyn Check>> {
+    configure(options, cx).map(|c| Arc::new(c) as Arc<dyn Check>)
+}
+
+/// The check from its options (problems reported to `options`).
+fn configure(options: &Section, cx: &BuildContext) -> Option<Rspamd> {
     let url = options.string_or("url", "http://127.0.0.1:11333");
     let authority = match url.strip_prefix("http://") {
         Some(rest) => {
@@ -93,13 +103,27 @@ pub(crate) fn build(options: &Section, cx: &BuildContext) -> Option<Arc<dyn Chec
             }
         }
     }
+    let settings =
+        options
+            .opt_string("settings")
+            .and_then(|text| match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(v @ serde_json::Value::Object(_)) => Some(v.to_string()),
+                Ok(_) | Err(_) => {
+                    options.error(
+                        "settings",
+                        "expected rspamd settings as a JSON object, e.g. {\"groups_disabled\": [\"hfilter\"]}",
+                    );
+                    None
+                }
+            });
     let check = Rspamd {
+        settings,
         authority,
         hostname: cx.hostname.clone(),
         score_weight: options.f64_or("score_weight", 0.0),
         actions,
     };
-    Some(Arc::new(check))
+    Some(check)
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +162,9 @@ impl Rspamd {
         );
         if !helo.is_empty() {
             head.push_str(&format!("Helo: {}\r\n", header_safe(helo)));
+        }
+        if let Some(settings) = &self.settings {
+            head.push_str(&format!("Settings: {}\r\n", header_safe(settings)));
         }
         head.push_str(&format!(
             "From: <{}>\r\n",
@@ -263,6 +290,34 @@ mod tests {
         );
         assert!(dechunk(b"zz\r\n").is_err());
         assert!(dechunk(b"10\r\nshort\r\n").is_err());
+    }
+
+    #[test]
+    fn settings_are_sent_as_one_compact_header() {
+        let table: toml::Table = "settings = '''{ \"groups_disabled\": [\"hfilter\"] }'''"
+            .parse()
+            .unwrap();
+        let problems = crate::config::reader::Problems::default();
+        let cx = BuildContext::new(".");
+        let section = Section::root(&table, &problems);
+        let rspamd = configure(&section, &cx).expect("the check builds");
+        let head = crate::scan::test_support::with_input(
+            b"Subject: x\r\n\r\nbody\r\n",
+            "a@example.org",
+            crate::message::envelope::Direction::Inbound,
+            |input| rspamd.request_head(input, 10),
+        );
+        assert!(
+            head.contains("\r\nSettings: {\"groups_disabled\":[\"hfilter\"]}\r\n"),
+            "{head}"
+        );
+        let errors = crate::checks::test_support::build_errors("rspamd", "settings = \"[1, 2]\"");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("settings: expected rspamd settings as a JSON object")),
+            "{errors:?}"
+        );
     }
 
     #[test]

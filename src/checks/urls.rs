@@ -10,13 +10,27 @@
 //!   organisation while its href goes to another;
 //! - `lookalike-url`: the host looks like a tenant domain (see [`crate::scan::lookalike`]);
 //! - `userinfo-url`: the URL carries a user name, as in
-//!   `https://contoso.com@evil.example/`, where the real host follows the `@`.
+//!   `https://contoso.com@evil.example/`, where the real host follows the `@`;
+//! - `lookalike-brand-url`: the host looks like the domain of a well-known
+//!   brand (see [`crate::scan::brands`]) without being it;
+//! - `address-in-fragment`: the URL's fragment holds an address of the
+//!   tenant (`#anna@contoso.com`), which a phishing page reads to fill in its
+//!   sign-in form;
+//! - `qr-url`: the link was drawn as a QR code in an image (a way around link
+//!   scanners that most legitimate mail has no reason to take).
+//!
+//! Besides the bodies, links are read from calendar invitations, PDF link
+//! annotations and QR codes in images (`carriers`).
 //!
 //! Microsoft Safe Links wrappers are unwrapped first, so rules see the real
 //! target. Each rule reports one finding per message (naming the first URL
 //! and how many more matched), so a long newsletter cannot pile up score.
 //! A score of 0 disables a rule. Bounded: `max_urls` links (the view caps
 //! what it reads); the check never fetches anything.
+
+mod carriers;
+
+pub(crate) use carriers::{is_calendar, unfold_calendar};
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -27,6 +41,7 @@ use url::{Host, Url};
 
 use crate::config::reader::Section;
 use crate::message::verdict::Finding;
+use crate::scan::brands;
 use crate::scan::check::{BuildContext, Check, CheckError, ScanInput};
 use crate::scan::lookalike::{self, Protected};
 use crate::scan::view::{Link, View};
@@ -44,6 +59,9 @@ struct Scores {
     text_mismatch: f64,
     lookalike: f64,
     userinfo: f64,
+    lookalike_brand: f64,
+    qr: f64,
+    address_fragment: f64,
 }
 
 struct Urls {
@@ -51,6 +69,8 @@ struct Urls {
     /// Normalised domains; a host matches when it or a parent domain is here.
     blocklist: HashSet<String>,
     lookalike_ignore: Vec<String>,
+    /// Well-known brands' domains, for `lookalike-brand-url`.
+    brands: Protected,
     scores: Scores,
 }
 
@@ -65,10 +85,14 @@ pub(crate) fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Che
         text_mismatch: options.f64_or("score_text_mismatch", 3.0),
         lookalike: options.f64_or("score_lookalike", 6.0),
         userinfo: options.f64_or("score_userinfo", 4.0),
+        lookalike_brand: options.f64_or("score_lookalike_brand", 5.0),
+        qr: options.f64_or("score_qr_url", 2.5),
+        address_fragment: options.f64_or("score_address_in_fragment", 2.0),
     };
     Some(Arc::new(Urls {
         max_urls,
         blocklist: blocklist.iter().filter_map(|d| lookalike::normalize_host(d)).collect(),
+        brands: Protected::new(&brands::lookalike_targets(), &lookalike_ignore),
         lookalike_ignore,
         scores,
     }))
@@ -94,8 +118,26 @@ impl Check for Urls {
         }
         let protected = Protected::new(&input.tenant.domains, &self.lookalike_ignore);
         let mut report = Report::default();
-        for link in links.iter().take(self.max_urls) {
+        // Carried links first: an invitation's link read whole is the one to
+        // name (the view reads its folded lines as they are).
+        let (carried, qr) = carriers::collect(&input.view.attachments);
+        let known: HashSet<&str> = carried.iter().map(|l| l.url.as_str()).collect();
+        let viewed = links
+            .iter()
+            .take(self.max_urls)
+            .filter(|l| !known.contains(l.url.as_str()));
+        for link in carried.iter().chain(viewed) {
             self.judge(link, &protected, &mut report);
+            if qr.contains(&link.url)
+                && let Some((url, _)) = parse_link(&link.url, &link.written)
+            {
+                report.add("qr-url", self.scores.qr, &url, || {
+                    format!(
+                        "link drawn as a QR code in an image: {}",
+                        lookalike::printable(url.as_str(), QUOTE_CHARS)
+                    )
+                });
+            }
         }
         Ok(report.into_findings())
     }
@@ -167,6 +209,26 @@ impl Urls {
                         format!("link to blocklisted domain {blocked}: {}", shown())
                     });
                 }
+                if let Some(found) = self.brands.check(domain).filter(|f| match f.reason {
+                    // Typing edits of a brand name are often words or
+                    // parodies of their own ("lindows", "microshaft"): only
+                    // one edit, and only from a long name.
+                    lookalike::Reason::EditDistance(n) => {
+                        n == 1 && f.protected.split('.').next().is_some_and(|n| n.len() >= 8)
+                    }
+                    _ => true,
+                }) && brands::owner(domain).is_none()
+                {
+                    report.add("lookalike-brand-url", self.scores.lookalike_brand, &url, || {
+                        format!(
+                            "link host {} looks like {} ({}): {}",
+                            lookalike::printable(&lookalike::display_host(domain), QUOTE_CHARS),
+                            found.protected,
+                            found.reason,
+                            shown()
+                        )
+                    });
+                }
                 if let Some(found) = protected.check(domain) {
                     report.add("lookalike-url", self.scores.lookalike, &url, || {
                         format!(
@@ -199,6 +261,15 @@ impl Urls {
                 format!(
                     "link hides its host behind the user name \"{}\": {}",
                     lookalike::printable(url.username(), QUOTE_CHARS),
+                    shown()
+                )
+            });
+        }
+        if let Some(address) = tenant_address_in_fragment(&url, protected) {
+            report.add("address-in-fragment", self.scores.address_fragment, &url, || {
+                format!(
+                    "link carries the recipient's address {} in its fragment (a page that fills in the sign-in form): {}",
+                    lookalike::printable(&address, QUOTE_CHARS),
                     shown()
                 )
             });
@@ -289,6 +360,21 @@ fn safe_links_target(url: &Url) -> Option<String> {
         return None;
     }
     url.query_pairs().find(|(k, _)| k == "url").map(|(_, v)| v.into_owned())
+}
+
+/// An address of the tenant's domains in the URL's fragment (`#anna@contoso.com`,
+/// percent-encoded or base64-free): a phishing page reads it to pre-fill its
+/// form; a server never sees a fragment, so no tracking needs it there.
+fn tenant_address_in_fragment(url: &Url, protected: &Protected) -> Option<String> {
+    let fragment = url.fragment()?;
+    let decoded = fragment.replace("%40", "@");
+    decoded
+        .split(|c: char| !(c.is_alphanumeric() || matches!(c, '@' | '.' | '-' | '_' | '+')))
+        .filter_map(|token| {
+            let (local, domain) = token.rsplit_once('@')?;
+            (!local.is_empty() && protected.owns(domain)).then(|| token.to_string())
+        })
+        .next()
 }
 
 /// The host as written in the link text, before parsing (userinfo and port removed).

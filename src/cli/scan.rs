@@ -14,6 +14,7 @@
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use futures::StreamExt;
@@ -107,20 +108,30 @@ async fn run_async(config: &Path, args: ScanArgs) -> Result<bool, AppError> {
         recipients: args.rcpt.clone(),
     };
     let limit = scanner.max_message_size();
-    let scanner = &scanner;
-    let options = &options;
-    let mut outcomes = futures::stream::iter(args.files.iter().enumerate())
-        .map(|(i, path)| async move {
-            let started = std::time::Instant::now();
-            let file = path.display().to_string();
-            let result = match read_input(path, limit) {
-                Ok(raw) => scanner.scan(&raw, options, &format!("SCAN{i:06}")).await,
-                Err(e) => Err(e),
-            };
-            Outcome {
-                file,
-                result,
-                elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+    let scanner = Arc::new(scanner);
+    let options = Arc::new(options);
+    let mut outcomes = futures::stream::iter(args.files.iter().cloned().enumerate())
+        .map(|(i, path)| {
+            let scanner = scanner.clone();
+            let options = options.clone();
+            async move {
+                let started = std::time::Instant::now();
+                let file = path.display().to_string();
+                let result = match read_input(&path, limit) {
+                    // A task of its own: a bug that panics in a check costs
+                    // this message's result, not the others'.
+                    Ok(raw) => tokio::spawn(async move { scanner.scan(&raw, &options, &format!("SCAN{i:06}")).await })
+                        .await
+                        .unwrap_or_else(|e| {
+                            Err(format!("internal error while scanning (a bug; please report it): {e}"))
+                        }),
+                    Err(e) => Err(e),
+                };
+                Outcome {
+                    file,
+                    result,
+                    elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+                }
             }
         })
         .buffered(IN_FLIGHT);

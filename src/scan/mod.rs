@@ -10,12 +10,14 @@
 //! particular check (the factory in `checks` builds them, `app` hands them
 //! over), write SMTP replies, or touch the bytes that will be relayed.
 
+pub(crate) mod brands;
 pub mod check;
 pub(crate) mod clamd;
 pub(crate) mod formats;
 pub mod inventory;
 pub(crate) mod lookalike;
 pub mod pipeline;
+pub(crate) mod qr;
 pub mod sender;
 #[cfg(test)]
 pub(crate) mod test_support;

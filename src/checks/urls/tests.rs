@@ -246,3 +246,57 @@ fn encoded_ipv4_forms_are_told_apart_from_the_usual_one() {
     assert!(ip("http://0300.0250.1.1/"));
     assert!(ip("http://192.168.257/"));
 }
+
+/// Regression: a relative link starting with a multi-byte character made
+/// `hosts` (the `dnsbl` check's and the `phishing` check's link hosts) slice
+/// inside a character and panic (found on SpamAssassin spam_2, before the
+/// message view replaced that code).
+#[test]
+fn hosts_of_links_starting_with_multibyte_characters() {
+    let raw = "From: a@example.org\r\nTo: b@contoso.com\r\nSubject: x\r\nMIME-Version: 1.0\r\n\
+Content-Type: text/html; charset=utf-8\r\n\r\n<link rel=File-List href=\"./\u{5ee3}\u{544a}\u{4fe1}.files/filelist.xml\">\
+<a href=\"http://www.example.net/\">x</a>\r\n";
+    let message = mail_parser::MessageParser::default().parse(raw.as_bytes()).unwrap();
+    let view = View::new(&message, false);
+    assert_eq!(hosts(&view, 100), vec!["www.example.net".to_string()]);
+}
+
+/// A link drawn as a QR code in an attached image (fixture made with segno:
+/// `segno.make(URL, error='m').save('qr_link.png', scale=5, border=4)`).
+#[test]
+fn a_qr_code_in_an_image_is_a_link() {
+    use base64::Engine;
+    let png = base64::engine::general_purpose::STANDARD.encode(fixture!("qr_link.png"));
+    let raw = format!(
+        "From: a@example.org\r\nTo: anna@contoso.com\r\nSubject: MFA\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nScan the code.\r\n\
+--b\r\nContent-Type: image/png; name=code.png\r\nContent-Disposition: inline; filename=code.png\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n{png}\r\n--b--\r\n"
+    );
+    let found = scan(raw.as_bytes());
+    let f = only(&found, "qr-url");
+    assert!(
+        f.reason.contains("https://login.contoso-verify.example/auth?u=anna"),
+        "{f:?}"
+    );
+}
+
+/// Links of a calendar invitation are read with their folded lines joined,
+/// so the real host after a user name is judged.
+#[test]
+fn an_invitation_carries_its_links() {
+    let raw = "From: a@example.org\r\nTo: anna@contoso.com\r\nSubject: Meeting\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nSee the invitation.\r\n\
+--b\r\nContent-Type: text/calendar; method=REQUEST; name=invite.ics\r\n\r\nBEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\n\
+DESCRIPTION:Join: https://outlook.com@meet-n\r\n ow.example/j\\nID 1\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n--b--\r\n";
+    let found = scan(raw.as_bytes());
+    let f = only(&found, "userinfo-url");
+    assert!(f.reason.contains("https://outlook.com@meet-now.example/j"), "{f:?}");
+}
+
+/// A plain picture (no code) is no link; a newsletter's ordinary links stay clean.
+#[test]
+fn images_without_codes_are_nothing() {
+    assert!(crate::scan::qr::decode(fixture!("qr_link.png")).len() == 1);
+    assert!(crate::scan::qr::decode(b"\x89PNG\r\n\x1a\nnot really").is_empty());
+}
