@@ -2,7 +2,8 @@
 # Runs exogate's whole test suite on a Debian machine: first installs what the
 # tests talk to when it is missing (Postfix as the downstream MTA, swaks and
 # the Perl TLS modules it needs for STARTTLS, ClamAV's clamd, opendkim-tools,
-# systemd-analyze, Knot DNS, PostgreSQL 15, rspamd, HAProxy, promtool, Chromium (headless), and
+# systemd-analyze, Knot DNS, PostgreSQL 15, rspamd, HAProxy, promtool, headless
+# Chromium with chromedriver (the web page's browser test), and
 # Python's pyspf, dkimpy, authheaders, dnspython, PyNaCl and prometheus_client),
 # then builds and runs every test, reporting every failing test (--no-fail-fast).
 # The tests start their own servers on loopback, so apt must not start the
@@ -35,6 +36,7 @@ command -v promtool >/dev/null || missing+=(prometheus)
 # tests/view_browser.rs checks the links the checks see against headless Chromium's parser.
 command -v chromium >/dev/null || missing+=(chromium)
 command -v openssl >/dev/null || missing+=(openssl)  # the remediation tests make an RSA app certificate
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)  # tests/web_browser.rs drives Chromium over WebDriver
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
   as_root apt-get update -q

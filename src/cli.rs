@@ -119,6 +119,23 @@ pub enum Command {
         #[arg(default_value = healthcheck::DEFAULT_ADDR)]
         addr: String,
     },
+    /// Read a password from standard input and print its argon2id hash for `[[web.account]] password_hash`.
+    HashPassword,
+    /// End users' quarantine digests ([tenant.digest]).
+    Digest {
+        #[command(subcommand)]
+        action: DigestAction,
+    },
+}
+
+#[derive(Subcommand, Clone)]
+pub enum DigestAction {
+    /// Send the digests now (every tenant with [tenant.digest] enabled, or only --tenant).
+    Send {
+        /// Only this tenant (portal name).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 /// The output of a maintenance command (printed by `main`).
@@ -132,6 +149,60 @@ impl From<String> for Output {
     fn from(s: String) -> Output {
         Output::Text(s)
     }
+}
+
+/// `hash-password`: reads one line (without echo on a terminal) and prints
+/// its argon2id PHC string. The password is never printed or logged.
+pub fn hash_password() -> Result<String, AppError> {
+    use std::io::{BufRead, IsTerminal};
+    let tty = std::io::stdin().is_terminal();
+    let echo = |on: bool| {
+        // stty on the terminal we read from; without it the password is shown, which is only cosmetic.
+        let _ = std::process::Command::new("stty")
+            .arg(if on { "echo" } else { "-echo" })
+            .stdin(std::process::Stdio::inherit())
+            .status();
+    };
+    if tty {
+        eprint!("Password: ");
+        echo(false);
+    }
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    if tty {
+        echo(true);
+        eprintln!();
+    }
+    read.map_err(|e| AppError::Other(format!("cannot read the password: {e}")))?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err(AppError::Other("empty password: nothing to hash".into()));
+    }
+    let hash = crate::web::accounts::hash_password(password).map_err(AppError::Other)?;
+    Ok(format!("{hash}\n"))
+}
+
+/// `digest send`: queues the end users' digests now; the running gateway
+/// delivers them (its queue is asked to look at once).
+pub fn digest(config: &Path, action: DigestAction) -> Result<String, AppError> {
+    let DigestAction::Send { tenant } = action;
+    let cfg = crate::config::Config::load(config)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| AppError::Other(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async {
+        let store = crate::store::Store::open(&cfg.store, &cfg.server.state_dir)
+            .await
+            .map_err(|e| AppError::Other(format!("store: {e}")))?;
+        let spool = crate::spool::Spool::open(&cfg.server.state_dir)?;
+        let backend = crate::web::store_backend::StoreAccess::new(store, &cfg.server.state_dir);
+        let now = crate::spool::now_unix();
+        let lines = crate::web::digest::send_now(&cfg, &backend, &spool, tenant.as_deref(), now)
+            .await
+            .map_err(AppError::Other)?;
+        Ok(lines.iter().map(|l| format!("{l}\n")).collect())
+    })
 }
 
 /// `exo-setup`: the PowerShell script for one tenant.

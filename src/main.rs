@@ -125,6 +125,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Digest { action } => print_result(cli::digest(&config, action).map(cli::Output::Text)),
+        Command::HashPassword => print_result(cli::hash_password().map(cli::Output::Text)),
         Command::ExoSetup { tenant } => print_result(cli::exo_setup(&config, &tenant).map(cli::Output::Text)),
     }
 }

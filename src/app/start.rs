@@ -1,7 +1,8 @@
 //! Start-up, in order (the state directory is already locked: `app::lock_state`):
 //! open and recover the spool, open the control socket, bind every socket (so a
 //! port conflict is reported before anything runs), then build each stage's
-//! context and start the queue, the listeners and the admin endpoint.
+//! context and start the queue, the listeners, the admin endpoint and the
+//! `[web]` listener.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,6 +44,8 @@ struct Bound {
     /// SMTP listeners and whether each starts with TLS.
     smtp: Vec<(TcpListener, bool)>,
     admin: Option<TcpListener>,
+    /// The `[web]` page and API.
+    web: Option<TcpListener>,
 }
 
 pub(super) async fn start(snapshot: Snapshot) -> Result<Gateway, AppError> {
@@ -107,6 +110,10 @@ pub(super) async fn start(snapshot: Snapshot) -> Result<Gateway, AppError> {
             store: store.clone(),
         });
         tokio::spawn(web::admin::serve(l, web));
+    }
+    if let Some(l) = bound.web {
+        web::start(l, &cfg, store.clone(), inbound.spool.clone(), inbound.soft_stop.clone())
+            .map_err(AppError::Other)?;
     }
     listeners_bound.store(true, Ordering::SeqCst);
     Ok(Gateway {
@@ -180,7 +187,17 @@ async fn bind(cfg: &Config) -> Result<Bound, AppError> {
         Some(addr) => Some(bind_admin(addr).await?),
         None => None,
     };
-    Ok(Bound { smtp, admin })
+    let web = match cfg.web.listen {
+        Some(addr) => {
+            let bind_error = |source| AppError::Bind { addr, source };
+            let l = TcpListener::bind(addr).await.map_err(bind_error)?;
+            let mode = if cfg.web.plaintext { "plaintext" } else { "tls" };
+            tracing::info!(addr = %l.local_addr().map_err(bind_error)?, mode, "listening for web");
+            Some(l)
+        }
+        None => None,
+    };
+    Ok(Bound { smtp, admin, web })
 }
 
 async fn bind_admin(addr: SocketAddr) -> Result<TcpListener, AppError> {

@@ -17,6 +17,7 @@ pub mod remediation;
 pub mod sender;
 pub mod store;
 pub mod tenant;
+pub mod web;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -187,6 +188,8 @@ pub struct Config {
     pub tenants: Vec<Tenant>,
     /// Every policy by name, `default` always among them.
     pub policies: BTreeMap<String, PolicyConfig>,
+    /// `[web]`: the admin web page and API.
+    pub web: web::WebConfig,
 }
 
 /// Why a configuration could not be loaded.
@@ -350,6 +353,8 @@ fn read(root: &Section, base: &Path, path: &Path) -> Config {
         }
     }
 
+    let web = web::read_web(root.section("web").as_ref(), base, &tls.cert, &tls.key, &tenants);
+
     Config {
         path: path.to_path_buf(),
         base_dir: base.to_path_buf(),
@@ -366,6 +371,7 @@ fn read(root: &Section, base: &Path, path: &Path) -> Config {
         store,
         tenants,
         policies,
+        web,
     }
 }
 

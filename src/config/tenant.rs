@@ -114,6 +114,8 @@ pub struct Tenant {
     pub dsn: DsnPolicy,
     /// Post-delivery remediation (`[tenant.remediation]`), if enabled.
     pub remediation: Option<crate::config::remediation::RemediationConfig>,
+    /// `[tenant.digest]`: the end users' daily quarantine digest.
+    pub digest: Option<crate::config::web::DigestConfig>,
 }
 
 /// When a DSN is sent for mail of one direction (`[tenant.dsn]`).
@@ -183,6 +185,7 @@ impl Tenant {
             journal_ndr_address: None,
             dsn: DsnPolicy::default(),
             remediation: None,
+            digest: None,
         }
     }
 

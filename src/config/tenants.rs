@@ -39,6 +39,7 @@ pub(super) fn read_tenant(t: &Section<'_>, base: &Path, policies: &BTreeMap<Stri
     let relay_cert = t.opt_path("relay_cert", base);
     let relay_key = t.opt_path("relay_key", base);
     let certificate_name = t.opt_string("certificate_name").filter(|n| !n.is_empty());
+    let digest = t.section("digest").map(|d| crate::config::web::read_digest(&d));
     let journal_address = t.opt_string("journal_address").filter(|a| !a.is_empty());
     let journal_ndr_address = t.opt_string("journal_ndr_address").filter(|a| !a.is_empty());
     let dsn = read_dsn(t);
@@ -100,6 +101,7 @@ pub(super) fn read_tenant(t: &Section<'_>, base: &Path, policies: &BTreeMap<Stri
         journal_ndr_address,
         dsn,
         remediation,
+        digest,
     })
 }
 

@@ -187,6 +187,8 @@ pub struct Gateway {
     child: Option<Child>,
     pub smtp: SocketAddr,
     pub admin: Option<SocketAddr>,
+    /// The `[web]` listener, when configured.
+    pub web: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
 }
 
@@ -265,6 +267,7 @@ impl Gateway {
             child: Some(child),
             smtp: "0.0.0.0:0".parse().unwrap(),
             admin: None,
+            web: None,
             log,
         };
         let addrs = wait_for(Duration::from_secs(30), || {
@@ -273,12 +276,14 @@ impl Gateway {
                 addr_after(&text, "listening for SMTP addr=").or_else(|| json_addr(&text, "listening for SMTP"))?;
             let admin = addr_after(&text, "listening for admin HTTP addr=")
                 .or_else(|| json_addr(&text, "listening for admin HTTP"));
-            Some((smtp, admin))
+            let web = addr_after(&text, "listening for web addr=").or_else(|| json_addr(&text, "listening for web"));
+            Some((smtp, admin, web))
         });
         match addrs {
-            Some((smtp, admin)) => {
+            Some((smtp, admin, web)) => {
                 gw.smtp = smtp;
                 gw.admin = admin;
+                gw.web = web;
             }
             None => {
                 let status = gw.child.as_mut().unwrap().try_wait();

@@ -22,6 +22,8 @@ pub mod process;
 pub mod rspamd;
 pub mod smtp;
 pub mod stack;
+pub mod web;
+pub mod webdriver;
 
 use std::path::Path;
 use std::process::Command;
