@@ -408,8 +408,12 @@ pub(crate) fn fold_for_claims(text: &str) -> String {
 }
 
 /// `phrase` occurs in `folded` (from [`fold_for_claims`]) as whole words.
+/// The phrase is folded the same way: the confusables skeleton rewrites
+/// plain letters too (`m` becomes `rn`), so an unfolded phrase would never
+/// match a folded text.
 pub(crate) fn contains_words(folded: &str, phrase: &str) -> bool {
-    folded.contains(&format!(" {phrase} "))
+    let phrase = fold_for_claims(phrase);
+    phrase.trim() != "" && folded.contains(&phrase)
 }
 
 #[cfg(test)]
