@@ -107,6 +107,8 @@ fn event(
         score: if action == "deliver" { 0.5 } else { 12.0 },
         verdict: action.into(),
         action: action.into(),
+        auth: None,
+        listings: vec![],
     }
 }
 

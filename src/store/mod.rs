@@ -42,6 +42,7 @@ use std::sync::{Arc, RwLock};
 
 pub use crate::config::store::{StoreBackend, StoreConfig};
 pub use clock::{Clock, SystemClock};
+pub(crate) use types::listings_of;
 pub use types::{
     Actor, AllowEntry, AuditRecord, DeliveryOutcome, EventDetail, EventRecord, EventSummary, HeldMessage,
     QuarantineEntry, QuarantineQuery, QuarantineState, QuarantineUsage, Query, Released, Scope,
