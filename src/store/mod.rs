@@ -175,7 +175,7 @@ impl Store {
 
     /// Queues an event for writing (dropped and counted when the queue is full).
     pub fn record_event(&self, event: EventRecord) {
-        self.send(Write::Event(event));
+        self.send(Write::Event(Box::new(event)));
     }
 
     /// Queues a delivery outcome of recipient `rcpt` of message `queue_id`.
