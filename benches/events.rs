@@ -59,6 +59,8 @@ fn event(rng: &mut Rng, i: u64, n: u64) -> EventRecord {
         score: rng.below(200) as f64 / 10.0,
         verdict: ACTIONS[rng.below(5) as usize].into(),
         action: ACTIONS[rng.below(5) as usize].into(),
+        auth: None,
+        listings: vec![],
     }
 }
 

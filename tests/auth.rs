@@ -521,6 +521,7 @@ use support::gateway::Options;
 use support::postfix::without_postfix_received;
 use support::smtp::Client;
 use support::stack::Stack;
+use support::wait_for;
 
 const DKIMPY: &str = r#"
 import sys, json, dkim, dns.resolver
@@ -728,6 +729,33 @@ fn dnsbl_listed_unlisted_and_the_error_answer() {
         "{log}"
     );
     assert!(log.contains("127.255.255.254"), "the error answer is logged: {log}");
+    assert!(
+        log.contains("listings=[\"203.0.113.99 is listed in bl.test (127.0.0.2)\"]")
+            && log.contains("auth=origin=forefront/203.0.113.99"),
+        "the per-message line carries the listings and the sender facts: {log}"
+    );
+
+    // The event in the store carries them too (`exogate events show --json`).
+    let detail = wait_for(Duration::from_secs(15), || {
+        let (code, out, _) = gw.cli(&["events", "search", "--subject", "listed", "--json"]);
+        let found: Value = serde_json::from_str(&out).ok().filter(|_| code == 0)?;
+        let id = found.as_array()?.iter().find(|e| e["subject"] == "listed")?["id"].to_string();
+        let (code, out, err) = gw.cli(&["events", "show", &id, "--json"]);
+        assert_eq!(code, 0, "{out}{err}");
+        Some(serde_json::from_str::<Value>(&out).unwrap())
+    })
+    .expect("the listed message's event is recorded");
+    let event = &detail["event"];
+    assert_eq!(
+        event["listings"],
+        serde_json::json!(["203.0.113.99 is listed in bl.test (127.0.0.2)"]),
+        "{detail}"
+    );
+    assert_eq!(event["auth"]["origin"]["ip"], "203.0.113.99", "{detail}");
+    assert_eq!(event["auth"]["origin"]["source"], "forefront", "{detail}");
+    for method in ["spf", "dmarc", "arc"] {
+        assert!(event["auth"][method]["result"].is_string(), "{method} in {detail}");
+    }
 }
 
 #[test]

@@ -141,6 +141,25 @@ fn journal_reports_over_smtp_are_scanned_as_their_envelope_says_and_never_relaye
         )),
         "the original's Network-Message-Id is recorded: {line}"
     );
+    // … and in the store, like an inline message's event.
+    let message_id = want["original"]["message_id"].as_str().unwrap();
+    let found = support::wait_for(Duration::from_secs(15), || {
+        let (code, out, _) = s.gw.cli(&["events", "search", "--message-id", message_id, "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).ok().filter(|_| code == 0)?;
+        v.as_array().filter(|a| !a.is_empty()).cloned()
+    })
+    .unwrap_or_else(|| panic!("exogate events search lists the journaled message\n{}", s.gw.log()));
+    assert_eq!(found[0]["action"], "monitor", "{found:?}");
+    assert_eq!(found[0]["direction"], "outgoing", "{found:?}");
+    assert_eq!(found[0]["tenant"], "contoso", "{found:?}");
+    assert!(
+        found.iter().any(|e| e["rcpt"]
+            == want["envelope"]["recipients"][0]["address"]
+                .as_str()
+                .unwrap()
+                .to_ascii_lowercase()),
+        "one row per original recipient: {found:?} {want}"
+    );
 
     // Inbound EICAR to three mailboxes: a quarantine verdict.
     let tmp = tempfile::tempdir().unwrap();

@@ -107,6 +107,8 @@ fn event(
         score: if action == "deliver" { 0.5 } else { 12.0 },
         verdict: action.into(),
         action: action.into(),
+        auth: None,
+        listings: vec![],
     }
 }
 
@@ -765,6 +767,14 @@ mod gateway {
         // Released: the same bytes downstream, SCL false, the verdict says who.
         let (code, out, err) = gw.cli(&["quarantine", "release", &held]);
         assert_eq!(code, 0, "{out}{err}");
+        // The gateway holds the state directory: the release is its to carry
+        // out (its control socket), never a queue file written behind its back.
+        assert!(out.contains("(through the running gateway)"), "{out}");
+        assert!(
+            gw.log().contains(&format!("quarantine release {held} by=cli:")),
+            "{}",
+            gw.log()
+        );
         let got = s.downstream.wait_messages(2, Duration::from_secs(30));
         let released = with_subject(&got, "please hold me");
         assert_eq!(released.len(), 1);

@@ -42,7 +42,7 @@ pub(super) struct Gateway {
 /// Sockets bound before anything is started.
 struct Bound {
     /// SMTP listeners and whether each starts with TLS.
-    smtp: Vec<(TcpListener, bool)>,
+    smtp: Vec<(TcpListener, SocketAddr, bool)>,
     admin: Option<TcpListener>,
     /// The `[web]` page and API.
     web: Option<TcpListener>,
@@ -98,8 +98,8 @@ pub(super) async fn start(snapshot: Snapshot) -> Result<Gateway, AppError> {
     let listeners_bound = Arc::new(AtomicBool::new(false));
 
     let mut listener_tasks = Vec::new();
-    for (l, implicit) in bound.smtp {
-        listener_tasks.push(tokio::spawn(listener::serve(l, implicit, inbound.clone())));
+    for (l, addr, implicit) in bound.smtp {
+        listener_tasks.push(tokio::spawn(listener::serve(l, addr, implicit, inbound.clone())));
     }
     if let Some(l) = bound.admin {
         let web = Arc::new(web::Context {
@@ -180,7 +180,7 @@ async fn bind(cfg: &Config) -> Result<Bound, AppError> {
                 .local_addr()
                 .map_err(|source| AppError::Bind { addr: *addr, source })?;
             tracing::info!(addr = %local, implicit_tls = implicit, "listening for SMTP");
-            smtp.push((l, implicit));
+            smtp.push((l, *addr, implicit));
         }
     }
     let admin = match cfg.admin.listen {

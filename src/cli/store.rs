@@ -13,9 +13,11 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use crate::app::AppError;
+use crate::app::control;
 use crate::config::Config;
+use crate::spool::{LockError, StateLock};
 use crate::store::{
-    Actor, EventDetail, EventSummary, QuarantineEntry, QuarantineQuery, QuarantineState, Query, Scope, Store,
+    Actor, EventDetail, EventSummary, QuarantineEntry, QuarantineQuery, QuarantineState, Query, Released, Scope, Store,
 };
 
 #[derive(Subcommand, Clone)]
@@ -141,6 +143,35 @@ fn actor() -> Actor {
     }
 }
 
+/// Carries out a quarantine release or delete the way every command-line
+/// change to the state directory is made: under its lock when no gateway
+/// runs, else by the running gateway through its control socket (the
+/// released copy then enters the queue of the process that owns it, never a
+/// file written behind its back). Answers the change's text and, when it
+/// went through the gateway, a note saying so.
+async fn carry_out(
+    state_dir: &Path,
+    store: &Store,
+    change: &control::Change,
+) -> Result<(String, &'static str), AppError> {
+    match StateLock::acquire(state_dir) {
+        Ok(lock) => {
+            let done = control::apply_store(store, change).await;
+            drop(lock);
+            Ok((done?, ""))
+        }
+        Err(LockError::Held { .. }) => {
+            let text = control::request(state_dir, change)?;
+            let text = text
+                .strip_suffix(control::VIA_GATEWAY_NOTE)
+                .unwrap_or(&text)
+                .to_string();
+            Ok((text, control::VIA_GATEWAY_NOTE))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -231,7 +262,7 @@ pub fn events_command(config: &Path, action: EventsAction) -> Result<super::Outp
 
 pub fn quarantine_command(config: &Path, action: QuarantineAction) -> Result<super::Output, AppError> {
     runtime()?.block_on(async {
-        let (_, store) = open(config).await?;
+        let (cfg, store) = open(config).await?;
         store.reconcile().await?;
         let all = Scope::All;
         match action {
@@ -305,14 +336,20 @@ pub fn quarantine_command(config: &Path, action: QuarantineAction) -> Result<sup
                 Ok(out.into())
             }
             QuarantineAction::Release { id, to, json: as_json } => {
-                let chosen = (!to.is_empty()).then_some(to);
-                let released = store.quarantine_release(&all, &id, chosen.as_deref(), &actor()).await?;
+                let change = control::Change::Release {
+                    id: id.clone(),
+                    to,
+                    actor: actor().name,
+                };
+                let (text, via) = carry_out(&cfg.server.state_dir, &store, &change).await?;
                 store.flush().await;
+                let released: Released = serde_json::from_str(&text)
+                    .map_err(|e| AppError::Other(format!("unexpected answer to a release ({e}): {text}")))?;
                 Ok(if as_json {
                     json(&released).into()
                 } else {
                     format!(
-                        "released {id} to {}: queued as {} on {}\n",
+                        "released {id} to {}: queued as {} on {}{via}\n",
                         released.recipients.join(", "),
                         released.copy_id,
                         released.node
@@ -321,8 +358,12 @@ pub fn quarantine_command(config: &Path, action: QuarantineAction) -> Result<sup
                 })
             }
             QuarantineAction::Delete { id } => {
-                store.quarantine_delete(&all, &id, &actor()).await?;
-                Ok(format!("deleted {id}\n").into())
+                let change = control::Change::QuarantineDelete {
+                    id: id.clone(),
+                    actor: actor().name,
+                };
+                let (_, via) = carry_out(&cfg.server.state_dir, &store, &change).await?;
+                Ok(format!("deleted {id}{via}\n").into())
             }
             QuarantineAction::NotSpam { id } => {
                 store.not_spam(&all, &id, &actor()).await?;
@@ -339,9 +380,17 @@ pub fn quarantine_command(config: &Path, action: QuarantineAction) -> Result<sup
                     }
                     let a = actor();
                     store.allow_sender(&entry.tenant, &entry.mail_from, &a).await?;
-                    let released = store.quarantine_release(&all, &id, None, &a).await?;
+                    let change = control::Change::Release {
+                        id: id.clone(),
+                        to: Vec::new(),
+                        actor: a.name,
+                    };
+                    let (text, via) = carry_out(&cfg.server.state_dir, &store, &change).await?;
+                    store.flush().await;
+                    let released: Released = serde_json::from_str(&text)
+                        .map_err(|e| AppError::Other(format!("unexpected answer to a release ({e}): {text}")))?;
                     Ok(format!(
-                        "allowed {} for tenant {}; released {id} as {}\n",
+                        "allowed {} for tenant {}; released {id} as {}{via}\n",
                         entry.mail_from, entry.tenant, released.copy_id
                     )
                     .into())

@@ -69,6 +69,29 @@ pub struct ServerConfig {
     pub queue_drain: Duration,
     /// Message bodies larger than this are kept on disk, not in memory.
     pub spill_threshold: usize,
+    /// Listeners behind a load balancer: `[[server.proxy_protocol]]`.
+    pub proxy_protocol: Vec<ProxyProtocol>,
+}
+
+/// A listener that takes a PROXY protocol header (v1 or v2) from the given
+/// proxies: their connections must start with one, and the client it names is
+/// the one admission, logs and checks see. Any other address speaks SMTP
+/// directly and is refused if it sends a header.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyProtocol {
+    /// One of `server.listen` / `server.tls_listen`.
+    pub listen: SocketAddr,
+    /// The proxies' addresses.
+    pub from: Vec<IpNet>,
+    /// How long a proxy may take to send its whole header.
+    pub timeout: Duration,
+}
+
+impl ServerConfig {
+    /// The proxies a listener (by its configured address) takes a PROXY header from.
+    pub(crate) fn proxy_for(&self, listen: SocketAddr) -> Option<&ProxyProtocol> {
+        self.proxy_protocol.iter().find(|p| p.listen == listen)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -433,6 +456,7 @@ fn read_server(s: &Section, base: &Path) -> ServerConfig {
     let state_dir = s
         .opt_path("state_dir", base)
         .unwrap_or_else(|| PathBuf::from("/var/lib/exogate"));
+    let proxy_protocol = read_proxy_protocol(s, &listen, &tls_listen);
     ServerConfig {
         hostname,
         listen,
@@ -457,7 +481,67 @@ fn read_server(s: &Section, base: &Path) -> ServerConfig {
         shutdown_grace: s.duration_or("shutdown_grace", Duration::from_secs(30)),
         queue_drain: s.duration_or("queue_drain", Duration::from_secs(5)),
         spill_threshold: s.size_or("spill_threshold", 1024 * 1024) as usize,
+        proxy_protocol,
     }
+}
+
+/// `[[server.proxy_protocol]]`: `listen` names a configured listener (once),
+/// `from` the proxies (at least one), `timeout` bounds the header (default 5 s).
+fn read_proxy_protocol(s: &Section, listen: &[SocketAddr], tls_listen: &[SocketAddr]) -> Vec<ProxyProtocol> {
+    let mut out: Vec<ProxyProtocol> = Vec::new();
+    for p in s.sections("proxy_protocol") {
+        let addr = match p.opt_string("listen").map(|t| socket_addr(&t)) {
+            Some(Ok(a)) => a,
+            Some(Err(e)) => {
+                p.error("listen", e);
+                continue;
+            }
+            None => {
+                p.error(
+                    "listen",
+                    "missing: the server.listen or server.tls_listen address behind the proxy",
+                );
+                continue;
+            }
+        };
+        if !listen.contains(&addr) && !tls_listen.contains(&addr) {
+            p.error(
+                "listen",
+                format!("{addr} is not one of server.listen or server.tls_listen"),
+            );
+        }
+        if out.iter().any(|o| o.listen == addr) {
+            p.error(
+                "listen",
+                format!("{addr} already has a [[server.proxy_protocol]] entry"),
+            );
+        }
+        let from = p.parsed_list("from", &[], |t| {
+            t.parse::<IpNet>()
+                .or_else(|_| t.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("expected a proxy's address or CIDR such as \"10.0.0.5\", found \"{t}\""))
+        });
+        let listed = p
+            .value("from")
+            .and_then(|v| v.as_array())
+            .is_some_and(|a| !a.is_empty());
+        if from.is_empty() && !listed {
+            p.error(
+                "from",
+                "missing: list the load balancers' addresses, e.g. [\"10.0.0.5\"]",
+            );
+        }
+        let timeout = p.duration_or("timeout", Duration::from_secs(5));
+        if timeout.is_zero() || timeout > Duration::from_secs(300) {
+            p.error("timeout", "must be between 1s and 5m");
+        }
+        out.push(ProxyProtocol {
+            listen: addr,
+            from,
+            timeout,
+        });
+    }
+    out
 }
 
 fn read_tls(s: &Section, base: &Path, state_dir: &Path) -> TlsConfig {

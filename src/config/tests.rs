@@ -248,3 +248,31 @@ fn remediation_mistakes_name_their_keys_and_never_show_the_secret() {
     let e = errors(&(ok.replace("action = \"delete\"", "action = \"delete\"\nfolder = \"inbox\"")));
     assert!(e.iter().any(|x| x.contains("tenant[0].remediation.folder")), "{e:?}");
 }
+
+#[test]
+fn proxy_protocol_names_a_listener_and_its_proxies() {
+    let text = MINIMAL.to_string()
+        + "[[server.proxy_protocol]]\nlisten = \"127.0.0.1:2525\"\nfrom = [\"10.0.0.5\", \"10.1.0.0/16\"]\n";
+    let c = Config::parse(&text, Path::new("/etc/exogate/gateway.toml")).unwrap();
+    let listen: SocketAddr = "127.0.0.1:2525".parse().unwrap();
+    let p = c.server.proxy_for(listen).expect("the listener takes PROXY headers");
+    assert_eq!(
+        p.from,
+        vec!["10.0.0.5/32".parse::<IpNet>().unwrap(), "10.1.0.0/16".parse().unwrap()]
+    );
+    assert_eq!(p.timeout, Duration::from_secs(5));
+    assert!(c.server.proxy_for("127.0.0.1:25".parse().unwrap()).is_none());
+
+    let bad = MINIMAL.to_string()
+        + "[[server.proxy_protocol]]\nlisten = \"127.0.0.1:25\"\nfrom = [\"proxy\"]\n\
+           [[server.proxy_protocol]]\nlisten = \"127.0.0.1:2525\"\ntimeout = \"0s\"\n";
+    assert_eq!(
+        errors(&bad),
+        vec![
+            "server.proxy_protocol[0].from[0]: expected a proxy's address or CIDR such as \"10.0.0.5\", found \"proxy\"",
+            "server.proxy_protocol[0].listen: 127.0.0.1:25 is not one of server.listen or server.tls_listen",
+            "server.proxy_protocol[1].from: missing: list the load balancers' addresses, e.g. [\"10.0.0.5\"]",
+            "server.proxy_protocol[1].timeout: must be between 1s and 5m",
+        ]
+    );
+}

@@ -144,6 +144,7 @@ pub(crate) async fn prepare(
         size: body.len(),
         verdict: Some(&report.verdict),
         action: "",
+        auth: report.auth.as_ref(),
     });
     event.verdict = decided.as_str().to_string();
     let now = now_unix();
@@ -427,13 +428,7 @@ fn log_decision(
         .collect();
     let failed: Vec<&str> = report.verdict.failures.iter().map(|f| f.check.as_str()).collect();
     let auth = report.auth.as_ref().map(|a| a.summary()).unwrap_or_default();
-    let listings: Vec<&str> = report
-        .verdict
-        .findings
-        .iter()
-        .filter(|f| f.tag.starts_with("dnsbl-"))
-        .map(|f| f.reason.as_str())
-        .collect();
+    let listings = crate::store::listings_of(&report.verdict.findings);
     tracing::info!(
         queue_id = id,
         tenant = %tenant.portal,

@@ -167,6 +167,23 @@ pub(crate) async fn prepare(
         elapsed_ms: started.elapsed().as_millis() as u64,
     };
     record_event(&event);
+    // The same record an inline message gets, in the store: the original's
+    // envelope and header, the verdict, `monitor` as what was carried out.
+    cx.store
+        .record_event(crate::store::record::event(&crate::store::record::Facts {
+            queue_id: id,
+            time: now_unix(),
+            node: &rt.config.store.node,
+            tenant: &tenant.portal,
+            direction: facts.envelope_direction,
+            envelope: &scan_envelope,
+            session: &session,
+            raw: &report.original,
+            size: report.original.len() as u64,
+            verdict: Some(&scan.verdict),
+            action: "monitor",
+            auth: scan.auth.as_ref(),
+        }));
     if let Some(remediator) = rt.remediators.get(&tenant.portal) {
         remediate_after_verdict(remediator, &tenant, &report, scan.verdict.action);
     }
@@ -268,9 +285,8 @@ pub(crate) struct JournalEvent<'a> {
     pub(crate) elapsed_ms: u64,
 }
 
-/// Records the event of one journaled message. The event store is not
-/// there yet: until it is, the event is this one structured log line (the
-/// one place to change when it lands).
+/// The log line of one journaled message (its event in the store is
+/// recorded by `prepare`).
 pub(crate) fn record_event(e: &JournalEvent<'_>) {
     let verdict = &e.scan.verdict;
     let reasons: Vec<String> = verdict
@@ -280,6 +296,8 @@ pub(crate) fn record_event(e: &JournalEvent<'_>) {
         .collect();
     let tags: Vec<&str> = verdict.findings.iter().map(|f| f.tag.as_str()).collect();
     let failed: Vec<&str> = verdict.failures.iter().map(|f| f.check.as_str()).collect();
+    let auth = e.scan.auth.as_ref().map(|a| a.summary()).unwrap_or_default();
+    let listings = crate::store::listings_of(&verdict.findings);
     let recipients: Vec<&str> = e
         .report
         .envelope
@@ -307,6 +325,8 @@ pub(crate) fn record_event(e: &JournalEvent<'_>) {
         tags = ?tags,
         failed_checks = ?failed,
         reasons = ?reasons,
+        auth = %auth,
+        listings = ?listings,
         scan_ms = e.elapsed_ms,
         "journaled message scanned"
     );

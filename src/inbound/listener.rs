@@ -5,6 +5,14 @@
 //! pause; they never end the listener. Out of file descriptors, a reserved
 //! descriptor is released to accept one waiting client and answer it `421`,
 //! so clients are turned away with a reply instead of waiting in the backlog.
+//!
+//! Behind a load balancer (`[[server.proxy_protocol]]`), a connection from a
+//! configured proxy must start with a PROXY header (`proxy_header`), read
+//! before anything else, and from then on the client it names is the client:
+//! admission, connection limits, the session span's `client`, `Received`, SPF
+//! and DNSBL all see it. A proxy's connection without a valid header in time
+//! gets `421 4.7.0`; a header from any other address gets `554 5.7.1`
+//! (here on implicit-TLS ports, in the session on plaintext ones).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,6 +27,7 @@ use tracing::Instrument;
 
 use crate::inbound::Context;
 use crate::inbound::admission;
+use crate::inbound::proxy_header::{self, Sniff};
 use crate::inbound::session::Session;
 use crate::smtp::reply::Reply;
 
@@ -88,7 +97,14 @@ fn reserve_fd() -> Option<std::fs::File> {
     std::fs::File::open("/dev/null").ok()
 }
 
-pub(crate) async fn serve(listener: TcpListener, implicit_tls: bool, shared: Arc<Context>) {
+/// Accepts on `listener`, bound for the configured address `listen` (the key
+/// of its `[[server.proxy_protocol]]` entry, if any).
+pub(crate) async fn serve(
+    listener: TcpListener,
+    listen: std::net::SocketAddr,
+    implicit_tls: bool,
+    shared: Arc<Context>,
+) {
     let mut backoff = Duration::from_millis(10);
     let mut reserve = reserve_fd();
     loop {
@@ -129,14 +145,15 @@ pub(crate) async fn serve(listener: TcpListener, implicit_tls: bool, shared: Arc
         let span = tracing::info_span!(
             "session",
             session = %sid,
-            client = %peer.ip(),
+            client = tracing::field::Empty,
+            proxy = tracing::field::Empty,
             tls = tracing::field::Empty,
             cipher = tracing::field::Empty,
             client_cert = tracing::field::Empty,
         );
         shared
             .sessions
-            .spawn(async move { handle(tcp, peer, implicit_tls, shared2, sid).await }.instrument(span));
+            .spawn(async move { handle(tcp, peer, listen, implicit_tls, shared2, sid).await }.instrument(span));
     }
 }
 
@@ -147,9 +164,44 @@ fn session_id() -> String {
     format!("{:016x}", u64::from_le_bytes(b))
 }
 
-async fn handle(tcp: TcpStream, peer: std::net::SocketAddr, implicit_tls: bool, shared: Arc<Context>, sid: String) {
+async fn handle(
+    mut tcp: TcpStream,
+    conn_peer: std::net::SocketAddr,
+    listen: std::net::SocketAddr,
+    implicit_tls: bool,
+    shared: Arc<Context>,
+    sid: String,
+) {
     let rt = shared.settings.load_full();
     let server = &rt.config.server;
+    let span = tracing::Span::current();
+    let proxy = server
+        .proxy_for(listen)
+        .filter(|p| p.from.iter().any(|net| net.contains(&conn_peer.ip())));
+    let peer = match proxy {
+        None => conn_peer,
+        Some(p) => match proxy_header::read(&mut tcp, p.timeout).await {
+            Ok(header) => {
+                span.record("proxy", tracing::field::display(conn_peer.ip()));
+                let client = header.source.unwrap_or(conn_peer);
+                tracing::debug!(client = %client, proxy = %conn_peer, version = header.version, "PROXY header read");
+                client
+            }
+            Err(e) => {
+                shared.metrics.connections.inc(&["refused-proxy-header"]);
+                tracing::warn!(
+                    proxy = %conn_peer,
+                    listen = %listen,
+                    error = %e,
+                    reply = %Reply::PROXY_HEADER_MISSING.one_line(),
+                    "connection from a configured proxy without a valid PROXY header: refused"
+                );
+                refuse(tcp, &Reply::PROXY_HEADER_MISSING, implicit_tls).await;
+                return;
+            }
+        },
+    };
+    span.record("client", tracing::field::display(peer.ip()));
     if !admission::ip_allowed(peer.ip(), &rt.config.admission.allow) {
         shared.metrics.connections.inc(&["refused-ip"]);
         shared.metrics.admission_refusals.inc(&["ip"]);
@@ -173,15 +225,42 @@ async fn handle(tcp: TcpStream, peer: std::net::SocketAddr, implicit_tls: bool, 
             return;
         }
     };
+    if proxy.is_none() && implicit_tls && sends_proxy_header(&tcp, server.command_timeout).await {
+        // On a plaintext port the session sees this in the first bytes.
+        untrusted_proxy_header(&shared, peer, listen);
+        let _ = tcp.shutdown().await;
+        return;
+    }
     shared.metrics.connections.inc(&["accepted"]);
     shared.metrics.open_sessions.fetch_add(1, Ordering::Relaxed);
     tracing::info!(port = peer.port(), "session opened");
-    let session = Session::new(shared.clone(), rt.clone(), peer, sid);
+    let session = Session::new(shared.clone(), rt.clone(), peer, listen, sid);
     let outcome = session.run(tcp, implicit_tls).await;
     shared.metrics.open_sessions.fetch_sub(1, Ordering::Relaxed);
     shared.metrics.sessions.inc(&[outcome.as_str()]);
     tracing::info!(outcome = outcome.as_str(), "session ended");
     drop(slot);
+}
+
+/// Whether an implicit-TLS client starts with a PROXY header instead of a
+/// ClientHello (it speaks first, so its first bytes can be looked at).
+async fn sends_proxy_header(tcp: &TcpStream, wait: Duration) -> bool {
+    let mut first = [0u8; 16];
+    match tokio::time::timeout(wait, tcp.peek(&mut first)).await {
+        Ok(Ok(n)) => proxy_header::sniff(&first[..n]) == Sniff::Header,
+        _ => false,
+    }
+}
+
+/// Logs and counts a PROXY header from an address that is not a configured proxy.
+pub(crate) fn untrusted_proxy_header(shared: &Context, peer: std::net::SocketAddr, listen: std::net::SocketAddr) {
+    shared.metrics.connections.inc(&["refused-proxy-header"]);
+    tracing::warn!(
+        client = %peer,
+        listen = %listen,
+        reply = %Reply::PROXY_HEADER_UNTRUSTED.one_line(),
+        "PROXY header from an address not in this listener's server.proxy_protocol.from: refused"
+    );
 }
 
 /// Writes a refusal and closes. On an implicit-TLS port a plaintext reply

@@ -36,6 +36,7 @@ pub(crate) mod disposition;
 pub(crate) mod journal;
 pub(crate) mod listener;
 pub(crate) mod proxy;
+pub(crate) mod proxy_header;
 pub(crate) mod session;
 
 /// One loaded configuration as a session sees it: a session takes the one in

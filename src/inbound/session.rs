@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 
 use crate::inbound::disposition::spool_reply;
 use crate::inbound::proxy::ProxyLeg;
+use crate::inbound::proxy_header::Sniff;
 use crate::inbound::{Context, Settings};
 use crate::message::envelope::{Envelope, TlsFacts};
 use crate::smtp::framing::{Frame, Framer};
@@ -44,6 +45,8 @@ pub(crate) enum Outcome {
     TlsFailed,
     Shutdown,
     IoError,
+    /// A PROXY header from an address that is not a configured proxy.
+    ProxyRefused,
 }
 
 impl Outcome {
@@ -57,6 +60,7 @@ impl Outcome {
             Outcome::TlsFailed => "tls-failed",
             Outcome::Shutdown => "shutdown",
             Outcome::IoError => "io-error",
+            Outcome::ProxyRefused => "proxy-header-refused",
         }
     }
 }
@@ -88,6 +92,8 @@ pub(crate) struct Session {
     shared: Arc<Context>,
     rt: Arc<Settings>,
     peer: SocketAddr,
+    /// The configured listener address the connection came in on.
+    listen: SocketAddr,
     /// The session id the `session` span carries (and the spool keeps).
     sid: String,
     helo: Option<String>,
@@ -118,13 +124,20 @@ enum Deadline {
 }
 
 impl Session {
-    pub(crate) fn new(shared: Arc<Context>, rt: Arc<Settings>, peer: SocketAddr, sid: String) -> Session {
+    pub(crate) fn new(
+        shared: Arc<Context>,
+        rt: Arc<Settings>,
+        peer: SocketAddr,
+        listen: SocketAddr,
+        sid: String,
+    ) -> Session {
         // Without configured names any client (certificate or not) passes layer 2b.
         let cert_ok = rt.config.tls.client_cert_names.is_empty();
         Session {
             shared,
             rt,
             peer,
+            listen,
             sid,
             helo: None,
             tls: None,
@@ -272,6 +285,22 @@ impl Session {
             }
             let lines_before = self.lines;
             input.extend_from_slice(&chunk[..n]);
+            if self.tls.is_none() && self.lines == 0 {
+                // A PROXY header where a client's first command belongs: the
+                // client is not one of this listener's proxies (theirs was read
+                // before the session) or sent a second one.
+                match crate::inbound::proxy_header::sniff(&input) {
+                    Sniff::Header => {
+                        crate::inbound::listener::untrusted_proxy_header(&self.shared, self.peer, self.listen);
+                        self.reply(&Reply::PROXY_HEADER_UNTRUSTED);
+                        let _ = write_out(stream, &mut self.out).await;
+                        lingering_close(stream).await;
+                        return Served::Closed(Outcome::ProxyRefused);
+                    }
+                    Sniff::Undecided => continue,
+                    Sniff::Other => {}
+                }
+            }
             let flow = self.ingest(&mut input).await;
             if self.lines != lines_before {
                 // A command line arrived: the next one has a deadline of its own.
@@ -512,6 +541,24 @@ impl Session {
         self.shared.metrics.admission_refusals.inc(&[layer]);
         tracing::warn!(client = %self.peer, layer, reason, reply = %reply.one_line(), "admission refused");
     }
+}
+
+/// Closes our side and reads what the client still sends for a moment
+/// (bounded), so that the refusal is not lost to a reset: the client behind a
+/// misconfigured proxy saw our greeting and may already be sending a command.
+async fn lingering_close<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let mut total = 0usize;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Ok(n) = stream.read(&mut sink).await {
+            total += n;
+            if n == 0 || total > 64 * 1024 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut Vec<u8>) -> std::io::Result<()> {

@@ -98,6 +98,17 @@ impl Reply {
         Reply::new(221, (2, 0, 0), format!("{hostname} closing connection"))
     }
     pub(crate) const CLIENT_NOT_ALLOWED: Reply = r(554, 5, 7, 1, "Access denied");
+    /// A PROXY protocol header from an address that is not a configured proxy.
+    pub(crate) const PROXY_HEADER_UNTRUSTED: Reply =
+        r(554, 5, 7, 1, "PROXY protocol header not accepted from your address");
+    /// A configured proxy's connection without a valid PROXY header (in time).
+    pub(crate) const PROXY_HEADER_MISSING: Reply = r(
+        421,
+        4,
+        7,
+        0,
+        "PROXY protocol header missing or invalid, closing connection",
+    );
     pub(crate) const TOO_MANY_CONNECTIONS: Reply = r(421, 4, 7, 0, "Too many connections, try again later");
     pub(crate) const TOO_MANY_FROM_IP: Reply =
         r(421, 4, 7, 0, "Too many connections from your address, try again later");

@@ -116,7 +116,7 @@ pub(crate) fn words(text: &str) -> Vec<String> {
 }
 
 const EVENT_COLS: &str = "id, time, node, queue_id, tenant, direction, message_id, network_message_id, mail_from, \
-     header_from, rcpt, recipients, subject, size, client_ip, helo, tls, findings, failures, score, verdict, action";
+     header_from, rcpt, recipients, subject, size, client_ip, helo, tls, findings, failures, score, verdict, action, auth";
 
 const QUARANTINE_COLS: &str = "id, time, node, tenant, mail_from, header_from, recipients, subject, message_id, size, \
      score, findings, state, released";
@@ -224,8 +224,8 @@ impl Backend {
                 statements.push((
                     "INSERT INTO events (time, node, queue_id, tenant, direction, message_id, network_message_id, \
                      mail_from, from_domain, header_from, hfrom_domain, rcpt, rcpt_domain, recipients, subject, size, \
-                     client_ip, helo, tls, findings, failures, score, verdict, action) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                     client_ip, helo, tls, findings, failures, score, verdict, action, auth) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                         .to_string(),
                     vec![
                         e.time.into(),
@@ -252,6 +252,7 @@ impl Backend {
                         e.score.into(),
                         e.verdict.as_str().into(),
                         e.action.as_str().into(),
+                        e.auth.as_ref().map(json).unwrap_or_default().into(),
                     ],
                 ));
             }
@@ -435,6 +436,12 @@ impl Backend {
             score: r.real(19),
             verdict: r.text(20),
             action: r.text(21),
+            auth: serde_json::from_str(&r.text(22)).ok(),
+            listings: Vec::new(),
+        };
+        let event = EventRecord {
+            listings: listings_of(&event.findings),
+            ..event
         };
         let deliveries = self
             .query(

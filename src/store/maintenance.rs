@@ -173,6 +173,7 @@ pub(super) async fn reconcile(store: &Store) -> Result<u64, StoreError> {
             size: stored.body.len() as u64,
             verdict: meta.verdict.as_ref(),
             action: "quarantine",
+            auth: None,
         });
         store
             .inner

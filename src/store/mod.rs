@@ -42,6 +42,7 @@ use std::sync::{Arc, RwLock};
 
 pub use crate::config::store::{StoreBackend, StoreConfig};
 pub use clock::{Clock, SystemClock};
+pub(crate) use types::listings_of;
 pub use types::{
     Actor, AllowEntry, AuditRecord, DeliveryOutcome, EventDetail, EventRecord, EventSummary, HeldMessage,
     QuarantineEntry, QuarantineQuery, QuarantineState, QuarantineUsage, Query, Released, Scope,
@@ -174,7 +175,7 @@ impl Store {
 
     /// Queues an event for writing (dropped and counted when the queue is full).
     pub fn record_event(&self, event: EventRecord) {
-        self.send(Write::Event(event));
+        self.send(Write::Event(Box::new(event)));
     }
 
     /// Queues a delivery outcome of recipient `rcpt` of message `queue_id`.

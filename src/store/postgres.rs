@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS events (
     failures TEXT NOT NULL,
     score DOUBLE PRECISION NOT NULL,
     verdict TEXT NOT NULL,
-    action TEXT NOT NULL
+    action TEXT NOT NULL,
+    auth TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS events_time ON events(time);
 CREATE INDEX IF NOT EXISTS events_tenant_time ON events(tenant, time);
@@ -57,6 +58,8 @@ CREATE INDEX IF NOT EXISTS events_message_id ON events(message_id);
 CREATE INDEX IF NOT EXISTS events_network_message_id ON events(network_message_id);
 CREATE INDEX IF NOT EXISTS events_action_time ON events(action, time);
 CREATE INDEX IF NOT EXISTS events_subject_words ON events USING GIN (to_tsvector('simple', subject));
+-- Stores made before the auth column (added with sender authentication in events).
+ALTER TABLE events ADD COLUMN IF NOT EXISTS auth TEXT NOT NULL DEFAULT '';
 CREATE TABLE IF NOT EXISTS deliveries (
     queue_id TEXT NOT NULL,
     rcpt TEXT NOT NULL,

@@ -237,6 +237,7 @@ pub(super) async fn release(
         size: raw.len() as u64,
         verdict: meta.verdict.as_ref(),
         action: "released",
+        auth: None,
     });
     if let Err(e) = store.inner.backend.write_batch(&[copy_event], &[], &[]).await {
         tracing::warn!(queue_id = %copy_id, error = %e, "cannot record the released copy's event");

@@ -5,6 +5,7 @@
 //! Only the header is parsed, never the body; values are cut to sane
 //! lengths so one odd message cannot bloat the store.
 
+use crate::message::auth::AuthResults;
 use crate::message::envelope::{Direction, Envelope, SessionFacts};
 use crate::message::headers;
 use crate::message::verdict::Verdict;
@@ -34,6 +35,8 @@ pub(crate) struct Facts<'a> {
     pub(crate) verdict: Option<&'a Verdict>,
     /// What was carried out (see [`EventRecord::action`]).
     pub(crate) action: &'a str,
+    /// Sender authentication's results, when the policy authenticated.
+    pub(crate) auth: Option<&'a AuthResults>,
 }
 
 /// Message-ID, Network-Message-Id, From address and Subject of a header.
@@ -94,6 +97,11 @@ pub(crate) fn event(f: &Facts) -> EventRecord {
         score: f.verdict.map_or(0.0, |v| v.score),
         verdict: f.verdict.map(|v| v.action.as_str().to_string()).unwrap_or_default(),
         action: f.action.to_string(),
+        auth: f.auth.cloned(),
+        listings: f
+            .verdict
+            .map(|v| super::types::listings_of(&v.findings))
+            .unwrap_or_default(),
     }
 }
 

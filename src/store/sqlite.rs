@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS events (
     failures TEXT NOT NULL,
     score REAL NOT NULL,
     verdict TEXT NOT NULL,
-    action TEXT NOT NULL
+    action TEXT NOT NULL,
+    auth TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS events_time ON events(time);
 CREATE INDEX IF NOT EXISTS events_tenant_time ON events(tenant, time);
@@ -120,6 +121,17 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 "#;
 
+/// Columns added after the first schema, for stores made before them
+/// (SQLite has no `ADD COLUMN IF NOT EXISTS`).
+fn add_missing_columns(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('events')")?;
+    let names: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    if !names.iter().any(|n| n == "auth") {
+        conn.execute_batch("ALTER TABLE events ADD COLUMN auth TEXT NOT NULL DEFAULT ''")?;
+    }
+    Ok(())
+}
+
 pub(super) struct Sqlite {
     conn: Arc<Mutex<rusqlite::Connection>>,
 }
@@ -144,6 +156,7 @@ impl Sqlite {
         )
         .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        add_missing_columns(&conn).map_err(err)?;
         Ok(Sqlite {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -218,5 +231,36 @@ fn from_value(v: Value) -> Val {
         Value::Real(f) => Val::Real(f),
         Value::Text(s) => Val::Text(s),
         Value::Blob(b) => Val::Blob(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_made_before_the_auth_column_gets_it_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.sqlite3");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            let old = SCHEMA.replace(",\n    auth TEXT NOT NULL DEFAULT ''", "");
+            assert_ne!(old, SCHEMA, "the old schema is the one without the column");
+            conn.execute_batch(&old).unwrap();
+        }
+        let store = Sqlite::open(&path).unwrap();
+        let conn = store.conn.lock().unwrap();
+        let names: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('events')")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(names.iter().any(|n| n == "auth"), "{names:?}");
+        drop(conn);
+        // Opening again (the column there) is fine.
+        drop(store);
+        Sqlite::open(&path).unwrap();
     }
 }

@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::message::auth::AuthResults;
 use crate::message::verdict::Finding;
 
 /// What one message was and what was decided about it: one record per
@@ -51,6 +52,24 @@ pub struct EventRecord {
     /// failed and the policy asked for a retry, `allowed` when the tenant's
     /// allow list overrode a score verdict.
     pub action: String,
+    /// Sender authentication's results (the original sender, spf, every
+    /// DKIM signature, dmarc with its policy, arc), when the policy has `auth`,
+    /// `dnsbl` or `rspamd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthResults>,
+    /// DNSBL listings: the reasons of the `dnsbl-*` findings (zone, what was
+    /// listed, the answer), derived from `findings`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listings: Vec<String>,
+}
+
+/// The DNSBL listings among `findings` (the `dnsbl` check's `dnsbl-*` tags).
+pub(crate) fn listings_of(findings: &[Finding]) -> Vec<String> {
+    findings
+        .iter()
+        .filter(|f| f.tag.starts_with("dnsbl-"))
+        .map(|f| f.reason.clone())
+        .collect()
 }
 
 /// One delivery attempt's result for one recipient.

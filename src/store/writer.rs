@@ -27,7 +27,7 @@ const RETRY: [Duration; 3] = [
 ];
 
 pub(super) enum Write {
-    Event(EventRecord),
+    Event(Box<EventRecord>),
     Delivery {
         queue_id: String,
         rcpt: String,
@@ -72,7 +72,7 @@ async fn write(store: &Store, batch: Vec<Write>, stop: &CancellationToken) {
     let mut waiters = Vec::new();
     for w in batch {
         match w {
-            Write::Event(e) => events.push(e),
+            Write::Event(e) => events.push(*e),
             Write::Delivery {
                 queue_id,
                 rcpt,
