@@ -93,6 +93,18 @@ fn through_haproxy(proxy: Proxy, subject: &str) {
         gw.log()
     );
 
+    // The event in the store (what SPF, DNSBL and rspamd were given as the
+    // SMTP client, too) names the sender.
+    let event = support::wait_for(Duration::from_secs(15), || {
+        let (code, out, _) = gw.cli(&["events", "search", "--subject", subject, "--json"]);
+        let found: serde_json::Value = serde_json::from_str(&out).ok().filter(|_| code == 0)?;
+        let id = found.as_array()?.first()?["id"].to_string();
+        let (_, out, _) = gw.cli(&["events", "show", &id, "--json"]);
+        serde_json::from_str::<serde_json::Value>(&out).ok()
+    })
+    .expect("the message's event is recorded");
+    assert_eq!(event["event"]["client_ip"], SENDER_IP, "{event}");
+
     // Admission judges the sender behind the proxy: one outside
     // admission.allow is refused although the proxy's connection is trusted.
     let refused = smtplib(h.addr(), OUTSIDER_IP, "outsider");
