@@ -93,6 +93,18 @@ fn through_haproxy(proxy: Proxy, subject: &str) {
         gw.log()
     );
 
+    // The event in the store (what SPF, DNSBL and rspamd were given as the
+    // SMTP client, too) names the sender.
+    let event = support::wait_for(Duration::from_secs(15), || {
+        let (code, out, _) = gw.cli(&["events", "search", "--subject", subject, "--json"]);
+        let found: serde_json::Value = serde_json::from_str(&out).ok().filter(|_| code == 0)?;
+        let id = found.as_array()?.first()?["id"].to_string();
+        let (_, out, _) = gw.cli(&["events", "show", &id, "--json"]);
+        serde_json::from_str::<serde_json::Value>(&out).ok()
+    })
+    .expect("the message's event is recorded");
+    assert_eq!(event["event"]["client_ip"], SENDER_IP, "{event}");
+
     // Admission judges the sender behind the proxy: one outside
     // admission.allow is refused although the proxy's connection is trusted.
     let refused = smtplib(h.addr(), OUTSIDER_IP, "outsider");
@@ -158,4 +170,70 @@ fn a_proxy_header_from_an_untrusted_address_and_a_proxy_without_one_are_refused(
         gw.log()
     );
     assert!(stack.downstream.messages().is_empty(), "nothing was delivered");
+}
+
+/// Implicit TLS behind the proxy: the header is read to its last byte and
+/// the ClientHello right behind it is the session's; a header from another
+/// address is closed (no plaintext reply a TLS client could read) and logged.
+#[test]
+fn implicit_tls_behind_haproxy_and_an_untrusted_header_there() {
+    let stack = Stack::new();
+    let port = support::free_port();
+    let gw = stack.gateway(Options {
+        allow: vec![format!("{SENDER_IP}/32")],
+        tls_require: false,
+        server_extra: format!(
+            "tls_listen = [\"127.0.0.1:{port}\"]\n\
+             [[server.proxy_protocol]]\nlisten = \"127.0.0.1:{port}\"\nfrom = [\"{PROXY_IP}/32\"]\n"
+        ),
+        policy: Some("[policy.default]\n[[policy.default.check]]\nkind = \"attachments\"\n".into()),
+        ..Options::default()
+    });
+    let tls_addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let smtps = |to: SocketAddr| {
+        support::python(
+            "import smtplib, ssl, sys\n\
+             host, port, src, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]\n\
+             msg = b'From: a@example.org\\r\\nTo: u@contoso.com\\r\\nSubject: via-tls\\r\\n\\r\\nhi\\r\\n'\n\
+             try:\n\
+             \x20   s = smtplib.SMTP_SSL(host, port, timeout=30, source_address=(src, 0), context=ssl.create_default_context(cafile=ca))\n\
+             \x20   s.ehlo('sender.example.org')\n\
+             \x20   s.sendmail('a@example.org', ['u@contoso.com'], msg)\n\
+             \x20   print('250 sent')\n\
+             \x20   s.quit()\n\
+             except (ssl.SSLError, ConnectionError, smtplib.SMTPServerDisconnected, OSError) as e:\n\
+             \x20   print('closed', type(e).__name__)\n",
+            &[
+                &to.ip().to_string(),
+                &to.port().to_string(),
+                SENDER_IP,
+                stack.pki.ca.to_str().unwrap(),
+            ],
+        )
+        .trim()
+        .to_string()
+    };
+
+    let trusted = Haproxy::start_from(tls_addr, Proxy::V2, Some(IpAddr::V4(PROXY_IP)));
+    let sent = smtps(trusted.addr());
+    assert_eq!(sent, "250 sent", "{}\n{}", gw.log(), trusted.logs());
+    let got = stack.downstream.wait_messages(1, Duration::from_secs(30));
+    let text = String::from_utf8_lossy(&got[0].data).into_owned();
+    assert!(
+        text.contains(&format!("from sender.example.org ([{SENDER_IP}]:")),
+        "{text}"
+    );
+
+    let untrusted = Haproxy::start_from(tls_addr, Proxy::V2, Some(SENDER_IP.parse().unwrap()));
+    let refused = smtps(untrusted.addr());
+    assert!(refused.starts_with("closed"), "{refused}");
+    assert!(
+        gw.wait_log(
+            "PROXY header from an address not in this listener's server.proxy_protocol.from: refused",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        gw.log()
+    );
+    assert_eq!(stack.downstream.messages().len(), 1, "nothing more was delivered");
 }

@@ -177,7 +177,9 @@ async fn handle(
     let span = tracing::Span::current();
     let proxy = server
         .proxy_for(listen)
-        .filter(|p| p.from.iter().any(|net| net.contains(&conn_peer.ip())));
+        // Matched like `admission.allow`: an IPv4 proxy on a dual-stack
+        // listener arrives as `::ffff:a.b.c.d`.
+        .filter(|p| admission::ip_allowed(conn_peer.ip(), &p.from));
     let peer = match proxy {
         None => conn_peer,
         Some(p) => match proxy_header::read(&mut tcp, p.timeout).await {
