@@ -66,6 +66,17 @@ fn an_oversized_message_gets_552_and_the_connection_stays_usable() {
     // A declared SIZE over the limit is refused at MAIL.
     assert_eq!(c.cmd("MAIL FROM:<a@example.org> SIZE=20001").code, 552);
     assert_eq!(c.cmd("MAIL FROM:<a@example.org> SIZE=20000").code, 250);
+
+    // A chunk size longer than any number is a syntax error, never another
+    // size: smtp-proto read these 23 nines as 999 (attack run,
+    // docs/attack-run.md), so the 999 octets after it were taken as the
+    // chunk and what followed as commands.
+    assert_eq!(c.cmd("RCPT TO:<u@contoso.com>").code, 250);
+    c.send(b"BDAT 99999999999999999999999 LAST\r\n");
+    c.send(&[b'x'; 999]);
+    c.send(b"\r\nNOOP\r\n");
+    let r = c.read_reply();
+    assert_eq!(r.code, 501, "{r}");
 }
 
 #[test]

@@ -488,7 +488,19 @@ impl Session {
                 return self.error(&Reply::UNKNOWN_COMMAND).unwrap_or(Flow::Continue);
             }
             Request::Data => return self.handle_data(),
-            Request::Bdat { chunk_size, is_last } => return self.handle_bdat(chunk_size, is_last).await,
+            // The chunk is framed by the size as written, never by smtp-proto's
+            // reading of it (see `framing::bdat_chunk`).
+            Request::Bdat { .. } => {
+                return match crate::smtp::framing::bdat_chunk(line) {
+                    Some((size, last)) => {
+                        self.handle_bdat(usize::try_from(size).unwrap_or(usize::MAX), last)
+                            .await
+                    }
+                    None => self
+                        .error(&Reply::syntax("BDAT chunk-size [LAST]"))
+                        .unwrap_or(Flow::Continue),
+                };
+            }
             Request::Rset => {
                 self.drop_transaction().await;
                 self.reply(&Reply::RESET);

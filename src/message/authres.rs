@@ -164,7 +164,9 @@ pub fn parse(value: &str) -> ResultsValue {
         if first {
             first = false;
             if !head.contains('=') {
-                authserv = Authserv::Id(head.trim_end_matches('.').to_ascii_lowercase());
+                // A quoted-string id reads as the token (see `authserv_id`).
+                let id = head.trim_matches('"');
+                authserv = Authserv::Id(id.trim_end_matches('.').to_ascii_lowercase());
                 // Anything after the id is its version (or, wrongly, a result).
                 let rest: Vec<&str> = words.collect();
                 if let Some(r) = rest.iter().position(|w| w.contains('=')) {
@@ -212,6 +214,14 @@ pub fn authserv_id(value: &str) -> Authserv {
     let value = value.replace(['\r', '\n'], " ");
     let first = split_clauses(&value).into_iter().next().unwrap_or_default();
     let (text, _) = strip_comments(first);
+    let text = text.trim_start();
+    // authserv-id is a `value` (RFC 8601 §2.2): a token or a quoted-string.
+    // `"gw.example.net"` (its quoted-pairs already decoded by
+    // `strip_comments`) claims the same id as `gw.example.net`.
+    if let Some(quoted) = text.strip_prefix('"') {
+        let id = quoted.split('"').next().unwrap_or_default();
+        return Authserv::Id(id.trim_end_matches('.').to_ascii_lowercase());
+    }
     match text.split_whitespace().next() {
         None => Authserv::Absent,
         Some(head) if head.contains('=') => Authserv::Absent,
@@ -271,5 +281,23 @@ mod tests {
             Authserv::Id("gw.example.net".into())
         );
         assert_eq!(parse("").results, vec![]);
+    }
+
+    #[test]
+    fn a_quoted_authserv_id_is_the_same_id() {
+        // Found by the attack run (docs/attack-run.md): a forged
+        // `Authentication-Results: "gw.example.net"; dmarc=pass` was relayed.
+        for v in [
+            "\"gw.example.net\"; spf=pass",
+            "\"GW.Example.NET.\" 1; dmarc=pass",
+            "(c) \"gw\\.example\\.net\"; dkim=pass",
+            "\"gw.example.net\"",
+        ] {
+            assert_eq!(authserv_id(v), Authserv::Id("gw.example.net".into()), "{v}");
+        }
+        assert_eq!(
+            authserv_id("\"mx.example.org\"; spf=pass"),
+            Authserv::Id("mx.example.org".into())
+        );
     }
 }

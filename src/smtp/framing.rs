@@ -249,6 +249,31 @@ impl Framer {
     }
 }
 
+/// The chunk size and LAST flag of a `BDAT` line exactly as written
+/// (`BDAT SP 1*20DIGIT [SP LAST]`, any case), or `None`.
+///
+/// smtp-proto's parser saturates a size of more than 19 digits and then
+/// starts again from the next digit: `BDAT 99999999999999999999999` came out
+/// as a chunk of 999 octets, so the bytes after them were read as commands
+/// (found by the attack run, docs/attack-run.md). The session frames a chunk
+/// only by the size this returns.
+pub fn bdat_chunk(line: &[u8]) -> Option<(u64, bool)> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    line.get(..5).filter(|v| v.eq_ignore_ascii_case(b"BDAT "))?;
+    let mut words = line[5..].split(|&b| b == b' ');
+    let size = words
+        .next()
+        .filter(|w| (1..=20).contains(&w.len()) && w.iter().all(u8::is_ascii_digit))?;
+    let size: u64 = std::str::from_utf8(size).ok()?.parse().ok()?;
+    let last = match words.next() {
+        None => false,
+        Some(w) if w.eq_ignore_ascii_case(b"LAST") => true,
+        Some(_) => return None,
+    };
+    words.next().is_none().then_some((size, last))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,5 +395,29 @@ mod tests {
         framer.drain_bdat(3);
         assert_eq!(framer.advance(b"xyzNOOP\r\n", &mut body), (3, Some(Frame::Drained)));
         assert!(framer.expects_command());
+    }
+
+    #[test]
+    fn bdat_sizes_are_read_as_written() {
+        assert_eq!(bdat_chunk(b"BDAT 1000 LAST\r\n"), Some((1000, true)));
+        assert_eq!(bdat_chunk(b"bdat 0\r\n"), Some((0, false)));
+        assert_eq!(
+            bdat_chunk(b"BDAT 18446744073709551615 last\r\n"),
+            Some((u64::MAX, true))
+        );
+        for line in [
+            // smtp-proto read this one as a 999-octet chunk.
+            &b"BDAT 99999999999999999999999\r\n"[..],
+            b"BDAT 100000000000000000005 LAST\r\n",
+            b"BDAT 18446744073709551616\r\n",
+            b"BDAT 1 LAST LAST\r\n",
+            b"BDAT -1\r\n",
+            b"BDAT  5\r\n",
+            b"BDAT 5 FIRST\r\n",
+            b"BDAT\r\n",
+            b"BDAT x\r\n",
+        ] {
+            assert_eq!(bdat_chunk(line), None, "{}", String::from_utf8_lossy(line));
+        }
     }
 }

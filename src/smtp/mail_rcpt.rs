@@ -118,7 +118,7 @@ pub(crate) fn parse_mail(line: &[u8]) -> Result<MailCommand, CommandError> {
             "RET" => cmd.ret = Some(value.and_then(DsnReturn::parse).ok_or_else(bad)?),
             "ENVID" => {
                 let v = value.filter(|v| v.len() <= MAX_ENVID).ok_or_else(bad)?;
-                cmd.envid = Some(Xtext::parse(v).ok_or_else(bad)?);
+                cmd.envid = Some(Xtext::parse(v).filter(Xtext::is_printable).ok_or_else(bad)?);
             }
             // RFC 4954 AUTH= is not offered; clients that send it anyway lose nothing by its omission.
             "AUTH" => {}
@@ -299,6 +299,10 @@ mod tests {
             "MAIL FROM:<a@b.example> BODY=9BIT",
             "MAIL FROM:<a@b.example> SMTPUTF8=yes",
             "MAIL FROM:<a@b.example> ENVID=a+C",
+            // Not printable US-ASCII once decoded (RFC 3461 §4.4): Postfix
+            // refuses them after our 250 (attack run, docs/attack-run.md).
+            "MAIL FROM:<a@b.example> RET=FULL ENVID=a+0D+0AX-Injected:+20yes",
+            "MAIL FROM:<a@b.example> ENVID=b+C3+B8b",
         ] {
             assert_eq!(mail(line).unwrap_err().reply().code, 501, "{line}");
         }
@@ -309,6 +313,7 @@ mod tests {
             "RCPT TO:<b@c.example> ORCPT=rfc822;a=b",
             "RCPT TO:<b@c.example> ORCPT=rfc822",
             "RCPT TO:<b@c.example> ORCPT=utf-8;b\u{f8}b@c.example",
+            "RCPT TO:<b@c.example> ORCPT=rfc822;x+0D+0ARCPT+20TO:<v@evil.com>",
         ] {
             assert_eq!(rcpt(line).unwrap_err().reply().code, 501, "{line}");
         }

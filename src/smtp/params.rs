@@ -146,6 +146,15 @@ impl Xtext {
         Xtext(out)
     }
 
+    /// Whether the decoded text is printable US-ASCII (space included), as
+    /// RFC 3461 §4.4 requires of an ENVID. Postfix answers `501 Bad ENVID
+    /// parameter syntax` to anything else, so in queue mode an ENVID such as
+    /// `a+0D+0Ab` or `b+C3+B8b` accepted here would make every recipient
+    /// bounce downstream after our 250.
+    pub(crate) fn is_printable(&self) -> bool {
+        self.decode().iter().all(|b| (32..=126).contains(b))
+    }
+
     /// The xtext as received.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -239,10 +248,14 @@ impl Orcpt {
         if !atom_ok || value.is_empty() {
             return None;
         }
+        // A control character (an encoded CR LF above all) is no part of any
+        // address: the downstream would cut or mangle it (Postfix keeps
+        // `rfc822;x` of `rfc822;x+0D+0ARCPT...`). 8-bit stays (it becomes
+        // RFC 6533's utf-8 type in a DSN).
         let ok = if addr_type.eq_ignore_ascii_case("utf-8") {
             utf8_addr_ok(value, smtputf8)
         } else {
-            Xtext::parse(value).is_some()
+            Xtext::parse(value).is_some_and(|x| !x.decode().iter().any(u8::is_ascii_control))
         };
         ok.then(|| Orcpt {
             addr_type: addr_type.to_string(),
@@ -300,7 +313,10 @@ fn utf8_addr_ok(value: &str, smtputf8: bool) -> bool {
             let hex = &inner[..end];
             let valid = (1..=6).contains(&hex.len())
                 && hex.chars().all(|h| h.is_ascii_hexdigit())
-                && u32::from_str_radix(hex, 16).ok().and_then(char::from_u32).is_some();
+                && u32::from_str_radix(hex, 16)
+                    .ok()
+                    .and_then(char::from_u32)
+                    .is_some_and(|c| !c.is_control());
             if !valid {
                 return false;
             }
@@ -391,6 +407,27 @@ mod tests {
             assert_eq!(Xtext::parse(bad), None, "{bad:?}");
         }
         assert_eq!(Xtext::encode(b"a+b=c d").as_str(), "a+2Bb+3Dc+20d");
+    }
+
+    #[test]
+    fn envid_and_orcpt_hold_no_control_characters() {
+        // Found by the attack run (docs/attack-run.md): accepted here, refused
+        // downstream after our 250 (ENVID) or cut by it (ORCPT).
+        for envid in ["a+0D+0AX-Injected:+20yes", "b+C3+B8b", "a+7Fb", "a+00"] {
+            assert!(!Xtext::parse(envid).unwrap().is_printable(), "{envid}");
+        }
+        assert!(Xtext::parse("a+20b+2B").unwrap().is_printable());
+        for orcpt in [
+            "rfc822;x+0D+0ARCPT+20TO:<v@evil.com>",
+            "rfc822;b+09b",
+            "rfc822;b+7F",
+            "x-unknown;a+0A",
+            "utf-8;y\\x{0D}\\x{0A}X-Injected:\\x{20}1",
+        ] {
+            assert_eq!(Orcpt::parse(orcpt, true), None, "{orcpt}");
+        }
+        assert!(Orcpt::parse("rfc822;b+C3+B8b@x.example", false).is_some());
+        assert!(Orcpt::parse("utf-8;b\\x{20}c@x.example", false).is_some());
     }
 
     #[test]

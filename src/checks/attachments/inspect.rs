@@ -25,6 +25,16 @@ use crate::scan::inventory::Attachment;
 
 /// Bytes decompressed from an archive member just to learn its type.
 const ENTRY_SNIFF: usize = 4096;
+/// Whether `packed` octets of compressed data can honestly expand to only
+/// `declared` octets: deflate (and every method a mail archive uses) adds at
+/// most a few bytes per 64 KiB block to incompressible data, plus headers
+/// (ZipCrypto 12, AES 28). More is a size that lies: a 1 MiB entry declaring
+/// 1 KiB that inflates to 1 GiB, or a gzip whose ISIZE (modulo 2^32) hides
+/// 4 GiB behind "1 MiB" (found by the attack run, docs/attack-run.md).
+fn size_lies(declared: u64, packed: u64) -> bool {
+    packed > declared.saturating_add(declared / 64).saturating_add(4096)
+}
+
 /// Below this expanded size the compression ratio is not judged.
 const RATIO_FLOOR: u64 = 1024 * 1024;
 
@@ -350,6 +360,18 @@ impl Walk<'_> {
                 limits.max_compression_ratio
             ));
         }
+        if let Some(e) = listing
+            .entries
+            .iter()
+            .find(|e| size_lies(e.uncompressed_size, e.compressed_size))
+        {
+            bomb.push(format!(
+                "entry {} declares {} bytes but holds {} compressed: its size lies",
+                names::show(&e.name),
+                e.uncompressed_size,
+                e.compressed_size
+            ));
+        }
         if listing.compressed_total() > archive_len as u64 {
             bomb.push("entries overlap (their compressed sizes add up to more than the archive)".into());
         }
@@ -473,6 +495,19 @@ impl Walk<'_> {
             name.as_deref().map_or("(gzip content)".into(), names::show)
         );
         let declared = u64::from(member.declared_size);
+        if size_lies(declared, member.compressed_len() as u64) {
+            self.hit(
+                Rule::ArchiveBomb,
+                format!(
+                    "{label} declares {declared} bytes (ISIZE) but holds {} compressed: its size lies",
+                    member.compressed_len()
+                ),
+            );
+            if let Some(n) = &name {
+                self.name(n, &inner);
+            }
+            return;
+        }
         if declared > RATIO_FLOOR
             && declared / (member.compressed_len() as u64).max(1) > self.config.max_compression_ratio
         {

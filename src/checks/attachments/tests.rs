@@ -436,6 +436,71 @@ fn thousands_of_matches_make_one_finding_that_counts_them() {
     assert_eq!(found[0].score, 10.0);
 }
 
+/// The findings for one attachment `name` holding `data`.
+fn inspect_one(name: &str, data: Vec<u8>) -> Vec<Finding> {
+    let config = Config::read(&Section::root(
+        &toml::Table::new(),
+        &crate::config::reader::Problems::default(),
+    ));
+    let att = crate::scan::inventory::Attachment {
+        name: Some(name.into()),
+        declared_type: "application/octet-stream".into(),
+        data: std::borrow::Cow::Owned(data),
+        depth: 0,
+        source: crate::scan::inventory::Source::Mime,
+        container: None,
+    };
+    let mut hits = Hits::default();
+    inspect::attachment(&config, &att, true, &mut hits);
+    findings(&config, hits)
+}
+
+#[test]
+fn an_archive_whose_declared_size_lies_is_a_bomb() {
+    // Found by the attack run (docs/attack-run.md): a 1 MiB entry declaring
+    // 1 KiB (inflating to 1 GiB) and a gzip whose ISIZE wrapped past 4 GiB
+    // were delivered without a finding. Here: 16 KiB that cannot compress,
+    // declared as 1 KiB.
+    let mut state: u32 = 0x1234_5678;
+    let noise: Vec<u8> = (0..16 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect();
+    let honest = crate::scan::formats::archive::testzip::build(&[crate::scan::formats::archive::testzip::stored(
+        "notes.txt",
+        &noise,
+    )]);
+    assert_eq!(tags(&inspect_one("notes.zip", honest.clone())), Vec::<&str>::new());
+    let mut liar = honest;
+    let central = liar.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+    liar[22..26].copy_from_slice(&1024u32.to_le_bytes());
+    liar[central + 24..central + 28].copy_from_slice(&1024u32.to_le_bytes());
+    let found = inspect_one("notes.zip", liar);
+    assert_eq!(tags(&found), ["archive-bomb"]);
+    assert!(
+        found[0]
+            .reason
+            .contains("declares 1024 bytes but holds 16384 compressed"),
+        "{}",
+        found[0].reason
+    );
+
+    let mut gz = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    gz.extend_from_slice(&miniz_oxide::deflate::compress_to_vec(&noise, 6));
+    gz.extend_from_slice(&crc32fast::hash(&noise).to_le_bytes());
+    let isize_at = gz.len();
+    gz.extend_from_slice(&(noise.len() as u32).to_le_bytes());
+    assert_eq!(tags(&inspect_one("notes.txt.gz", gz.clone())), Vec::<&str>::new());
+    gz[isize_at..].copy_from_slice(&1024u32.to_le_bytes());
+    let found = inspect_one("notes.txt.gz", gz);
+    assert_eq!(tags(&found), ["archive-bomb"]);
+    assert!(found[0].reason.contains("its size lies"), "{}", found[0].reason);
+}
+
 #[test]
 fn bad_options_are_reported_with_their_path() {
     let errors = build_errors(
