@@ -280,7 +280,6 @@ say "load:      $MESSAGES messages of $(wc -c <"$RUN/message.txt" | tr -d ' ') b
 say ""
 
 # ---------------------------------------------------------------- the sink
-start_dns
 SINK_PORT=$(free_port)
 COUNT_FILE=$RUN/sink.count
 SINK_FLAGS=()
@@ -634,6 +633,9 @@ exogate_notes() {
 }
 
 # ---------------------------------------------------------------- scenarios
+# (Here, after its definition: called above it, bash stopped with "start_dns: command not found".)
+start_dns
+
 has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 RATE_C=""
 
