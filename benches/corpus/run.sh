@@ -14,6 +14,8 @@
 #   EXOGATE=path/to/exogate      default: target/release/exogate (built with cargo if missing)
 #   EXOGATE_BATCH=200            files per `exogate scan` process
 #   RESULTS_DIR=DIR              write into DIR (e.g. to add groups to an earlier run)
+#   RSPAMD_VARIANTS="default nohost nohost-nodate"  which rspamd-alone variants to run
+#                                (nohost is the baseline benches/README.md compares with)
 # Variants:
 #   rspamd-default   rspamd's stock configuration, offline (DNS dead, rbl/asn off)
 #   rspamd-nohost    the same, with the host-name filters off (Settings: hfilter group and
@@ -31,6 +33,7 @@ WHAT=${1:-all}
 RSPAMD_IP=${RSPAMD_IP:-192.0.2.1}
 RSPAMD_CONCURRENCY=${RSPAMD_CONCURRENCY:-4}
 EXOGATE_BATCH=${EXOGATE_BATCH:-200}
+RSPAMD_VARIANTS=${RSPAMD_VARIANTS:-"default nohost nohost-nodate"}
 NOHOST_SETTINGS='{"groups_disabled":["hfilter"],"symbols_disabled":["RDNS_NONE","RDNS_DNSFAIL","HFILTER_HOSTNAME_UNKNOWN"]}'
 NODATE_SETTINGS='{"groups_disabled":["hfilter"],"symbols_disabled":["RDNS_NONE","RDNS_DNSFAIL","HFILTER_HOSTNAME_UNKNOWN","DATE_IN_PAST"]}'
 
@@ -82,11 +85,12 @@ start_rspamd() {
 run_rspamd() {
     start_rspamd
     local variant settings g
-    for variant in default nohost nohost-nodate; do
+    for variant in $RSPAMD_VARIANTS; do
         case "$variant" in
             default) settings="" ;;
             nohost) settings=$NOHOST_SETTINGS ;;
             nohost-nodate) settings=$NODATE_SETTINGS ;;
+            *) die "RSPAMD_VARIANTS: unknown variant $variant (default, nohost, nohost-nodate)" ;;
         esac
         mkdir -p "$OUT/rspamd-$variant"
         echo "ip=$RSPAMD_IP settings=$settings" > "$OUT/rspamd-$variant/params"

@@ -16,6 +16,9 @@
 #        SCENARIOS="a b b2 c d rate idle big"
 #        DNSBL=0|1              1: the default policy plus a dnsbl check on the private Knot's
 #                               block list (nothing sent is listed)
+#        STORE=1|0              0: exogate's event store unreachable (a PostgreSQL URL on a closed
+#                               loopback port, write_queue 16): records are built and dropped
+#                               unwritten; the extra scenario c-nostore does this for one line
 # The default policy's auth check asks a private Knot DNS on loopback (started here) that serves
 # the sender's SPF and DMARC: no query leaves the machine, and auth does its real work.
 
@@ -33,6 +36,7 @@ KEEP=${KEEP:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
 SCENARIOS=${SCENARIOS:-"a b b2 c d rate idle big"}
 DNSBL=${DNSBL:-0}
+STORE=${STORE:-1}
 IP=127.0.0.1
 INFO_HEADER="X-CLOUD-SEC-AV-Info: contoso,office365_emails,inline"
 # EXO stamps every message with the tenant's id; the benchmark tenant checks it, as in production.
@@ -276,7 +280,6 @@ say "load:      $MESSAGES messages of $(wc -c <"$RUN/message.txt" | tr -d ' ') b
 say ""
 
 # ---------------------------------------------------------------- the sink
-start_dns
 SINK_PORT=$(free_port)
 COUNT_FILE=$RUN/sink.count
 SINK_FLAGS=()
@@ -342,7 +345,7 @@ report() {
         a-tls) BASE_TLS_P50=$p50; BASE_TLS_P99=$p99 ;;
         a-lg) BASE_LG_P50=$p50; BASE_LG_P99=$p99 ;;
         b-lg) base50=$BASE_LG_P50; base99=$BASE_LG_P99 ;;
-        b2 | c | d | c-half) base50=$BASE_TLS_P50; base99=$BASE_TLS_P99 ;;
+        b2 | c | c-nostore | c-dnsbl | d | c-half) base50=$BASE_TLS_P50; base99=$BASE_TLS_P99 ;;
     esac
     if [ -n "$base50" ] && [ "$p50" != "-" ]; then
         added="$(calc "$p50 - $base50" 2)/$(calc "$p99 - $base99" 2)"
@@ -528,16 +531,34 @@ start_dns() {
 }
 
 # The [policy.default] of the exogate config: none (the built-in default, which includes auth),
-# or with DNSBL=1 the built-in checks listed plus a dnsbl check.
+# or with DNSBL=1 the built-in default checks plus a dnsbl check. A [policy.default] table replaces
+# the built-in list, so the list is read from the source (BUILTIN_DEFAULTS in src/checks/mod.rs):
+# a check added to the defaults later is then in both lines, and (c) and (c-dnsbl) differ by dnsbl only.
+builtin_checks() {
+    sed -n '/BUILTIN_DEFAULTS: \[/,/\];/p' "$ROOT/src/checks/mod.rs" | grep -o '"[a-z_]*"' | tr -d '"'
+}
 policy_section() {
     [ "$DNSBL" = 1 ] || return 0
-    local k
+    local k checks
+    checks=$(builtin_checks)
+    [ -n "$checks" ] || die "cannot read BUILTIN_DEFAULTS from src/checks/mod.rs"
     printf '[policy.default]\n'
-    for k in attachments malware impersonation urls content dlp auth; do
+    for k in $checks; do
         printf '[[policy.default.check]]\nkind = "%s"\n' "$k"
     done
     printf '[[policy.default.check]]\nkind = "dnsbl"\n'
     printf '[[policy.default.check.zone]]\nname = "bl.bench.test"\ntype = "%s"\n' ip domain
+}
+
+# The [store] of the exogate config: none (the embedded SQLite store in the state folder, the
+# default), or with STORE=0 a PostgreSQL URL on a loopback port where nothing listens: the store
+# is "unavailable at start", the writer's batches fail and wait (0.2 s, 2 s, 10 s), the 16-record
+# queue stays full, and the mail path builds every record and drops it at the channel (counted in
+# exogate_store_writes_total{result="dropped"}). Nothing is written: the difference from a run
+# with the store is what writing the events costs.
+store_section() {
+    [ "$STORE" = 0 ] || return 0
+    printf '[store]\nurl = "postgresql://bench@%s:%s/none"\nwrite_queue = 16\n' "$IP" "$(free_port)"
 }
 
 # ---------------------------------------------------------------- exogate
@@ -591,6 +612,8 @@ tenant_id = "$TENANT_ID"
 deliver_to = ["$IP:$SINK_PORT"]
 
 $(policy_section)
+
+$(store_section)
 EOF
     "$EXOGATE" check-config --config "$d/gateway.toml" >"$d/check-config.out" 2>&1 ||
         die "exogate check-config failed: $(cat "$d/check-config.out")"
@@ -603,13 +626,16 @@ exogate_notes() {
     local d=$1 active
     curl -s "http://$IP:$GW_ADMIN/metrics" >"$d/metrics.txt" 2>/dev/null || true
     active=$(find "$d/state/queue/active" -name '*.q' 2>/dev/null | wc -l)
-    note "exogate: $(grep -E '^exogate_(messages|deliveries)_total' "$d/metrics.txt" 2>/dev/null | sed 's/^exogate_//' | tr '\n' ' ')queue files left: $active; log lines at WARN/ERROR: $(count_in "$d/gateway.log" ' WARN \| ERROR ')"
+    note "exogate: $(grep -E '^exogate_(messages|deliveries|store_writes)_total' "$d/metrics.txt" 2>/dev/null | sed 's/^exogate_//' | tr '\n' ' ')queue files left: $active; log lines at WARN/ERROR: $(count_in "$d/gateway.log" ' WARN \| ERROR ')"
     if grep -qE ' (WARN|ERROR) ' "$d/gateway.log"; then
         grep -E ' (WARN|ERROR) ' "$d/gateway.log" | sed 's/^/  #   /' | cut -c1-220 | head -n 3
     fi
 }
 
 # ---------------------------------------------------------------- scenarios
+# (Here, after its definition: called above it, bash stopped with "start_dns: command not found".)
+start_dns
+
 has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 RATE_C=""
 
@@ -650,6 +676,28 @@ if has c; then
     RATE_C=$LAST_RATE
     exogate_notes "$GW_DIR"
     stop_session "$GW_SID"
+fi
+
+# Optional: (c) with the store unreachable (STORE=0 for this line only): what writing events costs.
+if has c-nostore; then
+    saved_store=$STORE
+    STORE=0
+    start_exogate c-nostore queue
+    run_loadgen "c-nostore" "loadgen STARTTLS -> exogate (store off) -> sink" "$GW_PORT" "$GW_SID" --starttls --ca "$CA"
+    exogate_notes "$GW_DIR"
+    stop_session "$GW_SID"
+    STORE=$saved_store
+fi
+
+# Optional: (c) with a dnsbl check added to the default policy (DNSBL=1 for this line only).
+if has c-dnsbl; then
+    saved_dnsbl=$DNSBL
+    DNSBL=1
+    start_exogate c-dnsbl queue
+    run_loadgen "c-dnsbl" "loadgen STARTTLS -> exogate (+dnsbl) -> sink" "$GW_PORT" "$GW_SID" --starttls --ca "$CA"
+    exogate_notes "$GW_DIR"
+    stop_session "$GW_SID"
+    DNSBL=$saved_dnsbl
 fi
 
 if has d; then
