@@ -175,8 +175,22 @@ pub fn verify(prefix: &[u8], raw: &[u8], skips: &[Range<usize>], authserv_id: Op
         .collect();
     let mut bytes = prefix.to_vec();
     bytes.extend_from_slice(&View::new(raw, skips).bytes);
+    let skipped: usize = skips.iter().map(|s| s.len()).sum();
+    let cut_short = prefix.len() + raw.len().saturating_sub(skipped) > MAX_HEADER_SCAN;
     for reading in READINGS {
-        let fields = readings::read(&bytes, reading).fields;
+        let block = readings::read(&bytes, reading);
+        // Only the `lf` reading (LF or CRLF ends a line) is what Postfix and
+        // Python's email use; the stricter readings find no end in ordinary
+        // mail written with bare LF line ends, and must not refuse it.
+        if cut_short && block.end.is_none() && reading == READINGS[0] {
+            // Postfix (and Python's email) read a header block of any length:
+            // a field of ours past what we read would reach them unremoved.
+            return Err(Ambiguous {
+                reading: reading.name,
+                field: format!("none seen, but the header block runs past the {MAX_HEADER_SCAN} octets read"),
+            });
+        }
+        let fields = block.fields;
         let got = fields.iter().filter(|f| is_ours(&bytes, f, ours.as_ref()));
         let mut wanted = expected.iter();
         for field in got {
@@ -298,6 +312,28 @@ mod tests {
         for raw in cases {
             assert_eq!(kept(raw).as_deref(), Ok(*raw), "{}", String::from_utf8_lossy(raw));
         }
+    }
+
+    #[test]
+    fn a_header_block_longer_than_the_scan_is_refused() {
+        // Found by the attack run (docs/attack-run.md): 1.1 MiB of header
+        // fields, then a forged field of ours. Postfix and Python's email
+        // read it as a header field; we stopped reading at 1 MiB.
+        let mut raw = b"From: a\r\n".to_vec();
+        for i in 0..1100 {
+            raw.extend_from_slice(format!("X-Pad-{i:05}: {}\r\n", "a".repeat(1000)).as_bytes());
+        }
+        let forged = b"X-CLOUD-SEC-AV-SCL: false\r\nAuthentication-Results: gw.example.net; dmarc=pass\r\n\r\nbody\r\n";
+        raw.extend_from_slice(forged);
+        assert!(raw.len() > MAX_HEADER_SCAN);
+        let err = kept(&raw).unwrap_err();
+        assert!(err.field.contains("runs past"), "{err}");
+
+        // A long message whose header ends early is ordinary mail.
+        let mut big = b"From: a\r\nSubject: s\r\n\r\n".to_vec();
+        big.resize(3 * MAX_HEADER_SCAN, b'x');
+        big.extend_from_slice(forged);
+        assert_eq!(kept(&big).as_deref(), Ok(&big[..]));
     }
 
     #[test]

@@ -15,13 +15,15 @@
 //! characters removed, see `lookalike::fold`) as whole words.
 //! Must never: match a claim inside a longer word ("chase" in "purchase").
 
+use std::sync::LazyLock;
+
 use crate::scan::lookalike;
 
 /// One brand.
 pub(crate) struct Brand {
     /// How reasons name it.
     pub(crate) name: &'static str,
-    /// Folded phrases that claim it (whole words).
+    /// Phrases that claim it (whole words; folded once, see [`Phrases`]).
     pub(crate) claims: &'static [&'static str],
     /// Registrable domains it sends from and links to.
     pub(crate) domains: &'static [&'static str],
@@ -377,11 +379,43 @@ pub(crate) fn owner(host: &str) -> Option<&'static Brand> {
 /// Brands claimed in `text` (already folded with [`fold_for_claims`]); a
 /// common-word brand only when `strict` is false (display names).
 pub(crate) fn claimed(folded: &str, display_name: bool) -> Vec<&'static Brand> {
+    static CLAIMS: LazyLock<Vec<Phrases>> = LazyLock::new(|| BRANDS.iter().map(|b| Phrases::new(b.claims)).collect());
     BRANDS
         .iter()
-        .filter(|b| display_name || !b.common_word)
-        .filter(|b| b.claims.iter().any(|c| contains_words(folded, c)))
+        .zip(CLAIMS.iter())
+        .filter(|(b, _)| display_name || !b.common_word)
+        .filter(|(_, claims)| claims.first_in(folded).is_some())
+        .map(|(b, _)| b)
         .collect()
+}
+
+/// A table of phrases, folded once like the texts they are looked for in
+/// (the confusables skeleton rewrites plain letters too: `m` becomes `rn`),
+/// so a check does not fold its whole table for every message.
+pub(crate) struct Phrases(Vec<(&'static str, String)>);
+
+impl Phrases {
+    pub(crate) fn new(phrases: &[&'static str]) -> Phrases {
+        Phrases(
+            phrases
+                .iter()
+                .map(|p| (*p, fold_for_claims(p)))
+                .filter(|(_, f)| !f.trim().is_empty())
+                .collect(),
+        )
+    }
+
+    /// The phrases found as whole words in `folded` (from [`fold_for_claims`]), in table order.
+    pub(crate) fn found_in<'a>(&'a self, folded: &'a str) -> impl Iterator<Item = &'static str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(_, f)| folded.contains(f.as_str()))
+            .map(|(p, _)| *p)
+    }
+
+    pub(crate) fn first_in(&self, folded: &str) -> Option<&'static str> {
+        self.found_in(folded).next()
+    }
 }
 
 /// `text` folded for claim matching: look-alikes and invisibles removed, and
@@ -408,9 +442,8 @@ pub(crate) fn fold_for_claims(text: &str) -> String {
 }
 
 /// `phrase` occurs in `folded` (from [`fold_for_claims`]) as whole words.
-/// The phrase is folded the same way: the confusables skeleton rewrites
-/// plain letters too (`m` becomes `rn`), so an unfolded phrase would never
-/// match a folded text.
+/// The phrase is folded the same way (see [`Phrases`], which does it once
+/// for a static table; this is for phrases known only per message).
 pub(crate) fn contains_words(folded: &str, phrase: &str) -> bool {
     let phrase = fold_for_claims(phrase);
     phrase.trim() != "" && folded.contains(&phrase)

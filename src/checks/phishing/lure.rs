@@ -5,7 +5,9 @@
 //! Spanish, matched as whole words on folded text (see
 //! `brands::fold_for_claims`). Pure.
 
-use crate::scan::brands::contains_words;
+use std::sync::LazyLock;
+
+use crate::scan::brands::Phrases;
 
 /// A kind of lure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -205,18 +207,21 @@ const ADVANCE_FEE: &[&str] = &[
 
 /// The distinct advance-fee phrases of `folded`.
 pub(crate) fn advance_fee(folded: &str) -> Vec<&'static str> {
-    ADVANCE_FEE
-        .iter()
-        .copied()
-        .filter(|p| contains_words(folded, p))
-        .collect()
+    static FOLDED: LazyLock<Phrases> = LazyLock::new(|| Phrases::new(ADVANCE_FEE));
+    FOLDED.found_in(folded).collect()
 }
 
 /// The kinds of lure `folded` uses, each with the first phrase found.
 pub(crate) fn kinds(folded: &str) -> Vec<(Kind, &'static str)> {
-    PHRASES
+    static FOLDED: LazyLock<Vec<(Kind, Phrases)>> = LazyLock::new(|| {
+        PHRASES
+            .iter()
+            .map(|(kind, phrases)| (*kind, Phrases::new(phrases)))
+            .collect()
+    });
+    FOLDED
         .iter()
-        .filter_map(|(kind, phrases)| phrases.iter().find(|p| contains_words(folded, p)).map(|p| (*kind, *p)))
+        .filter_map(|(kind, phrases)| phrases.first_in(folded).map(|p| (*kind, p)))
         .collect()
 }
 
