@@ -334,6 +334,12 @@ mod tests {
         big.resize(3 * MAX_HEADER_SCAN, b'x');
         big.extend_from_slice(forged);
         assert_eq!(kept(&big).as_deref(), Ok(&big[..]));
+
+        // So is one written with bare LF line ends (Python's email writes
+        // them): only the strict CRLF reading sees no end in it.
+        let mut lf = b"From: a\nSubject: s\n\n".to_vec();
+        lf.resize(3 * MAX_HEADER_SCAN, b'x');
+        assert_eq!(kept(&lf).as_deref(), Ok(&lf[..]));
     }
 
     #[test]
