@@ -373,4 +373,50 @@ mod tests {
         }
         assert!(refused < 300, "refused {refused} of 3000");
     }
+
+    #[test]
+    fn junk_lines_that_join_into_a_field_of_ours_are_refused_past_the_rounds() {
+        // Found by the `message` fuzz target: lines of NUL, bare CR and 8-bit
+        // octets, separated by bare LF, that the `crlf` reading joins into
+        // one line whose visible name is `x-cloud-sec-av-cl…`. Each round of
+        // removal takes one line (never more than CR/LF/CRLF all delimit,
+        // so a real field after it is not taken), and the junk outlasts
+        // [`ROUNDS`]: what stays ambiguous is refused, never relayed.
+        let lines: &[&[u8]] = &[
+            b"X-CpO\x00-```i\xa0\n",
+            b"\x00\rTT\n",
+            b"\x00\r\xf1\x00\xa0\xf1\r\n",
+            b"\x90\x9d\x9d\x90\xa0\n",
+            b"\x00\r\xf1\x9d\x90\r\x0e\x00\r\xf1\x9d\x90\xa0\n",
+            b"\x00\r\xf1\x9d\x90\xa0\n",
+            b"\x00\xf1\x9d\x00\n",
+            b"x-cloud-sec-av-cl\x00\x00\n",
+            b"L\n",
+            b" x-c: a\r\n",
+            b"\n",
+            b"\x00\r\xf1\x9d\x90\xa0\n",
+            b"\x00\r\xf1\x9dx_\xf5\xff\xf2\x0e\x01o\r\n",
+            b"FroU \xb6\xb6\xb6\xb6\xb6\xb6\xb6\xb6\xb6\xb6\xb6   ",
+        ];
+        let raw = lines.concat();
+        let err = kept(&raw).expect_err("relayed with a field of ours under the crlf reading");
+        assert_eq!(err.reading, "crlf");
+        assert!(err.field.starts_with("x-cloud-sec-av-cl"), "{}", err.field);
+
+        // The same field behind fewer junk lines than the rounds is removed,
+        // and the real field after it is kept.
+        let raw = b"X-A: a\r\n\x90\n\x00\r\xf1\n\x00\nx-cloud-sec-av-cl\x00\nL\n x-c: a\r\nFrom: b\r\n\r\nbody";
+        let kept = kept(raw).expect("removed within the rounds");
+        assert!(kept.starts_with(b"X-A: a\r\n"), "{}", String::from_utf8_lossy(&kept));
+        assert!(
+            kept.ends_with(b"From: b\r\n\r\nbody"),
+            "{}",
+            String::from_utf8_lossy(&kept)
+        );
+        assert!(
+            !kept.windows(8).any(|w| w == b"x-cloud-"),
+            "{}",
+            String::from_utf8_lossy(&kept)
+        );
+    }
 }
