@@ -109,6 +109,12 @@ fn guards_scoping_csrf_rate_limit_and_escaping() {
     assert!(page.body.contains("&lt;img src=x onerror=alert(2)&gt;.txt"));
     assert!(!page.body.contains("<script") && !page.body.contains("<img"));
     assert!(page.body.contains("Gateway.Test.EICAR"), "the finding is shown");
+    // The malware check forces the quarantine with score 0: the page says so.
+    assert!(
+        page.body.contains("forced by malware (virus); score 0.0"),
+        "{}",
+        page.body
+    );
     // The attachment is listed with its SHA-256, and never served.
     let sha = {
         let d = ring::digest::digest(&ring::digest::SHA256, eicar().as_bytes());

@@ -134,6 +134,7 @@ async fn message(State(st): State<Shared>, headers: HeaderMap, Path(id): Path<St
                 "client": r.client,
                 "tls": r.tls,
                 "findings": r.findings,
+                "failures": r.failures,
                 "deliveries": r.deliveries,
                 "content": content,
             }))

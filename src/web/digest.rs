@@ -330,6 +330,7 @@ mod tests {
             client: String::new(),
             tls: String::new(),
             findings: vec![],
+            failures: vec![],
             deliveries: vec![],
             released_to: vec![],
             raw: None,

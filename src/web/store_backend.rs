@@ -19,9 +19,7 @@ use crate::store::{
     Actor as StoreActor, AuditRecord, QuarantineEntry, QuarantineQuery, QuarantineState, Query as StoreQuery, Scope,
     Store, StoreError,
 };
-use crate::web::backend::{
-    Actor, Audit, Backend, BackendError, Change, Delivery, Finding, Page, Query, Record, Summary,
-};
+use crate::web::backend::{Actor, Audit, Backend, BackendError, Change, Delivery, Page, Query, Record, Summary};
 
 pub(crate) struct StoreAccess {
     store: Store,
@@ -51,17 +49,6 @@ fn actor(a: &Actor) -> StoreActor {
         name: a.name.clone(),
         from: a.from.to_string(),
     }
-}
-
-fn findings(list: &[crate::message::verdict::Finding]) -> Vec<Finding> {
-    list.iter()
-        .map(|f| Finding {
-            check: f.check.clone(),
-            tag: f.tag.clone(),
-            reason: f.reason.clone(),
-            score: f.score,
-        })
-        .collect()
 }
 
 fn held_summary(e: &QuarantineEntry) -> Summary {
@@ -230,7 +217,8 @@ impl Backend for StoreAccess {
             },
             client: format!("{} (HELO {})", ev.client_ip, ev.helo),
             tls: ev.tls.clone().unwrap_or_else(|| "none".into()),
-            findings: findings(&ev.findings),
+            findings: ev.findings.clone(),
+            failures: ev.failures.clone(),
             deliveries,
             released_to,
             raw,
@@ -356,7 +344,8 @@ impl StoreAccess {
             summary: held_summary(e),
             client: String::new(),
             tls: String::new(),
-            findings: findings(&e.findings),
+            findings: e.findings.clone(),
+            failures: vec![],
             deliveries: vec![],
             released_to: e.released.clone(),
             raw,

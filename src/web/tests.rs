@@ -1,6 +1,7 @@
 //! The web stage's guards, through the real router on the in-memory backend:
 //! no session, wrong tenant, missing CSRF token, foreign Origin, login rate
-//! limit, escaping, and the digest links.
+//! limit, escaping, the digest links, and what the message page says about
+//! a verdict.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use axum::http::{Request, StatusCode, header};
 use tower::ServiceExt;
 
 use crate::config::web::{Account, Role};
+use crate::message::verdict::Action;
 use crate::web::accounts::{Accounts, hash_password};
 use crate::web::backend::{Change, Finding, Record, Summary};
 use crate::web::links::LinkKey;
@@ -42,10 +44,9 @@ fn record(id: &str, tenant: &str, subject: &str, held: bool) -> Record {
         tls: "TLSv1.3".into(),
         findings: vec![Finding {
             check: "malware".into(),
-            tag: "MALWARE".into(),
-            reason: "Eicar-Signature <b>".into(),
-            score: 100.0,
+            ..Finding::new(100.0, "MALWARE", "Eicar-Signature <b>")
         }],
+        failures: vec![],
         deliveries: vec![],
         released_to: vec![],
         raw: Some(
@@ -432,4 +433,37 @@ async fn digest_links_are_signed_expiring_and_single_use() {
     assert_eq!(r.status, StatusCode::GONE);
     assert!(r.body.contains("used before"), "{}", r.body);
     assert_eq!(rig.backend.changes.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_message_page_says_why_a_message_got_its_action() {
+    let rig = rig();
+    let (cookie, _) = rig.login("alice").await;
+    // Held on its score: the score says it.
+    let page = rig.get("/message/AAA1", Some(&cookie)).await;
+    assert!(page.body.contains("score 100.0"), "{}", page.body);
+    assert!(!page.body.contains("forced by"));
+    // A forced quarantine (the malware check's default) scores 0: the page
+    // names the finding that forced it, and a check that gave no answer.
+    {
+        let mut records = rig.backend.records.lock().unwrap();
+        let r = &mut records[0];
+        r.summary.score = 0.0;
+        r.findings = vec![Finding {
+            check: "malware".into(),
+            ..Finding::new(0.0, "virus", "ClamAV found Eicar-Signature").forcing(Action::Quarantine)
+        }];
+        r.failures = vec!["rspamd: timed out".into()];
+    }
+    let page = rig.get("/message/AAA1", Some(&cookie)).await;
+    assert!(
+        page.body.contains("forced by malware (virus); score 0.0"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("rspamd: timed out"), "{}", page.body);
+    let api = rig.get("/api/messages/AAA1", Some(&cookie)).await;
+    let v: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+    assert_eq!(v["findings"][0]["force"], "quarantine", "{v}");
+    assert_eq!(v["failures"][0], "rspamd: timed out", "{v}");
 }
