@@ -1,7 +1,7 @@
 //! The web stage's guards, through the real router on the in-memory backend:
 //! no session, wrong tenant, missing CSRF token, foreign Origin, login rate
-//! limit, escaping, the digest links, and what the message page says about
-//! a verdict.
+//! limit, escaping, the digest links, what the message page says about a
+//! verdict, and what every route answers when the store does not.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -466,4 +466,61 @@ async fn the_message_page_says_why_a_message_got_its_action() {
     let v: serde_json::Value = serde_json::from_str(&api.body).unwrap();
     assert_eq!(v["findings"][0]["force"], "quarantine", "{v}");
     assert_eq!(v["failures"][0], "rspamd: timed out", "{v}");
+}
+
+#[tokio::test]
+async fn a_store_that_does_not_answer_is_said_so_and_nothing_changes() {
+    let rig = rig();
+    let (cookie, csrf) = rig.login("alice").await;
+    let api = |path: &str| {
+        Request::post(path)
+            .header(header::HOST, "gw:8443")
+            .header(header::COOKIE, &cookie)
+            .header("x-csrf-token", &csrf)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let now = crate::spool::now_unix();
+    let link = LinkKey::from_bytes(KEY).sign("AAA1", "bob@contoso.com", now + 600);
+    rig.backend.failing.lock().unwrap().extend(["search", "record"]);
+    for path in ["/search", "/message/AAA1", "/api/messages", "/api/messages/AAA1"] {
+        let r = rig.get(path, Some(&cookie)).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {}", r.body);
+    }
+    let r = rig
+        .post("/message/AAA1/delete", Some(&cookie), &format!("csrf={csrf}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.body.contains("did not answer"), "{}", r.body);
+    let r = rig.get(&format!("/digest/release?t={link}"), None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.body.contains("Try again"), "{}", r.body);
+    // The record is read, the change fails: the admin sees the store's error.
+    rig.backend.failing.lock().unwrap().clear();
+    rig.backend.failing.lock().unwrap().insert("apply");
+    let r = rig
+        .post("/message/AAA1/delete", Some(&cookie), &format!("csrf={csrf}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.body.contains("connection refused"), "{}", r.body);
+    let r = rig.send(api("/api/messages/AAA1/delete")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["error"],
+        "store unavailable"
+    );
+    // A digest link is spent before the release (it never acts twice), so
+    // the end user is told to ask an admin, not to try again, and sees
+    // nothing of the store's error.
+    let r = rig.post("/digest/release", None, &format!("t={link}"), None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.body.contains("ask your mail administrator"), "{}", r.body);
+    assert!(!r.body.contains("connection refused"), "{}", r.body);
+    rig.backend.failing.lock().unwrap().clear();
+    assert!(rig.backend.changes.lock().unwrap().is_empty());
+    assert!(rig.backend.records.lock().unwrap()[0].summary.held);
+    // A change that no longer applies is a conflict, in the API too.
+    assert_eq!(rig.send(api("/api/messages/AAA1/delete")).await.status, StatusCode::OK);
+    let r = rig.send(api("/api/messages/AAA1/delete")).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
 }
