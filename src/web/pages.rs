@@ -113,7 +113,7 @@ pub(crate) fn search(session: &Session, q: &Query, page: &Page, next: &str, prev
         html! {
             h1 { "Messages" }
             form.search method="get" action="/search" {
-                label { "Sender" input name="sender" value=(opt(q.sender.as_ref())) placeholder="a@example.org or example.org"; }
+                label { "Sender" input name="sender" value=(opt(q.sender.as_ref())) placeholder="a@example.org or @example.org"; }
                 label { "Recipient" input name="recipient" value=(opt(q.recipient.as_ref())); }
                 label { "Subject" input name="subject" value=(opt(q.subject.as_ref())); }
                 label { "Message-ID" input name="message_id" value=(opt(q.message_id.as_ref())); }

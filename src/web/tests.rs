@@ -204,6 +204,12 @@ async fn a_tenant_admin_sees_only_their_tenant() {
     let r = rig.get("/search", Some(&cookie)).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body.contains("invoice"));
+    // The sender field asks for what the store matches: an address or @domain.
+    assert!(
+        r.body.contains("placeholder=\"a@example.org or @example.org\""),
+        "{}",
+        r.body
+    );
     assert!(!r.body.contains("fabrikam only"));
     // Asking for fabrikam by parameter changes nothing.
     let r = rig.get("/search?tenant=fabrikam", Some(&cookie)).await;
