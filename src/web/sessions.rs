@@ -39,7 +39,7 @@ pub(crate) fn random_token() -> String {
     if SystemRandom::new().fill(&mut bytes).is_err() {
         panic!("the operating system's random number generator failed");
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::web::view::hex(&bytes)
 }
 
 impl Sessions {

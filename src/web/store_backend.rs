@@ -70,6 +70,21 @@ fn held_summary(e: &QuarantineEntry) -> Summary {
 }
 
 impl StoreAccess {
+    /// The bytes of message `id` while it is `held` (what the page's safe view is made of).
+    async fn held_body(&self, id: &str, held: bool) -> Option<Vec<u8>> {
+        if !held {
+            return None;
+        }
+        match self.store.quarantine_message(&Scope::All, id).await {
+            Ok(m) => Some(m.body),
+            Err(e) => {
+                // The page then shows the record without the content.
+                tracing::warn!(queue_id = %id, error = %e, "cannot read a held message's bytes");
+                None
+            }
+        }
+    }
+
     async fn is_held(&self, id: &str) -> Result<bool, BackendError> {
         Ok(self
             .store
@@ -188,15 +203,7 @@ impl Backend for StoreAccess {
         }
         deliveries.sort_by_key(|d| d.at);
         let held = entry.as_ref().is_some_and(|e| e.state == QuarantineState::Held);
-        let raw = if held {
-            self.store
-                .quarantine_message(&Scope::All, id)
-                .await
-                .ok()
-                .map(|m| m.body)
-        } else {
-            None
-        };
+        let raw = self.held_body(id, held).await;
         let mut released_to = entry.as_ref().map(|e| e.released.clone()).unwrap_or_default();
         released_to.sort();
         Ok(Some(Record {
@@ -330,16 +337,7 @@ impl Backend for StoreAccess {
 
 impl StoreAccess {
     async fn record_of_entry(&self, e: &QuarantineEntry) -> Result<Record, BackendError> {
-        let held = e.state == QuarantineState::Held;
-        let raw = if held {
-            self.store
-                .quarantine_message(&Scope::All, &e.id)
-                .await
-                .ok()
-                .map(|m| m.body)
-        } else {
-            None
-        };
+        let raw = self.held_body(&e.id, e.state == QuarantineState::Held).await;
         Ok(Record {
             summary: held_summary(e),
             client: String::new(),
