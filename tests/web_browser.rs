@@ -75,8 +75,11 @@ fn an_admin_finds_and_releases_a_quarantined_message_in_chromium() {
     assert!(page.contains("held in quarantine"), "{page}");
     browser.screenshot(&dir.join("web-message.png"));
 
-    // Release it.
+    // Release it. Like the search's, this click can return while the
+    // message page is still shown: read the outcome once the browser is on
+    // the page the form posted to.
     browser.click("section.actions button.primary");
+    assert!(browser.wait_url(&format!("/message/{id}/release")), "{}", browser.url());
     assert!(
         browser.text("main").contains("Released to user@contoso.com"),
         "{}",
