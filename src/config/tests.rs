@@ -276,3 +276,43 @@ fn proxy_protocol_names_a_listener_and_its_proxies() {
         ]
     );
 }
+
+/// An argon2id PHC string for `[[web.account]]`.
+const WEB_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$2S1PNXN8Bx0tXGBmG+hdJu6H2MK9H7PDOR5JJ2UZ7aE";
+
+#[test]
+fn web_no_section_no_listener_and_defaults_with_one() {
+    let c = Config::parse(MINIMAL, Path::new("/etc/exogate/gateway.toml")).unwrap();
+    assert_eq!(c.web.listen, None);
+    let text = format!(
+        "{MINIMAL}[tenant.digest]\nenabled = true\n[web]\n[[web.account]]\nname = \"root\"\npassword_hash = \"{WEB_HASH}\"\nrole = \"admin\"\n\
+         [[web.account]]\nname = \"alice\"\npassword_hash = \"{WEB_HASH}\"\nrole = \"tenant\"\ntenant = \"contoso\"\n"
+    );
+    let c = Config::parse(&text, Path::new("/etc/exogate/gateway.toml")).unwrap();
+    assert_eq!(c.web.listen, Some("127.0.0.1:8443".parse().unwrap()));
+    assert!(!c.web.plaintext);
+    assert_eq!(c.web.cert, c.tls.cert);
+    assert_eq!(c.web.accounts[1].role, web::Role::Tenant("contoso".into()));
+    let digest = c.tenants[0].digest.as_ref().unwrap();
+    assert!(digest.enabled);
+    assert_eq!(digest.hour, 7);
+}
+
+#[test]
+fn web_and_digest_mistakes_name_their_keys() {
+    let text = format!(
+        "{MINIMAL}[tenant.digest]\nhour = 24\n[web]\nlisten = \"0.0.0.0:8443\"\nplaintext = true\n\
+         [[web.account]]\nname = \"a\"\npassword_hash = \"plain\"\nrole = \"admin\"\n\
+         [[web.account]]\nname = \"b\"\npassword_hash = \"{WEB_HASH}\"\nrole = \"tenant\"\ntenant = \"fabrikam\"\n\
+         [[web.account]]\nname = \"c\"\npassword_hash = \"{WEB_HASH}\"\nrole = \"boss\"\n\
+         [[web.account]]\nname = \"a\"\npassword_hash = \"{WEB_HASH}\"\nrole = \"admin\"\n"
+    );
+    let e = errors(&text);
+    let has = |key: &str, words: &str| e.iter().any(|x| x.starts_with(key) && x.contains(words));
+    assert!(has("tenant[0].digest.hour", "between 0 and 23"), "{e:?}");
+    assert!(has("web.plaintext", "loopback"), "{e:?}");
+    assert!(has("web.account[0].password_hash", "PHC"), "{e:?}");
+    assert!(has("web.account[1].tenant", "fabrikam"), "{e:?}");
+    assert!(has("web.account[2].role", "\"boss\""), "{e:?}");
+    assert!(has("web.account[3].name", "already used"), "{e:?}");
+}

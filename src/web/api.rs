@@ -16,9 +16,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::web::Role;
-use crate::web::backend::Actor;
+use crate::web::backend::BackendError;
 use crate::web::routes::{LoginOutcome, Peer, Shared, WebState, change_of, query_of, store_failure};
-use crate::web::sessions::tokens_equal;
 use crate::web::view;
 
 pub(crate) fn routes() -> Router<Shared> {
@@ -34,9 +33,24 @@ fn error(status: StatusCode, text: &str) -> Response {
     (status, Json(json!({ "error": text }))).into_response()
 }
 
+fn login_first() -> Response {
+    error(StatusCode::UNAUTHORIZED, "log in first: POST /api/login")
+}
+
+/// The answer for a store that did not answer while `doing` (which is logged).
+fn unavailable(e: &BackendError, doing: &str) -> Response {
+    tracing::error!(error = %e, "{doing} failed");
+    error(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+}
+
+/// The token of an API change.
+fn header_token(headers: &HeaderMap) -> Option<&str> {
+    headers.get("x-csrf-token").and_then(|v| v.to_str().ok())
+}
+
 pub(crate) fn fallback(st: &WebState, headers: &HeaderMap) -> Response {
     match st.session(headers) {
-        None => error(StatusCode::UNAUTHORIZED, "log in first: POST /api/login"),
+        None => login_first(),
         Some(_) => error(StatusCode::NOT_FOUND, "no such route"),
     }
 }
@@ -59,7 +73,7 @@ async fn login(
     let Ok(Login { name, password }) = serde_json::from_slice(&body) else {
         return error(StatusCode::BAD_REQUEST, "expected {\"name\": …, \"password\": …}");
     };
-    match st.check_login(peer.0, &name, password).await {
+    match st.check_login(peer, &name, password).await {
         LoginOutcome::Ok(id, s) => {
             let role = match &s.role {
                 Role::Admin => json!({"role": "admin"}),
@@ -74,28 +88,15 @@ async fn login(
     }
 }
 
-fn csrf_ok(st: &WebState, headers: &HeaderMap, expected: &str) -> bool {
-    st.same_origin(headers)
-        && headers
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| tokens_equal(t, expected))
-}
-
 async fn logout(State(st): State<Shared>, Extension(peer): Extension<Peer>, headers: HeaderMap) -> Response {
     let Some((id, s)) = st.session(&headers) else {
         return error(StatusCode::UNAUTHORIZED, "not logged in");
     };
-    if !csrf_ok(&st, &headers, &s.csrf) {
+    if !st.change_allowed(&headers, &s, header_token(&headers)) {
         return error(StatusCode::FORBIDDEN, "missing or wrong X-CSRF-Token");
     }
     st.sessions.end(&id);
-    let actor = Actor {
-        name: s.account.clone(),
-        from: peer.0.ip(),
-        via: "api",
-    };
-    st.audit(&actor, "logout", "").await;
+    st.audit(&peer.actor(&s.account, "api"), "logout", "").await;
     let mut r = Json(json!({ "ok": true })).into_response();
     r.headers_mut().insert(header::SET_COOKIE, st.clear_cookie());
     r
@@ -107,7 +108,7 @@ async fn search(
     QueryParams(params): QueryParams<Vec<(String, String)>>,
 ) -> Response {
     let Some((_, s)) = st.session(&headers) else {
-        return error(StatusCode::UNAUTHORIZED, "log in first: POST /api/login");
+        return login_first();
     };
     let query = query_of(&params, &s);
     match st.backend.search(&query).await {
@@ -115,16 +116,13 @@ async fn search(
             Json(json!({ "page": query.page, "per_page": query.per_page, "more": page.more, "messages": page.items }))
                 .into_response()
         }
-        Err(e) => {
-            tracing::error!(error = %e, "search failed");
-            error(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
-        }
+        Err(e) => unavailable(&e, "search"),
     }
 }
 
 async fn message(State(st): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let Some((_, s)) = st.session(&headers) else {
-        return error(StatusCode::UNAUTHORIZED, "log in first: POST /api/login");
+        return login_first();
     };
     match st.scoped_record(&s, &id).await {
         Ok(Some(r)) => {
@@ -134,16 +132,14 @@ async fn message(State(st): State<Shared>, headers: HeaderMap, Path(id): Path<St
                 "client": r.client,
                 "tls": r.tls,
                 "findings": r.findings,
+                "failures": r.failures,
                 "deliveries": r.deliveries,
                 "content": content,
             }))
             .into_response()
         }
         Ok(None) => error(StatusCode::NOT_FOUND, "no such message"),
-        Err(e) => {
-            tracing::error!(error = %e, "reading a message record failed");
-            error(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
-        }
+        Err(e) => unavailable(&e, "reading a message record"),
     }
 }
 
@@ -160,9 +156,9 @@ async fn change(
     body: Bytes,
 ) -> Response {
     let Some((_, s)) = st.session(&headers) else {
-        return error(StatusCode::UNAUTHORIZED, "log in first: POST /api/login");
+        return login_first();
     };
-    if !csrf_ok(&st, &headers, &s.csrf) {
+    if !st.change_allowed(&headers, &s, header_token(&headers)) {
         return error(StatusCode::FORBIDDEN, "missing or wrong X-CSRF-Token");
     }
     let body: ChangeBody = if body.is_empty() {
@@ -176,21 +172,13 @@ async fn change(
     let record = match st.scoped_record(&s, &id).await {
         Ok(Some(r)) => r,
         Ok(None) => return error(StatusCode::NOT_FOUND, "no such message"),
-        Err(e) => {
-            tracing::error!(error = %e, "reading a message record failed");
-            return error(StatusCode::SERVICE_UNAVAILABLE, "store unavailable");
-        }
+        Err(e) => return unavailable(&e, "reading a message record"),
     };
     let change = match change_of(&action, body.recipients, &record.summary.recipients) {
         Ok(c) => c,
         Err(problem) => return error(StatusCode::BAD_REQUEST, problem),
     };
-    let actor = Actor {
-        name: s.account.clone(),
-        from: peer.0.ip(),
-        via: "api",
-    };
-    match st.backend.apply(&id, &change, &actor).await {
+    match st.backend.apply(&id, &change, &peer.actor(&s.account, "api")).await {
         Ok(outcome) => {
             tracing::info!(queue_id = %id, account = %s.account, action = change.name(), "admin action (api)");
             Json(json!({ "ok": true, "outcome": outcome })).into_response()

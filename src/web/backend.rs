@@ -62,13 +62,9 @@ pub(crate) struct Page {
     pub(crate) more: bool,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub(crate) struct Finding {
-    pub(crate) check: String,
-    pub(crate) tag: String,
-    pub(crate) reason: String,
-    pub(crate) score: f64,
-}
+/// A check's finding, as the verdict and the store keep it (with the action
+/// it forced, if any: a forced quarantine often has score 0).
+pub(crate) use crate::message::verdict::Finding;
 
 /// One delivery attempt's outcome for one recipient.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -89,6 +85,9 @@ pub(crate) struct Record {
     pub(crate) client: String,
     pub(crate) tls: String,
     pub(crate) findings: Vec<Finding>,
+    /// Checks that gave no answer, as `check: error` (a policy may
+    /// quarantine on such a failure, with no finding at all).
+    pub(crate) failures: Vec<String>,
     pub(crate) deliveries: Vec<Delivery>,
     /// Recipients a held message was already released to.
     pub(crate) released_to: Vec<String>,

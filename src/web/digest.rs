@@ -54,15 +54,15 @@ impl Digest<'_> {
     ) -> Result<Sent, String> {
         let per_recipient = held_by_recipient(backend, tenant).await?;
         let mut sent = Sent::default();
+        let expires = now + cfg.link_ttl.as_secs() as i64;
+        let from = if cfg.from.is_empty() {
+            format!("quarantine@{}", self.hostname)
+        } else {
+            cfg.from.clone()
+        };
         for (recipient, mut held) in per_recipient {
             held.sort_by_key(|m| std::cmp::Reverse(m.received));
             held.truncate(cfg.max_entries);
-            let expires = now + cfg.link_ttl.as_secs() as i64;
-            let from = if cfg.from.is_empty() {
-                format!("quarantine@{}", self.hostname)
-            } else {
-                cfg.from.clone()
-            };
             let from_box =
                 Mailbox::from_text(&from).ok_or_else(|| format!("digest sender \"{from}\" is not a mailbox"))?;
             let Some(rcpt_box) = Mailbox::from_text(&recipient) else {
@@ -330,6 +330,7 @@ mod tests {
             client: String::new(),
             tls: String::new(),
             findings: vec![],
+            failures: vec![],
             deliveries: vec![],
             released_to: vec![],
             raw: None,

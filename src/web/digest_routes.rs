@@ -15,10 +15,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
-use crate::web::backend::{Actor, Change, Record};
+use crate::web::backend::{BackendError, Change, Record};
 use crate::web::links::Grant;
 use crate::web::pages;
-use crate::web::routes::{Peer, Shared, form_pairs};
+use crate::web::routes::{FOREIGN_FORM, Peer, Shared, field, form_pairs, store_failure};
 
 pub(crate) fn routes() -> Router<Shared> {
     Router::new().route("/digest/release", get(confirm).post(release))
@@ -26,6 +26,17 @@ pub(crate) fn routes() -> Router<Shared> {
 
 fn page(status: StatusCode, title: &str, text: &str) -> Response {
     (status, Html(pages::notice(title, None, text, None).into_string())).into_response()
+}
+
+/// The page for a store that did not answer while `doing` (which is logged):
+/// the end user can only wait, so nothing of the store's error is shown.
+fn unavailable(e: &BackendError, doing: &str) -> Response {
+    tracing::error!(error = %e, "{doing} failed");
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Unavailable",
+        "Try again in a few minutes.",
+    )
 }
 
 /// The grant and the held record it applies to, or the page that says why not.
@@ -51,14 +62,7 @@ async fn check(st: &Shared, token: Option<&str>) -> Result<(Grant, Record), Resp
     let record = match st.backend.record(&grant.id).await {
         Ok(Some(r)) => r,
         Ok(None) => return Err(gone()),
-        Err(e) => {
-            tracing::error!(error = %e, "reading a message record failed");
-            return Err(page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Unavailable",
-                "Try again in a few minutes.",
-            ));
-        }
+        Err(e) => return Err(unavailable(&e, "reading a message record")),
     };
     let addressed = record
         .summary
@@ -76,7 +80,7 @@ async fn check(st: &Shared, token: Option<&str>) -> Result<(Grant, Record), Resp
 }
 
 async fn confirm(State(st): State<Shared>, QueryParams(params): QueryParams<Vec<(String, String)>>) -> Response {
-    let token = params.iter().find(|(k, _)| k == "t").map(|(_, v)| v.as_str());
+    let token = field(&params, "t");
     match check(&st, token).await {
         Ok((grant, record)) => (
             StatusCode::OK,
@@ -94,14 +98,10 @@ async fn release(
     body: Bytes,
 ) -> Response {
     if !st.same_origin(&headers) {
-        return page(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            "This form was sent from another site.",
-        );
+        return page(StatusCode::FORBIDDEN, "Refused", FOREIGN_FORM);
     }
     let pairs = form_pairs(&body);
-    let token = pairs.iter().find(|(k, _)| k == "t").map(|(_, v)| v.as_str());
+    let token = field(&pairs, "t");
     let (grant, _) = match check(&st, token).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -115,20 +115,9 @@ async fn release(
                 "This link was used before; it works once.",
             );
         }
-        Err(e) => {
-            tracing::error!(error = %e, "recording a digest link as used failed");
-            return page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Unavailable",
-                "Try again in a few minutes.",
-            );
-        }
+        Err(e) => return unavailable(&e, "recording a digest link as used"),
     }
-    let actor = Actor {
-        name: format!("digest:{}", grant.recipient),
-        from: peer.0.ip(),
-        via: "digest",
-    };
+    let actor = peer.actor(&format!("digest:{}", grant.recipient), "digest");
     let change = Change::Release {
         recipients: Some(vec![grant.recipient.clone()]),
     };
@@ -137,6 +126,16 @@ async fn release(
             tracing::info!(queue_id = %grant.id, recipient = %grant.recipient, "released from a digest link");
             page(StatusCode::OK, "Released", "The message is on its way to your mailbox.")
         }
-        Err(e) => page(StatusCode::CONFLICT, "Not released", &e.to_string()),
+        Err(e) => {
+            // The nonce is spent (it is consumed first, so that a link can
+            // never act twice): trying again cannot help, an admin can.
+            tracing::error!(queue_id = %grant.id, recipient = %grant.recipient, error = %e,
+                "a release from a digest link failed; the link is used up");
+            page(
+                store_failure(&e).0,
+                "Not released",
+                "The message could not be released, and a link works only once: ask your mail administrator to release it.",
+            )
+        }
     }
 }

@@ -5,7 +5,8 @@
 //! is believed before its MAC verifies (ring's constant-time `verify`); an
 //! expired link is refused whatever else it says; a link acts on one
 //! recipient of one message, once (the nonce is consumed through the
-//! backend, so a reused link does nothing, on every node sharing the store).
+//! backend, on this node; on any node, a recipient the message was already
+//! released to is not offered it again, so a reused link does nothing).
 //!
 //! The key is 32 random bytes, read from `[web] digest_key` or from
 //! `state_dir/web/digest.key`, which is generated (mode 0600) when absent.

@@ -1,6 +1,7 @@
 //! An in-memory [`Backend`] for the web stage's unit tests: records in a
 //! vector, changes applied the way the store applies them (release and
-//! delete only while held), audit records and used nonces kept for asserts.
+//! delete only while held), audit records and used nonces kept for asserts,
+//! and calls that can be made to fail as a store that does not answer.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -14,6 +15,17 @@ pub(crate) struct MemoryBackend {
     /// (message id, change, actor) in order.
     pub(crate) changes: Mutex<Vec<(String, Change, Actor)>>,
     nonces: Mutex<HashSet<String>>,
+    /// Calls ("search", "record", "apply", "nonce") answered with a store error.
+    pub(crate) failing: Mutex<HashSet<&'static str>>,
+}
+
+impl MemoryBackend {
+    fn answer(&self, call: &str) -> Result<(), BackendError> {
+        if self.failing.lock().unwrap().contains(call) {
+            return Err(BackendError::Store(format!("{call}: connection refused")));
+        }
+        Ok(())
+    }
 }
 
 fn contains(hay: &str, needle: Option<&String>) -> bool {
@@ -23,6 +35,7 @@ fn contains(hay: &str, needle: Option<&String>) -> bool {
 #[async_trait::async_trait]
 impl Backend for MemoryBackend {
     async fn search(&self, q: &Query) -> Result<Page, BackendError> {
+        self.answer("search")?;
         let records = self.records.lock().unwrap();
         let mut hits: Vec<_> = records
             .iter()
@@ -47,6 +60,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn record(&self, id: &str) -> Result<Option<Record>, BackendError> {
+        self.answer("record")?;
         Ok(self
             .records
             .lock()
@@ -57,6 +71,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn apply(&self, id: &str, change: &Change, actor: &Actor) -> Result<String, BackendError> {
+        self.answer("apply")?;
         let mut records = self.records.lock().unwrap();
         let r = records
             .iter_mut()
@@ -111,6 +126,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn consume_nonce(&self, nonce: &str, _expires: i64) -> Result<bool, BackendError> {
+        self.answer("nonce")?;
         Ok(self.nonces.lock().unwrap().insert(nonce.to_string()))
     }
 }

@@ -113,7 +113,7 @@ pub(crate) fn search(session: &Session, q: &Query, page: &Page, next: &str, prev
         html! {
             h1 { "Messages" }
             form.search method="get" action="/search" {
-                label { "Sender" input name="sender" value=(opt(q.sender.as_ref())) placeholder="a@example.org or example.org"; }
+                label { "Sender" input name="sender" value=(opt(q.sender.as_ref())) placeholder="a@example.org or @example.org"; }
                 label { "Recipient" input name="recipient" value=(opt(q.recipient.as_ref())); }
                 label { "Subject" input name="subject" value=(opt(q.subject.as_ref())); }
                 label { "Message-ID" input name="message_id" value=(opt(q.message_id.as_ref())); }
@@ -168,6 +168,24 @@ fn row(m: &Summary) -> Markup {
     }
 }
 
+/// Why the message got its action: the score, and the findings that forced
+/// the action when it was forced (a forced quarantine usually scores 0, which
+/// alone would read as "held for nothing").
+fn verdict_reason(r: &Record) -> String {
+    let score = format!("score {:.1}", r.summary.score);
+    let forcing: Vec<String> = r
+        .findings
+        .iter()
+        .filter(|f| f.force.is_some_and(|a| a.as_str() == r.summary.action))
+        .map(|f| format!("{} ({})", f.check, f.tag))
+        .collect();
+    if forcing.is_empty() {
+        score
+    } else {
+        format!("forced by {}; {score}", forcing.join(", "))
+    }
+}
+
 pub(crate) fn message(session: &Session, r: &Record, content: Option<&Content>, outcome: Option<&str>) -> Markup {
     let m = &r.summary;
     let base = format!("/message/{}", m.id);
@@ -190,7 +208,10 @@ pub(crate) fn message(session: &Session, r: &Record, content: Option<&Content>, 
                         dt { "Size" } dd { (m.size) " bytes" }
                         dt { "Client" } dd { (r.client) }
                         dt { "TLS" } dd { (r.tls) }
-                        dt { "Verdict" } dd { (action_badge(&m.action)) " score " (format!("{:.1}", m.score)) }
+                        dt { "Verdict" } dd { (action_badge(&m.action)) " " (verdict_reason(r)) }
+                        @if !r.failures.is_empty() {
+                            dt { "Checks without an answer" } dd { (r.failures.join("; ")) }
+                        }
                         dt { "State" } dd { @if m.held { span.held { "held in quarantine" } } @else { "not held" } }
                     }
                 }
@@ -225,9 +246,10 @@ pub(crate) fn message(session: &Session, r: &Record, content: Option<&Content>, 
             section {
                 h2 { "Findings" }
                 @if r.findings.is_empty() { p.empty { "No check found anything." } } @else {
-                    table { thead { tr { th { "Check" } th { "Tag" } th { "Reason" } th.num { "Score" } } }
+                    table { thead { tr { th { "Check" } th { "Tag" } th { "Reason" } th.num { "Score" } th { "Forces" } } }
                         tbody { @for f in &r.findings { tr {
                             td { (f.check) } td.mono { (f.tag) } td { (f.reason) } td.num { (format!("{:.1}", f.score)) }
+                            td { @if let Some(a) = f.force { (action_badge(a.as_str())) } }
                         } } } }
                 }
             }

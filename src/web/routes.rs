@@ -40,6 +40,20 @@ pub(crate) const COOKIE: &str = "__Host-exogate";
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Peer(pub(crate) SocketAddr);
 
+impl Peer {
+    /// `name` acting from this client through `via` ("web", "api", "digest").
+    pub(crate) fn actor(&self, name: &str, via: &'static str) -> Actor {
+        Actor {
+            name: name.to_string(),
+            from: self.0.ip(),
+            via,
+        }
+    }
+}
+
+/// The answer to a form sent from a page that is not ours.
+pub(crate) const FOREIGN_FORM: &str = "This form was sent from another site.";
+
 /// What every handler shares.
 pub(crate) struct WebState {
     pub(crate) backend: Arc<dyn Backend>,
@@ -161,6 +175,13 @@ impl WebState {
         ok
     }
 
+    /// Whether a change may go ahead: it comes from our own pages
+    /// (`same_origin`) and carries the session's CSRF token (`token`: the
+    /// form's `csrf` field, or the API's `X-CSRF-Token`).
+    pub(crate) fn change_allowed(&self, headers: &HeaderMap, session: &Session, token: Option<&str>) -> bool {
+        self.same_origin(headers) && token.is_some_and(|t| tokens_equal(t, &session.csrf))
+    }
+
     /// The record of `id` if the session may see it (`None` for "not found").
     pub(crate) async fn scoped_record(&self, session: &Session, id: &str) -> Result<Option<Record>, BackendError> {
         if !crate::spool::valid_id(id) {
@@ -174,13 +195,12 @@ impl WebState {
     }
 
     /// Checks the login rate limit and the password; audits the outcome.
-    pub(crate) async fn check_login(&self, peer: SocketAddr, name: &str, password: String) -> LoginOutcome {
-        let keys = [format!("ip:{}", peer.ip()), format!("account:{}", name.to_lowercase())];
-        let actor = Actor {
-            name: name.chars().take(64).collect(),
-            from: peer.ip(),
-            via: "web",
-        };
+    pub(crate) async fn check_login(&self, peer: Peer, name: &str, password: String) -> LoginOutcome {
+        let keys = [
+            format!("ip:{}", peer.0.ip()),
+            format!("account:{}", name.to_lowercase()),
+        ];
+        let actor = peer.actor(&name.chars().take(64).collect::<String>(), "web");
         if !self.limiter.allowed(&keys) {
             self.audit(&actor, "login-refused", "rate limit").await;
             return LoginOutcome::Limited;
@@ -222,7 +242,8 @@ pub(crate) fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
-fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+/// The first value of `name` among form or query pairs.
+pub(crate) fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
@@ -255,10 +276,15 @@ pub(crate) fn change_of(action: &str, chosen: Option<Vec<String>>, all: &[String
     }
 }
 
+/// The status and API error of a change the backend refused; a store
+/// failure is also logged (the page shows it only to the one admin).
 pub(crate) fn store_failure(e: &BackendError) -> (StatusCode, &'static str) {
     match e {
         BackendError::NotApplicable(_) => (StatusCode::CONFLICT, "not applicable"),
-        BackendError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable"),
+        BackendError::Store(_) => {
+            tracing::error!(error = %e, "a change failed in the store");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+        }
     }
 }
 
@@ -268,6 +294,20 @@ fn html(status: StatusCode, markup: maud::Markup) -> Response {
 
 fn to_login() -> Response {
     Redirect::to("/login").into_response()
+}
+
+/// The page for a store that did not answer while `doing` (which is logged).
+fn unavailable(s: &Session, e: &BackendError, doing: &str) -> Response {
+    tracing::error!(error = %e, "{doing} failed");
+    html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        pages::notice(
+            "Unavailable",
+            Some(s),
+            "The message store did not answer; try again in a moment.",
+            None,
+        ),
+    )
 }
 
 // ---- pages
@@ -304,15 +344,12 @@ async fn login(
     body: Bytes,
 ) -> Response {
     if !st.same_origin(&headers) {
-        return html(
-            StatusCode::FORBIDDEN,
-            pages::login(Some("This form was sent from another site.")),
-        );
+        return html(StatusCode::FORBIDDEN, pages::login(Some(FOREIGN_FORM)));
     }
     let pairs = form_pairs(&body);
     let name = field(&pairs, "name").unwrap_or("").to_string();
     let password = field(&pairs, "password").unwrap_or("").to_string();
-    match st.check_login(peer.0, &name, password).await {
+    match st.check_login(peer, &name, password).await {
         LoginOutcome::Ok(id, _) => {
             let mut r = Redirect::to("/search").into_response();
             r.headers_mut().insert(header::SET_COOKIE, st.set_cookie(&id));
@@ -338,25 +375,11 @@ async fn logout(
     let Some((id, s)) = st.session(&headers) else {
         return to_login();
     };
-    let pairs = form_pairs(&body);
-    if !st.same_origin(&headers) || !field(&pairs, "csrf").is_some_and(|t| tokens_equal(t, &s.csrf)) {
-        return html(
-            StatusCode::FORBIDDEN,
-            pages::notice(
-                "Refused",
-                Some(&s),
-                "Missing or wrong form token.",
-                Some(("/search", "Search")),
-            ),
-        );
+    if !st.change_allowed(&headers, &s, field(&form_pairs(&body), "csrf")) {
+        return refused(&s, "/search", "Search");
     }
     st.sessions.end(&id);
-    let actor = Actor {
-        name: s.account.clone(),
-        from: peer.0.ip(),
-        via: "web",
-    };
-    st.audit(&actor, "logout", "").await;
+    st.audit(&peer.actor(&s.account, "web"), "logout", "").await;
     let mut r = to_login();
     r.headers_mut().insert(header::SET_COOKIE, st.clear_cookie());
     r
@@ -365,10 +388,8 @@ async fn logout(
 /// A search from query parameters; the tenant comes from the session.
 pub(crate) fn query_of(params: &[(String, String)], session: &Session) -> Query {
     let text = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim().to_string())
+        field(params, name)
+            .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
     };
     Query {
@@ -415,19 +436,21 @@ async fn search(
             let prev = (query.page > 0).then(|| page_link(&params, query.page - 1));
             html(StatusCode::OK, pages::search(&s, &query, &page, &next, prev.as_deref()))
         }
-        Err(e) => {
-            tracing::error!(error = %e, "search failed");
-            html(
-                StatusCode::SERVICE_UNAVAILABLE,
-                pages::notice(
-                    "Search failed",
-                    Some(&s),
-                    "The message store did not answer; try again.",
-                    None,
-                ),
-            )
-        }
+        Err(e) => unavailable(&s, &e, "search"),
     }
+}
+
+/// A change without our origin or the session's CSRF token.
+fn refused(s: &Session, back: &str, label: &str) -> Response {
+    html(
+        StatusCode::FORBIDDEN,
+        pages::notice(
+            "Refused",
+            Some(s),
+            "Missing or wrong form token: reload the page and try again.",
+            Some((back, label)),
+        ),
+    )
 }
 
 fn not_found(s: &Session) -> Response {
@@ -452,18 +475,7 @@ async fn message(State(st): State<Shared>, headers: HeaderMap, Path(id): Path<St
             html(StatusCode::OK, pages::message(&s, &r, content.as_ref(), None))
         }
         Ok(None) => not_found(&s),
-        Err(e) => {
-            tracing::error!(error = %e, "reading a message record failed");
-            html(
-                StatusCode::SERVICE_UNAVAILABLE,
-                pages::notice(
-                    "Unavailable",
-                    Some(&s),
-                    "The message store did not answer; try again.",
-                    None,
-                ),
-            )
-        }
+        Err(e) => unavailable(&s, &e, "reading a message record"),
     }
 }
 
@@ -477,33 +489,15 @@ async fn change(
     let Some((_, s)) = st.session(&headers) else {
         return to_login();
     };
+    let back = format!("/message/{id}");
     let pairs = form_pairs(&body);
-    if !st.same_origin(&headers) || !field(&pairs, "csrf").is_some_and(|t| tokens_equal(t, &s.csrf)) {
-        return html(
-            StatusCode::FORBIDDEN,
-            pages::notice(
-                "Refused",
-                Some(&s),
-                "Missing or wrong form token: reload the message page and try again.",
-                Some((&format!("/message/{id}"), "Back to the message")),
-            ),
-        );
+    if !st.change_allowed(&headers, &s, field(&pairs, "csrf")) {
+        return refused(&s, &back, "Back to the message");
     }
     let record = match st.scoped_record(&s, &id).await {
         Ok(Some(r)) => r,
         Ok(None) => return not_found(&s),
-        Err(e) => {
-            tracing::error!(error = %e, "reading a message record failed");
-            return html(
-                StatusCode::SERVICE_UNAVAILABLE,
-                pages::notice(
-                    "Unavailable",
-                    Some(&s),
-                    "The message store did not answer; try again.",
-                    None,
-                ),
-            );
-        }
+        Err(e) => return unavailable(&s, &e, "reading a message record"),
     };
     // The release form always lists the recipients; the other forms have none.
     let chosen: Vec<String> = pairs
@@ -512,7 +506,6 @@ async fn change(
         .map(|(_, v)| v.clone())
         .collect();
     let chosen = (action == "release").then_some(chosen);
-    let back = format!("/message/{id}");
     let change = match change_of(&action, chosen, &record.summary.recipients) {
         Ok(c) => c,
         Err(problem) => {
@@ -522,12 +515,7 @@ async fn change(
             );
         }
     };
-    let actor = Actor {
-        name: s.account.clone(),
-        from: peer.0.ip(),
-        via: "web",
-    };
-    match st.backend.apply(&id, &change, &actor).await {
+    match st.backend.apply(&id, &change, &peer.actor(&s.account, "web")).await {
         Ok(outcome) => {
             tracing::info!(queue_id = %id, account = %s.account, action = change.name(), "admin action");
             html(

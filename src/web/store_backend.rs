@@ -19,9 +19,7 @@ use crate::store::{
     Actor as StoreActor, AuditRecord, QuarantineEntry, QuarantineQuery, QuarantineState, Query as StoreQuery, Scope,
     Store, StoreError,
 };
-use crate::web::backend::{
-    Actor, Audit, Backend, BackendError, Change, Delivery, Finding, Page, Query, Record, Summary,
-};
+use crate::web::backend::{Actor, Audit, Backend, BackendError, Change, Delivery, Page, Query, Record, Summary};
 
 pub(crate) struct StoreAccess {
     store: Store,
@@ -53,17 +51,6 @@ fn actor(a: &Actor) -> StoreActor {
     }
 }
 
-fn findings(list: &[crate::message::verdict::Finding]) -> Vec<Finding> {
-    list.iter()
-        .map(|f| Finding {
-            check: f.check.clone(),
-            tag: f.tag.clone(),
-            reason: f.reason.clone(),
-            score: f.score,
-        })
-        .collect()
-}
-
 fn held_summary(e: &QuarantineEntry) -> Summary {
     Summary {
         id: e.id.clone(),
@@ -83,6 +70,21 @@ fn held_summary(e: &QuarantineEntry) -> Summary {
 }
 
 impl StoreAccess {
+    /// The bytes of message `id` while it is `held` (what the page's safe view is made of).
+    async fn held_body(&self, id: &str, held: bool) -> Option<Vec<u8>> {
+        if !held {
+            return None;
+        }
+        match self.store.quarantine_message(&Scope::All, id).await {
+            Ok(m) => Some(m.body),
+            Err(e) => {
+                // The page then shows the record without the content.
+                tracing::warn!(queue_id = %id, error = %e, "cannot read a held message's bytes");
+                None
+            }
+        }
+    }
+
     async fn is_held(&self, id: &str) -> Result<bool, BackendError> {
         Ok(self
             .store
@@ -201,15 +203,7 @@ impl Backend for StoreAccess {
         }
         deliveries.sort_by_key(|d| d.at);
         let held = entry.as_ref().is_some_and(|e| e.state == QuarantineState::Held);
-        let raw = if held {
-            self.store
-                .quarantine_message(&Scope::All, id)
-                .await
-                .ok()
-                .map(|m| m.body)
-        } else {
-            None
-        };
+        let raw = self.held_body(id, held).await;
         let mut released_to = entry.as_ref().map(|e| e.released.clone()).unwrap_or_default();
         released_to.sort();
         Ok(Some(Record {
@@ -230,7 +224,8 @@ impl Backend for StoreAccess {
             },
             client: format!("{} (HELO {})", ev.client_ip, ev.helo),
             tls: ev.tls.clone().unwrap_or_else(|| "none".into()),
-            findings: findings(&ev.findings),
+            findings: ev.findings.clone(),
+            failures: ev.failures.clone(),
             deliveries,
             released_to,
             raw,
@@ -342,21 +337,13 @@ impl Backend for StoreAccess {
 
 impl StoreAccess {
     async fn record_of_entry(&self, e: &QuarantineEntry) -> Result<Record, BackendError> {
-        let held = e.state == QuarantineState::Held;
-        let raw = if held {
-            self.store
-                .quarantine_message(&Scope::All, &e.id)
-                .await
-                .ok()
-                .map(|m| m.body)
-        } else {
-            None
-        };
+        let raw = self.held_body(&e.id, e.state == QuarantineState::Held).await;
         Ok(Record {
             summary: held_summary(e),
             client: String::new(),
             tls: String::new(),
-            findings: findings(&e.findings),
+            findings: e.findings.clone(),
+            failures: vec![],
             deliveries: vec![],
             released_to: e.released.clone(),
             raw,

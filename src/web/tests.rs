@@ -1,6 +1,7 @@
 //! The web stage's guards, through the real router on the in-memory backend:
 //! no session, wrong tenant, missing CSRF token, foreign Origin, login rate
-//! limit, escaping, and the digest links.
+//! limit, escaping, the digest links, what the message page says about a
+//! verdict, and what every route answers when the store does not.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use axum::http::{Request, StatusCode, header};
 use tower::ServiceExt;
 
 use crate::config::web::{Account, Role};
+use crate::message::verdict::Action;
 use crate::web::accounts::{Accounts, hash_password};
 use crate::web::backend::{Change, Finding, Record, Summary};
 use crate::web::links::LinkKey;
@@ -42,10 +44,9 @@ fn record(id: &str, tenant: &str, subject: &str, held: bool) -> Record {
         tls: "TLSv1.3".into(),
         findings: vec![Finding {
             check: "malware".into(),
-            tag: "MALWARE".into(),
-            reason: "Eicar-Signature <b>".into(),
-            score: 100.0,
+            ..Finding::new(100.0, "MALWARE", "Eicar-Signature <b>")
         }],
+        failures: vec![],
         deliveries: vec![],
         released_to: vec![],
         raw: Some(
@@ -203,6 +204,12 @@ async fn a_tenant_admin_sees_only_their_tenant() {
     let r = rig.get("/search", Some(&cookie)).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body.contains("invoice"));
+    // The sender field asks for what the store matches: an address or @domain.
+    assert!(
+        r.body.contains("placeholder=\"a@example.org or @example.org\""),
+        "{}",
+        r.body
+    );
     assert!(!r.body.contains("fabrikam only"));
     // Asking for fabrikam by parameter changes nothing.
     let r = rig.get("/search?tenant=fabrikam", Some(&cookie)).await;
@@ -432,4 +439,94 @@ async fn digest_links_are_signed_expiring_and_single_use() {
     assert_eq!(r.status, StatusCode::GONE);
     assert!(r.body.contains("used before"), "{}", r.body);
     assert_eq!(rig.backend.changes.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_message_page_says_why_a_message_got_its_action() {
+    let rig = rig();
+    let (cookie, _) = rig.login("alice").await;
+    // Held on its score: the score says it.
+    let page = rig.get("/message/AAA1", Some(&cookie)).await;
+    assert!(page.body.contains("score 100.0"), "{}", page.body);
+    assert!(!page.body.contains("forced by"));
+    // A forced quarantine (the malware check's default) scores 0: the page
+    // names the finding that forced it, and a check that gave no answer.
+    {
+        let mut records = rig.backend.records.lock().unwrap();
+        let r = &mut records[0];
+        r.summary.score = 0.0;
+        r.findings = vec![Finding {
+            check: "malware".into(),
+            ..Finding::new(0.0, "virus", "ClamAV found Eicar-Signature").forcing(Action::Quarantine)
+        }];
+        r.failures = vec!["rspamd: timed out".into()];
+    }
+    let page = rig.get("/message/AAA1", Some(&cookie)).await;
+    assert!(
+        page.body.contains("forced by malware (virus); score 0.0"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("rspamd: timed out"), "{}", page.body);
+    let api = rig.get("/api/messages/AAA1", Some(&cookie)).await;
+    let v: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+    assert_eq!(v["findings"][0]["force"], "quarantine", "{v}");
+    assert_eq!(v["failures"][0], "rspamd: timed out", "{v}");
+}
+
+#[tokio::test]
+async fn a_store_that_does_not_answer_is_said_so_and_nothing_changes() {
+    let rig = rig();
+    let (cookie, csrf) = rig.login("alice").await;
+    let api = |path: &str| {
+        Request::post(path)
+            .header(header::HOST, "gw:8443")
+            .header(header::COOKIE, &cookie)
+            .header("x-csrf-token", &csrf)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let now = crate::spool::now_unix();
+    let link = LinkKey::from_bytes(KEY).sign("AAA1", "bob@contoso.com", now + 600);
+    rig.backend.failing.lock().unwrap().extend(["search", "record"]);
+    for path in ["/search", "/message/AAA1", "/api/messages", "/api/messages/AAA1"] {
+        let r = rig.get(path, Some(&cookie)).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {}", r.body);
+    }
+    let r = rig
+        .post("/message/AAA1/delete", Some(&cookie), &format!("csrf={csrf}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.body.contains("did not answer"), "{}", r.body);
+    let r = rig.get(&format!("/digest/release?t={link}"), None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.body.contains("Try again"), "{}", r.body);
+    // The record is read, the change fails: the admin sees the store's error.
+    rig.backend.failing.lock().unwrap().clear();
+    rig.backend.failing.lock().unwrap().insert("apply");
+    let r = rig
+        .post("/message/AAA1/delete", Some(&cookie), &format!("csrf={csrf}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.body.contains("connection refused"), "{}", r.body);
+    let r = rig.send(api("/api/messages/AAA1/delete")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["error"],
+        "store unavailable"
+    );
+    // A digest link is spent before the release (it never acts twice), so
+    // the end user is told to ask an admin, not to try again, and sees
+    // nothing of the store's error.
+    let r = rig.post("/digest/release", None, &format!("t={link}"), None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.body.contains("ask your mail administrator"), "{}", r.body);
+    assert!(!r.body.contains("connection refused"), "{}", r.body);
+    rig.backend.failing.lock().unwrap().clear();
+    assert!(rig.backend.changes.lock().unwrap().is_empty());
+    assert!(rig.backend.records.lock().unwrap()[0].summary.held);
+    // A change that no longer applies is a conflict, in the API too.
+    assert_eq!(rig.send(api("/api/messages/AAA1/delete")).await.status, StatusCode::OK);
+    let r = rig.send(api("/api/messages/AAA1/delete")).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
 }
