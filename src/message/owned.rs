@@ -419,4 +419,17 @@ mod tests {
             String::from_utf8_lossy(&kept)
         );
     }
+
+    #[test]
+    fn a_removal_that_takes_the_blank_line_before_a_forged_body_field_is_refused() {
+        // Found by the `message` fuzz target: under the `crlf` reading (no
+        // CRLF blank line) the junk lines and the forged field are one
+        // header field of ours; removing it line by line also removes the
+        // bare-LF blank line that ended the block for `lf`, which would lift
+        // the body's forged field into the header. `verify` sees that.
+        let raw = b"\t\x01\0\0\0\0\0\0\r\0\xf0\x06\0\0\xf6\n\xf0\0\xf6\n\xf0\n\xbc\n\x06\0\t\0\0\xf6\n\0\n\t\xf0\xf6\n\n\t\x06\0\nX-CLOUD-SEc-AV-SCL: fa\xf0\xd3CL\r\xfd\ns";
+        let err = kept(raw).expect_err("relayed with the body's forged field in the header");
+        assert_eq!(err.reading, "lf");
+        assert!(err.field.starts_with("X-CLOUD-SEc-AV-SCL"), "{}", err.field);
+    }
 }
