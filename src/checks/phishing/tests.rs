@@ -319,3 +319,75 @@ and you will be named next of kin and beneficiary. Keep this strictly confidenti
 You are a beneficiary of your aunt's estate; the papers are attached.\r\n";
     assert!(!tags(&scan(estate)).contains(&"advance-fee"));
 }
+
+/// A brand named in the subject or opening text counts only with a lure and
+/// somewhere to go that is not the brand's; a mention alone is news.
+#[test]
+fn a_brand_claimed_in_the_text_needs_a_lure() {
+    let found = scan(&html_mail(
+        "Accounts <billing@invoices-mail.example>",
+        "Your PayPal account",
+        "<p>Your PayPal account has been suspended. Action required: \
+<a href=\"https://secure-review.example/restore\">restore access</a></p>",
+    ));
+    let t = tags(&found);
+    assert!(t.contains(&"brand-lure") && t.contains(&"lure"), "{found:#?}");
+    let f = found.iter().find(|f| f.tag == "brand-lure").unwrap();
+    assert!(
+        f.reason.contains("PayPal") && f.reason.contains("invoices-mail.example"),
+        "{f:?}"
+    );
+    let mention = scan(&html_mail(
+        "Shop <orders@shop.example>",
+        "Your order",
+        "<p>Thanks for paying with PayPal. <a href=\"https://shop.example/order/1\">Your order</a></p>",
+    ));
+    assert!(mention.is_empty(), "{mention:#?}");
+}
+
+/// An attached page that only runs script is the weakest activity; a body's
+/// script is never judged (mail clients do not run it).
+#[test]
+fn script_in_an_attached_page_and_in_a_body() {
+    let page = b"<html><body><p>Statement</p><script>var total = 12;</script></body></html>";
+    let raw = with_attachment(
+        "Shop <orders@shop.example>",
+        "Statement",
+        "Attached.",
+        "statement.html",
+        "text/html",
+        page,
+    );
+    assert_eq!(tags(&scan(&raw)), ["attachment-script"], "{:#?}", scan(&raw));
+    let body = scan(&html_mail(
+        "Shop <orders@shop.example>",
+        "Statement",
+        "<p>Statement</p><script>var total = 12;</script>",
+    ));
+    assert!(body.is_empty(), "{body:#?}");
+}
+
+/// A calendar invitation is read like the message (its folded lines joined):
+/// lure wording split over its lines still counts.
+#[test]
+fn an_invitation_carries_its_lure() {
+    let ics = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nSUMMARY:Security review\r\n\
+DESCRIPTION:Verify your acc\r\n ount within 24\r\n  hours or it will be closed.\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    let raw = with_attachment(
+        "Calendar <meet@invites.example>",
+        "Meeting",
+        "See the invitation.",
+        "invite.ics",
+        "text/calendar",
+        ics.as_bytes(),
+    );
+    let found = scan(&raw);
+    let lure = found
+        .iter()
+        .find(|f| f.tag == "lure")
+        .unwrap_or_else(|| panic!("{found:#?}"));
+    assert!(
+        lure.reason.contains("verify your account") && lure.reason.contains("within 24 hours"),
+        "{lure:?}"
+    );
+}
