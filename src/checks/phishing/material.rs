@@ -11,7 +11,7 @@
 //! Bounded: text capped at [`MAX_TEXT`], each document at [`MAX_DOCUMENT`],
 //! at most [`MAX_DOCUMENTS`] documents.
 
-use mail_parser::{Address, Message};
+use mail_parser::Message;
 
 use crate::checks::urls;
 use crate::message::envelope::domain_of;
@@ -66,7 +66,9 @@ impl<'a> Material<'a> {
     pub(crate) fn gather(input: &ScanInput<'a>) -> Material<'a> {
         let view = input.view;
         let message: &Message = view.message;
-        let (from_name, from_address) = first_from(message);
+        let from = message.from().and_then(|a| a.first());
+        let from_name = from.and_then(|a| a.name()).unwrap_or_default().to_string();
+        let from_address = from.and_then(|a| a.address()).unwrap_or_default();
         let mut text = view.body_text(MAX_TEXT);
         // Attached pages first: a named HTML body part is an attachment too
         // (the view reads it as both), and is judged once, as the file a
@@ -116,28 +118,12 @@ impl<'a> Material<'a> {
         Material {
             subject: message.subject().unwrap_or_default().to_string(),
             from_name,
-            from_org: domain_of(&from_address).map(|d| brands::organisation(&d)),
+            from_org: domain_of(from_address).map(|d| brands::organisation(&d)),
             text,
             documents,
             link_hosts,
             encrypted_archives,
             attachments: view.attachments.len(),
         }
-    }
-}
-
-/// Display name and address of the first From mailbox.
-fn first_from(message: &Message) -> (String, String) {
-    let first = match message.from() {
-        Some(Address::List(list)) => list.first(),
-        Some(Address::Group(groups)) => groups.iter().flat_map(|g| g.addresses.iter()).next(),
-        None => None,
-    };
-    match first {
-        Some(a) => (
-            a.name.as_deref().unwrap_or_default().to_string(),
-            a.address.as_deref().unwrap_or_default().to_string(),
-        ),
-        None => (String::new(), String::new()),
     }
 }
