@@ -74,8 +74,6 @@ pub struct TextPart<'a> {
     pub markup: Cow<'a, str>,
     /// For HTML: its forms.
     pub forms: Vec<Form>,
-    /// For HTML: the text of its scripts.
-    pub scripts: String,
 }
 
 /// The parsed message and what every check reads of it.
@@ -238,7 +236,6 @@ impl<'a> Walk<'_, 'a> {
             text,
             markup: Cow::Borrowed(""),
             forms: Vec::new(),
-            scripts: String::new(),
         });
     }
 
@@ -261,7 +258,6 @@ impl<'a> Walk<'_, 'a> {
             text: Cow::Owned(doc.text),
             markup,
             forms: doc.forms,
-            scripts: doc.scripts,
         });
     }
 }
