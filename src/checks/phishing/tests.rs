@@ -391,3 +391,14 @@ DESCRIPTION:Verify your acc\r\n ount within 24\r\n  hours or it will be closed.\
         "{lure:?}"
     );
 }
+
+/// A named HTML body part is also an attachment (the view reads it as both):
+/// it is judged once, as the page a reader opens.
+#[test]
+fn a_named_html_body_is_judged_once_as_an_attached_page() {
+    let raw = "From: IT <it@mailer.example>\r\nTo: anna@contoso.com\r\nSubject: Doc\r\nMIME-Version: 1.0\r\n\
+Content-Type: text/html; charset=utf-8; name=\"Doc.html\"\r\n\r\n\
+<form action=\"https://www.mailer.example/login\"><input type=password></form>\r\n";
+    let found = scan(raw);
+    assert_eq!(tags(&found), ["credential-form-attachment"], "{found:#?}");
+}
