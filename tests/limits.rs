@@ -77,6 +77,7 @@ fn an_oversized_message_gets_552_and_the_connection_stays_usable() {
     c.send(b"\r\nNOOP\r\n");
     let r = c.read_reply();
     assert_eq!(r.code, 501, "{r}");
+    assert!(r.text().contains("5.5.4 Syntax: BDAT chunk-size [LAST]"), "{r}");
 }
 
 #[test]

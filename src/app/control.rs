@@ -276,10 +276,12 @@ async fn handle(stream: UnixStream, spool: Arc<Spool>, store: Store) {
     let _ = tokio::time::timeout(TIMEOUT, write.write_all(reply.as_bytes())).await;
 }
 
-/// What `request` appends to the gateway's answer.
+/// What a command adds to its answer when the running gateway carried out
+/// its change (through `request`).
 pub(crate) const VIA_GATEWAY_NOTE: &str = " (through the running gateway)";
 
-/// Asks the running gateway on `state_dir` to carry out `change`.
+/// Asks the running gateway on `state_dir` to carry out `change`; answers the
+/// gateway's text, the same `apply_store` gives without a gateway.
 pub(crate) fn request(state_dir: &Path, change: &Change) -> Result<String, AppError> {
     use std::io::{BufRead, Write};
     let path = socket_path(state_dir);
@@ -302,7 +304,7 @@ pub(crate) fn request(state_dir: &Path, change: &Change) -> Result<String, AppEr
         .read_line(&mut reply)
         .map_err(unreachable)?;
     match reply.trim_end().split_once(' ') {
-        Some(("ok", text)) => Ok(format!("{text}{VIA_GATEWAY_NOTE}")),
+        Some(("ok", text)) => Ok(text.to_string()),
         Some(("err", text)) => Err(AppError::Other(text.to_string())),
         _ => Err(AppError::Other(format!("unexpected reply from the gateway: {reply:?}"))),
     }

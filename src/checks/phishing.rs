@@ -154,9 +154,9 @@ impl Phishing {
         // Pages: password requests and active content.
         let mut strongest: Option<(Activity, String)> = None;
         for doc in &m.documents {
-            let revealed = reveal::reveal(&doc.html);
+            let revealed = reveal::reveal(doc.html);
             let label = doc.name.as_deref().map_or_else(|| "the message body".to_string(), q);
-            if let Some(form) = forms::credential_form(&revealed, &home) {
+            if let Some(form) = forms::credential_form(&revealed, doc.forms, &home) {
                 let whither = form
                     .destination
                     .as_deref()

@@ -19,8 +19,9 @@
 //! - `qr-url`: the link was drawn as a QR code in an image (a way around link
 //!   scanners that most legitimate mail has no reason to take).
 //!
-//! Besides the bodies, links are read from calendar invitations, PDF link
-//! annotations and QR codes in images (`carriers`).
+//! Besides the view's links (bodies, text and HTML attachments, calendar
+//! invitations), links are read from PDF link annotations and QR codes in
+//! images (`carriers`).
 //!
 //! Microsoft Safe Links wrappers are unwrapped first, so rules see the real
 //! target. Each rule reports one finding per message (naming the first URL
@@ -29,8 +30,6 @@
 //! what it reads); the check never fetches anything.
 
 mod carriers;
-
-pub(crate) use carriers::{is_calendar, unfold_calendar};
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -118,8 +117,8 @@ impl Check for Urls {
         }
         let protected = Protected::new(&input.tenant.domains, &self.lookalike_ignore);
         let mut report = Report::default();
-        // Carried links first: an invitation's link read whole is the one to
-        // name (the view reads its folded lines as they are).
+        // Links the view does not read (PDF annotations, QR codes), then the
+        // view's; a link carried twice is judged once.
         let (carried, qr) = carriers::collect(&input.view.attachments);
         let known: HashSet<&str> = carried.iter().map(|l| l.url.as_str()).collect();
         let viewed = links

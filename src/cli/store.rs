@@ -160,14 +160,7 @@ async fn carry_out(
             drop(lock);
             Ok((done?, ""))
         }
-        Err(LockError::Held { .. }) => {
-            let text = control::request(state_dir, change)?;
-            let text = text
-                .strip_suffix(control::VIA_GATEWAY_NOTE)
-                .unwrap_or(&text)
-                .to_string();
-            Ok((text, control::VIA_GATEWAY_NOTE))
-        }
+        Err(LockError::Held { .. }) => Ok((control::request(state_dir, change)?, control::VIA_GATEWAY_NOTE)),
         Err(e) => Err(e.into()),
     }
 }

@@ -400,9 +400,7 @@ fn read(root: &Section, base: &Path, path: &Path) -> Config {
 
 fn read_exchange(s: &Section) -> ExchangeConfig {
     let public_ips = s.parsed_list("public_ips", &[], |t| {
-        t.parse::<IpNet>()
-            .or_else(|_| t.parse::<IpAddr>().map(IpNet::from))
-            .map_err(|_| format!("expected an IPv4 address or CIDR such as \"203.0.113.5\", found \"{t}\""))
+        ip_net(t).ok_or_else(|| format!("expected an IPv4 address or CIDR such as \"203.0.113.5\", found \"{t}\""))
     });
     for (i, net) in public_ips.iter().enumerate() {
         if matches!(net, IpNet::V6(_)) {
@@ -517,9 +515,7 @@ fn read_proxy_protocol(s: &Section, listen: &[SocketAddr], tls_listen: &[SocketA
             );
         }
         let from = p.parsed_list("from", &[], |t| {
-            t.parse::<IpNet>()
-                .or_else(|_| t.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("expected a proxy's address or CIDR such as \"10.0.0.5\", found \"{t}\""))
+            ip_net(t).ok_or_else(|| format!("expected a proxy's address or CIDR such as \"10.0.0.5\", found \"{t}\""))
         });
         let listed = p
             .value("from")
@@ -604,11 +600,16 @@ fn read_tls(s: &Section, base: &Path, state_dir: &Path) -> TlsConfig {
     }
 }
 
+/// A CIDR block, or an address standing for its own /32 or /128.
+fn ip_net(text: &str) -> Option<IpNet> {
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
 fn read_admission(s: &Section) -> AdmissionConfig {
     let allow = s.parsed_list("allow", &EXO_RANGES, |t| {
-        t.parse::<IpNet>()
-            .or_else(|_| t.parse::<IpAddr>().map(IpNet::from))
-            .map_err(|_| format!("expected a CIDR such as \"40.92.0.0/15\", found \"{t}\""))
+        ip_net(t).ok_or_else(|| format!("expected a CIDR such as \"40.92.0.0/15\", found \"{t}\""))
     });
     AdmissionConfig { allow }
 }

@@ -196,7 +196,9 @@ async fn handle(
                     listen = %listen,
                     error = %e,
                     reply = %Reply::PROXY_HEADER_MISSING.one_line(),
-                    "connection from a configured proxy without a valid PROXY header: refused"
+                    "connection from a configured proxy without a valid PROXY header: refused; \
+                     make the load balancer send one to this listener (HAProxy: send-proxy or send-proxy-v2), \
+                     or remove its address from server.proxy_protocol.from if it speaks SMTP itself"
                 );
                 refuse(tcp, &Reply::PROXY_HEADER_MISSING, implicit_tls).await;
                 return;
@@ -261,7 +263,8 @@ pub(crate) fn untrusted_proxy_header(shared: &Context, peer: std::net::SocketAdd
         client = %peer,
         listen = %listen,
         reply = %Reply::PROXY_HEADER_UNTRUSTED.one_line(),
-        "PROXY header from an address not in this listener's server.proxy_protocol.from: refused"
+        "PROXY header from an address not in this listener's server.proxy_protocol.from: refused; \
+         if the address is one of your load balancers, add it to that list"
     );
 }
 

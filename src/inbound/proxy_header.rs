@@ -23,7 +23,7 @@ const V1_PREFIX: &[u8] = b"PROXY ";
 const MAX_V1: usize = 107;
 /// The most address and TLV bytes taken after a v2 header's first 16 bytes:
 /// room for IPv6 addresses and HAProxy's usual TLVs (ALPN, SSL, unique id).
-pub(crate) const MAX_V2_BODY: usize = 1024;
+const MAX_V2_BODY: usize = 1024;
 
 /// Why a proxy's connection did not yield a client address.
 #[derive(Debug, thiserror::Error)]

@@ -496,9 +496,7 @@ impl Session {
                         self.handle_bdat(usize::try_from(size).unwrap_or(usize::MAX), last)
                             .await
                     }
-                    None => self
-                        .error(&Reply::syntax("BDAT chunk-size [LAST]"))
-                        .unwrap_or(Flow::Continue),
+                    None => self.error(&Reply::BAD_BDAT_SYNTAX).unwrap_or(Flow::Continue),
                 };
             }
             Request::Rset => {

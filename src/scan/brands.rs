@@ -376,8 +376,8 @@ pub(crate) fn owner(host: &str) -> Option<&'static Brand> {
     BRANDS.iter().find(|b| b.owns(host))
 }
 
-/// Brands claimed in `text` (already folded with [`fold_for_claims`]); a
-/// common-word brand only when `strict` is false (display names).
+/// Brands claimed in `folded` (from [`fold_for_claims`]); a common-word
+/// brand only in a display name (`display_name`), never in running text.
 pub(crate) fn claimed(folded: &str, display_name: bool) -> Vec<&'static Brand> {
     static CLAIMS: LazyLock<Vec<Phrases>> = LazyLock::new(|| BRANDS.iter().map(|b| Phrases::new(b.claims)).collect());
     BRANDS

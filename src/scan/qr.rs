@@ -11,7 +11,7 @@
 use image::{DynamicImage, ImageFormat, ImageReader, Limits};
 
 /// Largest encoded image looked at.
-pub(crate) const MAX_IMAGE_BYTES: usize = 4 * 1024 * 1024;
+const MAX_IMAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Largest decoded image (width × height).
 const MAX_PIXELS: u64 = 16_000_000;
 /// Longest side searched; larger images are scaled down first.

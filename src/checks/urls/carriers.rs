@@ -1,9 +1,9 @@
-//! Links that do not sit in a text or HTML body: in calendar invitations
-//! (`text/calendar`, `.ics`: folded lines and `\n` escapes), in PDF link
-//! annotations (`/URI (...)`), and in QR codes drawn in images (see
-//! [`crate::scan::qr`]): what the message's view does not read as text. The
-//! `urls` check judges them like the view's links; a link drawn as a QR code
-//! is also reported as such.
+//! Links that do not sit in any text the message's view reads: in PDF link
+//! annotations (`/URI (...)`) and in QR codes drawn in images (see
+//! [`crate::scan::qr`]). (Calendar invitations are text: the view reads them
+//! with their folded lines joined, `scan::view::calendar`.) The `urls` check
+//! judges these like the view's links; a link drawn as a QR code is also
+//! reported as such.
 //!
 //! Bounded by the inventory's attachments and the caps below; reads bytes,
 //! never renders, runs or fetches anything.
@@ -19,7 +19,7 @@ use crate::scan::qr;
 use crate::scan::view::links::text_urls;
 use crate::scan::view::{Link, LinkKind};
 
-/// Bytes of a calendar or PDF searched.
+/// Bytes of a PDF searched.
 const MAX_CARRIER_BYTES: usize = 8 * 1024 * 1024;
 /// Images decoded for QR codes per message.
 const MAX_IMAGES: usize = 16;
@@ -31,41 +31,8 @@ const MAX_PDF_URIS: usize = 256;
 static PDF_URI: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"/URI\s*\(((?:\\.|[^\\)]){1,4096})\)").expect("valid regex"));
 
-/// A calendar object's text with folded lines joined (RFC 5545 §3.1) and
-/// its text escapes undone, so a URL split over lines reads whole.
-pub(crate) fn unfold_calendar(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut lines = text.split('\n').peekable();
-    while let Some(line) = lines.next() {
-        out.push_str(line.strip_suffix('\r').unwrap_or(line));
-        while let Some(next) = lines.peek() {
-            if let Some(rest) = next.strip_prefix(' ').or_else(|| next.strip_prefix('\t')) {
-                out.push_str(rest.strip_suffix('\r').unwrap_or(rest));
-                lines.next();
-            } else {
-                break;
-            }
-        }
-        out.push('\n');
-    }
-    out.replace("\\n", "\n")
-        .replace("\\N", "\n")
-        .replace("\\,", ",")
-        .replace("\\;", ";")
-}
-
-/// Whether an attachment is a calendar object.
-pub(crate) fn is_calendar(att: &Attachment) -> bool {
-    att.declared_type == "text/calendar"
-        || att
-            .name
-            .as_deref()
-            .is_some_and(|n| n.to_ascii_lowercase().ends_with(".ics"))
-        || att.data.starts_with(b"BEGIN:VCALENDAR")
-}
-
 /// The `/URI` targets of a PDF's link annotations (uncompressed objects).
-pub(crate) fn pdf_uris(data: &[u8]) -> Vec<String> {
+fn pdf_uris(data: &[u8]) -> Vec<String> {
     let data = &data[..data.len().min(MAX_CARRIER_BYTES)];
     PDF_URI
         .captures_iter(data)
@@ -91,8 +58,8 @@ fn pdf_string(raw: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Links carried by `attachments` outside any text the view reads (joined
-/// calendar lines, PDF annotations, QR codes), and which of them are QR codes.
+/// Links carried by `attachments` outside any text the view reads (PDF
+/// annotations, QR codes), and which of them are QR codes.
 pub(crate) fn collect(attachments: &[Attachment]) -> (Vec<Link>, HashSet<String>) {
     let mut links: Vec<Link> = Vec::new();
     let mut qr_urls = HashSet::new();
@@ -109,10 +76,7 @@ pub(crate) fn collect(attachments: &[Attachment]) -> (Vec<Link>, HashSet<String>
     let mut images = 0;
     for att in attachments {
         let data: &[u8] = &att.data;
-        if is_calendar(att) {
-            let text = String::from_utf8_lossy(&data[..data.len().min(MAX_CARRIER_BYTES)]);
-            text_urls(&unfold_calendar(&text), |u| push(u, &mut links));
-        } else if data.starts_with(b"%PDF-") {
+        if data.starts_with(b"%PDF-") {
             for uri in pdf_uris(data) {
                 text_urls(&uri, |u| push(u, &mut links));
             }
@@ -132,13 +96,6 @@ pub(crate) fn collect(attachments: &[Attachment]) -> (Vec<Link>, HashSet<String>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn calendar_lines_are_unfolded_and_unescaped() {
-        let ics = "BEGIN:VEVENT\r\nDESCRIPTION:Join: https://evil.exa\r\n mple/path?a=1\\, b\\nnext\r\nEND:VEVENT\r\n";
-        let text = unfold_calendar(ics);
-        assert!(text.contains("https://evil.example/path?a=1, b\nnext"), "{text}");
-    }
 
     #[test]
     fn pdf_link_annotations_are_read() {

@@ -294,9 +294,94 @@ DESCRIPTION:Join: https://outlook.com@meet-n\r\n ow.example/j\\nID 1\r\nEND:VEVE
     assert!(f.reason.contains("https://outlook.com@meet-now.example/j"), "{f:?}");
 }
 
-/// A plain picture (no code) is no link; a newsletter's ordinary links stay clean.
+/// A plain picture (no code) is no link: a message carrying one has no
+/// `qr-url`, while the fixture's code is read.
 #[test]
 fn images_without_codes_are_nothing() {
     assert!(crate::scan::qr::decode(fixture!("qr_link.png")).len() == 1);
     assert!(crate::scan::qr::decode(b"\x89PNG\r\n\x1a\nnot really").is_empty());
+    // A real picture: a grey gradient with a dark block, no finder patterns.
+    let picture = image::RgbImage::from_fn(120, 80, |x, y| {
+        if (30..60).contains(&x) && (20..50).contains(&y) {
+            image::Rgb([20, 20, 20])
+        } else {
+            image::Rgb([(x * 2) as u8, (y * 3) as u8, 200])
+        }
+    });
+    let mut png = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(picture)
+        .write_to(&mut png, image::ImageFormat::Png)
+        .unwrap();
+    let png = png.into_inner();
+    assert!(crate::scan::qr::decode(&png).is_empty());
+    use base64::Engine;
+    let raw = format!(
+        "From: a@example.org\r\nTo: anna@contoso.com\r\nSubject: Photos\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nThe photo from Friday.\r\n\
+--b\r\nContent-Type: image/png; name=photo.png\r\nContent-Disposition: attachment; filename=photo.png\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
+        base64::engine::general_purpose::STANDARD.encode(&png)
+    );
+    let found = scan(raw.as_bytes());
+    assert!(found.is_empty(), "{found:#?}");
+}
+
+/// An HTML message with one anchor to `href`.
+fn link_mail(href: &str) -> Vec<u8> {
+    format!(
+        "From: a@example.org\r\nTo: anna@contoso.com\r\nSubject: x\r\nMIME-Version: 1.0\r\n\
+Content-Type: text/html; charset=utf-8\r\n\r\n<p><a href=\"{href}\">Open</a></p>\r\n"
+    )
+    .into_bytes()
+}
+
+/// A host imitating a well-known brand's domain is caught; the brand's own
+/// domains are not, and neither is one typing edit from a short brand name
+/// (such names are often words or parodies of their own).
+#[test]
+fn a_host_imitating_a_brand_is_caught_and_the_brands_own_are_not() {
+    let found = scan(&link_mail("https://login.rnicrosoft.com/common/oauth2"));
+    let f = only(&found, "lookalike-brand-url");
+    assert_eq!(f.score, 5.0);
+    assert!(f.reason.contains("looks like microsoft.com"), "{f:?}");
+    let found = scan(&link_mail("https://microsoft.com.account-review.example/"));
+    let f = only(&found, "lookalike-brand-url");
+    assert!(f.reason.contains("embedded in another domain"), "{f:?}");
+    for own in [
+        "https://login.microsoftonline.com/common",
+        "https://www.microsoft.com/",
+        "https://contoso.sharepoint.com/sites/x",
+    ] {
+        let found = scan(&link_mail(own));
+        assert!(found.is_empty(), "{own}: {found:#?}");
+    }
+    let found = scan(&link_mail("https://dropbax.com/s/1"));
+    assert!(found.is_empty(), "{found:#?}");
+    let found = scan_for(
+        &["contoso.com"],
+        "score_lookalike_brand = 0",
+        &link_mail("https://login.rnicrosoft.com/"),
+    );
+    assert!(found.is_empty(), "a score of 0 disables the rule: {found:#?}");
+}
+
+/// The tenant's address in a link's fragment (written or percent-encoded) is
+/// a page that fills in its sign-in form; another organisation's address, or
+/// the tenant's in the query (which a server sees, as tracking does), is not.
+#[test]
+fn the_tenants_address_in_a_links_fragment() {
+    let found = scan(&link_mail("https://docs-share.example/view#anna@contoso.com"));
+    let f = only(&found, "address-in-fragment");
+    assert_eq!(f.score, 2.0);
+    assert!(f.reason.contains("anna@contoso.com"), "{f:?}");
+    let found = scan(&link_mail("https://docs-share.example/view#u=anna%40contoso.com"));
+    only(&found, "address-in-fragment");
+    for innocent in [
+        "https://docs-share.example/view#bob@example.org",
+        "https://docs-share.example/view?u=anna@contoso.com",
+        "https://docs-share.example/view#section-2",
+    ] {
+        let found = scan(&link_mail(innocent));
+        assert!(found.is_empty(), "{innocent}: {found:#?}");
+    }
 }

@@ -18,8 +18,9 @@
 //! block, a space between cells; whitespace collapsed), the links of every
 //! URL attribute with the text shown on each anchor (see
 //! [`super::links`]), resolved against the first `<base href>` wherever it
-//! stands, as browsers do; the forms (where they post, whether they ask for
-//! a password) and the scripts' text, for checks that judge those.
+//! stands, as browsers do; and the forms (where they post, whether they ask
+//! for a password). A check that judges scripts reads the part's markup
+//! (`TextPart::markup`).
 //!
 //! Invariants: the work is linear in the input (the tokenizer never
 //! backtracks; every output is capped); no input makes it panic or fail.
@@ -135,8 +136,6 @@ const BREAKOUT_ELEMENTS: &[&str] = &[
     "var",
 ];
 
-/// Bytes of script text kept per document.
-const MAX_SCRIPT_BYTES: usize = 1024 * 1024;
 /// Forms kept per document.
 const MAX_FORMS: usize = 64;
 
@@ -156,8 +155,6 @@ pub(crate) struct HtmlDoc {
     pub(crate) text: String,
     pub(crate) links: Vec<Link>,
     pub(crate) forms: Vec<Form>,
-    /// The text of its `<script>` elements, joined, at most [`MAX_SCRIPT_BYTES`].
-    pub(crate) scripts: String,
     /// The first `<base href>`, when it is an absolute URL.
     pub(crate) base: Option<String>,
 }
@@ -412,17 +409,12 @@ pub(crate) fn read(html: &str, max: usize) -> HtmlDoc {
     let mut anchors = Anchors::default();
     // Open hidden elements (template nests; the raw-text ones end at their end tag).
     let mut hidden: Vec<String> = Vec::new();
-    let mut in_script = false;
 
     // The string reader cannot fail; a token that is an error is skipped.
     for token in Tokenizer::new_with_emitter(html, emitter).flatten() {
         match token {
             Token::String(s) => {
                 let s = String::from_utf8_lossy(&s.value);
-                if in_script {
-                    let room = MAX_SCRIPT_BYTES.saturating_sub(doc.scripts.len());
-                    doc.scripts.push_str(links::truncate(&s, room));
-                }
                 if hidden.is_empty() {
                     text.push_str(&s);
                     anchors.text(&s);
@@ -488,8 +480,6 @@ pub(crate) fn read(html: &str, max: usize) -> HtmlDoc {
                             }
                         }
                     }
-                    // `<script/>` is a start tag like any other: its text follows.
-                    "script" => in_script = true,
                     _ => {}
                 }
                 if name != "a" && name != "area" && name != "base" {
@@ -518,12 +508,6 @@ pub(crate) fn read(html: &str, max: usize) -> HtmlDoc {
                     anchors.end(&mut written);
                 }
                 anchors.tag(&name, false, &mut written);
-                if name == "script" && in_script {
-                    in_script = false;
-                    if doc.scripts.len() < MAX_SCRIPT_BYTES {
-                        doc.scripts.push('\n');
-                    }
-                }
                 if let Some(at) = hidden.iter().rposition(|h| *h == name) {
                     hidden.truncate(at);
                 }

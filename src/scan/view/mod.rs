@@ -12,11 +12,14 @@
 //!
 //! Which parts are read: the body parts (text/plain and text/html, those of
 //! attached messages included, down to [`inventory::MAX_DEPTH`]), and the
-//! attachments that are text (declared `text/*`, JSON, XML, CSV …) or HTML
-//! (declared or named HTML or SVG, or starting like an HTML document). The
-//! links of body parts, of `text/*` attachments and of HTML attachments are
-//! listed; those of other text (a JSON or XML file) are not, as their URLs are
-//! data rather than links.
+//! attachments that are text (declared `text/*`, JSON, XML, CSV …), calendar
+//! invitations (read with their folded lines joined, [`calendar`]) or HTML
+//! (declared or named HTML or SVG, or starting like an HTML or SVG document).
+//! The links of body parts, of `text/*` attachments, of invitations and of
+//! HTML attachments are listed; those of other text (a JSON or XML file) are
+//! not, as their URLs are data rather than links. An HTML part keeps its
+//! markup as read, for checks that judge what its visible text leaves out
+//! (scripts, event handlers, meta refreshes).
 //!
 //! Invariants: one MIME walk per message; every part read is cut at
 //! [`MAX_PART_BYTES`], at most [`MAX_TEXT_PARTS`] parts are read and
@@ -24,6 +27,7 @@
 //! view never fails and never panics: a part it cannot read as text is not a
 //! text part. It must never fetch, run or render anything.
 
+pub(crate) mod calendar;
 pub(crate) mod html;
 pub(crate) mod links;
 
@@ -65,10 +69,11 @@ pub struct TextPart<'a> {
     pub depth: u32,
     /// The text a reader sees (for HTML: see [`html`]), at most [`MAX_PART_BYTES`].
     pub text: Cow<'a, str>,
+    /// For HTML: the markup as read (at most [`MAX_PART_BYTES`]); empty for
+    /// plain text. Borrowed from the message for a body part.
+    pub markup: Cow<'a, str>,
     /// For HTML: its forms.
     pub forms: Vec<Form>,
-    /// For HTML: the text of its scripts.
-    pub scripts: String,
 }
 
 /// The parsed message and what every check reads of it.
@@ -169,7 +174,7 @@ impl<'a> Walk<'_, 'a> {
                         PartType::Text(text) if body => {
                             self.plain(Origin::Body, depth, Cow::Borrowed(text.as_ref()), true);
                         }
-                        PartType::Html(html) if body => self.html(Origin::Body, depth, html),
+                        PartType::Html(html) if body => self.html(Origin::Body, depth, Cow::Borrowed(html.as_ref())),
                         _ => {}
                     }
                     // A named body part (a .js sent as text/plain) is an attachment too.
@@ -193,9 +198,11 @@ impl<'a> Walk<'_, 'a> {
             let data: &[u8] = &att.data;
             let data = data.get(..MAX_PART_BYTES).unwrap_or(data);
             let text = String::from_utf8_lossy(data).into_owned();
+            let origin = Origin::Attachment(index);
             match kind {
-                Textual::Html => self.html(Origin::Attachment(index), depth, &text),
-                Textual::Text { linked } => self.plain(Origin::Attachment(index), depth, Cow::Owned(text), linked),
+                Textual::Html => self.html(origin, depth, Cow::Owned(text)),
+                Textual::Calendar => self.plain(origin, depth, Cow::Owned(calendar::unfold(&text)), true),
+                Textual::Text { linked } => self.plain(origin, depth, Cow::Owned(text), linked),
             }
         }
     }
@@ -227,16 +234,20 @@ impl<'a> Walk<'_, 'a> {
             html: false,
             depth,
             text,
+            markup: Cow::Borrowed(""),
             forms: Vec::new(),
-            scripts: String::new(),
         });
     }
 
-    fn html(&mut self, origin: Origin, depth: u32, html: &str) {
+    fn html(&mut self, origin: Origin, depth: u32, markup: Cow<'a, str>) {
         if !self.room() {
             return;
         }
-        let doc = html::read(links::truncate(html, MAX_PART_BYTES), MAX_PART_BYTES);
+        let markup = match markup {
+            Cow::Borrowed(m) => Cow::Borrowed(links::truncate(m, MAX_PART_BYTES)),
+            Cow::Owned(m) => Cow::Owned(links::truncate(&m, MAX_PART_BYTES).to_string()),
+        };
+        let doc = html::read(&markup, MAX_PART_BYTES);
         for link in doc.links {
             self.links.push(link);
         }
@@ -245,14 +256,16 @@ impl<'a> Walk<'_, 'a> {
             html: true,
             depth,
             text: Cow::Owned(doc.text),
+            markup,
             forms: doc.forms,
-            scripts: doc.scripts,
         });
     }
 }
 
 enum Textual {
     Html,
+    /// A calendar invitation: read unfolded, its URLs are links.
+    Calendar,
     /// `linked`: its URLs are links (a `text/*` attachment), not data.
     Text {
         linked: bool,
@@ -272,7 +285,7 @@ const TEXT_EXTENSIONS: [&str; 12] = [
     "txt", "csv", "tsv", "json", "xml", "md", "log", "ics", "vcf", "rtf", "yaml", "yml",
 ];
 const HTML_TYPES: [&str; 3] = ["text/html", "application/xhtml+xml", "image/svg+xml"];
-const HTML_EXTENSIONS: [&str; 7] = ["htm", "html", "xhtml", "shtml", "mht", "svg", "hta"];
+const HTML_EXTENSIONS: [&str; 8] = ["htm", "html", "xhtml", "shtml", "mht", "mhtml", "svg", "hta"];
 
 /// Whether an attachment is read as HTML, as text, or not at all.
 fn textual(att: &Attachment) -> Option<Textual> {
@@ -286,6 +299,9 @@ fn textual(att: &Attachment) -> Option<Textual> {
     if HTML_TYPES.contains(&declared) || HTML_EXTENSIONS.contains(&ext.as_str()) || looks_like_html(&att.data) {
         return Some(Textual::Html);
     }
+    if calendar::is_calendar(att) {
+        return Some(Textual::Calendar);
+    }
     if declared.starts_with("text/") {
         return Some(Textual::Text { linked: true });
     }
@@ -293,19 +309,33 @@ fn textual(att: &Attachment) -> Option<Textual> {
         .then_some(Textual::Text { linked: false })
 }
 
-/// Starts like an HTML or SVG document (after a byte-order mark and blanks).
+/// Bytes of an XML document searched for the `<svg` that makes it an SVG
+/// image (after its declaration, comments and DOCTYPE).
+const XML_PROLOG_BYTES: usize = 512;
+
+/// Starts like an HTML or SVG document (after a byte-order mark and blanks),
+/// or is an XML document whose root is `<svg>`: an SVG opens a browser
+/// however it is named, and usually starts with an XML declaration.
 fn looks_like_html(data: &[u8]) -> bool {
     let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
     let start = data.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(data.len());
     let head = data.get(start..(start + 16).min(data.len())).unwrap_or_default();
-    ["<!doctype html", "<html", "<svg", "<head", "<body", "<script"]
+    let starts = |p: &str| {
+        head.len() >= p.len()
+            && head
+                .get(..p.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(p.as_bytes()))
+    };
+    if ["<!doctype html", "<html", "<svg", "<head", "<body", "<script"]
         .iter()
-        .any(|p| {
-            head.len() >= p.len()
-                && head
-                    .get(..p.len())
-                    .is_some_and(|h| h.eq_ignore_ascii_case(p.as_bytes()))
-        })
+        .any(|p| starts(p))
+    {
+        return true;
+    }
+    let prolog = data
+        .get(start..(start + XML_PROLOG_BYTES).min(data.len()))
+        .unwrap_or_default();
+    (starts("<?xml") || starts("<!doctype svg")) && prolog.windows(4).any(|w| w.eq_ignore_ascii_case(b"<svg"))
 }
 
 #[cfg(test)]

@@ -79,4 +79,60 @@ fn an_unnamed_html_attachment_is_recognised_by_its_start() {
     assert!(looks_like_html(b"<SVG xmlns="));
     assert!(!looks_like_html(b"%PDF-1.7"));
     assert!(!looks_like_html(b"<h"));
+    // An SVG image usually opens with an XML declaration (and a comment or
+    // DOCTYPE); a browser opens it whatever its name says.
+    assert!(looks_like_html(
+        b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- Generator -->\n<svg xmlns=\"http://www.w3.org/2000/svg\">"
+    ));
+    assert!(looks_like_html(
+        b"<!DOCTYPE svg PUBLIC \"-//W3C//DTD SVG 1.1//EN\" \"\">\n<svg>"
+    ));
+    assert!(!looks_like_html(
+        b"<?xml version=\"1.0\"?><invoice><total>3</total></invoice>"
+    ));
+}
+
+/// A calendar invitation folds its lines at 75 octets, splitting a URL; it is
+/// read as the client shows it, so its links are whole (and listed even when
+/// it comes as `application/octet-stream`), and its text is joined.
+#[test]
+fn an_invitation_is_read_with_its_lines_joined() {
+    let raw = b"From: a@example.org\r\nSubject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nSee the invitation.\r\n\
+--b\r\nContent-Type: application/octet-stream; name=invite.ics\r\n\r\n\
+BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDESCRIPTION:Join the call: https://meet.evil.exa\r\n mple/j/1?pwd=2\\nVerify your acc\r\n ount first\r\n\
+END:VEVENT\r\nEND:VCALENDAR\r\n\
+--b--\r\n";
+    let message = MessageParser::default().parse(&raw[..]).unwrap();
+    let view = View::new(&message, false);
+    let urls: Vec<&str> = view.links.iter().map(|l| l.url.as_str()).collect();
+    assert_eq!(urls, ["https://meet.evil.example/j/1?pwd=2"]);
+    let ics = view.attachment_text(0).expect("the invitation is read");
+    assert!(
+        ics.text
+            .contains("Join the call: https://meet.evil.example/j/1?pwd=2\nVerify your account first"),
+        "{}",
+        ics.text
+    );
+}
+
+/// An HTML part keeps its markup (scripts and handlers included) for the
+/// checks that judge them; a plain part has none.
+#[test]
+fn html_parts_keep_their_markup() {
+    let message = MessageParser::default().parse(MIXED).unwrap();
+    let view = View::new(&message, false);
+    let body_html = view.parts.iter().find(|p| p.origin == Origin::Body && p.html).unwrap();
+    assert_eq!(body_html.markup, "<p>Pay <a href=https://html.example/y>here</a></p>");
+    assert!(
+        matches!(body_html.markup, Cow::Borrowed(_)),
+        "a body's markup is the message's"
+    );
+    let htm = view.attachment_text(0).unwrap();
+    assert!(
+        htm.markup.starts_with("<form action=https://harvest.example/>"),
+        "{}",
+        htm.markup
+    );
+    assert!(view.parts.iter().filter(|p| !p.html).all(|p| p.markup.is_empty()));
 }

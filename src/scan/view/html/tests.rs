@@ -125,7 +125,7 @@ fn svg_content_is_not_raw_text_and_breaks_out_on_html() {
 }
 
 #[test]
-fn meta_refresh_forms_and_scripts_are_recorded() {
+fn meta_refresh_and_forms_are_recorded_and_scripts_are_not_text() {
     let doc = read(
         "<meta http-equiv=Refresh content=\"0; URL='https://go.example/'\">\
          <form action='https://harvest.example/p'><input name=u><input type=PassWord name=p></form>\
@@ -152,7 +152,7 @@ fn meta_refresh_forms_and_scripts_are_recorded() {
             }
         ]
     );
-    assert_eq!(doc.scripts, "eval(atob('YWxlcnQ='))\n");
+    assert!(!doc.text.contains("eval"), "{:?}", doc.text);
 }
 
 #[test]
