@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::spool::{LockError, StateLock};
 use crate::store::{
     Actor, EventDetail, EventSummary, QuarantineEntry, QuarantineQuery, QuarantineState, Query, Released, Scope, Store,
+    time,
 };
 
 #[derive(Subcommand, Clone)]
@@ -226,7 +227,7 @@ pub fn events_command(config: &Path, action: EventsAction) -> Result<super::Outp
                 for a in &records {
                     out.push_str(&format!(
                         "{} UTC  {:<16} {:<16} {:<14} {:<10} {}  {}\n",
-                        utc(a.time),
+                        time::format(a.time),
                         a.actor,
                         a.from,
                         a.action,
@@ -405,43 +406,6 @@ pub fn quarantine_command(config: &Path, action: QuarantineAction) -> Result<sup
     })
 }
 
-/// `YYYY-MM-DD HH:MM:SS` (UTC) of Unix seconds.
-pub(crate) fn utc(t: i64) -> String {
-    let days = t.div_euclid(86400);
-    let secs = t.rem_euclid(86400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// A point in time from the command line: a duration ago ("24h", "7d"), a
 /// UTC date or date-time (RFC 3339 with `Z`), or Unix seconds.
 pub(crate) fn parse_time(text: &str, now: i64, flag: &str) -> Result<i64, AppError> {
@@ -457,32 +421,7 @@ pub(crate) fn parse_time(text: &str, now: i64, flag: &str) -> Result<i64, AppErr
     if let Ok(d) = crate::config::reader::parse_duration(t) {
         return Ok(now - d.as_secs() as i64);
     }
-    let (date, time) = match t.split_once(['T', ' ']) {
-        Some((d, rest)) => (d, Some(rest.trim_end_matches('Z'))),
-        None => (t, None),
-    };
-    let mut parts = date.split('-');
-    let (Some(y), Some(m), Some(d), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return Err(bad());
-    };
-    let (y, m, d): (i64, u32, u32) = match (y.parse(), m.parse(), d.parse()) {
-        (Ok(y), Ok(m), Ok(d)) if (1..=12).contains(&m) && (1..=31).contains(&d) => (y, m, d),
-        _ => return Err(bad()),
-    };
-    let mut secs = days_from_civil(y, m, d) * 86400;
-    if let Some(time) = time {
-        let fields: Vec<&str> = time.split(':').collect();
-        if !(2..=3).contains(&fields.len()) {
-            return Err(bad());
-        }
-        let mut mult = 3600;
-        for f in fields {
-            let v: i64 = f.parse().map_err(|_| bad())?;
-            secs += v * mult;
-            mult /= 60;
-        }
-    }
-    Ok(secs)
+    time::parse(t).ok_or_else(bad)
 }
 
 fn events_text(found: &[EventSummary]) -> String {
@@ -491,7 +430,7 @@ fn events_text(found: &[EventSummary]) -> String {
         out.push_str(&format!(
             "{:>8}  {}  {}  {:<10} {:<10} {:>6.1}  <{}> -> <{}>  {:?}{}\n",
             e.id,
-            utc(e.time),
+            time::format(e.time),
             e.queue_id,
             e.tenant,
             e.action,
@@ -514,7 +453,7 @@ fn event_text(d: &EventDetail) -> String {
          from:               {}\nsubject:            {:?}\nsize:               {}\nclient:             {} helo {:?} {}\n\
          verdict:            {} score {:.1}\naction:             {}\n",
         d.id,
-        utc(e.time),
+        time::format(e.time),
         e.node,
         e.queue_id,
         e.tenant,
@@ -546,7 +485,7 @@ fn event_text(d: &EventDetail) -> String {
     for o in &d.deliveries {
         out.push_str(&format!(
             "delivery:           {} UTC {} {} {}\n",
-            utc(o.time),
+            time::format(o.time),
             o.result,
             if o.host.is_empty() { "-" } else { &o.host },
             o.reply
@@ -565,7 +504,7 @@ fn quarantine_line(e: &QuarantineEntry) -> String {
     format!(
         "{}  {}  {:<10} {:>6.1}  <{}> -> {}  {:?}  {}\n",
         e.id,
-        utc(e.time),
+        time::format(e.time),
         e.tenant,
         e.score,
         e.mail_from,
@@ -581,7 +520,7 @@ fn quarantine_entry_text(e: &QuarantineEntry) -> String {
          recipients: {}\nreleased:   {}\nfrom:       {}\nsubject:    {:?}\nmessage-id: {}\nsize:       {}\nscore:      {:.1}\n",
         e.id,
         e.state.as_str(),
-        utc(e.time),
+        time::format(e.time),
         e.node,
         e.tenant,
         e.mail_from,
@@ -607,15 +546,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times_round_trip_and_parse() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00");
-        assert_eq!(utc(1_796_464_800), "2026-12-05 10:00:00");
+    fn command_line_times_parse() {
         assert_eq!(parse_time("2026-12-05", 0, "--since").unwrap(), 1_796_428_800);
         assert_eq!(parse_time("2026-12-05T10:00:00Z", 0, "--since").unwrap(), 1_796_464_800);
         assert_eq!(parse_time("2026-12-05 10:00", 0, "--since").unwrap(), 1_796_464_800);
         assert_eq!(parse_time("7d", 1_000_000, "--since").unwrap(), 1_000_000 - 7 * 86400);
         assert_eq!(parse_time("1796464800", 0, "--since").unwrap(), 1_796_464_800);
-        let e = parse_time("yesterday", 0, "--since").unwrap_err().to_string();
-        assert!(e.starts_with("--since: expected"), "{e}");
+        for bad in ["yesterday", "2026-02-30"] {
+            let e = parse_time(bad, 0, "--since").unwrap_err().to_string();
+            assert!(e.starts_with("--since: expected"), "{e}");
+        }
     }
 }

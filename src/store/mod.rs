@@ -33,6 +33,7 @@ mod postgres;
 mod quarantine;
 pub(crate) mod record;
 mod sqlite;
+pub(crate) mod time;
 mod types;
 mod writer;
 

@@ -20,9 +20,9 @@ use crate::message::envelope::{Direction, Envelope, Mailbox, Recipient, SessionF
 use crate::spool::format::{Kind, Meta};
 use crate::spool::incoming::Body;
 use crate::spool::{Area, Spool};
+use crate::store::time;
 use crate::web::backend::{Backend, Query, Summary};
 use crate::web::links::LinkKey;
-use crate::web::time;
 
 /// At most this many held messages are read per tenant for one digest run.
 const MAX_HELD: usize = 20_000;

@@ -35,7 +35,6 @@ mod sessions;
 pub(crate) mod store_backend;
 #[cfg(test)]
 mod tests;
-mod time;
 mod view;
 
 /// What the admin endpoint reads, built by `app` and passed down.

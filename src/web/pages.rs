@@ -9,9 +9,9 @@
 use maud::{DOCTYPE, Markup, html};
 
 use crate::config::web::Role;
+use crate::store::time;
 use crate::web::backend::{Page, Query, Record, Summary};
 use crate::web::sessions::Session;
-use crate::web::time;
 use crate::web::view::Content;
 
 pub(crate) const STYLE: &str = include_str!("style.css");
