@@ -189,7 +189,7 @@ fn main() {
                 ),
             ),
         ];
-        // 200 rounds, so the p99 is the second-slowest search rather than the slowest.
+        // 200 rounds, so the p99 (index 197 of 0..=199) is the third-slowest search, not the slowest.
         let rounds = if bench { 200 } else { 3 };
         let peer_rounds = if bench { 5 } else { 1 };
         let conn = rusqlite::Connection::open(&db_path).unwrap();

@@ -117,12 +117,27 @@ fn check(mode: &'static str) {
         ..Options::default()
     });
     let (expected, refused) = send_corpus(&gw, &s);
-    // Queue mode relays in the background: wait until Postfix holds them all.
-    let queued = support::wait_for(Duration::from_secs(60), || {
-        let q = s.downstream.queued();
-        (q.len() >= expected.len()).then_some(q)
-    })
-    .unwrap_or_else(|| s.downstream.queued());
+    // Queue mode relays in the background. Read Postfix's queue only once the
+    // gateway holds no message (each has its final result: nothing more will
+    // be sent, neither a late copy nor a retry) and Postfix has filed what it
+    // accepted, so an extra or a missing envelope shows in the comparison.
+    let emptied = support::wait_for(Duration::from_secs(60), || {
+        let (_, list, _) = gw.cli(&["queue", "list"]);
+        (list.lines().last() == Some("0 message(s)")).then_some(())
+    });
+    assert!(
+        emptied.is_some(),
+        "{mode}: the gateway still holds messages after 60 s: {}\ngateway log:\n{}",
+        gw.cli(&["queue", "list"]).1,
+        gw.log()
+    );
+    let queued = s.downstream.settled_queue(Duration::from_secs(60)).unwrap_or_else(|| {
+        panic!(
+            "{mode}: Postfix's queue did not settle: {:?}\npostfix log:\n{}",
+            s.downstream.queued(),
+            s.downstream.maillog()
+        )
+    });
     let victims: Vec<&Queued> = queued
         .iter()
         .filter(|q| q.recipients.iter().any(|r| r.eq_ignore_ascii_case("victim@evil.com")))

@@ -633,7 +633,7 @@ exogate_notes() {
 }
 
 # ---------------------------------------------------------------- scenarios
-# (Here, after its definition: called above it, bash stopped with "start_dns: command not found".)
+# Every scenario's exogate asks the private Knot (start_dns, defined above, so called here).
 start_dns
 
 has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
@@ -670,34 +670,28 @@ if has b-reuse; then
     stop_session "$PF_SID"
 fi
 
+# (c): exogate in queue mode under the loadgen. The extras run the same with one setting
+# changed for their line only (a variable assigned before a function call holds only for the call).
+run_c() {
+    start_exogate "$1" queue
+    run_loadgen "$1" "$2" "$GW_PORT" "$GW_SID" --starttls --ca "$CA"
+    exogate_notes "$GW_DIR"
+    stop_session "$GW_SID"
+}
+
 if has c; then
-    start_exogate c queue
-    run_loadgen "c" "loadgen STARTTLS -> exogate queue -> sink (TLS)" "$GW_PORT" "$GW_SID" --starttls --ca "$CA"
+    run_c c "loadgen STARTTLS -> exogate queue -> sink (TLS)"
     RATE_C=$LAST_RATE
-    exogate_notes "$GW_DIR"
-    stop_session "$GW_SID"
 fi
 
-# Optional: (c) with the store unreachable (STORE=0 for this line only): what writing events costs.
+# Optional: (c) with the store unreachable: what writing events costs.
 if has c-nostore; then
-    saved_store=$STORE
-    STORE=0
-    start_exogate c-nostore queue
-    run_loadgen "c-nostore" "loadgen STARTTLS -> exogate (store off) -> sink" "$GW_PORT" "$GW_SID" --starttls --ca "$CA"
-    exogate_notes "$GW_DIR"
-    stop_session "$GW_SID"
-    STORE=$saved_store
+    STORE=0 run_c c-nostore "loadgen STARTTLS -> exogate (store off) -> sink"
 fi
 
-# Optional: (c) with a dnsbl check added to the default policy (DNSBL=1 for this line only).
+# Optional: (c) with a dnsbl check added to the default policy.
 if has c-dnsbl; then
-    saved_dnsbl=$DNSBL
-    DNSBL=1
-    start_exogate c-dnsbl queue
-    run_loadgen "c-dnsbl" "loadgen STARTTLS -> exogate (+dnsbl) -> sink" "$GW_PORT" "$GW_SID" --starttls --ca "$CA"
-    exogate_notes "$GW_DIR"
-    stop_session "$GW_SID"
-    DNSBL=$saved_dnsbl
+    DNSBL=1 run_c c-dnsbl "loadgen STARTTLS -> exogate (+dnsbl) -> sink"
 fi
 
 if has d; then

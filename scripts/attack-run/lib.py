@@ -111,11 +111,17 @@ def transaction(port, mail, rcpts, data, tls=True, ehlo=b"EHLO attacker.test"):
 
 
 def queued():
-    """Every message in the downstream Postfix queue: sender, recipients, header+body."""
+    """Every message in the downstream Postfix queue: sender, recipients, header+body.
+    Each once: postqueue reads the queue folders one after another, so a message that
+    moves from active to deferred meanwhile is listed twice, under the same queue id."""
     out = subprocess.run(["postqueue", "-c", PF, "-j"], capture_output=True, text=True).stdout
     msgs = []
+    seen = set()
     for l in out.splitlines():
         v = json.loads(l)
+        if v["queue_id"] in seen:
+            continue
+        seen.add(v["queue_id"])
         content = subprocess.run(["postcat", "-c", PF, "-bh", "-q", v["queue_id"]],
                                  capture_output=True).stdout
         env = subprocess.run(["postcat", "-c", PF, "-e", "-q", v["queue_id"]],

@@ -49,25 +49,69 @@ pub struct Queued {
     pub recipients: Vec<String>,
 }
 
-/// Runs `postcat -q` on every queued message: envelope records and content.
+/// One line of `postqueue -j`: a message and the queue folder it was read in.
+struct Listed {
+    queue_id: String,
+    queue_name: String,
+    queued: Queued,
+}
+
 impl Postfix {
-    pub fn postcat_all(&self) -> Vec<String> {
+    /// The queue as `postqueue -j` lists it, each message once. showq reads
+    /// the queue folders one after another without a lock (active, then
+    /// incoming, then deferred), so a message that qmgr moves from active to
+    /// deferred during the listing is listed twice (under the same queue id:
+    /// a queue file keeps its name when it moves), and one that moves from
+    /// incoming to active is missed.
+    fn listing(&self) -> Vec<Listed> {
         let out = Command::new("/usr/sbin/postqueue")
             .arg("-c")
             .arg(self.dir.join("etc"))
             .arg("-j")
             .output()
             .expect("postqueue");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter_map(|v| v["queue_id"].as_str().map(str::to_string))
-            .map(|id| {
+        let mut by_id = std::collections::BTreeMap::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let Some(queue_id) = v["queue_id"].as_str() else {
+                continue;
+            };
+            let recipients = v["recipients"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|r| r["address"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            // The later folder wins: it is where the message went.
+            by_id.insert(
+                queue_id.to_string(),
+                Listed {
+                    queue_id: queue_id.to_string(),
+                    queue_name: v["queue_name"].as_str().unwrap_or_default().to_string(),
+                    queued: Queued {
+                        sender: v["sender"].as_str().unwrap_or_default().to_string(),
+                        recipients,
+                    },
+                },
+            );
+        }
+        by_id.into_values().collect()
+    }
+
+    /// Runs `postcat -q` on every queued message: envelope records and content.
+    pub fn postcat_all(&self) -> Vec<String> {
+        self.listing()
+            .into_iter()
+            .map(|m| {
                 let out = Command::new("/usr/sbin/postcat")
                     .arg("-c")
                     .arg(self.dir.join("etc"))
                     .arg("-q")
-                    .arg(&id)
+                    .arg(&m.queue_id)
                     .output()
                     .expect("postcat");
                 format!(
@@ -310,35 +354,38 @@ smtp_host_lookup = native
         std::fs::read_to_string(self.dir.join("maillog")).unwrap_or_default()
     }
 
-    /// The messages in Postfix's queue (any queue): sender and recipients
-    /// exactly as `postqueue -j` reports them.
+    /// The messages in Postfix's queue (any queue), each once: sender and
+    /// recipients exactly as `postqueue -j` reports them. One reading: a
+    /// message on its way between two queue folders may be missing (see
+    /// [`Postfix::listing`]); [`Postfix::settled_queue`] waits for a reading
+    /// that is complete.
     pub fn queued(&self) -> Vec<Queued> {
-        let out = Command::new("/usr/sbin/postqueue")
-            .arg("-c")
-            .arg(self.dir.join("etc"))
-            .arg("-j")
-            .output()
-            .expect("postqueue");
-        let mut all = Vec::new();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            let recipients = v["recipients"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|r| r["address"].as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
-            all.push(Queued {
-                sender: v["sender"].as_str().unwrap_or_default().to_string(),
-                recipients,
-            });
-        }
+        let mut all: Vec<Queued> = self.listing().into_iter().map(|m| m.queued).collect();
         all.sort();
         all
+    }
+
+    /// The queue once Postfix is done with what it accepted (a keeping
+    /// downstream, [`Postfix::start_keeping`]): no message left in incoming
+    /// or active (each moved on to deferred), and two readings in a row
+    /// agree, so no message was missed on its way between folders. `None`
+    /// if that does not happen within `timeout`.
+    pub fn settled_queue(&self, timeout: Duration) -> Option<Vec<Queued>> {
+        let mut previous: Option<Vec<(String, Queued)>> = None;
+        wait_for(timeout, || {
+            let listing = self.listing();
+            let in_flight = listing
+                .iter()
+                .any(|m| !matches!(m.queue_name.as_str(), "deferred" | "hold"));
+            let now: Vec<(String, Queued)> = listing.into_iter().map(|m| (m.queue_id, m.queued)).collect();
+            let settled = !in_flight && previous.as_ref() == Some(&now);
+            previous = Some(now);
+            settled.then(|| {
+                let mut all: Vec<Queued> = previous.take().unwrap().into_iter().map(|(_, q)| q).collect();
+                all.sort();
+                all
+            })
+        })
     }
 
     /// Everything delivered so far.
