@@ -528,8 +528,8 @@ fn read_proxy_protocol(s: &Section, listen: &[SocketAddr], tls_listen: &[SocketA
             );
         }
         let timeout = p.duration_or("timeout", Duration::from_secs(5));
-        if timeout.is_zero() || timeout > Duration::from_secs(300) {
-            p.error("timeout", "must be between 1s and 5m");
+        if timeout < Duration::from_secs(1) || timeout > Duration::from_secs(300) {
+            p.error("timeout", format!("must be between 1s and 5m, found {timeout:?}"));
         }
         out.push(ProxyProtocol {
             listen: addr,

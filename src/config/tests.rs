@@ -265,14 +265,14 @@ fn proxy_protocol_names_a_listener_and_its_proxies() {
 
     let bad = MINIMAL.to_string()
         + "[[server.proxy_protocol]]\nlisten = \"127.0.0.1:25\"\nfrom = [\"proxy\"]\n\
-           [[server.proxy_protocol]]\nlisten = \"127.0.0.1:2525\"\ntimeout = \"0s\"\n";
+           [[server.proxy_protocol]]\nlisten = \"127.0.0.1:2525\"\ntimeout = \"500ms\"\n";
     assert_eq!(
         errors(&bad),
         vec![
             "server.proxy_protocol[0].from[0]: expected a proxy's address or CIDR such as \"10.0.0.5\", found \"proxy\"",
             "server.proxy_protocol[0].listen: 127.0.0.1:25 is not one of server.listen or server.tls_listen",
             "server.proxy_protocol[1].from: missing: list the load balancers' addresses, e.g. [\"10.0.0.5\"]",
-            "server.proxy_protocol[1].timeout: must be between 1s and 5m",
+            "server.proxy_protocol[1].timeout: must be between 1s and 5m, found 500ms",
         ]
     );
 }
