@@ -19,8 +19,8 @@ use exogate::message::envelope::{Direction, Envelope, Mailbox, Recipient, Sessio
 use exogate::message::verdict::{Action, Finding, Verdict};
 use exogate::spool::format::{Kind, Meta, decode_all, encode_all};
 use exogate::store::{
-    Actor, Clock, DeliveryOutcome, EventRecord, QuarantineQuery, QuarantineState, Query, Scope, Store, StoreBackend,
-    StoreConfig, StoreError,
+    Actor, Clock, DeliveryOutcome, EventRecord, QuarantineEntry, QuarantineQuery, QuarantineState, Query, Scope, Store,
+    StoreBackend, StoreConfig, StoreError,
 };
 use support::postgres::Postgres;
 
@@ -396,6 +396,21 @@ async fn quarantine_lifecycle(db: Db) {
     q.sender = Some("@evil.example".into());
     q.subject = Some("aaa2".into());
     assert_eq!(s.quarantine_list(&q).await.unwrap()[0].id, "AAA2");
+    // Time bounds and Message-ID are filters of the query itself (a page of
+    // held mail is never cut short after the fact).
+    let mut q = QuarantineQuery::new(Scope::All);
+    q.since = Some(T0 + 5);
+    q.until = Some(T0 + 9);
+    let ids = |l: Vec<QuarantineEntry>| l.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.quarantine_list(&q).await.unwrap()), vec!["AAA2"]);
+    let mut q = QuarantineQuery::new(Scope::All);
+    q.message_id = Some("<AAA1@evil.example>".into());
+    assert_eq!(ids(s.quarantine_list(&q).await.unwrap()), vec!["AAA1"]);
+    q.message_id = Some("AAA1".into());
+    assert!(
+        s.quarantine_list(&q).await.unwrap().is_empty(),
+        "Message-ID matches exactly"
+    );
 
     // Scope: another tenant's message is "not found", whatever the call.
     assert!(matches!(

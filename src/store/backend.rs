@@ -502,6 +502,18 @@ impl Backend {
                 params.push(format!("%{}%", like_escape(&w)).into());
             }
         }
+        if let Some(m) = q.message_id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            sql.push_str(" AND message_id = ?");
+            params.push(m.trim_start_matches('<').trim_end_matches('>').into());
+        }
+        if let Some(since) = q.since {
+            sql.push_str(" AND time >= ?");
+            params.push(since.into());
+        }
+        if let Some(until) = q.until {
+            sql.push_str(" AND time < ?");
+            params.push(until.into());
+        }
         sql.push_str(" ORDER BY time DESC, id DESC LIMIT ? OFFSET ?");
         params.extend([i64::from(q.limit.clamp(1, 1000)).into(), i64::from(q.offset).into()]);
         Ok(self.query(sql, params).await?.iter().map(quarantine_of).collect())

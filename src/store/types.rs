@@ -256,6 +256,12 @@ pub struct QuarantineQuery {
     pub rcpt: Option<String>,
     /// Words of the subject.
     pub subject: Option<String>,
+    /// The `Message-ID`, with or without its angle brackets (exact match).
+    pub message_id: Option<String>,
+    /// Quarantined at or after (Unix seconds).
+    pub since: Option<i64>,
+    /// Quarantined before (Unix seconds).
+    pub until: Option<i64>,
     pub limit: u32,
     pub offset: u32,
 }
@@ -268,6 +274,9 @@ impl QuarantineQuery {
             sender: None,
             rcpt: None,
             subject: None,
+            message_id: None,
+            since: None,
+            until: None,
             limit: 50,
             offset: 0,
         }

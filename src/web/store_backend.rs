@@ -108,21 +108,15 @@ impl Backend for StoreAccess {
             query.sender = q.sender.clone();
             query.rcpt = q.recipient.clone();
             query.subject = q.subject.clone();
+            query.message_id = q.message_id.clone();
+            query.since = q.since;
+            query.until = q.until;
             query.limit = per_page + 1;
             query.offset = q.page * per_page;
             let mut entries = self.store.quarantine_list(&query).await.map_err(err)?;
             let more = entries.len() > per_page as usize;
             entries.truncate(per_page as usize);
-            let items = entries
-                .iter()
-                .map(held_summary)
-                .filter(|s| q.since.is_none_or(|t| s.received >= t) && q.until.is_none_or(|t| s.received < t))
-                .filter(|s| {
-                    q.message_id
-                        .as_ref()
-                        .is_none_or(|m| s.message_id.contains(m.trim_matches(['<', '>'])))
-                })
-                .collect();
+            let items = entries.iter().map(held_summary).collect();
             return Ok(Page { items, more });
         }
         let mut query = StoreQuery::new(scope);
