@@ -152,7 +152,7 @@ fn sigterm_during_data_never_acknowledges_what_is_not_durable_and_exits_zero() {
 
 const PARSE: &str = r#"
 import sys, json
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 values = {}
 for family in text_string_to_metric_families(sys.stdin.read()):
     for s in family.samples:
@@ -174,14 +174,14 @@ fn parse_metrics(text: &str) -> serde_json::Value {
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "the Prometheus parser rejected /metrics: {}",
+        "the OpenMetrics parser rejected /metrics: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
-fn metrics_move_with_real_traffic_and_parse_as_prometheus_text() {
+fn metrics_move_with_real_traffic_and_parse_as_openmetrics() {
     let stack = Stack::new();
     let (pki, downstream) = (&stack.pki, &stack.downstream);
     let gw = stack.gateway(Options::default());
@@ -740,10 +740,17 @@ fn every_metric_the_alerts_and_the_dashboard_name_is_exported_by_a_live_gateway(
     stack.downstream.wait_messages(1, Duration::from_secs(30));
     let (_, scrape) = gw.http_get("/metrics");
     let values = parse_metrics(&scrape);
-    let exported: std::collections::BTreeSet<&str> = scrape
+    // The sample names each family declares (OpenMetrics: a counter's
+    // samples end in `_total`, an info's in `_info`), samples or not yet.
+    let exported: std::collections::BTreeSet<String> = scrape
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|l| l.split_once(' '))
+        .map(|(name, kind)| match kind {
+            "counter" => format!("{name}_total"),
+            "info" => format!("{name}_info"),
+            _ => name.to_string(),
+        })
         .collect();
 
     let dashboard: serde_json::Value =

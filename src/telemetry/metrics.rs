@@ -1,173 +1,179 @@
-//! Every metric the gateway exports, in one place, rendered in the Prometheus
-//! text exposition format (version 0.0.4) for `/metrics`.
+//! Every metric the gateway exports, in one place, rendered by
+//! `prometheus-client` in the OpenMetrics text format for `/metrics`.
 //!
-//! A deliberately small registry: counters and histograms with fixed label
-//! names, and gauges sampled at render time from the components that own the
-//! numbers (queue size, queue age, open sessions). Label values that come from
-//! configuration (tenant portals, check names) or from a fixed set (actions,
-//! results) only: never from message content, so the series count is bounded.
+//! Counters and histograms are `prometheus-client` families with fixed label
+//! names; gauges are sampled at render time from the components that own the
+//! numbers (queue size, queue age, open sessions, certificates, disk). Label
+//! values come from configuration (tenant portals, check names) or from a
+//! fixed set (actions, results), never from message content, so the series
+//! count is bounded; each value is interned once, so after its first use an
+//! increment is a hash lookup and an atomic add, never an allocation.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use std::time::Duration;
 
-/// A counter family with fixed label names.
-pub(crate) struct CounterVec {
-    name: &'static str,
-    help: &'static str,
-    labels: &'static [&'static str],
-    values: Mutex<BTreeMap<Vec<String>, u64>>,
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Metric, Registry};
+
+/// The content type of [`Metrics::render`].
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Label values seen so far (bounded: see the module header).
+static VALUES: LazyLock<RwLock<HashSet<Arc<str>>>> = LazyLock::new(Default::default);
+
+fn intern(value: &str) -> Arc<str> {
+    if let Some(v) = VALUES.read().unwrap_or_else(|e| e.into_inner()).get(value) {
+        return v.clone();
+    }
+    let mut values = VALUES.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(v) = values.get(value) {
+        return v.clone();
+    }
+    let v: Arc<str> = Arc::from(value);
+    values.insert(v.clone());
+    v
 }
 
-impl CounterVec {
-    const fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> CounterVec {
+/// A label set: (name, value) per label.
+type Labels<const N: usize> = [(&'static str, Arc<str>); N];
+
+fn labels<const N: usize>(names: &[&'static str; N], values: &[&str; N]) -> Labels<N> {
+    std::array::from_fn(|i| (names[i], intern(values[i])))
+}
+
+/// Registers `metric` under `name` with `help` as written here (the
+/// encoder adds the `_total` of a counter and the full stop of the help).
+fn register(registry: &mut Registry, name: &str, help: &str, metric: impl Metric) {
+    let name = name.strip_suffix("_total").unwrap_or(name);
+    registry.register(name, help.trim_end_matches('.'), Declared(metric));
+}
+
+/// A metric family declared (HELP and TYPE) before its first series, as
+/// OpenMetrics allows: `prometheus-client` leaves out an empty family, and a
+/// fresh gateway would then not show what its alert rules and dashboard name.
+#[derive(Debug)]
+struct Declared<M>(M);
+
+impl<M: EncodeMetric> EncodeMetric for Declared<M> {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+}
+
+/// A counter family with fixed label names.
+pub(crate) struct CounterVec<const N: usize> {
+    name: &'static str,
+    help: &'static str,
+    labels: [&'static str; N],
+    family: Family<Labels<N>, Counter>,
+}
+
+impl<const N: usize> CounterVec<N> {
+    fn new(name: &'static str, help: &'static str, labels: [&'static str; N]) -> CounterVec<N> {
         CounterVec {
             name,
             help,
             labels,
-            values: Mutex::new(BTreeMap::new()),
+            family: Family::default(),
         }
     }
 
-    pub(crate) fn inc(&self, label_values: &[&str]) {
+    pub(crate) fn inc(&self, label_values: &[&str; N]) {
         self.add(label_values, 1);
     }
 
-    pub(crate) fn add(&self, label_values: &[&str], n: u64) {
-        debug_assert_eq!(label_values.len(), self.labels.len(), "{}", self.name);
-        let key: Vec<String> = label_values.iter().map(|s| s.to_string()).collect();
-        *self.values.lock().expect("metrics lock").entry(key).or_insert(0) += n;
+    pub(crate) fn add(&self, label_values: &[&str; N], n: u64) {
+        self.family.get_or_create(&labels(&self.labels, label_values)).inc_by(n);
     }
 
-    fn render(&self, out: &mut String) {
-        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
-        let _ = writeln!(out, "# TYPE {} counter", self.name);
-        for (values, n) in self.values.lock().expect("metrics lock").iter() {
-            let _ = writeln!(out, "{}{} {}", self.name, labels(self.labels, values, None), n);
+    /// A family without labels is registered as its one metric, so its
+    /// sample reads `name 1`, not `name{} 1` (and shows 0 before any count).
+    fn register(&self, registry: &mut Registry) {
+        if N == 0 {
+            let metric = self.family.get_or_create_owned(&labels(&self.labels, &[""; N]));
+            register(registry, self.name, self.help, metric);
+        } else {
+            register(registry, self.name, self.help, self.family.clone());
         }
     }
 }
 
-/// Per label set: bucket counts, sum, count.
-type Histogram = (Vec<u64>, f64, u64);
-
 /// A histogram family (seconds) with fixed label names.
-pub(crate) struct HistogramVec {
+pub(crate) struct HistogramVec<const N: usize> {
     name: &'static str,
     help: &'static str,
-    labels: &'static [&'static str],
-    buckets: &'static [f64],
-    values: Mutex<BTreeMap<Vec<String>, Histogram>>,
+    labels: [&'static str; N],
+    family: Family<Labels<N>, Histogram, fn() -> Histogram>,
 }
 
-impl HistogramVec {
-    const fn new(
+impl<const N: usize> HistogramVec<N> {
+    fn new(
         name: &'static str,
         help: &'static str,
-        labels: &'static [&'static str],
-        buckets: &'static [f64],
-    ) -> HistogramVec {
+        labels: [&'static str; N],
+        buckets: fn() -> Histogram,
+    ) -> HistogramVec<N> {
         HistogramVec {
             name,
             help,
             labels,
-            buckets,
-            values: Mutex::new(BTreeMap::new()),
+            family: Family::new_with_constructor(buckets),
         }
     }
 
-    pub(crate) fn observe(&self, label_values: &[&str], d: Duration) {
-        let secs = d.as_secs_f64();
-        let key: Vec<String> = label_values.iter().map(|s| s.to_string()).collect();
-        let mut map = self.values.lock().expect("metrics lock");
-        let entry = map.entry(key).or_insert_with(|| (vec![0; self.buckets.len()], 0.0, 0));
-        for (i, le) in self.buckets.iter().enumerate() {
-            if secs <= *le {
-                entry.0[i] += 1;
-            }
-        }
-        entry.1 += secs;
-        entry.2 += 1;
+    pub(crate) fn observe(&self, label_values: &[&str; N], d: Duration) {
+        self.family
+            .get_or_create(&labels(&self.labels, label_values))
+            .observe(d.as_secs_f64());
     }
 
-    fn render(&self, out: &mut String) {
-        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
-        let _ = writeln!(out, "# TYPE {} histogram", self.name);
-        for (values, (counts, sum, count)) in self.values.lock().expect("metrics lock").iter() {
-            for (le, n) in self.buckets.iter().zip(counts) {
-                let le = format!("{le}");
-                let _ = writeln!(
-                    out,
-                    "{}_bucket{} {}",
-                    self.name,
-                    labels(self.labels, values, Some(&le)),
-                    n
-                );
-            }
-            let _ = writeln!(
-                out,
-                "{}_bucket{} {}",
-                self.name,
-                labels(self.labels, values, Some("+Inf")),
-                count
-            );
-            let _ = writeln!(out, "{}_sum{} {}", self.name, labels(self.labels, values, None), sum);
-            let _ = writeln!(
-                out,
-                "{}_count{} {}",
-                self.name,
-                labels(self.labels, values, None),
-                count
-            );
+    /// A family without labels is registered as its one metric, so its
+    /// sample reads `name 1`, not `name{} 1` (and shows 0 before any count).
+    fn register(&self, registry: &mut Registry) {
+        if N == 0 {
+            let metric = self.family.get_or_create_owned(&labels(&self.labels, &[""; N]));
+            register(registry, self.name, self.help, metric);
+        } else {
+            register(registry, self.name, self.help, self.family.clone());
         }
     }
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
-fn labels(names: &[&str], values: &[String], le: Option<&str>) -> String {
-    let mut parts: Vec<String> = names
-        .iter()
-        .zip(values)
-        .map(|(n, v)| format!("{n}=\"{}\"", escape(v)))
-        .collect();
-    if let Some(le) = le {
-        parts.push(format!("le=\"{le}\""));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
-    }
-}
-
-const CHECK_BUCKETS: &[f64] = &[0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
-const DELIVERY_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0];
+const CHECK_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
+const DELIVERY_BUCKETS: [f64; 8] = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0];
 
 /// The gateway's metrics.
 pub(crate) struct Metrics {
-    pub(crate) connections: CounterVec,
-    pub(crate) sessions: CounterVec,
-    pub(crate) tls_handshakes: CounterVec,
-    pub(crate) admission_refusals: CounterVec,
-    pub(crate) messages: CounterVec,
-    pub(crate) check_duration: HistogramVec,
-    pub(crate) check_errors: CounterVec,
-    pub(crate) deliveries: CounterVec,
-    pub(crate) delivery_duration: HistogramVec,
-    pub(crate) dsns: CounterVec,
-    pub(crate) reloads: CounterVec,
-    pub(crate) spool_corrupt: CounterVec,
-    pub(crate) journal_reports: CounterVec,
+    pub(crate) connections: CounterVec<1>,
+    pub(crate) sessions: CounterVec<1>,
+    pub(crate) tls_handshakes: CounterVec<1>,
+    pub(crate) admission_refusals: CounterVec<1>,
+    pub(crate) messages: CounterVec<3>,
+    pub(crate) check_duration: HistogramVec<1>,
+    pub(crate) check_errors: CounterVec<1>,
+    pub(crate) deliveries: CounterVec<1>,
+    pub(crate) delivery_duration: HistogramVec<0>,
+    pub(crate) dsns: CounterVec<1>,
+    pub(crate) reloads: CounterVec<1>,
+    pub(crate) spool_corrupt: CounterVec<0>,
+    pub(crate) journal_reports: CounterVec<2>,
     /// Store writes from the mail path: written, failed, dropped, unavailable.
-    pub(crate) store_writes: CounterVec,
+    pub(crate) store_writes: CounterVec<1>,
     /// Quarantined messages removed by retention or the size cap.
-    pub(crate) quarantine_pruned: CounterVec,
+    pub(crate) quarantine_pruned: CounterVec<1>,
     pub(crate) quarantine_bytes: AtomicI64,
     pub(crate) quarantine_cap_bytes: AtomicI64,
     pub(crate) open_sessions: AtomicI64,
@@ -195,75 +201,71 @@ impl Metrics {
             connections: CounterVec::new(
                 "exogate_connections_total",
                 "Inbound TCP connections accepted, by outcome of the connect stage.",
-                &["result"],
+                ["result"],
             ),
             sessions: CounterVec::new(
                 "exogate_sessions_total",
                 "SMTP sessions ended, by outcome.",
-                &["outcome"],
+                ["outcome"],
             ),
             tls_handshakes: CounterVec::new(
                 "exogate_tls_handshakes_total",
                 "Inbound TLS handshakes, by negotiated version (or failed).",
-                &["version"],
+                ["version"],
             ),
             admission_refusals: CounterVec::new(
                 "exogate_admission_refusals_total",
                 "Refusals by admission layer.",
-                &["layer"],
+                ["layer"],
             ),
             messages: CounterVec::new(
                 "exogate_messages_total",
                 "Messages that reached a verdict, by tenant, direction and action carried out.",
-                &["tenant", "direction", "action"],
+                ["tenant", "direction", "action"],
             ),
             check_duration: HistogramVec::new(
                 "exogate_check_duration_seconds",
                 "Time each check took per message.",
-                &["check"],
-                CHECK_BUCKETS,
+                ["check"],
+                || Histogram::new(CHECK_BUCKETS),
             ),
             check_errors: CounterVec::new(
                 "exogate_check_errors_total",
                 "Checks that failed or timed out.",
-                &["check"],
+                ["check"],
             ),
             deliveries: CounterVec::new(
                 "exogate_deliveries_total",
                 "Recipient delivery results downstream.",
-                &["result"],
+                ["result"],
             ),
             delivery_duration: HistogramVec::new(
                 "exogate_delivery_duration_seconds",
                 "Time from acceptance to final delivery of a message.",
-                &[],
-                DELIVERY_BUCKETS,
+                [],
+                || Histogram::new(DELIVERY_BUCKETS),
             ),
             dsns: CounterVec::new(
                 "exogate_dsns_total",
                 "Delivery status notifications generated or dropped.",
-                &["event"],
+                ["event"],
             ),
-            reloads: CounterVec::new(
-                "exogate_reloads_total",
-                "Configuration reloads, by result.",
-                &["result"],
-            ),
-            spool_corrupt: CounterVec::new("exogate_spool_corrupt_total", "Damaged queue files moved aside.", &[]),
+            reloads: CounterVec::new("exogate_reloads_total", "Configuration reloads, by result.", ["result"]),
+            spool_corrupt: CounterVec::new("exogate_spool_corrupt_total", "Damaged queue files moved aside.", []),
             journal_reports: CounterVec::new(
                 "exogate_journal_reports_total",
                 "Journal reports received (monitor mode), by tenant and result: scanned, or why one could not be read (kept in quarantine-reports/).",
-                &["tenant", "result"],
+                ["tenant", "result"],
             ),
             store_writes: CounterVec::new(
                 "exogate_store_writes_total",
                 "Event, delivery and quarantine records from the mail path, by result (written, failed, dropped, unavailable).",
-                &["result"],
+                ["result"],
             ),
             quarantine_pruned: CounterVec::new(
                 "exogate_quarantine_pruned_total",
                 "Quarantined messages removed, by reason (retention, cap).",
-                &["reason"],
+                ["reason"],
             ),
             quarantine_bytes: AtomicI64::new(0),
             quarantine_cap_bytes: AtomicI64::new(0),
@@ -278,142 +280,137 @@ impl Metrics {
         }
     }
 
-    /// The whole exposition.
+    /// The whole exposition (OpenMetrics text, [`CONTENT_TYPE`]).
     pub(crate) fn render(&self) -> String {
-        let mut out = String::with_capacity(8192);
+        let mut registry = Registry::default();
         for c in [
             &self.connections,
             &self.sessions,
             &self.tls_handshakes,
             &self.admission_refusals,
-            &self.messages,
             &self.check_errors,
             &self.deliveries,
             &self.dsns,
             &self.reloads,
-            &self.spool_corrupt,
-            &self.journal_reports,
             &self.store_writes,
             &self.quarantine_pruned,
         ] {
-            c.render(&mut out);
+            c.register(&mut registry);
         }
-        self.check_duration.render(&mut out);
-        self.delivery_duration.render(&mut out);
-        let now = now_unix();
-        let oldest = self.queue_oldest.load(Ordering::Relaxed);
+        self.messages.register(&mut registry);
+        self.journal_reports.register(&mut registry);
+        self.spool_corrupt.register(&mut registry);
+        self.check_duration.register(&mut registry);
+        self.delivery_duration.register(&mut registry);
+        self.register_sampled(&mut registry, now_unix());
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+
+    /// Gauges sampled from their owners or read now: queue, sessions,
+    /// quarantine, certificates, disk, process, build.
+    fn register_sampled(&self, registry: &mut Registry, now: i64) {
+        let load = |a: &AtomicI64| a.load(Ordering::Relaxed);
+        let oldest = load(&self.queue_oldest);
+        let started = self.started.load(Ordering::Relaxed) as i64;
         for (name, help, value) in [
             (
                 "exogate_sessions_open",
                 "SMTP sessions currently open.",
-                self.open_sessions.load(Ordering::Relaxed) as f64,
+                load(&self.open_sessions),
             ),
             (
                 "exogate_queue_messages",
                 "Messages in the delivery queue.",
-                self.queue_size.load(Ordering::Relaxed) as f64,
+                load(&self.queue_size),
             ),
             (
                 "exogate_queue_oldest_age_seconds",
                 "Age of the oldest message in the queue (0 when empty).",
-                if oldest > 0 { (now - oldest).max(0) as f64 } else { 0.0 },
+                if oldest > 0 { (now - oldest).max(0) } else { 0 },
             ),
             (
                 "exogate_quarantine_bytes",
                 "Bytes of held quarantined messages.",
-                self.quarantine_bytes.load(Ordering::Relaxed) as f64,
+                load(&self.quarantine_bytes),
             ),
             (
                 "exogate_quarantine_max_bytes",
                 "The quarantine's size cap ([store] quarantine_max_size).",
-                self.quarantine_cap_bytes.load(Ordering::Relaxed) as f64,
+                load(&self.quarantine_cap_bytes),
             ),
+            ("exogate_start_time_seconds", "Unix time the process started.", started),
             (
-                "exogate_start_time_seconds",
-                "Unix time the process started.",
-                self.started.load(Ordering::Relaxed) as f64,
+                "exogate_quarantine_messages",
+                "Messages in the quarantine.",
+                load(&self.quarantine_size),
             ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+            register(registry, name, help, ConstGauge::new(value));
         }
-        self.render_sampled(&mut out, now);
-        out
-    }
-
-    /// Gauges sampled from their owners or read now: per tenant queue,
-    /// quarantine, certificates, disk, process, build.
-    fn render_sampled(&self, out: &mut String, now: i64) {
-        let gauge = |out: &mut String, name: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        };
-        gauge(out, "exogate_build_info", "Always 1; the version in a label.");
-        let _ = writeln!(out, "exogate_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+        register(
+            registry,
+            "exogate_build",
+            "Always 1; the version in a label.",
+            Info::new([("version", env!("CARGO_PKG_VERSION"))]),
+        );
         {
-            let by_tenant = self.queue_by_tenant.lock().expect("metrics lock");
-            gauge(
-                out,
+            let by_tenant = self.queue_by_tenant.lock().unwrap_or_else(|e| e.into_inner());
+            let messages = Family::<[(&str, String); 1], Gauge>::default();
+            let age = Family::<[(&str, String); 1], Gauge>::default();
+            for (tenant, (n, oldest)) in by_tenant.iter() {
+                messages.get_or_create(&[("tenant", tenant.clone())]).set(*n);
+                age.get_or_create(&[("tenant", tenant.clone())])
+                    .set((now - oldest).max(0));
+            }
+            register(
+                registry,
                 "exogate_queue_tenant_messages",
                 "Messages in the delivery queue, per tenant.",
+                messages,
             );
-            for (tenant, (n, _)) in by_tenant.iter() {
-                let _ = writeln!(
-                    out,
-                    "exogate_queue_tenant_messages{{tenant=\"{}\"}} {n}",
-                    escape(tenant)
-                );
-            }
-            gauge(
-                out,
+            register(
+                registry,
                 "exogate_queue_tenant_oldest_age_seconds",
                 "Age of the tenant's oldest message in the delivery queue.",
+                age,
             );
-            for (tenant, (_, oldest)) in by_tenant.iter() {
-                let _ = writeln!(
-                    out,
-                    "exogate_queue_tenant_oldest_age_seconds{{tenant=\"{}\"}} {}",
-                    escape(tenant),
-                    (now - oldest).max(0)
-                );
-            }
         }
-        gauge(out, "exogate_quarantine_messages", "Messages in the quarantine.");
-        let _ = writeln!(
-            out,
-            "exogate_quarantine_messages {}",
-            self.quarantine_size.load(Ordering::Relaxed)
-        );
-        gauge(
-            out,
+        let expiry = Family::<[(&str, String); 2], Gauge>::default();
+        for (usage, tenant, not_after) in self.certificates.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            expiry
+                .get_or_create(&[("use", usage.to_string()), ("tenant", tenant.clone())])
+                .set(not_after - now);
+        }
+        register(
+            registry,
             "exogate_certificate_expiry_seconds",
             "Seconds until a certificate in use expires (negative: expired), by use (inbound, relay-client) and tenant.",
+            expiry,
         );
-        for (usage, tenant, not_after) in self.certificates.lock().expect("metrics lock").iter() {
-            let _ = writeln!(
-                out,
-                "exogate_certificate_expiry_seconds{{use=\"{usage}\",tenant=\"{}\"}} {}",
-                escape(tenant),
-                not_after - now
-            );
-        }
-        let state_dir = self.state_dir.lock().expect("metrics lock").clone();
+        let state_dir = self.state_dir.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some((free, total)) = state_dir.as_deref().and_then(super::process::disk_space) {
-            gauge(
-                out,
+            register(
+                registry,
                 "exogate_state_dir_free_bytes",
                 "Bytes available to the gateway on the state directory's file system.",
+                ConstGauge::new(free),
             );
-            let _ = writeln!(out, "exogate_state_dir_free_bytes {free}");
-            gauge(
-                out,
+            register(
+                registry,
                 "exogate_state_dir_size_bytes",
                 "Size of the state directory's file system.",
+                ConstGauge::new(total),
             );
-            let _ = writeln!(out, "exogate_state_dir_size_bytes {total}");
         }
         if let Some(cpu) = super::process::cpu_seconds() {
-            let _ = writeln!(
-                out,
-                "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}"
+            register(
+                registry,
+                "process_cpu_seconds_total",
+                "Total user and system CPU time spent in seconds.",
+                ConstCounter::new(cpu),
             );
         }
         for (name, help, value) in [
@@ -435,12 +432,11 @@ impl Metrics {
             (
                 "process_start_time_seconds",
                 "Start time of the process since unix epoch in seconds.",
-                Some(self.started.load(Ordering::Relaxed) as f64),
+                Some(started as f64),
             ),
         ] {
             if let Some(v) = value {
-                gauge(out, name, help);
-                let _ = writeln!(out, "{name} {v}");
+                register(registry, name, help, ConstGauge::new(v));
             }
         }
     }
@@ -465,9 +461,22 @@ mod tests {
         m.check_duration.observe(&["urls"], Duration::from_millis(2));
         let text = m.render();
         assert!(text.contains("exogate_messages_total{tenant=\"contoso\",direction=\"inbound\",action=\"deliver\"} 2"));
-        assert!(text.contains("exogate_check_duration_seconds_bucket{check=\"urls\",le=\"0.005\"} 1"));
-        assert!(text.contains("exogate_check_duration_seconds_bucket{check=\"urls\",le=\"0.001\"} 0"));
+        assert!(text.contains("exogate_check_duration_seconds_bucket{le=\"0.005\",check=\"urls\"} 1"));
+        assert!(text.contains("exogate_check_duration_seconds_bucket{le=\"0.001\",check=\"urls\"} 0"));
         assert!(text.contains("exogate_check_duration_seconds_count{check=\"urls\"} 1"));
         assert!(text.contains("# TYPE exogate_queue_messages gauge\nexogate_queue_messages 0"));
+        // OpenMetrics: a counter's family name without `_total`, one full
+        // stop after the help, the build as an info metric, `# EOF` last.
+        m.spool_corrupt.inc(&[]);
+        let text = m.render();
+        assert!(
+            text.contains("# HELP exogate_spool_corrupt Damaged queue files moved aside.\n# TYPE exogate_spool_corrupt counter\nexogate_spool_corrupt_total 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("exogate_build_info{version=\""), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        // A family with no series yet is still declared.
+        assert!(text.contains("# TYPE exogate_dsns counter\n"), "{text}");
+        assert!(!text.contains("exogate_dsns_total"), "{text}");
     }
 }

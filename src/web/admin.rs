@@ -48,7 +48,7 @@ async fn answer(mut stream: TcpStream, shared: &Context) -> std::io::Result<()> 
     let (status, content_type, body) = match (method, path.split('?').next().unwrap_or("")) {
         ("GET", "/metrics") => (
             "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
+            crate::telemetry::metrics::CONTENT_TYPE,
             shared.metrics.render(),
         ),
         ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
