@@ -252,6 +252,7 @@ pub async fn run(args: SendArgs) -> io::Result<i32> {
         "p50_ms": r3(quantile(lat, 0.50)),
         "p90_ms": r3(quantile(lat, 0.90)),
         "p99_ms": r3(quantile(lat, 0.99)),
+        "p999_ms": r3(quantile(lat, 0.999)),
         "max_ms": r3(lat.last().copied().unwrap_or(0.0)),
         "connections": connections.load(Ordering::Relaxed),
         "lag_p99_ms": r3(quantile(&all.lags_ms, 0.99)),
