@@ -63,10 +63,12 @@ printf "$ROW" line path "e2e msg/s" "x(pf)" "acc msg/s" "x(pf)" "p50 ms" "p99 ms
 
 : >"$DAT.tmp"
 PF_E2E="" PFR_E2E="" I=0
-# measure NAME LABEL PATH PORT SID : one line under loadgen STARTTLS, with rspamd's CPU and
-# scan count around it; appends its figures to the .dat.
+# measure NAME LABEL PATH PORT SID RSPAMD : one line under loadgen STARTTLS, with rspamd's CPU
+# and scan count around it; appends its figures to the .dat. RSPAMD=1: rspamd must have scanned
+# every message of the line (a check that failed open would pass messages unscanned and make the
+# line look cheap), 0: none.
 measure() {
-    local name=$1 label=$2 path=$3 port=$4 sid=$5 r0 s0 r1 s1 e2e p50 p99 delivered sent acked ok
+    local name=$1 label=$2 path=$3 port=$4 sid=$5 want=$6 r0 s0 r1 s1 e2e p50 p99 delivered sent acked ok
     r0=$(cpu_of_session "$RSPAMD_SID")
     s0=$(rspamd_scanned)
     run_loadgen "$name" "$path" "$port" "$sid" --starttls --ca "$CA"
@@ -76,6 +78,11 @@ measure() {
     acked=$(json "$RUN/$name.json" acked)
     ok=1
     [ "$delivered" = "$sent" ] && [ "${acked:-0}" = "$sent" ] || ok=0
+    if [ "$((s1 - s0))" != "$((want * sent))" ]; then
+        note "$name: FAILURE: rspamd scanned $((s1 - s0)) messages, expected $((want * sent))"
+        ok=0
+        FAILED=1
+    fi
     I=$((I + 1))
     printf '%s %s %s %s %s %s %s %s %s\n' "$I" "$label" "$e2e" "$p50" "$p99" "$CPU_MS" \
         "$(calc "($r1 - $r0) * 1000 / $CLK_TCK / $sent" 2)" "$((s1 - s0))" "$ok" >>"$DAT.tmp"
@@ -97,14 +104,14 @@ for line in $LINES; do
         pf | pf-rspamd)
             if [ "$line" = pf ]; then
                 start_postfix pf
-                measure pf Postfix "loadgen STARTTLS -> Postfix -> sink" "$PF_PORT" "$PF_SID"
+                measure pf Postfix "loadgen STARTTLS -> Postfix -> sink" "$PF_PORT" "$PF_SID" 0
                 PF_E2E=$LAST_RATE
                 # Every later line's x(pf) column is against this one.
                 read -r _ B_RATE B_ACC _ < <(tail -n 1 "$RESULTS")
             else
                 start_postfix pf-rspamd "smtpd_milters = inet:$IP:$RSPAMD_MILTER
 milter_default_action = tempfail"
-                measure pf-rspamd Postfix+rspamd "loadgen STARTTLS -> Postfix+rspamd milter -> sink" "$PF_PORT" "$PF_SID"
+                measure pf-rspamd Postfix+rspamd "loadgen STARTTLS -> Postfix+rspamd milter -> sink" "$PF_PORT" "$PF_SID" 1
                 PFR_E2E=$LAST_RATE
             fi
             postfix_tls_note "$PF_DIR"
@@ -120,7 +127,8 @@ milter_default_action = tempfail"
                 *) die "unknown line $line" ;;
             esac
             DNSBL=0 start_exogate "$line" queue
-            measure "$line" "$label" "loadgen STARTTLS -> exogate (${POLICY_CHECKS:-default as shipped}) -> sink" "$GW_PORT" "$GW_SID"
+            measure "$line" "$label" "loadgen STARTTLS -> exogate (${POLICY_CHECKS:-default as shipped}) -> sink" "$GW_PORT" "$GW_SID" \
+                "$([[ $POLICY_CHECKS == *rspamd* ]] && echo 1 || echo 0)"
             exogate_notes "$GW_DIR"
             check_notes
             stop_session "$GW_SID"
