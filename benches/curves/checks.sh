@@ -40,9 +40,10 @@ mkdir -p "$OUT"
 TXT=$OUT/checks.txt
 DAT=$OUT/checks.dat
 COMMIT=$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo '?')
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 say "== exogate curve: checks (default policy, auth, dnsbl, rspamd) against Postfix and Postfix + rspamd milter =="
-say "run:   $(date -u '+%Y-%m-%d %H:%M:%S UTC'), exogate $COMMIT, Postfix $(postconf -d -h mail_version 2>/dev/null || echo '?'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+say "run:   $(date -u '+%Y-%m-%d %H:%M:%S UTC'), exogate $COMMIT, Postfix $(postconf -d -h mail_version 2>/dev/null || echo '?'), $(nproc) cores, load average $LOAD_START"
 say "load:  $MESSAGES messages of $(wc -c <"$RUN/message.txt" | tr -d ' ') bytes, $SESSIONS sessions, loadgen STARTTLS, one counting sink ($RUN)"
 start_dns
 start_rspamd
@@ -142,7 +143,7 @@ POLICY_CHECKS=""
 ratio() { [ -n "$2" ] && [ "$2" -gt 0 ] && calc "$1 / $2" 2 || echo -; }
 TROW='%-22s %9s %7s %9s %7s %7s %11s %11s %10s %8s %s\n'
 {
-    say "== checks: run $(date -u '+%Y-%m-%d %H:%M:%S UTC'), exogate $COMMIT, $MESSAGES messages x $SIZE bytes, $SESSIONS sessions, load average at the end $(cut -d' ' -f1-3 /proc/loadavg) =="
+    say "== checks: run $(date -u '+%Y-%m-%d %H:%M:%S UTC'), exogate $COMMIT, $MESSAGES messages x $SIZE bytes, $SESSIONS sessions, load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end =="
     # shellcheck disable=SC2059
     printf "$TROW" configuration "e2e msg/s" "x(pf)" "x(pf+rsp)" "p50 ms" "p99 ms" "server ms/m" "rspamd ms/m" "total ms/m" "scanned" count
     while read -r _ label e2e p50 p99 cpu rcpu scanned ok; do
@@ -154,7 +155,7 @@ TROW='%-22s %9s %7s %9s %7s %7s %11s %11s %10s %8s %s\n'
 say ""
 cat "$TXT"
 {
-    echo "# checks curve, $(date -u '+%Y-%m-%d %H:%M:%S UTC'), exogate $COMMIT, $MESSAGES messages x $SIZE bytes, $SESSIONS sessions"
+    echo "# checks curve, $(date -u '+%Y-%m-%d %H:%M:%S UTC'), exogate $COMMIT, $MESSAGES messages x $SIZE bytes, $SESSIONS sessions, load average $LOAD_START at the start"
     echo "# index configuration e2e_msg_s p50_ms p99_ms server_cpu_ms_per_msg rspamd_cpu_ms_per_msg rspamd_scanned count_ok"
     cat "$DAT.tmp"
 } >"$DAT"
