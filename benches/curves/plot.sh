@@ -4,17 +4,27 @@
 # (Debian). Never fails the measurement that called it: a plot that cannot be drawn is reported
 # on stderr and the table stays the result.
 #
-# Usage: plot.sh OUT.png TITLE XLABEL YLABEL DATA [--logx] [--logy] COL:LABEL [COL:LABEL...]
+# Usage: plot.sh OUT.png TITLE XLABEL YLABEL DATA [--logx] [--logy] [--xtic COL] [--zero] COL:LABEL [COL:LABEL...]
 #   DATA's first column is x; COL is a 1-based column number; lines starting with # are comments.
+#   --xtic COL labels each point's x with column COL's word (configurations instead of numbers).
+#   --zero starts the y axes at 0 (figures compared as heights, e.g. one point per configuration).
 #   A label ending in " (right)" is drawn against the right-hand axis (y2).
 set -euo pipefail
 
 out=$1 title=$2 xlabel=$3 ylabel=$4 data=$5
 shift 5
-logx="" logy=""
+logx="" logy="" xtic="" cats="" zero=""
 series=()
-for a in "$@"; do
+while [ $# -gt 0 ]; do
+    a=$1
+    shift
     case $a in
+        --xtic)
+            xtic=":xtic(${1:?--xtic needs a column})"
+            cats="set offsets 0.5, 0.5, 0, 0; set xtics rotate by -20"
+            shift
+            ;;
+        --zero) zero="set yrange [0:*]; set y2range [0:*]" ;;
         --logx) logx="set logscale x" ;;
         --logy) logy="set logscale y" ;;
         *) series+=("$a") ;;
@@ -36,7 +46,7 @@ for s in "${series[@]}"; do
         axis="x1y2"
         y2="set y2tics; set ytics nomirror"
     fi
-    plots+=("'$data' using 1:$col with linespoints lw 2 pt 7 axes $axis title '${label//\'/}'")
+    plots+=("'$data' using 1:$col$xtic with linespoints lw 2 pt 7 axes $axis title '${label//\'/}'")
 done
 joined=$(IFS=,; echo "${plots[*]}")
 gnuplot <<GP || echo "plot.sh: gnuplot failed; $out not drawn" >&2
@@ -50,5 +60,7 @@ set key left top
 $logx
 $logy
 $y2
+$cats
+$zero
 plot $joined
 GP

@@ -195,10 +195,12 @@ cpu_of_session() {
 CLK_TCK=$(getconf CLK_TCK)
 CPU_NOTE=""
 
-# Sets CPU_NOTE from the ticks session $1 used since $2, for $3 messages.
+# Sets CPU_NOTE from the ticks session $1 used since $2, for $3 messages (and CPU_MS, the
+# milliseconds per message alone, for a script's own table).
 cpu_note() {
     local used
     used=$(($(cpu_of_session "$1") - $2))
+    CPU_MS=$(calc "$used * 1000 / $CLK_TCK / $3" 2)
     CPU_NOTE="cpu $(calc "$used * 1000 / $CLK_TCK / $3" 2) ms per message (user+sys of the server under test, $(calc "$used / $CLK_TCK" 1) s in all)"
 }
 
@@ -511,24 +513,88 @@ start_dns() {
     note "Knot DNS on $IP:$port serves example.org (SPF, DMARC) and bl.bench.test (DNSBL)"
 }
 
+# ---------------------------------------------------------------- rspamd (private instance)
+# start_rspamd : a private rspamd (the Debian package's configuration, with local overrides in the
+# run folder through --var LOCAL_CONFDIR: nothing under /etc is edited) on loopback free ports:
+# the normal worker (/checkv2: exogate's rspamd check) and the proxy worker in milter mode (a
+# Postfix's smtpd_milters) handing each message to that normal worker, as the package sets them
+# up. Its DNS asks the private Knot (call start_dns first), so no query leaves the machine (it
+# answers REFUSED for names it does not serve, which rspamd treats as a failure at once). Worker
+# counts are the package's unless RSPAMD_WORKERS is given. The compiled hyperscan databases are
+# kept in RSPAMD_CACHE across runs (a cold start compiles them: 10-20 s). Sets RSPAMD_SID,
+# RSPAMD_URL (normal worker), RSPAMD_MILTER (the proxy's port), RSPAMD_CONTROLLER (/stat), RSPAMD_DIR.
+start_rspamd() {
+    local d=$RUN/rspamd normal milter ctl cache=${RSPAMD_CACHE:-$TARGET/bench-cache/rspamd} count=""
+    if [ ! -x /usr/bin/rspamd ]; then
+        say "installing: rspamd"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rspamd >/dev/null
+    fi
+    [ -n "${DNS_SERVERS:-}" ] || die "start_rspamd needs the private Knot (start_dns) first"
+    RSPAMD_DIR=$d
+    normal=$(free_port) milter=$(free_port) ctl=$(free_port)
+    mkdir -p "$d/conf/local.d" "$d/db" "$d/run" "$d/log" "$cache"
+    [ -n "${RSPAMD_WORKERS:-}" ] && count="count = $RSPAMD_WORKERS;"
+    printf 'dns { nameserver = [%s]; }\nhs_cache_dir = "%s";\n' "$DNS_SERVERS" "$cache" >"$d/conf/local.d/options.inc"
+    printf 'type = "file";\nlevel = "warning";\n' >"$d/conf/local.d/logging.inc"
+    printf 'bind_socket = "%s:%s";\n%s\n' "$IP" "$normal" "$count" >"$d/conf/local.d/worker-normal.inc"
+    printf 'bind_socket = "%s:%s";\n' "$IP" "$ctl" >"$d/conf/local.d/worker-controller.inc"
+    printf 'bind_socket = "%s:%s";\n%s\nupstream "local" { default = yes; hosts = "%s:%s"; }\n' \
+        "$IP" "$milter" "$count" "$IP" "$normal" >"$d/conf/local.d/worker-proxy.inc"
+    # -i: as root without dropping to _rspamd, so the cache stays owned by whoever runs the script.
+    start_session "$d/stdout.log" /usr/bin/rspamd -f -i -c /etc/rspamd/rspamd.conf \
+        --var "LOCAL_CONFDIR=$d/conf" --var "DBDIR=$d/db" --var "RUNDIR=$d/run" --var "LOGDIR=$d/log"
+    RSPAMD_SID=$LAST_SID
+    for _ in $(seq 1 1800); do
+        kill -0 "$RSPAMD_SID" 2>/dev/null || die "rspamd exited: $(tail -n 5 "$d/stdout.log" "$d/log/rspamd.log" 2>/dev/null)"
+        if curl -s "http://$IP:$normal/ping" 2>/dev/null | grep -q pong &&
+            ss -Hltn "sport = :$milter" 2>/dev/null | grep -q .; then
+            break
+        fi
+        sleep 0.1
+    done
+    curl -s "http://$IP:$normal/ping" | grep -q pong || die "rspamd did not answer on $IP:$normal: $(tail -n 5 "$d/log/rspamd.log" 2>/dev/null)"
+    RSPAMD_URL="http://$IP:$normal"
+    RSPAMD_MILTER=$milter
+    RSPAMD_CONTROLLER="http://$IP:$ctl"
+    note "rspamd $(/usr/bin/rspamd --version 2>/dev/null | grep -o '[0-9][0-9.]*' | head -n 1): normal worker $RSPAMD_URL, milter (proxy) on $IP:$milter, $(pgrep -s "$RSPAMD_SID" | wc -l) processes, DNS $DNS_SERVERS"
+}
+
 # The [policy.default] of the exogate config: none (the built-in default, which includes auth),
-# or with DNSBL=1 the built-in default checks plus a dnsbl check. A [policy.default] table replaces
-# the built-in list, so the list is read from the source (BUILTIN_DEFAULTS in src/checks/mod.rs):
-# a check added to the defaults later is then in both lines, and (c) and (c-dnsbl) differ by dnsbl only.
+# or a list of checks. A [policy.default] table replaces the built-in list, so `default` is read
+# from the source (BUILTIN_DEFAULTS in src/checks/mod.rs): a check added to the defaults later is
+# then in every line, and lines differ only by what they name. POLICY_CHECKS is that list as
+# words: `default` (the built-in list), a kind to add (`dnsbl`: an IP and a domain zone on the
+# private Knot's block list; `rspamd`: the private rspamd at RSPAMD_URL, see start_rspamd; other
+# kinds with their defaults), `-KIND` to leave one out (e.g. "default -auth"). Empty: no
+# [policy.default], unless DNSBL=1, which is "default dnsbl".
 builtin_checks() {
     sed -n '/BUILTIN_DEFAULTS: \[/,/\];/p' "$ROOT/src/checks/mod.rs" | grep -o '"[a-z_]*"' | tr -d '"'
 }
 policy_section() {
-    [ "$DNSBL" = 1 ] || return 0
-    local k checks
-    checks=$(builtin_checks)
-    [ -n "$checks" ] || die "cannot read BUILTIN_DEFAULTS from src/checks/mod.rs"
-    printf '[policy.default]\n'
-    for k in $checks; do
-        printf '[[policy.default.check]]\nkind = "%s"\n' "$k"
+    local words=${POLICY_CHECKS:-} w k kinds=() drop=" "
+    [ -z "$words" ] && [ "$DNSBL" = 1 ] && words="default dnsbl"
+    [ -n "$words" ] || return 0
+    for w in $words; do
+        case $w in
+            -*) drop+="${w#-} " ;;
+            default)
+                k=$(builtin_checks)
+                [ -n "$k" ] || die "cannot read BUILTIN_DEFAULTS from src/checks/mod.rs"
+                # shellcheck disable=SC2206
+                kinds+=($k)
+                ;;
+            *) kinds+=("$w") ;;
+        esac
     done
-    printf '[[policy.default.check]]\nkind = "dnsbl"\n'
-    printf '[[policy.default.check.zone]]\nname = "bl.bench.test"\ntype = "%s"\n' ip domain
+    printf '[policy.default]\n'
+    for k in "${kinds[@]}"; do
+        [[ $drop == *" $k "* ]] && continue
+        printf '[[policy.default.check]]\nkind = "%s"\n' "$k"
+        case $k in
+            dnsbl) printf '[[policy.default.check.zone]]\nname = "bl.bench.test"\ntype = "%s"\n' ip domain ;;
+            rspamd) printf 'url = "%s"\n' "${RSPAMD_URL:?start_rspamd first}" ;;
+        esac
+    done
 }
 
 # The [store] of the exogate config: none (the embedded SQLite store in the state folder, the
