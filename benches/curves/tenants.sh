@@ -6,7 +6,7 @@
 #            (a restart over the state folder of the first start); reload: SIGHUP →
 #            exogate_reloads_total{result="ok"} grows on /metrics (incremented right after the new
 #            snapshot is swapped in, src/app/reload.rs); VmRSS after start and after the reloads,
-#            VmHWM; RCPT round trip p50/p99 (one STARTTLS session, RCPTs to random tenants'
+#            VmHWM; RCPT round trip p50/p99 (STARTTLS sessions, RCPTs to random tenants'
 #            domains, benches/curves/tenants_probe.py) and the server's CPU time per RCPT.
 #   Postfix  `postmap` of both maps; start: `master` launched → the first 220 banner (smtpd
 #            spawned and its maps opened); the same RCPT client and CPU time (every process).
@@ -25,7 +25,8 @@
 # Env:   POINTS="1 10 100 1000 10000"  tenant counts
 #        DOMAINS_PER_TENANT=5          domains per tenant
 #        REPEAT=3                      timings per figure (check-config, start, reload, postmap)
-#        RCPTS=5000 RCPT_WARMUP=500    timed and untimed RCPTs per server and point
+#        RCPTS=5000 RCPT_WARMUP=500    timed and untimed RCPTs per session
+#        RCPT_ROUNDS=3                 sessions per server and point (RCPT figures: their median)
 #        PER_TX=5                      RCPTs per transaction (exogate binds a transaction to one tenant)
 #        CHECK_MESSAGES=100            messages of the delivery check per server and point
 #        OUT=benches/curves/results    where the table, .dat and PNGs go
@@ -37,6 +38,7 @@ DOMAINS_PER_TENANT=${DOMAINS_PER_TENANT:-5}
 REPEAT=${REPEAT:-3}
 RCPTS=${RCPTS:-5000}
 RCPT_WARMUP=${RCPT_WARMUP:-500}
+RCPT_ROUNDS=${RCPT_ROUNDS:-3}
 PER_TX=${PER_TX:-5}
 CHECK_MESSAGES=${CHECK_MESSAGES:-100}
 # lib.sh's load for run_loadgen: the delivery check.
@@ -60,7 +62,7 @@ out "== exogate tenants curve =="
 out "date:      $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 out "machine:   $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 out "versions:  exogate $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo '?'), Postfix $(postconf -d -h mail_version 2>/dev/null || echo '?'), $(python3 --version)"
-out "points:    N = $POINTS tenants × $DOMAINS_PER_TENANT domains; times are medians of $REPEAT; RCPT: $RCPTS timed (+$RCPT_WARMUP warm-up) in one STARTTLS session, $PER_TX per transaction, random tenants"
+out "points:    N = $POINTS tenants × $DOMAINS_PER_TENANT domains; times are medians of $REPEAT; RCPT: $RCPT_ROUNDS STARTTLS sessions (median) of $RCPTS timed RCPTs (+$RCPT_WARMUP warm-up), $PER_TX per transaction, random tenants"
 out ""
 
 start_dns
@@ -118,29 +120,33 @@ timed_start() {
     STARTS+=("$(calc "$(json "$RUN/banner.json" t) - $t0" 4)")
 }
 
-# rcpt_probe NAME PORT SID DOMAINS : the RCPT client; sets RC_P50 RC_P99 (round trips, µs) and
-# RC_CPU (CPU µs the server's session spent per RCPT, the session's MAIL, RSET and STARTTLS
-# included: on-CPU time, so less sensitive than round trips to a busy neighbour); FAILED on a refusal.
+# rcpt_probe NAME PORT SID DOMAINS : the RCPT client, RCPT_ROUNDS sessions; sets RC_P50 RC_P99
+# (round trips, µs) and RC_CPU (CPU µs the server spent per RCPT, the session's MAIL, RSET and
+# STARTTLS included: on-CPU time, less sensitive than round trips to a busy neighbour), each the
+# median over the rounds; FAILED on a refusal.
 rcpt_probe() {
-    local name=$1 port=$2 sid=$3 domains=$4 j refused cpu0
-    j=$RUN/$name.rcpt.json
+    local name=$1 port=$2 sid=$3 domains=$4 j refused cpu0 r p50s=() p99s=() cpus=()
     RC_P50=- RC_P99=- RC_CPU=-
-    cpu0=$(cpu_ns_of_session "$sid")
-    python3 "$PROBE" rcpt --addr "$IP:$port" --ca "$CA" --domains "$domains" --count "$RCPTS" \
-        --warmup "$RCPT_WARMUP" --per-tx "$PER_TX" --sender "$FROM" >"$j" 2>"$RUN/$name.rcpt.err" ||
-        { NOTES+=("$name: FAILURE: the RCPT client failed: $(tail -n 1 "$RUN/$name.rcpt.err")"); FAILED=1; return 0; }
-    RC_CPU=$(calc "($(cpu_ns_of_session "$sid") - $cpu0) / 1000 / ($RCPTS + $RCPT_WARMUP)" 1)
-    RC_P50=$(json "$j" p50_us)
-    RC_P99=$(json "$j" p99_us)
-    refused=$(json "$j" refused)
-    if [ "$refused" != 0 ]; then
-        NOTES+=("$name: FAILURE: $refused RCPTs not answered 250, the first $(json "$j" first_refusal)")
-        FAILED=1
-    fi
+    for r in $(seq 1 "$RCPT_ROUNDS"); do
+        j=$RUN/$name.rcpt.json
+        cpu0=$(cpu_ns_of_session "$sid")
+        python3 "$PROBE" rcpt --addr "$IP:$port" --ca "$CA" --domains "$domains" --count "$RCPTS" \
+            --warmup "$RCPT_WARMUP" --per-tx "$PER_TX" --sender "$FROM" --seed "$r" >"$j" 2>"$RUN/$name.rcpt.err" ||
+            { NOTES+=("$name: FAILURE: the RCPT client failed: $(tail -n 1 "$RUN/$name.rcpt.err")"); FAILED=1; return 0; }
+        cpus+=("$(calc "($(cpu_ns_of_session "$sid") - $cpu0) / 1000 / ($RCPTS + $RCPT_WARMUP)" 1)")
+        p50s+=("$(json "$j" p50_us)")
+        p99s+=("$(json "$j" p99_us)")
+        refused=$(json "$j" refused)
+        if [ "$refused" != 0 ]; then
+            NOTES+=("$name: FAILURE: $refused RCPTs not answered 250, the first $(json "$j" first_refusal)")
+            FAILED=1
+        fi
+    done
+    RC_P50=$(median "${p50s[@]}") RC_P99=$(median "${p99s[@]}") RC_CPU=$(median "${cpus[@]}")
 }
 
 # rcpt_note NAME : the RCPT client's detail: a transaction's first RCPT against the others (p50),
-# MAIL and RSET (p50), the slowest RCPT and how many took over 100 ms.
+# MAIL and RSET (p50), the slowest RCPT and how many took over 100 ms (the last round).
 rcpt_note() {
     local j=$RUN/$1.rcpt.json
     [ -s "$j" ] || return 0
