@@ -286,7 +286,7 @@ PLOT=$HERE/plot.sh
     11:"Postfix postmap (both maps)" 12:"Postfix start (launch to banner)"
 "$PLOT" "$OUT/tenants-rss.png" "exogate memory against tenants ($DOMAINS_PER_TENANT domains each)" "tenants" "MB" "$DAT" \
     --logx 6:"VmRSS after start" 7:"VmRSS after $REPEAT reloads" 8:"VmHWM"
-"$PLOT" "$OUT/tenants-rcpt.png" "RCPT round trip against tenants (one STARTTLS session, random tenants)" "tenants" "µs" "$DAT" \
+"$PLOT" "$OUT/tenants-rcpt.png" "RCPT cost against tenants (median of $RCPT_ROUNDS STARTTLS sessions, random tenants)" "tenants" "µs" "$DAT" \
     --logx --logy 9:"exogate round trip p50" 10:"exogate round trip p99" 15:"exogate server CPU per RCPT" \
     13:"Postfix round trip p50" 14:"Postfix round trip p99" 16:"Postfix server CPU per RCPT"
 say "wrote $TABLE, $DAT and $OUT/tenants-{time,rss,rcpt}.png"
