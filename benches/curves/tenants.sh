@@ -185,6 +185,7 @@ echo "compatibility_level = 3.6" >"$PM_ETC/main.cf"
 postmaps() { postmap -c "$PM_ETC" "hash:$1/relay_domains" && postmap -c "$PM_ETC" "hash:$1/transport"; }
 
 for n in $POINTS; do
+    ex_check=- pf_postmap=- # set by `timed`
     d=$RUN/tenants-$n
     mkdir -p "$d"
     domains_file "$n" "$d/domains"
