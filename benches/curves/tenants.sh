@@ -55,13 +55,15 @@ TABLE=$OUT/tenants.txt
 DAT=$OUT/tenants.dat
 PROBE=$HERE/tenants_probe.py
 command -v python3 >/dev/null || die "python3 is needed for the RCPT client"
+# The commit measured, before this run rewrites its own results (which would read as -dirty).
+VERSION=$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo '?')
 : >"$TABLE"
 out() { printf '%s\n' "$*" | tee -a "$TABLE"; }
 
 out "== exogate tenants curve =="
 out "date:      $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 out "machine:   $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-out "versions:  exogate $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo '?'), Postfix $(postconf -d -h mail_version 2>/dev/null || echo '?'), $(python3 --version)"
+out "versions:  exogate $VERSION, Postfix $(postconf -d -h mail_version 2>/dev/null || echo '?'), $(python3 --version)"
 out "points:    N = $POINTS tenants × $DOMAINS_PER_TENANT domains; times are medians of $REPEAT; RCPT: $RCPT_ROUNDS STARTTLS sessions (median) of $RCPTS timed RCPTs (+$RCPT_WARMUP warm-up), $PER_TX per transaction, random tenants"
 out ""
 
@@ -174,7 +176,7 @@ ROWF='%6s %7s | %7s %7s %7s %6s %6s %6s %12s %5s | %7s %7s %12s %5s | %5s %5s %5
         "postmap" "start s" "RCPT µs p50/99" "CPU" "p50" "p99" "CPU" "load" "start"
 } | tee -a "$TABLE"
 {
-    echo "# exogate tenants curve, $(date -u '+%Y-%m-%d %H:%M UTC'), exogate $(cd "$ROOT" && git describe --always --dirty 2>/dev/null)"
+    echo "# exogate tenants curve, $(date -u '+%Y-%m-%d %H:%M UTC'), exogate $VERSION"
     echo "# N domains check_s start_s reload_s rss_start_mb rss_reload_mb hwm_mb ex_p50_us ex_p99_us pf_postmap_s pf_start_s pf_p50_us pf_p99_us ex_cpu_us_per_rcpt pf_cpu_us_per_rcpt"
 } >"$DAT"
 NOTES=()
