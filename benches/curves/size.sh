@@ -20,6 +20,8 @@
 #        POINT_BYTES=200000000  bytes sent per point: count = POINT_BYTES / size, clamped to
 #        MIN_COUNT=2 .. MAX_COUNT=100 (so every point takes a few seconds)
 #        SYSTEMS="exogate postfix"
+#        EXOGATE_BEFORE=PATH     also run this exogate binary (e.g. an older commit's build) at every
+#                               point, in the same run: a note line under each row, columns 12-15
 #        OUT=benches/curves/results            where the .dat and PNGs go
 #        and lib.sh's: SKIP_BUILD, KEEP, BENCH_TMP, EXOGATE_BIN, LOADGEN_BIN, DRAIN_TIMEOUT
 
@@ -53,12 +55,12 @@ mb() { calc "$1 / 1000000" "${2:-1}"; }
 ROWFMT='%9s %5s | %7s %7s %8s %6s %8s %7s %6s | %7s %7s %8s | %6s %s\n'
 # shellcheck disable=SC2059
 printf "$ROWFMT" "size" "msgs" "msg/s" "MB/s" "HWM MB" "xsize" "anon MB" "rest MB" "scan%" "pf msg/s" "pf MB/s" "pf Pss" "MB/s x" "count"
-echo "# size_bytes exo_msgs exo_MBs pf_msgs pf_MBs exo_hwm_MB exo_anon_MB pf_pss_MB msg_MB scan_share_pct exo_rest_MB" >"$DAT"
+echo "# size_bytes exo_msgs exo_MBs pf_msgs pf_MBs exo_hwm_MB exo_anon_MB pf_pss_MB msg_MB scan_share_pct exo_rest_MB [before: msgs MBs hwm_MB anon_MB]" >"$DAT"
 i=0
 for size in $SIZES; do
     i=$((i + 1))
     count=$(count_for "$size")
-    e=("-" "-" "-" "-" "-" "-" "-") p=("-" "-" "-")
+    e=("-" "-" "-" "-" "-" "-" "-") p=("-" "-" "-") b=()
     ok="ok"
     bytes=$size
     if has_sys exogate; then
@@ -75,6 +77,16 @@ for size in $SIZES; do
         exogate_notes "$GW_DIR" | sed "s/^  # /  # $(mb "$size" 2) MB: /" >>"$RUN/notes.txt"
         stop_session "$GW_SID"
     fi
+    if [ -n "${EXOGATE_BEFORE:-}" ]; then
+        EXOGATE=$EXOGATE_BEFORE start_exogate "zb$i" queue
+        run_big "exo-before-$i" "$GW_PORT" "$GW_SID" "$size" "$count"
+        rate=$(calc "$BIG_DELIVERED / $BIG_E2E_S" 2)
+        scan_ms=$(grep 'message scanned' "$GW_DIR/gateway.log" | grep -o 'scan_ms=[0-9]*' | cut -d= -f2 | awk '{ s += $1 } END { print s + 0 }')
+        b=("$rate" "$(calc "$rate * $BIG_BYTES / 1000000" 1)" "$((BIG_HWM / 1024))" "$((BIG_ANON / 1024))")
+        before_note="before ($EXOGATE_BEFORE): ${b[0]} msg/s, ${b[1]} MB/s, peak RSS ${b[2]} MB = $(calc "$BIG_HWM * 1024 / $BIG_BYTES" 2)x the size, RssAnon ${b[3]} MB, scan $(calc "$scan_ms / ($BIG_CLIENT_S * 10)" 1)%"
+        [ "$BIG_OK" = 1 ] || ok="FAILURE: exogate (before) acked $BIG_ACKED, sink counted $BIG_DELIVERED of $count"
+        stop_session "$GW_SID"
+    fi
     if has_sys postfix; then
         start_postfix "z$i" "message_size_limit = 209715200"
         run_big "pf-$i" "$PF_PORT" "$PF_SID" "$size" "$count"
@@ -88,7 +100,8 @@ for size in $SIZES; do
     # shellcheck disable=SC2059
     printf "$ROWFMT" "$(mb "$bytes" 2)MB" "$count" "${e[0]}" "${e[1]}" "${e[2]}" "${e[3]}" "${e[4]}" "${e[5]}" "${e[6]}" \
         "${p[0]}" "${p[1]}" "${p[2]}" "$ratio" "$ok"
-    echo "$bytes ${e[0]} ${e[1]} ${p[0]} ${p[1]} ${e[2]} ${e[4]} ${p[2]} $(mb "$bytes" 3) ${e[6]} ${e[5]}" | sed 's/ - / ? /g; s/ -$/ ?/' >>"$DAT"
+    [ -n "${EXOGATE_BEFORE:-}" ] && note "$before_note"
+    echo "$bytes ${e[0]} ${e[1]} ${p[0]} ${p[1]} ${e[2]} ${e[4]} ${p[2]} $(mb "$bytes" 3) ${e[6]} ${e[5]} ${b[*]}" | awk '{ for (i = 1; i <= NF; i++) if ($i == "-" || $i == "") $i = "?"; print }' >>"$DAT"
 done
 stop_session "$SINK_SID"
 
@@ -106,8 +119,10 @@ awk '/^#/ { print; next } { $1 = $1 / 1000000; print }' "$DAT" >"$OUT/size-mb.da
     "$OUT/size-mb.dat" --logx --logy 2:exogate 4:Postfix
 "$plot" "$OUT/size-mbs.png" "Throughput (MB/s) against message size (one session, BDAT)" "message size (MB)" "MB/s" \
     "$OUT/size-mb.dat" --logx 3:exogate 5:Postfix
+before_series=()
+[ -n "${EXOGATE_BEFORE:-}" ] && before_series=(14:"exogate before: peak RSS" 15:"exogate before: peak RssAnon")
 "$plot" "$OUT/size-rss.png" "Peak memory against message size" "message size (MB)" "MB" \
-    "$OUT/size-mb.dat" --logx --logy 6:"exogate peak RSS (VmHWM)" 7:"exogate peak RssAnon" 8:"Postfix peak summed Pss" 9:"the message itself"
+    "$OUT/size-mb.dat" --logx --logy 6:"exogate peak RSS (VmHWM)" 7:"exogate peak RssAnon" 8:"Postfix peak summed Pss" 9:"the message itself" "${before_series[@]}"
 say "data: $DAT ($OUT/size-mb.dat in MB); plots: $OUT/size-msgs.png $OUT/size-mbs.png $OUT/size-rss.png"
 say "total run time $(($(date +%s) - BENCH_START)) s; load average now $(cut -d" " -f1-3 /proc/loadavg)"
 if [ "$FAILED" != 0 ]; then
