@@ -133,7 +133,7 @@ say "columns: KB/s = summed Pss (KB) added per held session; anon KB = exogate's
 say "         open s = time to open the N sessions (64 at a time); 220 / ready = accept latency (ms) of $PROBES"
 say "         sessions opened one by one with the N held: connect -> 220, connect -> EHLO reply after STARTTLS;"
 say "         msg/s, p99 ms = the fixed load (e2e at the sink, loadgen's MAIL -> 250 p99) with the N held."
-cat "$RUN/notes.txt" 2>/dev/null | grep -v '^  #   ' | head -n 40 || true
+grep -v '^  #   ' "$RUN/notes.txt" 2>/dev/null | head -n 40 || true
 # The figure that must not grow with N: memory per session at the largest point against the
 # smallest point of 100 or more (below that the fixed costs dominate the division).
 awk '!/^#/ && $1 >= 100 && $2 != "?" { if (!first) { first = $2; fn = $1 } last = $2; ln = $1 }
