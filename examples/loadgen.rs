@@ -183,11 +183,22 @@ pub struct Conn {
     buf: Vec<u8>,
     /// The EHLO reply text (after STARTTLS when TLS was used).
     pub caps: String,
+    /// How long opening it took (the server's accept latency as a client sees it).
+    pub times: OpenTimes,
+}
+
+/// Accept latency of one session: from the start of `connect` to the 220 greeting, and to the
+/// reply of the last EHLO (after STARTTLS when TLS was used): when the session could send MAIL.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenTimes {
+    pub greeting: Duration,
+    pub ready: Duration,
 }
 
 impl Conn {
     /// Connects, reads the greeting, says EHLO and, when `tls` is given, upgrades and says EHLO again.
     pub async fn open(addr: &str, helo: &str, tls: Option<&TlsClient>) -> io::Result<Conn> {
+        let started = std::time::Instant::now();
         let tcp = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| err("connect timed out"))??;
@@ -196,13 +207,19 @@ impl Conn {
             stream: Box::new(tcp),
             buf: Vec::with_capacity(4096),
             caps: String::new(),
+            times: OpenTimes::default(),
         };
         let greeting = conn.reply().await?;
         if greeting.code != 220 {
             return Err(err(format!("greeting: {}", greeting.one_line())));
         }
+        let greeted = started.elapsed();
         conn.ehlo(helo).await?;
         let Some(tls) = tls else {
+            conn.times = OpenTimes {
+                greeting: greeted,
+                ready: started.elapsed(),
+            };
             return Ok(conn);
         };
         if !conn.caps.to_ascii_uppercase().contains("STARTTLS") {
@@ -223,8 +240,13 @@ impl Conn {
             stream: Box::new(tls_stream),
             buf: Vec::with_capacity(4096),
             caps: String::new(),
+            times: OpenTimes::default(),
         };
         conn.ehlo(helo).await?;
+        conn.times = OpenTimes {
+            greeting: greeted,
+            ready: started.elapsed(),
+        };
         Ok(conn)
     }
 

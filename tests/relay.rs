@@ -496,3 +496,49 @@ fn a_message_over_scan_max_size_is_scanned_on_its_header_and_says_so() {
     );
     assert!(big.contains(gtube), "the whole message was still delivered");
 }
+
+#[test]
+fn a_large_message_is_relayed_from_its_queue_file_byte_for_byte() {
+    // Over 256 KiB, a queued message is not read into memory for delivery: it
+    // is verified and streamed from its file, in chunks, with our forged-field
+    // removal applied on the way. The downstream must get exactly what a
+    // small message would get: our fields, then the original minus the forged ones.
+    let s = Stack::new();
+    let gw = s.gateway(Options::default());
+    let line = ".a dot first, then base64-like text: QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0123456789+/\n";
+    let original = support::crlf(&format!(
+        "X-CLOUD-SEC-AV-SCL: false\n\
+         From: \"Sender\" <sender@example.org>\n\
+         To: user@contoso.com\n\
+         x-cloud-sec-av-info: contoso,office365_emails,inline\n\
+         Subject: large\n\
+         X-Cloud-Sec-Av-Verdict: action=deliver;\n  folded forged verdict\n\
+         Message-ID: <large@example.org>\n\
+         Date: Mon, 23 Nov 2026 10:00:00 +0000\n\
+         \n\
+         {}end\n",
+        line.repeat(20_000)
+    ));
+    assert!(
+        original.len() > 1 << 20,
+        "streamed, and spilled on the way in: {}",
+        original.len()
+    );
+    let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
+    let r = c.send_data("sender@example.org", &["user@contoso.com"], &original);
+    assert_eq!(r.code, 250, "{r}");
+
+    let delivered = s.downstream.wait_messages(1, Duration::from_secs(60));
+    let got = String::from_utf8(without_postfix_received(&delivered[0].data).to_vec()).unwrap();
+    let sent = String::from_utf8(original).unwrap().replace("\r\n", "\n");
+    let expected = without_owned_fields(&sent);
+    assert!(
+        got.ends_with(&expected),
+        "delivered {} bytes, expected a suffix of {}",
+        got.len(),
+        expected.len()
+    );
+    let prefix = &got[..got.len() - expected.len()];
+    assert!(prefix.starts_with("Received: from "), "{prefix}");
+    assert_eq!(prefix.matches("X-CLOUD-SEC-AV-SCL:").count(), 1, "{prefix}");
+}

@@ -52,6 +52,15 @@ calc() { awk "BEGIN { printf \"%.${2:-1}f\", $1 }"; }
 
 [ "$(id -u)" = 0 ] || die "run as root (the private Postfix's daemons drop privileges to the postfix user)"
 
+# bench_header TITLE : the lines every benchmark prints first (date, machine, load average,
+# versions), so a table always says when, where and on what it was measured.
+bench_header() {
+    say "== $1 =="
+    say "date:      $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    say "machine:   $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    say "versions:  exogate $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo '?'), $(rustc --version 2>/dev/null || echo 'rustc ?'), Postfix $(postconf -d -h mail_version 2>/dev/null || echo '?'), $(openssl version | cut -d' ' -f1-2)"
+}
+
 # ---------------------------------------------------------------- tools
 need_apt=()
 [ -x /usr/sbin/smtp-source ] && [ -x "$MASTER" ] || need_apt+=(postfix)
@@ -425,6 +434,66 @@ run_loadgen() {
         rss=0
     fi
     report "$name" "$path" "$sent" "$acked" "$before" "$t0" "$t1" "$RUN/$name.json" "$rss"
+}
+
+# hold_sessions NAME PORT N [loadgen idle args...] : opens N STARTTLS sessions to $IP:PORT with
+# `loadgen idle` and holds them open until release_sessions. Sets HELD (sessions opened) and
+# HELD_JSON (a file with loadgen's JSON line: the sessions' accept latencies, connect -> 220 and
+# connect -> EHLO reply after STARTTLS, p50/p99). Waits up to 180 s for them to open.
+hold_sessions() {
+    local name=$1 port=$2 n=$3
+    shift 3
+    mkfifo "$RUN/$name.ctl"
+    "$LOADGEN" idle --addr "$IP:$port" --sessions "$n" --ca "$CA" --hold-secs 600 "$@" \
+        <"$RUN/$name.ctl" >"$RUN/$name.out" 2>"$RUN/$name.err" &
+    HOLD_PID=$!
+    # Holding the fifo open keeps the sessions; closing it (release_sessions) ends them.
+    exec 7>"$RUN/$name.ctl"
+    for _ in $(seq 1 1800); do
+        grep -q '^{' "$RUN/$name.out" 2>/dev/null && break
+        kill -0 "$HOLD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    HELD=$(awk '/^ready/ { print $2 }' "$RUN/$name.out")
+    HELD=${HELD:-0}
+    HELD_JSON=$RUN/$name.json
+    grep '^{' "$RUN/$name.out" >"$HELD_JSON" || true
+}
+
+release_sessions() {
+    exec 7>&-
+    wait "$HOLD_PID" || true
+}
+
+# run_big NAME PORT SID SIZE COUNT : COUNT messages of SIZE bytes (a multipart message with a
+# base64 PDF attachment, `loadgen big`: BDAT 1 MiB chunks over STARTTLS, one session) into the
+# server of session SID, sampled like run_loadgen. Sets BIG_BYTES (bytes per message), BIG_ACKED,
+# BIG_DELIVERED, BIG_CLIENT_S (client run time), BIG_E2E_S (start to the sink's last delivery),
+# BIG_HWM / BIG_PSS / BIG_PROCS / BIG_ANON (the sampler's maxima, KB) and BIG_OK (1 when every
+# message sent was acknowledged and counted once at the sink; else FAILED=1).
+run_big() {
+    local name=$1 port=$2 sid=$3 size=$4 count=$5 before t0 t1 last
+    before=$(sink_count)
+    start_sampler "$sid" "$RUN/$name.rss"
+    t0=$(now)
+    "$LOADGEN" big --addr "$IP:$port" --size "$size" --messages "$count" --ca "$CA" \
+        --header "$INFO_HEADER" --header "$TENANT_HEADER" >"$RUN/$name.json" 2>"$RUN/$name.err" || true
+    t1=$(now)
+    BIG_ACKED=$(json "$RUN/$name.json" acked)
+    BIG_ACKED=${BIG_ACKED:-0}
+    BIG_DELIVERED=$(($(wait_sink $((before + BIG_ACKED))) - before))
+    stop_sampler
+    last=$(sink_last)
+    BIG_BYTES=$(json "$RUN/$name.json" size)
+    BIG_BYTES=${BIG_BYTES:-$size}
+    BIG_CLIENT_S=$(calc "$t1 - $t0" 3)
+    BIG_E2E_S=$(calc "($last > $t0 ? $last : $t1) - $t0" 3)
+    read -r BIG_HWM BIG_PSS BIG_PROCS BIG_ANON <"$RUN/$name.rss"
+    BIG_OK=1
+    if [ "$BIG_ACKED" != "$count" ] || [ "$BIG_DELIVERED" != "$count" ]; then
+        BIG_OK=0
+        FAILED=1
+    fi
 }
 
 # ---------------------------------------------------------------- Postfix (private instance)

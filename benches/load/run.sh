@@ -27,10 +27,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # ---------------------------------------------------------------- header
-say "== exogate load benchmark =="
-say "date:      $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-say "machine:   $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-say "versions:  exogate $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo '?'), $(rustc --version 2>/dev/null || echo 'rustc ?'), Postfix $(postconf -d -h mail_version 2>/dev/null || echo '?'), $(openssl version | cut -d' ' -f1-2)"
+bench_header "exogate load benchmark"
 say "load:      $MESSAGES messages of $(wc -c <"$RUN/message.txt" | tr -d ' ') bytes (SIZE=$SIZE), $SESSIONS parallel sessions, loopback, state on $(df -T "$RUN" | awk 'NR == 2 { print $2 }') ($RUN)"
 say ""
 
@@ -131,25 +128,14 @@ if has idle; then
     "$LOADGEN" idle --addr "$IP:$GW_PORT" --sessions 1 --ca "$CA" --hold-secs 0 >/dev/null 2>&1 </dev/null || true
     sleep 1
     before=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
-    mkfifo "$RUN/idle.ctl"
-    "$LOADGEN" idle --addr "$IP:$GW_PORT" --sessions "$IDLE_SESSIONS" --ca "$CA" --hold-secs 600 \
-        <"$RUN/idle.ctl" >"$RUN/idle.out" 2>"$RUN/idle.err" &
-    IDLE_PID=$!
-    exec 7>"$RUN/idle.ctl"
     t0=$(now)
-    for _ in $(seq 1 1800); do
-        grep -q '^ready' "$RUN/idle.out" 2>/dev/null && break
-        kill -0 "$IDLE_PID" 2>/dev/null || break
-        sleep 0.1
-    done
+    hold_sessions idle "$GW_PORT" "$IDLE_SESSIONS"
     t1=$(now)
-    opened=$(awk '/^ready/ { print $2 }' "$RUN/idle.out")
-    opened=${opened:-0}
+    opened=$HELD
     sleep 2
     with=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
     open_now=$(curl -s "http://$IP:$GW_ADMIN/metrics" | awk '/^exogate_sessions_open/ { print $2 }')
-    exec 7>&-
-    wait "$IDLE_PID" || true
+    release_sessions
     per=$( [ "$opened" -gt 0 ] && calc "($with - $before) / $opened" 1 || echo "-")
     say "idle:     $opened of $IDLE_SESSIONS idle TLS sessions open (exogate counts ${open_now:-?}) in $(calc "$t1 - $t0" 1) s; exogate RSS $((before / 1024)) MB before, $((with / 1024)) MB with them: $per KB per session"
     exogate_notes "$GW_DIR"
@@ -162,25 +148,11 @@ fi
 
 if has big; then
     start_exogate big queue
-    pid=$GW_SID
-    before_count=$(sink_count)
-    base=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
-    start_sampler "$GW_SID" "$RUN/big.rss"
-    t0=$(now)
-    "$LOADGEN" big --addr "$IP:$GW_PORT" --size "$BIG_SIZE" --ca "$CA" \
-        --header "$INFO_HEADER" --header "$TENANT_HEADER" >"$RUN/big.json" 2>"$RUN/big.err" || true
-    after=$(wait_sink $((before_count + 1)))
-    t1=$(sink_last)
-    stop_sampler
-    hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
-    read -r _ _ _ big_anon <"$RUN/big.rss"
-    size=$(json "$RUN/big.json" size)
-    size=${size:-$BIG_SIZE}
-    reply=$(json "$RUN/big.json" reply)
-    say "big:      one $(calc "$size / 1000000" 0) MB message (BDAT 1 MiB chunks): accepted in $(json "$RUN/big.json" elapsed_s) s ($reply), at the sink after $(calc "$t1 - $t0" 1) s; exogate RSS $((base / 1024)) MB at rest, peak (VmHWM) $((hwm / 1024)) MB = $(calc "$hwm * 1024 / $size" 2)x the message size (anonymous memory peaked at $((big_anon / 1024)) MB; the rest is mapped file pages)"
-    if [ "$((after - before_count))" != 1 ]; then
-        say "          FAILURE: the sink counted $((after - before_count)) deliveries of it: $(head -n 3 "$RUN/big.err" | tr '\n' ' ')"
-        FAILED=1
+    base=$(awk '/^VmRSS:/ { print $2 }' "/proc/$GW_SID/status")
+    run_big big "$GW_PORT" "$GW_SID" "$BIG_SIZE" 1
+    say "big:      one $(calc "$BIG_BYTES / 1000000" 0) MB message (BDAT 1 MiB chunks): accepted in $(json "$RUN/big.json" elapsed_s) s ($(json "$RUN/big.json" reply)), at the sink after $BIG_E2E_S s; exogate RSS $((base / 1024)) MB at rest, peak (VmHWM) $((BIG_HWM / 1024)) MB = $(calc "$BIG_HWM * 1024 / $BIG_BYTES" 2)x the message size (anonymous memory peaked at $((BIG_ANON / 1024)) MB; the rest is mapped file pages)"
+    if [ "$BIG_OK" != 1 ]; then
+        say "          FAILURE: the sink counted $BIG_DELIVERED deliveries of it: $(head -n 3 "$RUN/big.err" | tr '\n' ' ')"
     fi
     exogate_notes "$GW_DIR"
     stop_session "$GW_SID"

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 
-use crate::{Conn, err, r3};
+use crate::{Conn, err, quantile, r3};
 
 #[derive(clap::Args)]
 pub struct IdleArgs {
@@ -75,7 +75,9 @@ pub async fn idle(args: IdleArgs) -> io::Result<i32> {
     for f in failures.iter().take(5) {
         eprintln!("loadgen idle: session failed: {f}");
     }
+    // `ready N` first (scripts wait for it), then the accept latencies of these sessions.
     println!("ready {}", conns.len());
+    println!("{}", open_stats(&conns, failures.len(), open_s));
     let _ = io::stdout().flush();
 
     let mut stdin = tokio::io::stdin();
@@ -112,6 +114,23 @@ pub async fn idle(args: IdleArgs) -> io::Result<i32> {
     Ok(if failures.is_empty() { 0 } else { 2 })
 }
 
+/// Accept latency percentiles (connect → 220, connect → EHLO reply after STARTTLS) of `conns`.
+fn open_stats(conns: &[Conn], failed: usize, open_s: f64) -> serde_json::Value {
+    let ms = |f: fn(&crate::OpenTimes) -> Duration| {
+        let mut v: Vec<f64> = conns.iter().map(|c| f(&c.times).as_secs_f64() * 1000.0).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let greeting = ms(|t| t.greeting);
+    let ready = ms(|t| t.ready);
+    serde_json::json!({
+        "opened": conns.len(), "failed": failed, "open_s": r3(open_s),
+        "greeting_p50_ms": r3(quantile(&greeting, 0.50)), "greeting_p99_ms": r3(quantile(&greeting, 0.99)),
+        "ready_p50_ms": r3(quantile(&ready, 0.50)), "ready_p99_ms": r3(quantile(&ready, 0.99)),
+        "ready_max_ms": r3(ready.last().copied().unwrap_or(0.0)),
+    })
+}
+
 #[derive(clap::Args)]
 pub struct BigArgs {
     #[arg(long)]
@@ -135,6 +154,9 @@ pub struct BigArgs {
     header: Vec<String>,
     #[arg(long, default_value = "loadgen.bench.test")]
     helo: String,
+    /// Messages to send, one after the other over the same session (each its own Message-ID).
+    #[arg(long, default_value_t = 1)]
+    messages: usize,
 }
 
 const BOUNDARY: &str = "----=_loadgen_big_7f3a9c";
@@ -152,8 +174,14 @@ struct BigMessage {
     pos: usize,
 }
 
+/// The first 57 bytes of the attachment: a PDF file's start, so the attachment is sniffed as
+/// the PDF its name and type claim (the rest is pseudo-random, as compressed streams are).
+const PDF_HEAD: &[u8; 57] = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\n";
+
 impl BigMessage {
-    fn new(args: &BigArgs) -> BigMessage {
+    /// Message number `index` of the run (its Message-ID differs from the others').
+    fn new(args: &BigArgs, index: usize) -> BigMessage {
+        use base64::Engine as _;
         let mut extra = String::new();
         for h in &args.header {
             extra.push_str(h.trim_end());
@@ -162,7 +190,7 @@ impl BigMessage {
         let now = crate::now_secs();
         let prefix = format!(
             "From: \"Alice Example\" <{from}>\r\nTo: \"Bob\" <{to}>\r\nSubject: Site survey, full resolution scans\r\n\
-             Date: {date}\r\nMessage-ID: <big.{pid}.{now}@loadgen.example.org>\r\nMIME-Version: 1.0\r\n{extra}\
+             Date: {date}\r\nMessage-ID: <big.{pid}.{now}.{index}@loadgen.example.org>\r\nMIME-Version: 1.0\r\n{extra}\
              Content-Type: multipart/mixed; boundary=\"{BOUNDARY}\"\r\n\r\n--{BOUNDARY}\r\n\
              Content-Type: text/plain; charset=\"utf-8\"\r\n\r\nHello Bob,\r\n\r\nThe scans from the site survey are \
              attached.\r\n\r\nAlice\r\n\r\n--{BOUNDARY}\r\nContent-Type: application/pdf; name=\"survey-scans.pdf\"\r\n\
@@ -173,6 +201,9 @@ impl BigMessage {
             pid = std::process::id(),
         )
         .into_bytes();
+        let mut prefix = prefix;
+        prefix.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(PDF_HEAD).as_bytes());
+        prefix.extend_from_slice(b"\r\n");
         let suffix = format!("\r\n--{BOUNDARY}--\r\n").into_bytes();
         // 1024 distinct lines from a xorshift generator; the content only has to look like base64.
         const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -232,55 +263,77 @@ impl BigMessage {
 
 pub async fn big(args: BigArgs) -> io::Result<i32> {
     let tls = crate::tls_client(Some(&args.ca), args.tls_name.as_deref(), &args.addr)?;
-    let mut msg = BigMessage::new(&args);
-    let total = msg.total();
+    let total = BigMessage::new(&args, 0).total();
     let mut c = Conn::open(&args.addr, &args.helo, Some(&tls)).await?;
     if !c.offers("CHUNKING") {
         return Err(err("the server does not offer CHUNKING"));
     }
     let started = Instant::now();
-    let fail = |stage: &str, r: &crate::Reply, started: Instant| {
-        println!(
-            "{}",
-            serde_json::json!({"size": total, "elapsed_s": r3(started.elapsed().as_secs_f64()),
-                "reply": format!("{stage}: {}", r.one_line())})
-        );
-        Ok(1)
+    let mut latencies_ms = Vec::with_capacity(args.messages);
+    let mut chunk = Vec::with_capacity(args.chunk.max(1));
+    let mut outcome = Ok(String::new());
+    for index in 0..args.messages.max(1) {
+        let mut msg = BigMessage::new(&args, index);
+        let begun = Instant::now();
+        outcome = one_big(&mut c, &args, &mut msg, &mut chunk).await?;
+        match &outcome {
+            Ok(_) => latencies_ms.push(begun.elapsed().as_secs_f64() * 1000.0),
+            Err(_) => break,
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    c.quit().await;
+    let acked = latencies_ms.len();
+    latencies_ms.sort_by(f64::total_cmp);
+    let reply = match &outcome {
+        Ok(r) | Err(r) => r.clone(),
     };
+    println!(
+        "{}",
+        serde_json::json!({"size": total, "sent": args.messages.max(1), "acked": acked,
+            "elapsed_s": r3(elapsed), "p50_ms": r3(quantile(&latencies_ms, 0.5)),
+            "max_ms": r3(latencies_ms.last().copied().unwrap_or(0.0)), "reply": reply})
+    );
+    Ok(if outcome.is_ok() { 0 } else { 1 })
+}
+
+/// Sends one message in BDAT chunks: `Ok(Ok(last reply))` when accepted, `Ok(Err(refusal))`
+/// when refused (the session is left usable), `Err` when the connection failed.
+async fn one_big(
+    c: &mut Conn,
+    args: &BigArgs,
+    msg: &mut BigMessage,
+    chunk: &mut Vec<u8>,
+) -> io::Result<Result<String, String>> {
+    let total = msg.total();
     let r = c
         .command(format!("MAIL FROM:<{}> SIZE={total}\r\n", args.from).as_bytes())
         .await?;
     if !r.positive() {
-        return fail("MAIL", &r, started);
+        return Ok(Err(format!("MAIL: {}", r.one_line())));
     }
     let r = c.command(format!("RCPT TO:<{}>\r\n", args.to).as_bytes()).await?;
     if !r.positive() {
-        return fail("RCPT", &r, started);
+        let _ = c.command(b"RSET\r\n").await;
+        return Ok(Err(format!("RCPT: {}", r.one_line())));
     }
-    let mut chunk = Vec::with_capacity(args.chunk.max(1));
     let mut sent = 0usize;
-    let last_reply = loop {
-        msg.next_chunk(args.chunk.max(1), &mut chunk);
+    loop {
+        msg.next_chunk(args.chunk.max(1), chunk);
         sent += chunk.len();
         let last = sent >= total;
         let cmd = format!("BDAT {}{}\r\n", chunk.len(), if last { " LAST" } else { "" });
         c.write(cmd.as_bytes()).await?;
-        c.write(&chunk).await?;
+        c.write(chunk).await?;
         let r = c.reply().await?;
         if !r.positive() {
-            return fail("BDAT", &r, started);
+            let _ = c.command(b"RSET\r\n").await;
+            return Ok(Err(format!("BDAT: {}", r.one_line())));
         }
         if last {
-            break r;
+            return Ok(Ok(r.one_line()));
         }
-    };
-    let elapsed = started.elapsed().as_secs_f64();
-    c.quit().await;
-    println!(
-        "{}",
-        serde_json::json!({"size": total, "elapsed_s": r3(elapsed), "reply": last_reply.one_line()})
-    );
-    Ok(0)
+    }
 }
 
 #[cfg(test)]
@@ -297,8 +350,9 @@ mod tests {
             to: "b@contoso.com".into(),
             header: vec![],
             helo: String::new(),
+            messages: 1,
         };
-        let mut m = super::BigMessage::new(&args);
+        let mut m = super::BigMessage::new(&args, 0);
         let total = m.total();
         assert!(total <= 1_000_000 && total > 1_000_000 - 100);
         let mut all = Vec::new();

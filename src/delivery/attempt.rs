@@ -11,7 +11,9 @@
 //! recorded (a crash in between may send a DSN twice, never lose one).
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::Instrument;
@@ -23,24 +25,83 @@ use crate::delivery::dsn;
 use crate::delivery::handle::Outcome;
 use crate::delivery::relay::RcptResult;
 use crate::delivery::route::{Route, RouteKey};
-use crate::delivery::smtp_client::MessageBytes;
+use crate::delivery::smtp_client::{LineBreaks, MessageBytes};
 use crate::message::envelope::{Direction, Envelope, Mailbox, Recipient, SessionFacts};
 use crate::message::stamp::Stamp;
 use crate::smtp::reply::Reply;
-use crate::spool::format::{Kind, Meta};
+use crate::spool::format::{Kind, Meta, Trailer};
 use crate::spool::incoming::Body;
-use crate::spool::{Area, SpoolError, StateEvent, Stored, now_unix};
+use crate::spool::{Area, Spool, SpoolError, StateEvent, now_unix};
 
-/// Files larger than this are read on the blocking pool, off the scheduler threads.
+/// Files larger than this are not read into memory: they are verified on the
+/// blocking pool and their body is streamed from the file while it is sent.
 const LARGE_READ: u64 = 256 * 1024;
+
+/// A queued message, verified, as an attempt sends it.
+struct Message {
+    trailer: Trailer,
+    body: BodyBytes,
+}
+
+enum BodyBytes {
+    /// A small message, read whole.
+    Memory(Vec<u8>),
+    /// A large one, left in its queue file (the body from byte `start`).
+    File {
+        file: Arc<File>,
+        start: u64,
+        bare_line_break: bool,
+    },
+}
+
+impl Message {
+    /// The stamped message's bytes: pieces of memory, or of the queue file.
+    fn bytes<'a>(&'a self, stamp: &'a Stamp) -> MessageBytes<'a> {
+        match &self.body {
+            BodyBytes::Memory(raw) => MessageBytes::in_memory(stamp.pieces(raw)),
+            BodyBytes::File {
+                file,
+                start,
+                bare_line_break,
+            } => MessageBytes::from_file(
+                &stamp.prefix,
+                file.clone(),
+                stamp
+                    .kept(self.trailer.body_len as usize)
+                    .into_iter()
+                    .map(|r| start + r.start as u64..start + r.end as u64),
+                *bare_line_break,
+            ),
+        }
+    }
+
+    /// The whole stamped message in memory, for a DSN that may return it (a
+    /// rare path: a large message is read back from its file only here).
+    async fn original(&self, stamp: &Stamp) -> std::io::Result<Vec<u8>> {
+        match &self.body {
+            BodyBytes::Memory(raw) => Ok(stamp.apply(raw)),
+            BodyBytes::File { file, start, .. } => {
+                let (file, start, len) = (file.clone(), *start, self.trailer.body_len as usize);
+                let raw = tokio::task::spawn_blocking(move || {
+                    let mut raw = vec![0u8; len];
+                    std::os::unix::fs::FileExt::read_exact_at(&*file, &mut raw, start).map(|()| raw)
+                })
+                .await
+                .map_err(std::io::Error::other)??;
+                Ok(stamp.apply(&raw))
+            }
+        }
+    }
+}
 
 /// One delivery attempt of one queued message.
 pub(crate) async fn deliver(cx: &Context, id: &str) -> Outcome {
     let started = Instant::now();
-    // Hold the message's size against the memory budget while its bytes are
-    // in memory, so many large messages delivered at once wait for each other.
+    // Hold what the attempt keeps in memory against the memory budget, so
+    // many deliveries at once wait for each other: a small message's size,
+    // or the chunks a large one is verified and sent in.
     let size = std::fs::metadata(cx.spool.path(Area::Active, id)).map_or(0, |m| m.len());
-    let _held = cx.budget.reserve(size).await;
+    let _held = cx.budget.reserve(size.min(LARGE_READ)).await;
     let stored = match read(cx, id, size).await {
         Ok(stored) => stored,
         Err(outcome) => return outcome,
@@ -60,7 +121,7 @@ pub(crate) async fn deliver(cx: &Context, id: &str) -> Outcome {
 }
 
 /// The attempt proper, on a message read and verified.
-async fn attempt(cx: &Context, id: &str, stored: &Stored, started: Instant) -> Outcome {
+async fn attempt(cx: &Context, id: &str, stored: &Message, started: Instant) -> Outcome {
     let meta = &stored.trailer.meta;
     let mut progress = Progress::from_history(&cx.spool.events(Area::Active, id), meta);
 
@@ -71,9 +132,7 @@ async fn attempt(cx: &Context, id: &str, stored: &Stored, started: Instant) -> O
     drop(rt);
 
     let stamp = Stamp::from_stored(stored.trailer.prefix.clone(), &meta.skips);
-    let bytes = MessageBytes {
-        pieces: stamp.pieces(&stored.body),
-    };
+    let bytes = stored.bytes(&stamp);
     let (results, remote, egress) = relay(cx, route, meta, &progress.pending, &bytes).await;
     log_results(meta, &results, remote.as_deref(), egress);
     progress.attempts += 1;
@@ -91,8 +150,14 @@ async fn attempt(cx: &Context, id: &str, stored: &Stored, started: Instant) -> O
     }
 
     if !sorted.permanent.is_empty() && meta.kind == Kind::Message {
-        let original = stamp.apply(&stored.body);
-        if let Err(e) = queue_dsn(cx, &hostname, meta, &original, &sorted.permanent).await {
+        let queued = match stored.original(&stamp).await {
+            Ok(original) => queue_dsn(cx, &hostname, meta, &original, &sorted.permanent).await,
+            Err(e) => Err(SpoolError::Io {
+                path: cx.spool.path(Area::Active, id),
+                source: e,
+            }),
+        };
+        if let Err(e) = queued {
             tracing::error!(queue_id = id, error = %e, "cannot queue the DSN; will retry the message later");
             // What was delivered stays delivered: never sent twice.
             record_delivered(cx, id, &results);
@@ -107,7 +172,7 @@ async fn attempt(cx: &Context, id: &str, stored: &Stored, started: Instant) -> O
             .observe(&[], Duration::from_secs(age.max(0) as u64));
         log_fate(
             meta,
-            stored.body.len(),
+            stored.trailer.body_len as usize,
             &progress.final_results,
             attempts,
             age,
@@ -120,12 +185,12 @@ async fn attempt(cx: &Context, id: &str, stored: &Stored, started: Instant) -> O
 
 /// Reads and verifies the queued message; a message that is gone or damaged
 /// is dealt with here and the attempt ends with the outcome returned.
-async fn read(cx: &Context, id: &str, size: u64) -> Result<Stored, Outcome> {
+async fn read(cx: &Context, id: &str, size: u64) -> Result<Message, Outcome> {
     let spool = &cx.spool;
     let read = if size > LARGE_READ {
         let (spool, owned_id) = (spool.clone(), id.to_string());
         let path = spool.path(Area::Active, id);
-        tokio::task::spawn_blocking(move || spool.read(Area::Active, &owned_id))
+        tokio::task::spawn_blocking(move || open_streamed(&spool, &owned_id))
             .await
             .unwrap_or_else(|e| {
                 Err(SpoolError::Io {
@@ -134,7 +199,10 @@ async fn read(cx: &Context, id: &str, size: u64) -> Result<Stored, Outcome> {
                 })
             })
     } else {
-        spool.read(Area::Active, id)
+        spool.read(Area::Active, id).map(|s| Message {
+            trailer: s.trailer,
+            body: BodyBytes::Memory(s.body),
+        })
     };
     match read {
         Ok(s) => Ok(s),
@@ -153,6 +221,39 @@ async fn read(cx: &Context, id: &str, size: u64) -> Result<Stored, Outcome> {
             Err(Outcome::Retry { due: now_unix() + 60 })
         }
     }
+}
+
+/// Verifies a large queued message by reading it through once, in bounded
+/// chunks, finding on the way whether the stamped bytes hold a bare line
+/// break (DATA or BDAT is decided before the first byte is sent); its body
+/// stays in the file. Blocking.
+fn open_streamed(spool: &Spool, id: &str) -> Result<Message, SpoolError> {
+    let mut breaks = LineBreaks::default();
+    let mut kept: Option<Vec<std::ops::Range<usize>>> = None;
+    let queued = spool.open_verified(Area::Active, id, &mut |trailer, offset, bytes| {
+        let kept = kept.get_or_insert_with(|| {
+            breaks.feed(&trailer.prefix);
+            Stamp::from_stored(Vec::new(), &trailer.meta.skips).kept(trailer.body_len as usize)
+        });
+        let end = offset + bytes.len() as u64;
+        for r in kept.iter() {
+            let (s, e) = ((r.start as u64).max(offset), (r.end as u64).min(end));
+            if s < e {
+                breaks.feed(&bytes[(s - offset) as usize..(e - offset) as usize]);
+            }
+        }
+    })?;
+    if kept.is_none() {
+        breaks.feed(&queued.trailer.prefix);
+    }
+    Ok(Message {
+        trailer: queued.trailer,
+        body: BodyBytes::File {
+            file: Arc::new(queued.file),
+            start: queued.body_start,
+            bare_line_break: breaks.bare(),
+        },
+    })
 }
 
 /// What earlier attempts achieved, from the message's history.

@@ -21,9 +21,11 @@ use crate::message::envelope::{BodyType, DsnReturn, Envelope};
 use crate::smtp::reply::Reply;
 
 mod error;
+mod message;
 mod wire;
 
 pub(crate) use error::ClientError;
+pub(crate) use message::{LineBreaks, MessageBytes};
 #[cfg(test)]
 use wire::dot_stuff;
 use wire::{DotStuffer, expect_2xx, read_reply, send};
@@ -70,33 +72,6 @@ pub(crate) struct ClientSettings {
     pub(crate) tls: Arc<rustls::ClientConfig>,
     pub(crate) command_timeout: Duration,
     pub(crate) data_timeout: Duration,
-}
-
-/// Bytes of the stamped message, in pieces (prefix, kept ranges of the body).
-pub(crate) struct MessageBytes<'a> {
-    pub(crate) pieces: Vec<&'a [u8]>,
-}
-
-impl MessageBytes<'_> {
-    pub(crate) fn len(&self) -> usize {
-        self.pieces.iter().map(|p| p.len()).sum()
-    }
-
-    /// True when the bytes contain a LF without its CR or a CR without its LF:
-    /// DATA cannot carry them, and a lenient receiver could read a line end
-    /// (even an end of data) where the sender meant none, so they go by BDAT.
-    pub(crate) fn has_bare_line_break(&self) -> bool {
-        let mut prev = 0u8;
-        for piece in &self.pieces {
-            for &b in *piece {
-                if (b == b'\n' && prev != b'\r') || (prev == b'\r' && b != b'\n') {
-                    return true;
-                }
-                prev = b;
-            }
-        }
-        prev == b'\r'
-    }
 }
 
 /// The result of one transaction: the MAIL reply failure, or a reply per recipient.
@@ -353,7 +328,7 @@ impl Client {
                         .collect(),
                 });
             }
-            self.send_stuffed(&message.pieces).await?;
+            self.send_stuffed(message).await?;
             self.reply("end of data", self.settings.data_timeout).await?
         };
         self.last_used = Instant::now();
@@ -407,7 +382,7 @@ impl Client {
             if go.code != 354 {
                 return Ok(go);
             }
-            self.send_stuffed(&message.pieces).await?;
+            self.send_stuffed(message).await?;
         }
         self.reply("end of data", self.settings.data_timeout).await
     }
@@ -420,8 +395,10 @@ impl Client {
         let stream = &mut self.stream;
         let written = tokio::time::timeout(self.settings.data_timeout, async {
             stream.write_all(command.as_bytes()).await?;
-            for piece in &message.pieces {
-                stream.write_all(piece).await?;
+            // Chunk by chunk: a message in the queue file is never read into memory whole.
+            let mut chunks = message.chunks();
+            while let Some(chunk) = chunks.next().await? {
+                stream.write_all(chunk).await?;
             }
             stream.flush().await
         })
@@ -440,14 +417,22 @@ impl Client {
         }
     }
 
-    /// Sends the message dot-stuffed, window by window (never a second copy
-    /// of a large message in memory), with the terminator.
-    async fn send_stuffed(&mut self, pieces: &[&[u8]]) -> Result<(), ClientError> {
+    /// Sends the message dot-stuffed, chunk by chunk (never a second copy of
+    /// a large message in memory, nor the first one when it is in a file),
+    /// with the terminator.
+    async fn send_stuffed(&mut self, message: &MessageBytes<'_>) -> Result<(), ClientError> {
         const WINDOW: usize = 64 * 1024;
         let mut stuffer = DotStuffer::default();
         let mut out = Vec::with_capacity(WINDOW + WINDOW / 32);
-        for piece in pieces {
-            for window in piece.chunks(WINDOW) {
+        let mut chunks = message.chunks();
+        loop {
+            let chunk = chunks.next().await.map_err(|e| ClientError::Io {
+                server: self.server.clone(),
+                stage: "DATA",
+                detail: e.to_string(),
+            })?;
+            let Some(chunk) = chunk else { break };
+            for window in chunk.chunks(WINDOW) {
                 stuffer.push(window, &mut out);
                 if out.len() >= WINDOW {
                     self.send(&out, "DATA", self.settings.data_timeout).await?;

@@ -69,13 +69,15 @@ pub(crate) async fn prepare(
 ) -> Prepared {
     // A journal report: to the tenant's journal address, or any report a
     // monitor tenant receives (also when EXO reaches it on a tenant domain).
-    let report_to_monitor = tenant.mode == TenantMode::Monitor
-        && read_back(&body, 0, id).is_ok_and(|head| crate::message::journal::is_report(&head));
+    let head = read_back(&body, 0, id).await;
+    let report_to_monitor =
+        tenant.mode == TenantMode::Monitor && head.as_ref().is_ok_and(|head| crate::message::journal::is_report(head));
     if report_to_monitor || crate::inbound::journal::is_journal(&tenant, &envelope) {
         return crate::inbound::journal::prepare(cx, rt, id, session, envelope, tenant, body).await;
     }
     let started = Instant::now();
-    let (tenant, attribution) = match confirm(cx, rt, id, &session, &envelope, &tenant, &body) {
+    let confirmed = head.and_then(|head| confirm(cx, rt, id, &session, &envelope, &tenant, &head));
+    let (tenant, attribution) = match confirmed {
         Ok(confirmed) => confirmed,
         Err(reply) => {
             body.discard();
@@ -83,7 +85,7 @@ pub(crate) async fn prepare(
         }
     };
     let policy = rt.policy(&tenant.policy);
-    let raw = match read_back(&body, policy.scan_max_size, id) {
+    let raw = match read_back(&body, policy.scan_max_size, id).await {
         Ok(raw) => raw,
         Err(reply) => {
             body.discard();
@@ -242,12 +244,10 @@ fn confirm(
     session: &SessionFacts,
     envelope: &Envelope,
     tenant: &Arc<Tenant>,
-    body: &Body,
+    head: &[u8],
 ) -> Result<(Arc<Tenant>, Attribution), Reply> {
-    // In memory this read is free; a spilled body yields its header only.
-    let head = read_back(body, 0, id)?;
     let sender_tenant = rt.tenants.by_address(&envelope.mail_from).cloned();
-    admission::confirm(tenant, sender_tenant.as_ref(), envelope, &head).map_err(|refusal| {
+    admission::confirm(tenant, sender_tenant.as_ref(), envelope, head).map_err(|refusal| {
         cx.metrics.admission_refusals.inc(&["tenant-headers"]);
         tracing::warn!(
             queue_id = id,
@@ -261,9 +261,10 @@ fn confirm(
     })
 }
 
-/// The message as the scan sees it (its header only past `max` bytes).
-pub(crate) fn read_back<'a>(body: &'a Body, max: u64, id: &str) -> Result<Cow<'a, [u8]>, Reply> {
-    body.for_scan(max).map_err(|e| {
+/// The message as the scan sees it (its header only past `max` bytes; in
+/// memory this read is free, a spilled body is read on the blocking pool).
+pub(crate) async fn read_back<'a>(body: &'a Body, max: u64, id: &str) -> Result<Cow<'a, [u8]>, Reply> {
+    body.for_scan(max).await.map_err(|e| {
         tracing::error!(queue_id = id, error = %e, "cannot read the received message back");
         Reply::LOCAL_ERROR
     })

@@ -55,7 +55,7 @@ pub(crate) async fn prepare(
     let started = Instant::now();
     // The whole report: the original is inside it (the size is bounded by
     // the session's message size limit).
-    let raw = match read_back(&body, u64::MAX, id) {
+    let raw = match read_back(&body, u64::MAX, id).await {
         Ok(raw) => raw,
         Err(reply) => {
             body.discard();

@@ -158,7 +158,7 @@ pub(crate) async fn finish(shared: &Context, leg: ProxyLeg, prepared: Prepared) 
             event,
         } => {
             let _held = shared.budget.reserve(body.len()).await;
-            let raw = match body.for_scan(u64::MAX) {
+            let raw = match body.for_scan(u64::MAX).await {
                 Ok(raw) => raw.into_owned(),
                 Err(e) => {
                     tracing::error!(queue_id = %meta.id, error = %e, "cannot read the message back");
@@ -169,9 +169,7 @@ pub(crate) async fn finish(shared: &Context, leg: ProxyLeg, prepared: Prepared) 
             };
             body.discard();
             let stamp = Stamp::from_stored(prefix, &meta.skips);
-            let bytes = MessageBytes {
-                pieces: stamp.pieces(&raw),
-            };
+            let bytes = MessageBytes::in_memory(stamp.pieces(&raw));
             let mut leg = leg;
             match leg
                 .client

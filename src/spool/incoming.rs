@@ -6,6 +6,7 @@
 //! Nothing here is durable: a body becomes durable only through
 //! `Spool::commit`. An unfinished spill file is removed when dropped.
 
+use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -126,22 +127,20 @@ impl Body {
     }
 
     /// The whole message if it is at most `max` bytes, else only its header
-    /// section. In memory: borrowed; on disk: read.
-    pub(crate) fn for_scan(&self, max: u64) -> Result<std::borrow::Cow<'_, [u8]>, SpoolError> {
+    /// section. In memory: borrowed; on disk: read on the blocking pool (a
+    /// read of up to `max` bytes may wait for the disk, and must not stall
+    /// the sessions sharing this async worker).
+    pub(crate) async fn for_scan(&self, max: u64) -> Result<Cow<'_, [u8]>, SpoolError> {
         match self {
-            Body::Memory(v) => Ok(std::borrow::Cow::Borrowed(&v[..])),
+            Body::Memory(v) => Ok(Cow::Borrowed(&v[..])),
             Body::Spilled { path, len, .. } => {
-                let mut f = File::open(path).map_err(io_err(path))?;
-                f.seek(SeekFrom::Start(MAGIC.len() as u64)).map_err(io_err(path))?;
-                if *len <= max {
-                    let mut v = Vec::with_capacity(*len as usize);
-                    f.take(*len).read_to_end(&mut v).map_err(io_err(path))?;
-                    Ok(std::borrow::Cow::Owned(v))
-                } else {
-                    Ok(std::borrow::Cow::Owned(
-                        read_header_section(f, *len).map_err(io_err(path))?,
-                    ))
-                }
+                let (path, len) = (path.clone(), *len);
+                let read = tokio::task::spawn_blocking(move || read_spilled(&path, len, max));
+                let joined = read.await.map_err(|e| SpoolError::Io {
+                    path: PathBuf::new(),
+                    source: io::Error::other(e),
+                })?;
+                joined.map(Cow::Owned)
             }
         }
     }
@@ -151,6 +150,20 @@ impl Body {
         if let Body::Spilled { path, .. } = self {
             let _ = fs::remove_file(path);
         }
+    }
+}
+
+/// A spilled body (after the magic of the file at `path`, `len` bytes): whole
+/// if at most `max` bytes, else its header section. Blocking.
+fn read_spilled(path: &Path, len: u64, max: u64) -> Result<Vec<u8>, SpoolError> {
+    let mut f = File::open(path).map_err(io_err(path))?;
+    f.seek(SeekFrom::Start(MAGIC.len() as u64)).map_err(io_err(path))?;
+    if len <= max {
+        let mut v = Vec::with_capacity(len as usize);
+        f.take(len).read_to_end(&mut v).map_err(io_err(path))?;
+        Ok(v)
+    } else {
+        read_header_section(f, len).map_err(io_err(path))
     }
 }
 

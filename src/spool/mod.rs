@@ -73,6 +73,14 @@ pub(crate) struct Stored {
     pub(crate) body: Vec<u8>,
 }
 
+/// A committed message, verified, whose body stays in its file.
+pub(crate) struct Queued {
+    pub(crate) trailer: Trailer,
+    pub(crate) file: File,
+    /// Where the body starts in `file` (it is `trailer.body_len` bytes long).
+    pub(crate) body_start: u64,
+}
+
 /// The directories and the syncer.
 pub(crate) struct Spool {
     pub(crate) root: PathBuf,
@@ -207,31 +215,67 @@ impl Spool {
     /// Metadata and history of a committed message (body not read, not validated).
     pub(crate) fn entry(&self, area: Area, id: &str) -> Result<Entry, SpoolError> {
         let path = self.path(area, id);
-        let mut f = File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => SpoolError::NotFound(id.to_string()),
-            _ => io_err(&path)(e),
-        })?;
+        let mut f = open_queued(&path, id)?;
+        let (_, trailer) = read_trailer(&mut f, &path, id)?;
+        Ok(Entry {
+            trailer,
+            events: self.events(area, id),
+        })
+    }
+
+    /// A committed message, checksum verified by reading the file through
+    /// once in bounded chunks, its body left in the file (at
+    /// `Queued::body_start`) for the caller to stream: a large message is
+    /// never held in memory whole. `observe` sees the body as it is read
+    /// (offset in the body, bytes), after the trailer it is given. Blocking:
+    /// call it on the blocking pool.
+    pub(crate) fn open_verified(
+        &self,
+        area: Area,
+        id: &str,
+        observe: &mut dyn FnMut(&Trailer, u64, &[u8]),
+    ) -> Result<Queued, SpoolError> {
+        const READ: usize = 256 * 1024;
+        let path = self.path(area, id);
+        let mut f = open_queued(&path, id)?;
         let corrupt = |error| SpoolError::Corrupt {
             id: id.to_string(),
             error,
         };
-        let len = f.metadata().map_err(io_err(&path))?.len();
-        if len < (MAGIC.len() + FOOTER_LEN) as u64 {
-            return Err(corrupt(FormatError::TooShort(len)));
+        let (footer, trailer) = read_trailer(&mut f, &path, id)?;
+        let file_len = MAGIC.len() as u64 + footer.body_len + footer.records_len + FOOTER_LEN as u64;
+        let crc_end = file_len - 4;
+        let body = MAGIC.len() as u64..MAGIC.len() as u64 + footer.body_len;
+        f.seek(SeekFrom::Start(0)).map_err(io_err(&path))?;
+        let mut crc = crc32fast::Hasher::new();
+        let mut buf = vec![0u8; READ];
+        let mut pos = 0u64;
+        while pos < crc_end {
+            let n = (crc_end - pos).min(READ as u64) as usize;
+            f.read_exact(&mut buf[..n]).map_err(io_err(&path))?;
+            let chunk = &buf[..n];
+            if pos == 0 && chunk.get(..MAGIC.len()) != Some(&MAGIC[..]) {
+                return Err(corrupt(FormatError::BadMagic));
+            }
+            crc.update(chunk);
+            // The part of this chunk inside the body, if any.
+            let (start, end) = (pos.max(body.start), (pos + n as u64).min(body.end));
+            if start < end {
+                observe(
+                    &trailer,
+                    start - body.start,
+                    &chunk[(start - pos) as usize..(end - pos) as usize],
+                );
+            }
+            pos += n as u64;
         }
-        let mut footer = [0u8; FOOTER_LEN];
-        f.seek(SeekFrom::Start(len - FOOTER_LEN as u64))
-            .map_err(io_err(&path))?;
-        f.read_exact(&mut footer).map_err(io_err(&path))?;
-        let footer = format::decode_footer(&footer, len).map_err(corrupt)?;
-        let mut records = vec![0u8; footer.records_len as usize];
-        f.seek(SeekFrom::Start(MAGIC.len() as u64 + footer.body_len))
-            .map_err(io_err(&path))?;
-        f.read_exact(&mut records).map_err(io_err(&path))?;
-        let trailer = format::decode_records(&records, footer.body_len).map_err(corrupt)?;
-        Ok(Entry {
+        if crc.finalize() != footer.crc {
+            return Err(corrupt(FormatError::Checksum));
+        }
+        Ok(Queued {
             trailer,
-            events: self.events(area, id),
+            file: f,
+            body_start: body.start,
         })
     }
 
@@ -306,6 +350,36 @@ impl Spool {
         let _ = fs::remove_file(&probe);
         ok
     }
+}
+
+/// Opens a committed message's file (a missing one is `NotFound`).
+fn open_queued(path: &Path, id: &str) -> Result<File, SpoolError> {
+    File::open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => SpoolError::NotFound(id.to_string()),
+        _ => io_err(path)(e),
+    })
+}
+
+/// Reads the footer and the records at the end of a queue file (the body is not read).
+fn read_trailer(f: &mut File, path: &Path, id: &str) -> Result<(format::Footer, Trailer), SpoolError> {
+    let corrupt = |error| SpoolError::Corrupt {
+        id: id.to_string(),
+        error,
+    };
+    let len = f.metadata().map_err(io_err(path))?.len();
+    if len < (MAGIC.len() + FOOTER_LEN) as u64 {
+        return Err(corrupt(FormatError::TooShort(len)));
+    }
+    let mut footer = [0u8; FOOTER_LEN];
+    f.seek(SeekFrom::Start(len - FOOTER_LEN as u64)).map_err(io_err(path))?;
+    f.read_exact(&mut footer).map_err(io_err(path))?;
+    let footer = format::decode_footer(&footer, len).map_err(corrupt)?;
+    let mut records = vec![0u8; footer.records_len as usize];
+    f.seek(SeekFrom::Start(MAGIC.len() as u64 + footer.body_len))
+        .map_err(io_err(path))?;
+    f.read_exact(&mut records).map_err(io_err(path))?;
+    let trailer = format::decode_records(&records, footer.body_len).map_err(corrupt)?;
+    Ok((footer, trailer))
 }
 
 fn write_all_vectored(f: &mut File, mut bufs: &mut [io::IoSlice<'_>]) -> io::Result<()> {
@@ -406,10 +480,52 @@ mod tests {
         }
         let body = body.finish().unwrap();
         assert!(matches!(body, Body::Spilled { .. }));
-        assert_eq!(body.for_scan(u64::MAX).unwrap().as_ref(), &expected[..]);
+        assert_eq!(body.for_scan(u64::MAX).await.unwrap().as_ref(), &expected[..]);
         spool.commit(Area::Active, &meta(&id), b"", body).await.unwrap();
         assert_eq!(spool.read(Area::Active, &id).unwrap().body, expected);
         assert_eq!(spool.recover().unwrap().valid, vec![id]);
+    }
+
+    #[tokio::test]
+    async fn open_verified_streams_the_body_and_detects_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let id = new_id();
+        // Larger than the verification's read size, so the body comes in several chunks.
+        let body: Vec<u8> = (0..700_000u32).map(|i| b"abcdefgh\r\n"[(i % 10) as usize]).collect();
+        spool
+            .commit(Area::Active, &meta(&id), b"H: 1\r\n", Body::Memory(body.clone()))
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut chunks = 0;
+        let queued = spool
+            .open_verified(Area::Active, &id, &mut |trailer, offset, bytes| {
+                assert_eq!(trailer.prefix, b"H: 1\r\n");
+                assert_eq!(offset, seen.len() as u64, "in order, no gap");
+                seen.extend_from_slice(bytes);
+                chunks += 1;
+            })
+            .unwrap();
+        assert_eq!(seen, body);
+        assert!(chunks > 1);
+        assert_eq!(queued.trailer.body_len, body.len() as u64);
+        let mut from_file = vec![0u8; body.len()];
+        std::os::unix::fs::FileExt::read_exact_at(&queued.file, &mut from_file, queued.body_start).unwrap();
+        assert_eq!(from_file, body);
+
+        // One flipped byte in the body: refused as damaged, like `read` does.
+        let path = spool.path(Area::Active, &id);
+        let mut file = fs::read(&path).unwrap();
+        file[300_000] ^= 0x20;
+        fs::write(&path, &file).unwrap();
+        assert!(matches!(
+            spool.open_verified(Area::Active, &id, &mut |_, _, _| {}),
+            Err(SpoolError::Corrupt {
+                error: FormatError::Checksum,
+                ..
+            })
+        ));
     }
 
     #[tokio::test]

@@ -34,15 +34,6 @@ fn capabilities() {
 }
 
 #[test]
-fn bare_line_breaks_are_found_across_pieces() {
-    let bare = |pieces: Vec<&'static [u8]>| MessageBytes { pieces }.has_bare_line_break();
-    assert!(!bare(vec![b"a\r", b"\nb\r\n"]));
-    assert!(bare(vec![b"a\r\n", b"\nb"]), "bare LF");
-    assert!(bare(vec![b"a\r.\r\n"]), "bare CR");
-    assert!(bare(vec![b"a\r"]), "CR at the very end");
-}
-
-#[test]
 fn only_server_5xx_is_permanent() {
     let rejected = |code| ClientError::Rejected {
         server: "s".into(),

@@ -284,6 +284,7 @@ impl Session {
         // from here on (scan, decision, queueing) is inside a span carrying them.
         let ids = body
             .for_scan(0)
+            .await
             .map(|h| MessageIds::from_header(&h))
             .unwrap_or_default();
         let span = tracing::info_span!(
