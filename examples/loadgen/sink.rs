@@ -469,8 +469,7 @@ mod tests {
         assert_eq!(counters.deferred.load(Ordering::Relaxed), 1);
         assert_eq!(counters.recipients.load(Ordering::Relaxed), 0);
         std::fs::remove_file(&flag).unwrap();
-        let input: &[u8] =
-            b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@contoso.com>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n";
+        let input: &[u8] = b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@contoso.com>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n";
         let (out, counters) = session_with(input, input.len(), Some(flag)).await;
         assert!(!out.contains("451"), "{out}");
         assert_eq!(counters.recipients.load(Ordering::Relaxed), 1);

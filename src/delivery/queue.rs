@@ -421,8 +421,7 @@ impl Scheduler {
     fn scan_disk(&mut self) {
         self.last_scan = Instant::now();
         let mtime = self.cx.spool.active_mtime();
-        self.scanned_mtime =
-            mtime.filter(|t| t.elapsed().is_ok_and(|age| age >= MTIME_SLACK));
+        self.scanned_mtime = mtime.filter(|t| t.elapsed().is_ok_and(|age| age >= MTIME_SLACK));
         let ids = match self.cx.spool.list(Area::Active) {
             Ok(ids) => ids,
             Err(e) => {
