@@ -409,6 +409,53 @@ fn queue_delete_and_flush_work_on_a_running_gateway() {
 }
 
 #[test]
+fn a_flush_reaches_a_backlog_larger_than_the_index_and_the_gauge_counts_it() {
+    // 25 messages deferred for an hour, then a restart with room for 10 in the
+    // scheduler's index: 15 wait on disk only, their history saying "in an hour".
+    let mut s = Stack::new();
+    let opts = Options {
+        retry: vec!["1h".into()],
+        deliver_to: vec![s.downstream.addr()],
+        ..Options::default()
+    };
+    let gw_dir = s.dir.path().join("gw");
+    std::fs::create_dir_all(&gw_dir).unwrap();
+    let text = |max: usize| {
+        config_text(&gw_dir, &s.pki, &s.server, &opts)
+            .replace("[delivery]\n", &format!("[delivery]\nmax_in_memory = {max}\n"))
+    };
+    s.downstream.stop();
+    let mut gw = Gateway::start_with_text(&gw_dir, &text(100));
+    let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
+    for i in 0..25 {
+        let m = support::crlf(&format!(
+            "From: a@example.org\nSubject: b{i}\nMessage-ID: <b{i}@x>\n\nhi\n"
+        ));
+        c.send_data("a@example.org", &["user@contoso.com"], &m);
+    }
+    drop(c);
+    assert!(
+        support::wait_for(Duration::from_secs(30), || (gw.count_log("delivery deferred") >= 25)
+            .then_some(()))
+        .is_some()
+    );
+    gw.kill();
+    let gw = Gateway::start_with_text(&gw_dir, &text(10));
+    // The queue gauge is the whole backlog, not the part in the index.
+    let gauge = support::wait_for(Duration::from_secs(10), || {
+        let (_, metrics) = gw.http_get("/metrics");
+        metrics.contains("exogate_queue_messages 25").then_some(())
+    });
+    assert!(gauge.is_some(), "{}", gw.http_get("/metrics").1);
+    s.downstream.restart();
+    let (code, _, _) = gw.cli(&["queue", "flush"]);
+    assert_eq!(code, 0);
+    // Every one is retried now, those loaded from disk after the flush too.
+    let got = s.downstream.wait_messages(25, Duration::from_secs(60));
+    assert_eq!(got.len(), 25);
+}
+
+#[test]
 fn mail_between_two_protected_tenants_is_the_senders_when_exchange_says_sent() {
     // contoso's user writes to fabrikam: EXO hands it over as contoso's outgoing
     // mail, so it is scanned under contoso's policy and goes back to contoso

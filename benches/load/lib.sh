@@ -101,7 +101,8 @@ FS_IMAGE=${FS_IMAGE:-1}
 IMG=""
 if [ "$FS_IMAGE" = 1 ] && command -v mkfs.ext4 >/dev/null; then
     IMG="$RUN.img"
-    truncate -s 4G "$IMG"
+    # FS_IMAGE_SIZE: a curve with hundreds of thousands of queue files needs more inodes.
+    truncate -s "${FS_IMAGE_SIZE:-4G}" "$IMG"
     if mkfs.ext4 -q -F -O has_journal "$IMG" && mount -o loop "$IMG" "$RUN"; then
         :
     else
@@ -285,6 +286,9 @@ SINK_PORT=$(free_port)
 COUNT_FILE=$RUN/sink.count
 SINK_FLAGS=()
 [ "${SINK_QUICKACK:-0}" = 1 ] && SINK_FLAGS+=(--quickack)
+# SINK_DEFER=1: while the file $DEFER_FILE exists the sink answers every MAIL with 451 4.3.0.
+DEFER_FILE=$RUN/sink.defer
+[ "${SINK_DEFER:-0}" = 1 ] && SINK_FLAGS+=(--defer-file "$DEFER_FILE")
 start_session "$RUN/sink.log" "$LOADGEN" sink --listen "$IP:$SINK_PORT" --cert "$CERT" --key "$KEY" \
     --count-file "$COUNT_FILE" "${SINK_FLAGS[@]}"
 SINK_SID=$LAST_SID
@@ -293,6 +297,7 @@ wait_port "$SINK_PORT" sink "$SINK_SID" "$RUN/sink.log"
 sink_count() { awk '{ print $1 }' "$COUNT_FILE" 2>/dev/null || echo 0; }
 sink_last() { awk '{ print $2 }' "$COUNT_FILE" 2>/dev/null || echo 0; }
 sink_sessions() { awk '{ print $3 }' "$COUNT_FILE" 2>/dev/null || echo 0; }
+sink_deferred() { awk '{ print $4 + 0 }' "$COUNT_FILE" 2>/dev/null || echo 0; }
 
 # Waits until the sink has counted $1 recipients (or DRAIN_TIMEOUT passes); then
 # waits a little more so a late duplicate would be seen. Prints the final count.
@@ -699,7 +704,7 @@ tenant_section() {
 
 # start_exogate NAME MODE : a fresh gateway (own state folder); sets GW_PORT, GW_SID, GW_DIR, GW_ADMIN.
 start_exogate() {
-    local name=$1 mode=$2 d
+    local name=$1 mode=$2 d retry=${GW_RETRY:-'["5s"]'}
     d=$RUN/exogate-$name
     GW_DIR=$d
     GW_PORT=$(free_port)
@@ -725,8 +730,9 @@ allow = ["127.0.0.0/8"]
 
 [delivery]
 mode = "$mode"
-# A deferral is retried within the drain timeout (the production default starts at 1m).
-retry = ["5s"]
+# A deferral is retried within the drain timeout (the production default starts at 1m);
+# GW_RETRY replaces the list (a curve that keeps a backlog deferred).
+retry = $retry
 
 [relay]
 ca = "$CA"
@@ -761,7 +767,8 @@ exogate_notes() {
     active=$(find "$d/state/queue/active" -name '*.q' 2>/dev/null | wc -l)
     note "exogate: $(grep -E '^exogate_(messages|deliveries|store_writes)_total' "$d/metrics.txt" 2>/dev/null | sed 's/^exogate_//' | tr '\n' ' ')queue files left: $active; log lines at WARN/ERROR: $(count_in "$d/gateway.log" ' WARN \| ERROR ')"
     if grep -qE ' (WARN|ERROR) ' "$d/gateway.log"; then
-        grep -E ' (WARN|ERROR) ' "$d/gateway.log" | sed 's/^/  #   /' | cut -c1-220 | head -n 3
+        # head stops reading early: grep's SIGPIPE must not fail the caller under pipefail.
+        grep -E ' (WARN|ERROR) ' "$d/gateway.log" | sed 's/^/  #   /' | cut -c1-220 | head -n 3 || true
     fi
 }
 

@@ -8,8 +8,12 @@
 //! when the whole body of its transaction has been read (DATA terminator or
 //! the LAST BDAT chunk) and the 250 for it is queued; replies are written once
 //! the pipelined input is used up; plaintext pipelined after STARTTLS is
-//! dropped. The count file holds "COUNT LAST_DELIVERY_UNIX_SECONDS SESSIONS", rewritten
+//! dropped. The count file holds "COUNT LAST_DELIVERY_UNIX_SECONDS SESSIONS DEFERRED", rewritten
 //! (write + rename) every 100 ms and on SIGTERM/SIGINT.
+//!
+//! With `--defer-file PATH`, while that file exists every MAIL is refused with a
+//! real `451 4.3.0` (counted as DEFERRED, nothing delivered): a downstream that is
+//! temporarily refusing, switched back to accepting by removing the file.
 
 use std::io;
 use std::path::PathBuf;
@@ -42,6 +46,10 @@ pub struct SinkArgs {
     /// and its data separately).
     #[arg(long)]
     quickack: bool,
+    /// While this file exists, answer every MAIL with 451 4.3.0 (a downstream
+    /// temporarily refusing mail); remove it to accept again.
+    #[arg(long)]
+    defer_file: Option<PathBuf>,
 }
 
 /// The sink's largest accepted message, advertised as SIZE.
@@ -56,6 +64,8 @@ struct Counters {
     /// Nanoseconds since the epoch of the last counted delivery.
     last_ns: AtomicU64,
     sessions: AtomicU64,
+    /// MAIL commands refused with 451 because the defer file existed.
+    deferred: AtomicU64,
 }
 
 impl Counters {
@@ -72,11 +82,12 @@ impl Counters {
     fn write(&self, path: &std::path::Path) {
         let last = self.last_ns.load(Ordering::Relaxed);
         let text = format!(
-            "{} {}.{:09} {}\n",
+            "{} {}.{:09} {} {}\n",
             self.recipients.load(Ordering::Relaxed),
             last / 1_000_000_000,
             last % 1_000_000_000,
-            self.sessions.load(Ordering::Relaxed)
+            self.sessions.load(Ordering::Relaxed),
+            self.deferred.load(Ordering::Relaxed)
         );
         let tmp = path.with_extension("tmp");
         if std::fs::write(&tmp, text).is_ok() {
@@ -109,6 +120,7 @@ pub async fn run(args: SinkArgs) -> io::Result<i32> {
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let defer_file = args.defer_file.clone().map(Arc::new);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -117,9 +129,10 @@ pub async fn run(args: SinkArgs) -> io::Result<i32> {
                     let counters = counters.clone();
                     let tls = tls.clone();
                     let quickack = args.quickack;
+                    let defer_file = defer_file.clone();
                     tokio::spawn(async move {
                         counters.sessions.fetch_add(1, Ordering::Relaxed);
-                        let _ = session(tcp, tls, &counters, quickack).await;
+                        let _ = session(tcp, tls, &counters, quickack, defer_file).await;
                     });
                 }
                 // Out of descriptors and the like: keep serving the sessions we have.
@@ -149,6 +162,7 @@ async fn session(
     tls: Option<tokio_rustls::TlsAcceptor>,
     counters: &Counters,
     quickack: bool,
+    defer_file: Option<Arc<PathBuf>>,
 ) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // The descriptor stays valid as long as the stream (plain or wrapped) lives.
@@ -156,6 +170,7 @@ async fn session(
     tcp.write_all(b"220 sink.bench.test ESMTP loadgen sink\r\n").await?;
     let mut state = State::new(tls.is_some());
     state.quickack_fd = quickack_fd;
+    state.defer_file = defer_file.clone();
     match serve(&mut tcp, &mut state, counters).await? {
         Next::Close => return Ok(()),
         Next::StartTls => {}
@@ -168,6 +183,7 @@ async fn session(
         .map_err(|_| err("TLS handshake timed out"))??;
     let mut state = State::new(false);
     state.quickack_fd = quickack_fd;
+    state.defer_file = defer_file;
     serve(&mut stream, &mut state, counters).await?;
     Ok(())
 }
@@ -184,6 +200,9 @@ struct State {
     bdat_seen: bool,
     out: Vec<u8>,
     quickack_fd: Option<std::os::fd::RawFd>,
+    /// While this file exists, MAIL is refused with 451 (checked at each MAIL,
+    /// so removing it takes effect at the next transaction).
+    defer_file: Option<Arc<PathBuf>>,
 }
 
 impl State {
@@ -197,6 +216,7 @@ impl State {
             bdat_seen: false,
             out: Vec::with_capacity(1024),
             quickack_fd: None,
+            defer_file: None,
         }
     }
 
@@ -253,6 +273,10 @@ impl State {
                 return Some(Next::StartTls);
             }
             "MAIL" if self.in_mail => self.reply("503 5.5.1 Nested MAIL command"),
+            "MAIL" if self.defer_file.as_deref().is_some_and(|p| p.exists()) => {
+                counters.deferred.fetch_add(1, Ordering::Relaxed);
+                self.reply("451 4.3.0 Downstream temporarily refusing mail (sink defer file present)");
+            }
             "MAIL" => {
                 self.in_mail = true;
                 self.rcpts = 0;
@@ -404,11 +428,22 @@ mod tests {
     /// Runs one plaintext session over an in-memory pipe with `input` sent in
     /// `step`-byte pieces; returns (replies, counted recipients, messages).
     async fn session_over(input: &[u8], step: usize) -> (String, u64, u64) {
+        let (out, counters) = session_with(input, step, None).await;
+        (
+            out,
+            counters.recipients.load(Ordering::Relaxed),
+            counters.messages.load(Ordering::Relaxed),
+        )
+    }
+
+    /// As `session_over`, with an optional defer file; returns the counters.
+    async fn session_with(input: &[u8], step: usize, defer_file: Option<PathBuf>) -> (String, Arc<Counters>) {
         let (mut client, mut server) = tokio::io::duplex(1 << 20);
         let counters = Arc::new(Counters::default());
         let c2 = counters.clone();
         let task = tokio::spawn(async move {
             let mut state = State::new(false);
+            state.defer_file = defer_file.map(Arc::new);
             serve(&mut server, &mut state, &c2).await
         });
         for piece in input.chunks(step) {
@@ -419,11 +454,25 @@ mod tests {
         let _ = task.await.unwrap();
         let mut out = String::new();
         client.read_to_string(&mut out).await.unwrap();
-        (
-            out,
-            counters.recipients.load(Ordering::Relaxed),
-            counters.messages.load(Ordering::Relaxed),
-        )
+        (out, counters)
+    }
+
+    #[tokio::test]
+    async fn mail_is_deferred_while_the_defer_file_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let flag = dir.path().join("defer");
+        std::fs::write(&flag, b"").unwrap();
+        let input: &[u8] = b"EHLO x\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@contoso.com>\r\nDATA\r\nQUIT\r\n";
+        let (out, counters) = session_with(input, input.len(), Some(flag.clone())).await;
+        assert!(out.contains("451 4.3.0 "), "{out}");
+        assert!(out.contains("503 5.5.1 Need MAIL command"), "{out}");
+        assert_eq!(counters.deferred.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.recipients.load(Ordering::Relaxed), 0);
+        std::fs::remove_file(&flag).unwrap();
+        let input: &[u8] = b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@contoso.com>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n";
+        let (out, counters) = session_with(input, input.len(), Some(flag)).await;
+        assert!(!out.contains("451"), "{out}");
+        assert_eq!(counters.recipients.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]

@@ -5,7 +5,10 @@
 //! The scheduler task owns a bounded index of queued ids (their due time and
 //! destination key); bodies stay on disk and are read only for an attempt.
 //! When more messages are queued than `delivery.max_in_memory`, the rest wait
-//! on disk and are picked up by a periodic scan. Concurrency is capped in
+//! on disk and are picked up by a periodic scan; the queue gauge counts them
+//! too, and a flush of everything reaches them as they are loaded. A periodic
+//! scan is skipped while the spool directory has not changed since the last
+//! one, so an idle gateway does not re-list a large backlog. Concurrency is capped in
 //! total and per destination. A message leaves the spool only when every
 //! recipient has a final result; progress in between is recorded in the
 //! message's history so a restart never re-sends to a delivered recipient.
@@ -76,7 +79,16 @@ struct Scheduler {
     in_flight: usize,
     /// Some queued messages are only on disk (the index was full).
     overflow: bool,
+    /// How many: counted by the last scan (or start-up), plus those queued since
+    /// while the index was full. The queue gauge is the index plus these.
+    disk_only: usize,
+    /// A flush of every message is under way: messages loaded from disk are due
+    /// now whatever their history says, until a scan finds none left on disk only.
+    flush_all: bool,
     last_scan: Instant,
+    /// The active directory's modification time as the last scan began, if it
+    /// was old enough to be trusted (see `Scheduler::disk_unchanged`).
+    scanned_mtime: Option<SystemTime>,
     last_housekeeping: Instant,
     flush_seen: Option<SystemTime>,
     /// Shutting down: stop as soon as nothing is in flight or due.
@@ -85,6 +97,9 @@ struct Scheduler {
 
 /// Housekeeping (flush trigger, pool pruning, gauges) runs at most this often.
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
+
+/// A directory modification time this recent is not trusted to show every change (see `disk_unchanged`).
+const MTIME_SLACK: Duration = Duration::from_secs(2);
 
 async fn scheduler(
     cx: Arc<Context>,
@@ -98,15 +113,23 @@ async fn scheduler(
         queues: HashMap::new(),
         in_flight: 0,
         overflow: false,
+        disk_only: 0,
+        flush_all: false,
         last_scan: Instant::now(),
+        scanned_mtime: None,
         last_housekeeping: Instant::now(),
         flush_seen: None,
         draining: false,
     };
     let flush_file = s.cx.spool.flush_trigger();
     let flushed = std::fs::remove_file(&flush_file).is_ok();
+    s.flush_all = flushed;
     for id in recovered {
-        s.load_from_disk(&id, flushed);
+        // Past the index's capacity a message stays on disk unread: reading
+        // its entry only to drop it made start-up read the whole backlog.
+        if !s.load_from_disk(&id) {
+            s.disk_only += 1;
+        }
     }
     s.count_quarantine();
     s.update_gauges();
@@ -144,13 +167,18 @@ impl Scheduler {
         self.cx.settings.load()
     }
 
+    /// Whether the index is full (a message then waits on disk).
+    fn full(&self) -> bool {
+        self.items.len() >= self.config().config.delivery.max_in_memory
+    }
+
     fn insert(&mut self, id: String, key: RouteKey, due: i64, received: i64) {
-        let max = self.config().config.delivery.max_in_memory;
         if self.items.contains_key(&id) {
             return;
         }
-        if self.items.len() >= max {
+        if self.full() && !(due <= now_unix() && self.evict_latest()) {
             self.overflow = true;
+            self.disk_only += 1;
             return;
         }
         self.queues
@@ -161,7 +189,42 @@ impl Scheduler {
         self.items.insert(id, Item { key, due, received });
     }
 
-    fn load_from_disk(&mut self, id: &str, due_now: bool) {
+    /// Makes room for a message due now: the waiting message due last leaves the
+    /// index (it stays on disk; a scan brings it back when there is room), if it
+    /// is not due yet. Without this, a full index of messages deferred for a
+    /// destination that is down kept every new message, for any destination, on
+    /// disk until those retries were over. False when nothing could leave.
+    fn evict_latest(&mut self) -> bool {
+        let now = now_unix();
+        let latest = self
+            .queues
+            .iter()
+            .filter_map(|(key, q)| q.due.last().map(|(due, id)| (*due, key, id)))
+            .filter(|(due, _, _)| *due > now)
+            .max_by_key(|(due, _, _)| *due)
+            .map(|(due, key, id)| (due, key.clone(), id.clone()));
+        let Some((due, key, id)) = latest else {
+            return false;
+        };
+        if let Some(queue) = self.queues.get_mut(&key) {
+            queue.due.remove(&(due, id.clone()));
+            if queue.due.is_empty() && queue.in_flight == 0 {
+                self.queues.remove(&key);
+            }
+        }
+        self.items.remove(&id);
+        self.overflow = true;
+        self.disk_only += 1;
+        true
+    }
+
+    /// Indexes a message found on disk; false (nothing read) when the index is full.
+    fn load_from_disk(&mut self, id: &str) -> bool {
+        if self.full() {
+            self.overflow = true;
+            return false;
+        }
+        let due_now = self.flush_all;
         match self.cx.spool.entry(Area::Active, id) {
             Ok(entry) => {
                 let next = entry
@@ -184,6 +247,7 @@ impl Scheduler {
             }
             Err(e) => tracing::warn!(queue_id = id, error = %e, "cannot load queued message; it stays on disk"),
         }
+        true
     }
 
     fn handle(&mut self, event: Event) {
@@ -213,11 +277,14 @@ impl Scheduler {
         self.cx
             .metrics
             .queue_size
-            .store(self.items.len() as i64, Ordering::Relaxed);
+            .store((self.items.len() + self.disk_only) as i64, Ordering::Relaxed);
     }
 
     /// Makes `only` (or every queued message) due now.
     fn flush(&mut self, only: Option<&HashSet<String>>) {
+        // Messages on disk only (the index was full) are due as they are loaded,
+        // this scan or a later one: a flush of everything reaches the whole backlog.
+        self.flush_all |= only.is_none();
         // Released or restored files may be on disk only.
         self.scan_disk();
         let mut n = 0;
@@ -325,18 +392,36 @@ impl Scheduler {
             }
         }
         let max = self.config().config.delivery.max_in_memory;
-        if self.overflow && self.items.len() < max / 2 && self.last_scan.elapsed() > Duration::from_secs(5)
-            || self.last_scan.elapsed() > Duration::from_secs(60)
-        {
-            self.scan_disk();
+        let periodic = self.last_scan.elapsed() > Duration::from_secs(60);
+        let refill = self.overflow && self.items.len() < max / 2 && self.last_scan.elapsed() > Duration::from_secs(5);
+        if refill || periodic {
+            if !self.disk_unchanged() {
+                self.scan_disk();
+            } else if periodic {
+                // Nothing to pick up; the quarantine gauge is still sampled once a minute.
+                self.last_scan = Instant::now();
+                self.count_quarantine();
+            }
         }
         self.cx.relay.prune();
         self.update_gauges();
     }
 
+    /// Whether the active directory is as the last scan found it, so a periodic
+    /// scan would find nothing new: no file was created, renamed or removed in
+    /// it since (each changes its modification time). A time recorded within
+    /// `MTIME_SLACK` of the scan is not trusted: a change in the same clock tick
+    /// as the scan's listing could leave the time unchanged.
+    fn disk_unchanged(&self) -> bool {
+        let now = self.cx.spool.active_mtime();
+        self.scanned_mtime.is_some() && now == self.scanned_mtime
+    }
+
     /// Picks up messages that are on disk but not in the index.
     fn scan_disk(&mut self) {
         self.last_scan = Instant::now();
+        let mtime = self.cx.spool.active_mtime();
+        self.scanned_mtime = mtime.filter(|t| t.elapsed().is_ok_and(|age| age >= MTIME_SLACK));
         let ids = match self.cx.spool.list(Area::Active) {
             Ok(ids) => ids,
             Err(e) => {
@@ -361,20 +446,21 @@ impl Scheduler {
             self.items.remove(&id);
         }
         self.queues.retain(|_, q| !q.due.is_empty() || q.in_flight > 0);
-        let max = self.config().config.delivery.max_in_memory;
-        let known: HashSet<String> = self.items.keys().cloned().collect();
         let mut missing = 0;
         for id in ids {
-            if known.contains(&id) {
+            if self.items.contains_key(&id) {
                 continue;
             }
-            if self.items.len() >= max {
+            if !self.load_from_disk(&id) {
                 missing += 1;
-                continue;
             }
-            self.load_from_disk(&id, false);
         }
         self.overflow = missing > 0;
+        self.disk_only = missing;
+        // Every message that was queued when a flush of everything came has been indexed (and made due).
+        if missing == 0 {
+            self.flush_all = false;
+        }
         self.count_quarantine();
         self.update_gauges();
     }
@@ -391,7 +477,8 @@ impl Scheduler {
 
     fn update_gauges(&self) {
         let m = &self.cx.metrics;
-        m.queue_size.store(self.items.len() as i64, Ordering::Relaxed);
+        m.queue_size
+            .store((self.items.len() + self.disk_only) as i64, Ordering::Relaxed);
         let mut by_tenant: BTreeMap<String, (i64, i64)> = BTreeMap::new();
         for item in self.items.values() {
             let tenant = item.key.strip_prefix("tenant:").unwrap_or("-").to_string();

@@ -308,6 +308,12 @@ impl Spool {
         }
     }
 
+    /// The active directory's modification time: it changes whenever a message
+    /// file is created, renamed or removed there (None if it cannot be read).
+    pub(crate) fn active_mtime(&self) -> Option<std::time::SystemTime> {
+        fs::metadata(&self.active).and_then(|m| m.modified()).ok()
+    }
+
     /// Ids of the committed messages in `area`, oldest first.
     pub(crate) fn list(&self, area: Area) -> Result<Vec<String>, SpoolError> {
         let dir = self.dir(area);

@@ -39,9 +39,12 @@ impl Spool {
                 }
             }
         }
+        // One read buffer for every file: a fresh 1 MiB per file cost an
+        // allocation (and its zeroing) per queued message at start-up.
+        let mut buf = vec![0u8; 1 << 20];
         for id in self.list(Area::Active)? {
             let path = self.path(Area::Active, &id);
-            match validate_file(&path) {
+            match validate_file(&path, &mut buf) {
                 Ok(()) => report.valid.push(id),
                 Err(e) => {
                     self.set_aside(&id);
@@ -76,7 +79,7 @@ impl Spool {
 }
 
 /// Streams a queue file through the checksum without loading it whole.
-fn validate_file(path: &Path) -> Result<(), FormatError> {
+fn validate_file(path: &Path, buf: &mut [u8]) -> Result<(), FormatError> {
     let mut f = File::open(path).map_err(|_| FormatError::TooShort(0))?;
     let len = f.metadata().map_err(|_| FormatError::TooShort(0))?.len();
     if len < (MAGIC.len() + FOOTER_LEN) as u64 {
@@ -95,7 +98,6 @@ fn validate_file(path: &Path) -> Result<(), FormatError> {
     f.seek(SeekFrom::Start(0)).map_err(|_| FormatError::NoEnd)?;
     let mut crc = crc32fast::Hasher::new();
     let mut remaining = len - 4;
-    let mut buf = vec![0u8; 1 << 20];
     while remaining > 0 {
         let n = remaining.min(buf.len() as u64) as usize;
         f.read_exact(&mut buf[..n]).map_err(|_| FormatError::NoEnd)?;
