@@ -76,7 +76,7 @@ settle() {
     t0=$(now)
     for _ in $(seq 1 300); do
         c=$(idle_cpu "$1" 2)
-        [ "$(calc "$c < 3" 0)" = 1 ] && break
+        [ "$(calc "($c < 3)" 0)" = 1 ] && break
     done
     calc "$(now) - $t0" 1
 }
@@ -120,7 +120,7 @@ drain() {
         c=$(($(sink_count) - before))
         echo "$(now) $c" >>"$samples"
         [ "$c" -ge "$queued" ] && break
-        [ "$(calc "$(now) - $t0 > $DRAIN_WINDOW" 0)" = 1 ] && break
+        [ "$(calc "($(now) - $t0 > $DRAIN_WINDOW)" 0)" = 1 ] && break
     done
     touch "$DEFER_FILE"
     sleep "$DRAIN_GRACE"
