@@ -4,7 +4,7 @@
 # downstream comes back and the backlog is flushed. For each N: memory with the backlog queued
 # and idle, restart (ready to accept, backlog indexed), listing the queue, a qshape-like
 # summary, CPU while idle, and the drain rate. Prints a table, writes backlog.dat and PNGs under
-# benches/curves/results/ (benches/curves/backlog.md explains the figures).
+# benches/curves/results/ (benches/README.md explains the figures).
 #
 # Owns: its run folder (lib.sh: a fresh ext4 image, certificates, the sink, every process in its
 # own session), the .dat/.png/.txt files it writes under $OUT. Invariants: every message a server
