@@ -456,6 +456,50 @@ fn a_flush_reaches_a_backlog_larger_than_the_index_and_the_gauge_counts_it() {
 }
 
 #[test]
+fn new_mail_for_a_live_destination_is_delivered_while_deferrals_for_a_dead_one_fill_the_index() {
+    // contoso's downstream is dead: 12 messages for it are deferred for an hour,
+    // more than the scheduler's index holds (10). fabrikam's downstream accepts:
+    // a message for it is due now and must take a place in the full index, not
+    // wait on disk behind retries an hour away.
+    let s = Stack::new();
+    let opts = Options {
+        retry: vec!["1h".into()],
+        deliver_to: vec!["127.0.0.1:9".into()],
+        extra: format!(
+            "[[tenant]]\nportal = \"fabrikam\"\ndomains = [\"fabrikam.com\"]\ndeliver_to = [\"{}\"]\n",
+            s.downstream.addr()
+        ),
+        ..Options::default()
+    };
+    let gw_dir = s.dir.path().join("gw");
+    std::fs::create_dir_all(&gw_dir).unwrap();
+    let text =
+        config_text(&gw_dir, &s.pki, &s.server, &opts).replace("[delivery]\n", "[delivery]\nmax_in_memory = 10\n");
+    let gw = Gateway::start_with_text(&gw_dir, &text);
+    let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
+    for i in 0..12 {
+        let m = support::crlf(&format!(
+            "From: a@example.org\nSubject: d{i}\nMessage-ID: <d{i}@x>\n\nhi\n"
+        ));
+        assert_eq!(c.send_data("a@example.org", &["user@contoso.com"], &m).code, 250);
+    }
+    // The index is full of messages that are not due for an hour.
+    assert!(
+        support::wait_for(Duration::from_secs(30), || (gw.count_log("delivery deferred") >= 10)
+            .then_some(()))
+        .is_some(),
+        "{}",
+        gw.log()
+    );
+    let m = support::crlf("From: a@example.org\nSubject: live\nMessage-ID: <live@x>\n\nhi\n");
+    assert_eq!(c.send_data("a@example.org", &["v@fabrikam.com"], &m).code, 250);
+    drop(c);
+    let got = s.downstream.wait_messages(1, Duration::from_secs(30));
+    assert_eq!(got.len(), 1, "{}", gw.log());
+    assert_eq!(got[0].recipient, "v@fabrikam.com");
+}
+
+#[test]
 fn mail_between_two_protected_tenants_is_the_senders_when_exchange_says_sent() {
     // contoso's user writes to fabrikam: EXO hands it over as contoso's outgoing
     // mail, so it is scanned under contoso's policy and goes back to contoso

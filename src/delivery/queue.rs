@@ -101,6 +101,22 @@ const HOUSEKEEPING: Duration = Duration::from_millis(250);
 /// A directory modification time this recent is not trusted to show every change (see `disk_unchanged`).
 const MTIME_SLACK: Duration = Duration::from_secs(2);
 
+/// The active directory's modification time as a scan begins, kept only if it
+/// is at least `MTIME_SLACK` old at `now`: a file created or removed in the same
+/// clock tick as the scan's listing may leave the time as it was, so a recent
+/// time cannot show that nothing changed after the listing. A time in the
+/// future (the clock stepped back) is not trusted either.
+fn trusted_mtime(mtime: Option<SystemTime>, now: SystemTime) -> Option<SystemTime> {
+    mtime.filter(|t| now.duration_since(*t).is_ok_and(|age| age >= MTIME_SLACK))
+}
+
+/// Whether a periodic scan can be skipped: the last scan recorded a trusted
+/// modification time (`trusted_mtime`) and the directory still has it. An
+/// unreadable time, or none recorded, means scan.
+fn unchanged_since_scan(scanned: Option<SystemTime>, current: Option<SystemTime>) -> bool {
+    scanned.is_some() && current == scanned
+}
+
 async fn scheduler(
     cx: Arc<Context>,
     mut rx: mpsc::UnboundedReceiver<Event>,
@@ -413,15 +429,13 @@ impl Scheduler {
     /// `MTIME_SLACK` of the scan is not trusted: a change in the same clock tick
     /// as the scan's listing could leave the time unchanged.
     fn disk_unchanged(&self) -> bool {
-        let now = self.cx.spool.active_mtime();
-        self.scanned_mtime.is_some() && now == self.scanned_mtime
+        unchanged_since_scan(self.scanned_mtime, self.cx.spool.active_mtime())
     }
 
     /// Picks up messages that are on disk but not in the index.
     fn scan_disk(&mut self) {
         self.last_scan = Instant::now();
-        let mtime = self.cx.spool.active_mtime();
-        self.scanned_mtime = mtime.filter(|t| t.elapsed().is_ok_and(|age| age >= MTIME_SLACK));
+        self.scanned_mtime = trusted_mtime(self.cx.spool.active_mtime(), SystemTime::now());
         let ids = match self.cx.spool.list(Area::Active) {
             Ok(ids) => ids,
             Err(e) => {
@@ -491,5 +505,37 @@ impl Scheduler {
             self.items.values().map(|i| i.received).min().unwrap_or(0),
             Ordering::Relaxed,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a scan at `scan_at` records, then whether a scan finding `current` is skipped.
+    fn skipped(mtime_at_scan: SystemTime, scan_at: SystemTime, current: Option<SystemTime>) -> bool {
+        unchanged_since_scan(trusted_mtime(Some(mtime_at_scan), scan_at), current)
+    }
+
+    #[test]
+    fn an_idle_spool_is_not_relisted_but_any_change_or_a_recent_time_means_a_scan() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let later = t + Duration::from_secs(600);
+        // Unchanged since a scan that saw an old time: the periodic scan is skipped.
+        assert!(skipped(t, later, Some(t)));
+        assert!(skipped(t, t + MTIME_SLACK, Some(t)));
+        // A file created, renamed or removed since: the directory's time moved.
+        assert!(!skipped(t, later, Some(t + Duration::from_secs(1))));
+        assert!(!skipped(t, later, Some(t - Duration::from_secs(1))));
+        // The time was less than 2 s old when the scan listed the directory: a
+        // change in the same tick may not show, so the next one scans anyway.
+        assert!(!skipped(t, t + Duration::from_millis(1999), Some(t)));
+        assert!(!skipped(t, t, Some(t)));
+        // A time in the future (clock stepped back) is not trusted either.
+        assert!(!skipped(t, t - Duration::from_secs(10), Some(t)));
+        // The directory's time cannot be read now, or could not be at the scan.
+        assert!(!skipped(t, later, None));
+        assert!(!unchanged_since_scan(None, Some(t)));
+        assert!(!unchanged_since_scan(None, None));
     }
 }
