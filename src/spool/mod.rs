@@ -235,47 +235,14 @@ impl Spool {
         id: &str,
         observe: &mut dyn FnMut(&Trailer, u64, &[u8]),
     ) -> Result<Queued, SpoolError> {
-        const READ: usize = 256 * 1024;
         let path = self.path(area, id);
-        let mut f = open_queued(&path, id)?;
-        let corrupt = |error| SpoolError::Corrupt {
-            id: id.to_string(),
-            error,
-        };
-        let (footer, trailer) = read_trailer(&mut f, &path, id)?;
-        let file_len = MAGIC.len() as u64 + footer.body_len + footer.records_len + FOOTER_LEN as u64;
-        let crc_end = file_len - 4;
-        let body = MAGIC.len() as u64..MAGIC.len() as u64 + footer.body_len;
-        f.seek(SeekFrom::Start(0)).map_err(io_err(&path))?;
-        let mut crc = crc32fast::Hasher::new();
-        let mut buf = vec![0u8; READ];
-        let mut pos = 0u64;
-        while pos < crc_end {
-            let n = (crc_end - pos).min(READ as u64) as usize;
-            f.read_exact(&mut buf[..n]).map_err(io_err(&path))?;
-            let chunk = &buf[..n];
-            if pos == 0 && chunk.get(..MAGIC.len()) != Some(&MAGIC[..]) {
-                return Err(corrupt(FormatError::BadMagic));
-            }
-            crc.update(chunk);
-            // The part of this chunk inside the body, if any.
-            let (start, end) = (pos.max(body.start), (pos + n as u64).min(body.end));
-            if start < end {
-                observe(
-                    &trailer,
-                    start - body.start,
-                    &chunk[(start - pos) as usize..(end - pos) as usize],
-                );
-            }
-            pos += n as u64;
-        }
-        if crc.finalize() != footer.crc {
-            return Err(corrupt(FormatError::Checksum));
-        }
+        let mut file = open_queued(&path, id)?;
+        let mut buf = vec![0u8; 256 * 1024];
+        let (trailer, body_start) = verify(&mut file, &path, id, &mut buf, observe)?;
         Ok(Queued {
             trailer,
-            file: f,
-            body_start: body.start,
+            file,
+            body_start,
         })
     }
 
@@ -386,6 +353,54 @@ fn read_trailer(f: &mut File, path: &Path, id: &str) -> Result<(format::Footer, 
     f.read_exact(&mut records).map_err(io_err(path))?;
     let trailer = format::decode_records(&records, footer.body_len).map_err(corrupt)?;
     Ok((footer, trailer))
+}
+
+/// Reads a queue file through once, in `buf`-sized chunks, checking its
+/// magic, footer, records and checksum; `observe` sees the body as it passes
+/// (offset in the body, bytes). Returns the trailer and where the body starts.
+/// Shared by delivery (`open_verified`) and start-up recovery, so both judge a
+/// file by the same rules.
+pub(super) fn verify(
+    f: &mut File,
+    path: &Path,
+    id: &str,
+    buf: &mut [u8],
+    observe: &mut dyn FnMut(&Trailer, u64, &[u8]),
+) -> Result<(Trailer, u64), SpoolError> {
+    let corrupt = |error| SpoolError::Corrupt {
+        id: id.to_string(),
+        error,
+    };
+    let (footer, trailer) = read_trailer(f, path, id)?;
+    let file_len = MAGIC.len() as u64 + footer.body_len + footer.records_len + FOOTER_LEN as u64;
+    let crc_end = file_len - 4;
+    let body = MAGIC.len() as u64..MAGIC.len() as u64 + footer.body_len;
+    f.seek(SeekFrom::Start(0)).map_err(io_err(path))?;
+    let mut crc = crc32fast::Hasher::new();
+    let mut pos = 0u64;
+    while pos < crc_end {
+        let n = (crc_end - pos).min(buf.len() as u64) as usize;
+        f.read_exact(&mut buf[..n]).map_err(io_err(path))?;
+        let chunk = &buf[..n];
+        if pos == 0 && chunk.get(..MAGIC.len()) != Some(&MAGIC[..]) {
+            return Err(corrupt(FormatError::BadMagic));
+        }
+        crc.update(chunk);
+        // The part of this chunk inside the body, if any.
+        let (start, end) = (pos.max(body.start), (pos + n as u64).min(body.end));
+        if start < end {
+            observe(
+                &trailer,
+                start - body.start,
+                &chunk[(start - pos) as usize..(end - pos) as usize],
+            );
+        }
+        pos += n as u64;
+    }
+    if crc.finalize() != footer.crc {
+        return Err(corrupt(FormatError::Checksum));
+    }
+    Ok((trailer, body.start))
 }
 
 fn write_all_vectored(f: &mut File, mut bufs: &mut [io::IoSlice<'_>]) -> io::Result<()> {

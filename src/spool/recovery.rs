@@ -4,12 +4,9 @@
 //! never silently dropped.
 
 use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
 
 use crate::spool::error::{SpoolError, io_err};
-use crate::spool::format::{self, FOOTER_LEN, FormatError, MAGIC};
-use crate::spool::{Area, Spool};
+use crate::spool::{Area, Spool, verify};
 
 /// What start-up found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -44,11 +41,19 @@ impl Spool {
         let mut buf = vec![0u8; 1 << 20];
         for id in self.list(Area::Active)? {
             let path = self.path(Area::Active, &id);
-            match validate_file(&path, &mut buf) {
-                Ok(()) => report.valid.push(id),
+            let checked = File::open(&path)
+                .map_err(io_err(&path))
+                .and_then(|mut f| verify(&mut f, &path, &id, &mut buf, &mut |_, _, _| {}));
+            match checked {
+                Ok(_) => report.valid.push(id),
                 Err(e) => {
                     self.set_aside(&id);
-                    report.corrupt.push((id, e.to_string()));
+                    // The log line names the id already; the reason is what is wrong.
+                    let reason = match e {
+                        SpoolError::Corrupt { error, .. } => error.to_string(),
+                        other => other.to_string(),
+                    };
+                    report.corrupt.push((id, reason));
                 }
             }
         }
@@ -76,40 +81,4 @@ impl Spool {
             })
             .unwrap_or(0)
     }
-}
-
-/// Streams a queue file through the checksum without loading it whole.
-fn validate_file(path: &Path, buf: &mut [u8]) -> Result<(), FormatError> {
-    let mut f = File::open(path).map_err(|_| FormatError::TooShort(0))?;
-    let len = f.metadata().map_err(|_| FormatError::TooShort(0))?.len();
-    if len < (MAGIC.len() + FOOTER_LEN) as u64 {
-        return Err(FormatError::TooShort(len));
-    }
-    let mut magic = [0u8; 8];
-    f.read_exact(&mut magic).map_err(|_| FormatError::TooShort(len))?;
-    if &magic != MAGIC {
-        return Err(FormatError::BadMagic);
-    }
-    let mut footer = [0u8; FOOTER_LEN];
-    f.seek(SeekFrom::Start(len - FOOTER_LEN as u64))
-        .map_err(|_| FormatError::NoEnd)?;
-    f.read_exact(&mut footer).map_err(|_| FormatError::NoEnd)?;
-    let parsed = format::decode_footer(&footer, len)?;
-    f.seek(SeekFrom::Start(0)).map_err(|_| FormatError::NoEnd)?;
-    let mut crc = crc32fast::Hasher::new();
-    let mut remaining = len - 4;
-    while remaining > 0 {
-        let n = remaining.min(buf.len() as u64) as usize;
-        f.read_exact(&mut buf[..n]).map_err(|_| FormatError::NoEnd)?;
-        crc.update(&buf[..n]);
-        remaining -= n as u64;
-    }
-    if crc.finalize() != parsed.crc {
-        return Err(FormatError::Checksum);
-    }
-    let mut records = vec![0u8; parsed.records_len as usize];
-    f.seek(SeekFrom::Start(MAGIC.len() as u64 + parsed.body_len))
-        .map_err(|_| FormatError::NoEnd)?;
-    f.read_exact(&mut records).map_err(|_| FormatError::NoEnd)?;
-    format::decode_records(&records, parsed.body_len).map(|_| ())
 }
