@@ -11,9 +11,7 @@
 //! recorded (a crash in between may send a DSN twice, never lose one).
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::Instrument;
@@ -23,76 +21,16 @@ use crate::config::tenant::{DsnPolicy, DsnWhen, ReturnContent};
 use crate::delivery::Context;
 use crate::delivery::dsn;
 use crate::delivery::handle::Outcome;
+use crate::delivery::queued::{self, LARGE_READ, Message};
 use crate::delivery::relay::RcptResult;
 use crate::delivery::route::{Route, RouteKey};
-use crate::delivery::smtp_client::{LineBreaks, MessageBytes};
+use crate::delivery::smtp_client::MessageBytes;
 use crate::message::envelope::{Direction, Envelope, Mailbox, Recipient, SessionFacts};
 use crate::message::stamp::Stamp;
 use crate::smtp::reply::Reply;
-use crate::spool::format::{Kind, Meta, Trailer};
+use crate::spool::format::{Kind, Meta};
 use crate::spool::incoming::Body;
-use crate::spool::{Area, Spool, SpoolError, StateEvent, now_unix};
-
-/// Files larger than this are not read into memory: they are verified on the
-/// blocking pool and their body is streamed from the file while it is sent.
-const LARGE_READ: u64 = 256 * 1024;
-
-/// A queued message, verified, as an attempt sends it.
-struct Message {
-    trailer: Trailer,
-    body: BodyBytes,
-}
-
-enum BodyBytes {
-    /// A small message, read whole.
-    Memory(Vec<u8>),
-    /// A large one, left in its queue file (the body from byte `start`).
-    File {
-        file: Arc<File>,
-        start: u64,
-        bare_line_break: bool,
-    },
-}
-
-impl Message {
-    /// The stamped message's bytes: pieces of memory, or of the queue file.
-    fn bytes<'a>(&'a self, stamp: &'a Stamp) -> MessageBytes<'a> {
-        match &self.body {
-            BodyBytes::Memory(raw) => MessageBytes::in_memory(stamp.pieces(raw)),
-            BodyBytes::File {
-                file,
-                start,
-                bare_line_break,
-            } => MessageBytes::from_file(
-                &stamp.prefix,
-                file.clone(),
-                stamp
-                    .kept(self.trailer.body_len as usize)
-                    .into_iter()
-                    .map(|r| start + r.start as u64..start + r.end as u64),
-                *bare_line_break,
-            ),
-        }
-    }
-
-    /// The whole stamped message in memory, for a DSN that may return it (a
-    /// rare path: a large message is read back from its file only here).
-    async fn original(&self, stamp: &Stamp) -> std::io::Result<Vec<u8>> {
-        match &self.body {
-            BodyBytes::Memory(raw) => Ok(stamp.apply(raw)),
-            BodyBytes::File { file, start, .. } => {
-                let (file, start, len) = (file.clone(), *start, self.trailer.body_len as usize);
-                let raw = tokio::task::spawn_blocking(move || {
-                    let mut raw = vec![0u8; len];
-                    std::os::unix::fs::FileExt::read_exact_at(&*file, &mut raw, start).map(|()| raw)
-                })
-                .await
-                .map_err(std::io::Error::other)??;
-                Ok(stamp.apply(&raw))
-            }
-        }
-    }
-}
+use crate::spool::{Area, SpoolError, StateEvent, now_unix};
 
 /// One delivery attempt of one queued message.
 pub(crate) async fn deliver(cx: &Context, id: &str) -> Outcome {
@@ -187,23 +125,7 @@ async fn attempt(cx: &Context, id: &str, stored: &Message, started: Instant) -> 
 /// is dealt with here and the attempt ends with the outcome returned.
 async fn read(cx: &Context, id: &str, size: u64) -> Result<Message, Outcome> {
     let spool = &cx.spool;
-    let read = if size > LARGE_READ {
-        let (spool, owned_id) = (spool.clone(), id.to_string());
-        let path = spool.path(Area::Active, id);
-        tokio::task::spawn_blocking(move || open_streamed(&spool, &owned_id))
-            .await
-            .unwrap_or_else(|e| {
-                Err(SpoolError::Io {
-                    path,
-                    source: std::io::Error::other(e.to_string()),
-                })
-            })
-    } else {
-        spool.read(Area::Active, id).map(|s| Message {
-            trailer: s.trailer,
-            body: BodyBytes::Memory(s.body),
-        })
-    };
+    let read = queued::load(spool, id, size).await;
     match read {
         Ok(s) => Ok(s),
         Err(SpoolError::NotFound(_)) => {
@@ -221,39 +143,6 @@ async fn read(cx: &Context, id: &str, size: u64) -> Result<Message, Outcome> {
             Err(Outcome::Retry { due: now_unix() + 60 })
         }
     }
-}
-
-/// Verifies a large queued message by reading it through once, in bounded
-/// chunks, finding on the way whether the stamped bytes hold a bare line
-/// break (DATA or BDAT is decided before the first byte is sent); its body
-/// stays in the file. Blocking.
-fn open_streamed(spool: &Spool, id: &str) -> Result<Message, SpoolError> {
-    let mut breaks = LineBreaks::default();
-    let mut kept: Option<Vec<std::ops::Range<usize>>> = None;
-    let queued = spool.open_verified(Area::Active, id, &mut |trailer, offset, bytes| {
-        let kept = kept.get_or_insert_with(|| {
-            breaks.feed(&trailer.prefix);
-            Stamp::from_stored(Vec::new(), &trailer.meta.skips).kept(trailer.body_len as usize)
-        });
-        let end = offset + bytes.len() as u64;
-        for r in kept.iter() {
-            let (s, e) = ((r.start as u64).max(offset), (r.end as u64).min(end));
-            if s < e {
-                breaks.feed(&bytes[(s - offset) as usize..(e - offset) as usize]);
-            }
-        }
-    })?;
-    if kept.is_none() {
-        breaks.feed(&queued.trailer.prefix);
-    }
-    Ok(Message {
-        trailer: queued.trailer,
-        body: BodyBytes::File {
-            file: Arc::new(queued.file),
-            start: queued.body_start,
-            bare_line_break: breaks.bare(),
-        },
-    })
 }
 
 /// What earlier attempts achieved, from the message's history.

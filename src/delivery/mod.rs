@@ -1,6 +1,6 @@
 //! Delivery: the queue scheduler over the spool (`queue`), one attempt on one
-//! queued message (`attempt`), DSNs (`dsn`), the relay to the tenant's
-//! downstream (`relay`) over an SMTP client (`smtp_client`), the memory
+//! queued message (`attempt`) held as `queued` holds it (whole, or streamed
+//! from its file), DSNs (`dsn`), the relay to the tenant's downstream (`relay`) over an SMTP client (`smtp_client`), the memory
 //! budget for bodies in flight (`budget`), and the values queue and attempt
 //! share (`route`, `handle`) and the settings they read (`settings`).
 //!
@@ -19,6 +19,7 @@ pub(crate) mod budget;
 pub(crate) mod dsn;
 pub(crate) mod handle;
 pub(crate) mod queue;
+mod queued;
 pub(crate) mod relay;
 pub(crate) mod route;
 pub(crate) mod settings;
