@@ -380,9 +380,23 @@ report() {
     LAST_RATE=$e2e_rate
 }
 
+# end_sampling NAME SID CPU0 WANT SENT : after a load on server session SID (none: the sink
+# alone), waits until the sink counted WANT, sets CPU_NOTE for SENT messages, stops the sampler
+# and sets PEAK_RSS to the server's peak RSS (KB; 0 without a server). Not in a subshell: it sets
+# globals.
+end_sampling() {
+    local name=$1 sid=$2 cpu0=$3 want=$4 sent=$5
+    PEAK_RSS=0
+    [ -n "$sid" ] || return 0
+    wait_sink "$want" >/dev/null
+    cpu_note "$sid" "$cpu0" "$sent"
+    stop_sampler
+    PEAK_RSS=$(awk '{ print $1 }' "$RUN/$name.rss")
+}
+
 # smtp_source NAME PATH PORT SID : the Postfix tool, many messages per session (-d).
 run_smtp_source() {
-    local name=$1 path=$2 port=$3 sid=$4 before t0 t1 rss rc=0
+    local name=$1 path=$2 port=$3 sid=$4 before t0 t1 rc=0
     before=$(sink_count)
     SESSIONS_BEFORE=$(sink_sessions)
     CPU_NOTE=""
@@ -399,20 +413,13 @@ run_smtp_source() {
     [ "$rc" = 0 ] || note "$name: smtp-source exited $rc: $(tail -n 3 "$RUN/$name.out" | tr '\n' ' ')"
     local acked=$MESSAGES
     [ "$rc" = 0 ] || acked=0
-    if [ -n "$sid" ]; then
-        wait_sink $((before + MESSAGES)) >/dev/null
-        cpu_note "$sid" "$cpu0" "$MESSAGES"
-        stop_sampler
-        rss=$(awk '{ print $1 }' "$RUN/$name.rss")
-    else
-        rss=0
-    fi
-    report "$name" "$path" "$MESSAGES" "$acked" "$before" "$t0" "$t1" "" "$rss"
+    end_sampling "$name" "$sid" "${cpu0:-0}" $((before + MESSAGES)) "$MESSAGES"
+    report "$name" "$path" "$MESSAGES" "$acked" "$before" "$t0" "$t1" "" "$PEAK_RSS"
 }
 
 # run_loadgen NAME PATH PORT SID [extra send args...]
 run_loadgen() {
-    local name=$1 path=$2 port=$3 sid=$4 before t0 t1 rss rc=0
+    local name=$1 path=$2 port=$3 sid=$4 before t0 t1 rc=0
     shift 4
     before=$(sink_count)
     SESSIONS_BEFORE=$(sink_sessions)
@@ -430,15 +437,8 @@ run_loadgen() {
     sent=$(json "$RUN/$name.json" sent)
     acked=$(json "$RUN/$name.json" acked)
     [ -n "$sent" ] || { sent=$MESSAGES; acked=0; }
-    if [ -n "$sid" ]; then
-        wait_sink $((before + acked)) >/dev/null
-        cpu_note "$sid" "$cpu0" "$sent"
-        stop_sampler
-        rss=$(awk '{ print $1 }' "$RUN/$name.rss")
-    else
-        rss=0
-    fi
-    report "$name" "$path" "$sent" "$acked" "$before" "$t0" "$t1" "$RUN/$name.json" "$rss"
+    end_sampling "$name" "$sid" "${cpu0:-0}" $((before + acked)) "$sent"
+    report "$name" "$path" "$sent" "$acked" "$before" "$t0" "$t1" "$RUN/$name.json" "$PEAK_RSS"
 }
 
 # hold_sessions NAME PORT N [loadgen idle args...] : opens N STARTTLS sessions to $IP:PORT with
