@@ -1,6 +1,7 @@
 //! Delivery: the queue scheduler over the spool (`queue`), one attempt on one
-//! queued message (`attempt`) held as `queued` holds it (whole, or streamed
-//! from its file), DSNs (`dsn`), the relay to the tenant's downstream (`relay`) over an SMTP client (`smtp_client`), the memory
+//! queued message (`attempt`), the message as an attempt holds it (`queued`:
+//! whole, or streamed from its file), DSNs (`dsn`), the relay to the tenant's
+//! downstream (`relay`) over an SMTP client (`smtp_client`), the memory
 //! budget for bodies in flight (`budget`), and the values queue and attempt
 //! share (`route`, `handle`) and the settings they read (`settings`).
 //!
