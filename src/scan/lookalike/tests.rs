@@ -179,6 +179,34 @@ fn folding_handles_case_diacritics_scripts_and_invisible_characters() {
 }
 
 #[test]
+fn folding_by_the_ascii_table_gives_what_folding_in_full_gives() {
+    // Every pair of ASCII characters, then mixed texts: ASCII beside marks
+    // (combining and not, in several orders), Cyrillic and full-width
+    // look-alikes, invisible characters, ligatures, and characters whose
+    // lower case is two characters (İ), drawn by a fixed xorshift sequence.
+    for a in 0u8..128 {
+        for b in 0u8..128 {
+            let text = format!("{}{}", char::from(a), char::from(b));
+            assert_eq!(fold(&text), fold_in_full(&text), "{text:?}");
+        }
+    }
+    let alphabet: Vec<char> = ('\u{20}'..='\u{7e}')
+        .chain("\t\n\r\u{301}\u{327}\u{308}\u{5b0}\u{591}\u{93c}\u{200b}\u{ad}\u{feff}аоеріІӏ\u{0130}ßﬁＪｍΑΒΡΣσςé€“”…Пётр".chars())
+        .collect();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..20_000 {
+        let mut text = String::new();
+        for _ in 0..1 + state % 24 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            text.push(alphabet[(state % alphabet.len() as u64) as usize]);
+        }
+        assert_eq!(fold(&text), fold_in_full(&text), "{text:?}");
+    }
+}
+
+#[test]
 fn display_shows_both_forms_of_an_idn() {
     assert_eq!(display_host("xn--cntoso-wqf.com"), "xn--cntoso-wqf.com (cоntoso.com)");
     assert_eq!(display_host("Contoso.com."), "contoso.com");
