@@ -379,42 +379,81 @@ pub(crate) fn owner(host: &str) -> Option<&'static Brand> {
 /// Brands claimed in `folded` (from [`fold_for_claims`]); a common-word
 /// brand only in a display name (`display_name`), never in running text.
 pub(crate) fn claimed(folded: &str, display_name: bool) -> Vec<&'static Brand> {
-    static CLAIMS: LazyLock<Vec<Phrases>> = LazyLock::new(|| BRANDS.iter().map(|b| Phrases::new(b.claims)).collect());
+    // One table of every brand's claims, searched once, each phrase tagged
+    // with the brand it claims.
+    static CLAIMS: LazyLock<(Phrases, Vec<usize>)> = LazyLock::new(|| {
+        let (phrases, owners): (Vec<&'static str>, Vec<usize>) = BRANDS
+            .iter()
+            .enumerate()
+            .flat_map(|(i, b)| b.claims.iter().map(move |c| (*c, i)))
+            .unzip();
+        (Phrases::new(&phrases), owners)
+    });
+    let (phrases, owners) = &*CLAIMS;
+    let mut found = vec![false; BRANDS.len()];
+    for i in phrases.indices_in(folded) {
+        found[owners[i]] = true;
+    }
     BRANDS
         .iter()
-        .zip(CLAIMS.iter())
-        .filter(|(b, _)| display_name || !b.common_word)
-        .filter(|(_, claims)| claims.first_in(folded).is_some())
+        .zip(found)
+        .filter(|(b, found)| *found && (display_name || !b.common_word))
         .map(|(b, _)| b)
         .collect()
 }
 
 /// A table of phrases, folded once like the texts they are looked for in
 /// (the confusables skeleton rewrites plain letters too: `m` becomes `rn`),
-/// so a check does not fold its whole table for every message.
-pub(crate) struct Phrases(Vec<(&'static str, String)>);
+/// so a check does not fold its whole table for every message, and searched
+/// in one pass (Aho-Corasick: a message's text was searched once per phrase).
+pub(crate) struct Phrases {
+    phrases: Vec<&'static str>,
+    /// Over the folded phrases that are not empty; pattern `k` is phrase `kept[k]`.
+    automaton: aho_corasick::AhoCorasick,
+    kept: Vec<usize>,
+}
 
 impl Phrases {
     pub(crate) fn new(phrases: &[&'static str]) -> Phrases {
-        Phrases(
-            phrases
-                .iter()
-                .map(|p| (*p, fold_for_claims(p)))
-                .filter(|(_, f)| !f.trim().is_empty())
-                .collect(),
-        )
+        let (kept, folded): (Vec<usize>, Vec<String>) = phrases
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i, fold_for_claims(p)))
+            .filter(|(_, f)| !f.trim().is_empty())
+            .unzip();
+        Phrases {
+            phrases: phrases.to_vec(),
+            // A DFA: overlapping searches are its fast case, and the tables are small.
+            automaton: aho_corasick::AhoCorasick::builder()
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .build(&folded)
+                .expect("a table of a few hundred short phrases"),
+            kept,
+        }
+    }
+
+    /// Indices (in the table given to [`Phrases::new`]) of the phrases found
+    /// as whole words in `folded` (from [`fold_for_claims`]), in table order.
+    pub(crate) fn indices_in(&self, folded: &str) -> Vec<usize> {
+        // Overlapping: " microsoft " and " microsoft 365 " both count.
+        let mut found: Vec<usize> = self
+            .automaton
+            .find_overlapping_iter(folded)
+            .map(|m| self.kept[m.pattern().as_usize()])
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+
+    /// The phrase at `index` in the table given to [`Phrases::new`].
+    pub(crate) fn phrase(&self, index: usize) -> &'static str {
+        self.phrases[index]
     }
 
     /// The phrases found as whole words in `folded` (from [`fold_for_claims`]), in table order.
     pub(crate) fn found_in<'a>(&'a self, folded: &'a str) -> impl Iterator<Item = &'static str> + 'a {
-        self.0
-            .iter()
-            .filter(move |(_, f)| folded.contains(f.as_str()))
-            .map(|(p, _)| *p)
-    }
-
-    pub(crate) fn first_in(&self, folded: &str) -> Option<&'static str> {
-        self.found_in(folded).next()
+        self.indices_in(folded).into_iter().map(|i| self.phrases[i])
     }
 }
 
@@ -464,6 +503,17 @@ mod tests {
             .collect();
         assert_eq!(names, ["Chase"]);
         assert!(claimed(&fold_for_claims("we chase the deadline"), false).is_empty());
+    }
+
+    #[test]
+    fn a_table_finds_every_phrase_present_in_table_order_overlaps_included() {
+        let table = Phrases::new(&["365 team", "microsoft", "microsoft 365", "  ", "purchase", "chase"]);
+        let folded = fold_for_claims("Your purchase from the Micr\u{43e}soft 365 team");
+        let found: Vec<&str> = table.found_in(&folded).collect();
+        assert_eq!(found, ["365 team", "microsoft", "microsoft 365", "purchase"]);
+        assert_eq!(table.phrase(2), "microsoft 365");
+        assert_eq!(table.indices_in(&fold_for_claims("we chase")), [5]);
+        assert!(table.found_in(&fold_for_claims("nothing here")).next().is_none());
     }
 
     #[test]

@@ -213,15 +213,25 @@ pub(crate) fn advance_fee(folded: &str) -> Vec<&'static str> {
 
 /// The kinds of lure `folded` uses, each with the first phrase found.
 pub(crate) fn kinds(folded: &str) -> Vec<(Kind, &'static str)> {
-    static FOLDED: LazyLock<Vec<(Kind, Phrases)>> = LazyLock::new(|| {
-        PHRASES
+    // Every kind's phrases in one table, searched once, each tagged with its kind.
+    static TABLE: LazyLock<(Phrases, Vec<usize>)> = LazyLock::new(|| {
+        let (phrases, kinds): (Vec<&'static str>, Vec<usize>) = PHRASES
             .iter()
-            .map(|(kind, phrases)| (*kind, Phrases::new(phrases)))
-            .collect()
+            .enumerate()
+            .flat_map(|(k, (_, phrases))| phrases.iter().map(move |p| (*p, k)))
+            .unzip();
+        (Phrases::new(&phrases), kinds)
     });
-    FOLDED
+    let (table, kind_of) = &*TABLE;
+    let mut first: Vec<Option<&'static str>> = vec![None; PHRASES.len()];
+    // Indices come in table order, so the first seen of a kind is its first phrase.
+    for i in table.indices_in(folded) {
+        first[kind_of[i]].get_or_insert(table.phrase(i));
+    }
+    PHRASES
         .iter()
-        .filter_map(|(kind, phrases)| phrases.first_in(folded).map(|p| (*kind, p)))
+        .zip(first)
+        .filter_map(|((kind, _), phrase)| phrase.map(|p| (*kind, p)))
         .collect()
 }
 
