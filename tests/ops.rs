@@ -218,6 +218,7 @@ fn metrics_move_with_real_traffic_and_parse_as_openmetrics() {
     assert_eq!(m["exogate_tls_handshakes_total{\"version\": \"TLSv1.3\"}"], 1.0);
     assert_eq!(m["exogate_check_duration_seconds_count{\"check\": \"urls\"}"], 3.0);
     assert_eq!(m["exogate_delivery_duration_seconds_count{}"], 3.0);
+    assert_eq!(m["exogate_spool_commit_duration_seconds_count{}"], 3.0);
     assert_eq!(m["exogate_queue_messages{}"], 0.0);
     assert!(m["exogate_sessions_total{\"outcome\": \"quit\"}"].as_f64().unwrap() >= 1.0);
 }
@@ -695,7 +696,7 @@ fn the_alert_rules_pass_promtool_and_each_alert_fires_in_its_unit_test() {
         .expect("promtool (scripts/test.sh installs prometheus)");
     let text = String::from_utf8_lossy(&check.stdout).to_string() + &String::from_utf8_lossy(&check.stderr);
     assert!(check.status.success(), "{text}");
-    assert!(text.contains("SUCCESS: 5 rules found"), "{text}");
+    assert!(text.contains("SUCCESS: 6 rules found"), "{text}");
     let test = std::process::Command::new("promtool")
         .args(["test", "rules", "alerts.test.yml"])
         .current_dir(deploy_dir())

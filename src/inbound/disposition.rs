@@ -342,7 +342,7 @@ pub(crate) async fn store(cx: &Context, prepared: Prepared) -> Reply {
     match prepared {
         Prepared::Refused(reply) => reply,
         Prepared::Monitored { id } => Reply::queued(&id),
-        Prepared::KeepReport { meta, body } => match cx.spool.commit(Area::Reports, &meta, &[], body).await {
+        Prepared::KeepReport { meta, body } => match commit(cx, Area::Reports, &meta, &[], body).await {
             Ok(()) => {
                 tracing::info!(queue_id = %meta.id, tenant = %meta.tenant, "journal report kept in quarantine-reports/");
                 Reply::queued(&meta.id)
@@ -357,7 +357,7 @@ pub(crate) async fn store(cx: &Context, prepared: Prepared) -> Reply {
             prefix,
             body,
             event,
-        } => match cx.spool.commit(Area::Quarantine, &meta, &prefix, body).await {
+        } => match commit(cx, Area::Quarantine, &meta, &prefix, body).await {
             Ok(()) => {
                 tracing::info!(queue_id = %meta.id, tenant = %meta.tenant, "message quarantined");
                 cx.store.record_quarantined(&event);
@@ -376,7 +376,7 @@ pub(crate) async fn store(cx: &Context, prepared: Prepared) -> Reply {
             event,
         } => {
             let started = Instant::now();
-            match cx.spool.commit(Area::Active, &meta, &prefix, body).await {
+            match commit(cx, Area::Active, &meta, &prefix, body).await {
                 Ok(()) => {
                     cx.store.record_event(*event);
                     tracing::info!(queue_id = %meta.id, commit_us = started.elapsed().as_micros() as u64, "message queued");
@@ -391,6 +391,21 @@ pub(crate) async fn store(cx: &Context, prepared: Prepared) -> Reply {
             }
         }
     }
+}
+
+/// [`crate::spool::Spool::commit`], timed for `exogate_spool_commit_duration_seconds`
+/// (successful commits only: a failure's time says nothing about the disk).
+async fn commit(
+    cx: &Context,
+    area: Area,
+    meta: &Meta,
+    prefix: &[u8],
+    body: Body,
+) -> Result<(), crate::spool::SpoolError> {
+    let started = Instant::now();
+    cx.spool.commit(area, meta, prefix, body).await?;
+    cx.metrics.spool_commit_duration.observe(&[], started.elapsed());
+    Ok(())
 }
 
 pub(crate) fn spool_reply(e: &crate::spool::SpoolError) -> Reply {

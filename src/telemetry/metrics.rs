@@ -154,6 +154,9 @@ impl<const N: usize> HistogramVec<N> {
 
 const CHECK_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
 const DELIVERY_BUCKETS: [f64; 8] = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0];
+/// A durable write takes about a millisecond on a good disk; its tail is what
+/// the disk adds to every 250.
+const COMMIT_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
 
 /// The gateway's metrics.
 pub(crate) struct Metrics {
@@ -166,6 +169,8 @@ pub(crate) struct Metrics {
     pub(crate) check_errors: CounterVec<1>,
     pub(crate) deliveries: CounterVec<1>,
     pub(crate) delivery_duration: HistogramVec<0>,
+    /// Time to make an accepted message durable before its reply.
+    pub(crate) spool_commit_duration: HistogramVec<0>,
     pub(crate) dsns: CounterVec<1>,
     pub(crate) reloads: CounterVec<1>,
     pub(crate) spool_corrupt: CounterVec<0>,
@@ -245,6 +250,12 @@ impl Metrics {
                 [],
                 || Histogram::new(DELIVERY_BUCKETS),
             ),
+            spool_commit_duration: HistogramVec::new(
+                "exogate_spool_commit_duration_seconds",
+                "Time to make an accepted message durable (write, rename, file and directory fsyncs) before its reply.",
+                [],
+                || Histogram::new(COMMIT_BUCKETS),
+            ),
             dsns: CounterVec::new(
                 "exogate_dsns_total",
                 "Delivery status notifications generated or dropped.",
@@ -302,6 +313,7 @@ impl Metrics {
         self.spool_corrupt.register(&mut registry);
         self.check_duration.register(&mut registry);
         self.delivery_duration.register(&mut registry);
+        self.spool_commit_duration.register(&mut registry);
         self.register_sampled(&mut registry, now_unix());
         let mut out = String::with_capacity(16 * 1024);
         // Writing into a String cannot fail.
