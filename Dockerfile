@@ -60,6 +60,9 @@ COPY --from=build --chown=10025:10025 /src/state /var/lib/exogate
 # A fixed numeric uid/gid (the image has no useradd): state directories on the
 # host are chowned to 10025.
 USER 10025:10025
+# A fixed mmap threshold: glibc's adaptive one keeps large freed buffers of
+# big messages resident (see deploy/exogate.service).
+ENV MALLOC_MMAP_THRESHOLD_=4194304
 VOLUME ["/etc/exogate", "/var/lib/exogate"]
 EXPOSE 25 8025
 # /healthz on the admin listener, asked by the daemon's own binary
