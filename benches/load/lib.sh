@@ -756,7 +756,9 @@ ${GW_EXTRA_TOML:-}
 EOF
     "$EXOGATE" check-config --config "$d/gateway.toml" >"$d/check-config.out" 2>&1 ||
         die "exogate check-config failed: $(cat "$d/check-config.out")"
-    start_session "$d/gateway.log" "$EXOGATE" run --config "$d/gateway.toml"
+    # As deployed: deploy/exogate.service and the Dockerfile fix glibc's mmap threshold
+    # (GW_MALLOC_ENV="" measures glibc's adaptive default instead).
+    start_session "$d/gateway.log" env ${GW_MALLOC_ENV-MALLOC_MMAP_THRESHOLD_=4194304} "$EXOGATE" run --config "$d/gateway.toml"
     GW_SID=$LAST_SID
     wait_port "$GW_PORT" "exogate ($name)" "$GW_SID" "$d/gateway.log"
 }
