@@ -95,7 +95,29 @@ point() {
     MESSAGES=$msgs SESSIONS=$sessions run_loadgen "$name" "loadgen STARTTLS -> $server, $sessions sessions $*" "$port" "$sid" \
         --starttls --ca "$CA" "$@"
     RATE_OF[$name]=$LAST_RATE
+    case $server in before | after) commit_quantiles "$name" ;; esac
     [ -z "$sid" ] || stop_session "$sid"
+}
+# commit_quantiles NAME: the spool commit's p50 and p99 for the gateway just measured, as the
+# upper bounds of exogate_spool_commit_duration_seconds' buckets (the share of each reply the
+# durable write took); COMMIT_OF[NAME]="p50 p99" in ms, nothing for a build without the metric.
+declare -A COMMIT_OF
+commit_quantiles() {
+    local q
+    q=$(curl -s "http://$IP:$GW_ADMIN/metrics" | awk '
+        /^exogate_spool_commit_duration_seconds_bucket/ {
+            match($0, /le="[^"]+"/); le = substr($0, RSTART + 4, RLENGTH - 5)
+            n++; les[n] = le; cum[n] = $NF
+        }
+        END {
+            if (n == 0 || cum[n] == 0) exit
+            for (i = 1; i <= n; i++) if (p50 == "" && cum[i] >= 0.5 * cum[n]) p50 = les[i]
+            for (i = 1; i <= n; i++) if (p99 == "" && cum[i] >= 0.99 * cum[n]) p99 = les[i]
+            printf "%g %g", p50 * 1000, p99 * 1000
+        }')
+    [ -n "$q" ] || return 0
+    COMMIT_OF[$1]=$q
+    note "$1: spool commit p50 <= ${q% *} ms, p99 <= ${q#* } ms (exogate_spool_commit_duration_seconds buckets)"
 }
 p999() { json "$RUN/$1.json" p999_ms; }
 lat() { json "$RUN/$1.json" "$2"; }
@@ -157,6 +179,12 @@ stop_session "$SINK_SID"
     say ""
     say "median MAIL -> 250 at full speed ($PEAK_SESSIONS sessions): postfix $(lat "postfix-s$PEAK_SESSIONS" p50_ms) ms${BEFORE_BIN:+, before $(lat "before-s$PEAK_SESSIONS" p50_ms) ms}, after $(lat "after-s$PEAK_SESSIONS" p50_ms) ms"
     say "disk floor (one message alone): fdatasync p50 $FLOOR_SYNC_P50 / p99 $FLOOR_SYNC_P99 ms; write+rename+fdatasync+dir fsync p50 $FLOOR_P50 / p99 $FLOOR_P99 ms"
+    for server in before after; do
+        for pct in $LOAD_POINTS; do
+            c=${COMMIT_OF[$server-r$pct]:-}
+            [ -z "$c" ] || say "spool commit at $pct% ($server): p50 <= ${c% *} ms, p99 <= ${c#* } ms (histogram bucket bounds)"
+        done
+    done
 } | tee "$OUT/concurrency.txt"
 
 {
