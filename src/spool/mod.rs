@@ -9,9 +9,7 @@
 //! then directory fsync costs two commits in a row per message, and under
 //! concurrency the disk, not the CPU, set the rate. Both fsyncs are still made,
 //! so the guarantee does not depend on the file system. Directory fsyncs of
-//! concurrent commits are batched by one syncer thread, asked for as soon as
-//! the rename is made so that they run beside the files' own fsyncs (one
-//! journal commit waited for, not two in a row). Files under
+//! concurrent commits are batched by one syncer thread. Files under
 //! `incoming/` and `*.tmp` files were never acknowledged and are removed at
 //! start-up. A file in `active/` that fails validation (including one cut
 //! short by a power loss between its rename and its fsync, never
@@ -48,7 +46,7 @@ use std::sync::mpsc;
 
 use crate::spool::incoming::Body;
 use format::{FOOTER_LEN, FormatError, MAGIC, Meta, Trailer};
-use syncer::{PendingSync, SyncRequest, spawn_dir_syncer};
+use syncer::{SyncRequest, spawn_dir_syncer};
 
 /// Which directory a committed message goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,9 +155,7 @@ impl Spool {
         let incoming = self.dir(area).join(format!("{}.tmp", meta.id));
         let cleanup = incoming.clone();
         let target_for_cleanup = target.clone();
-        let syncer = self.syncer.clone();
-        let dir = self.dir(area).to_path_buf();
-        let write = move || -> Result<PendingSync, SpoolError> {
+        let write = move || -> Result<(), SpoolError> {
             match body {
                 Body::Memory(bytes) => {
                     let mut crc = crc32fast::Hasher::new();
@@ -176,9 +172,7 @@ impl Spool {
                     ];
                     write_all_vectored(&mut f, &mut parts).map_err(io_err(&incoming))?;
                     fs::rename(&incoming, &target).map_err(io_err(&target))?;
-                    let dir_synced = syncer::request(&syncer, &dir);
-                    f.sync_data().map_err(io_err(&target))?;
-                    Ok(dir_synced)
+                    f.sync_data().map_err(io_err(&target))
                 }
                 Body::Spilled {
                     mut file,
@@ -192,11 +186,9 @@ impl Spool {
                     file.write_all(&records).map_err(io_err(&path))?;
                     file.write_all(&footer).map_err(io_err(&path))?;
                     fs::rename(&path, &target).map_err(io_err(&target))?;
-                    let dir_synced = syncer::request(&syncer, &dir);
                     // sync_all, not sync_data: the file was created in another
                     // directory and grew since; its inode must be durable too.
-                    file.sync_all().map_err(io_err(&target))?;
-                    Ok(dir_synced)
+                    file.sync_all().map_err(io_err(&target))
                 }
             }
         };
@@ -204,19 +196,16 @@ impl Spool {
             path: self.incoming.clone(),
             source: io::Error::other(e),
         })?;
-        let dir_synced = match result {
-            Ok(pending) => pending,
-            Err(e) => {
-                let _ = fs::remove_file(&cleanup);
-                let _ = fs::remove_file(self.incoming.join(&meta.id));
-                // Perhaps renamed but not durable: the session answers 4xx, so the
-                // file must not stay for the scheduler to deliver. Ids are unique,
-                // so nothing else can have this name.
-                let _ = fs::remove_file(&target_for_cleanup);
-                return Err(e);
-            }
-        };
-        if let Err(e) = dir_synced.wait().await {
+        if let Err(e) = result {
+            let _ = fs::remove_file(&cleanup);
+            let _ = fs::remove_file(self.incoming.join(&meta.id));
+            // Perhaps renamed but not durable: the session answers 4xx, so the
+            // file must not stay for the scheduler to deliver. Ids are unique,
+            // so nothing else can have this name.
+            let _ = fs::remove_file(&target_for_cleanup);
+            return Err(e);
+        }
+        if let Err(e) = self.sync_dir(self.dir(area)).await {
             let _ = fs::remove_file(&target_for_cleanup);
             return Err(e);
         }
