@@ -3,7 +3,8 @@
 # 25, 50 and 75% of the peak rate, for Postfix and for exogate (optionally two builds of it, an
 # earlier one as "before"), all in one run, into the same counting sink, with the same messages.
 # It also measures the floor the disk sets: one create + write + fdatasync + rename + directory
-# fsync of a message-sized file, alone, on the same file system as the spools.
+# fsync of a message-sized file, alone, on the same file system as the spools; and, after each
+# paced exogate point, the spool commit's p50/p99 from exogate_spool_commit_duration_seconds.
 #
 # Owns: the run folder and processes of benches/load/lib.sh, plus its own table, data file and
 # plots (written to OUT, default benches/curves/results). Invariants: the same as lib.sh's (every
