@@ -77,10 +77,9 @@ struct Scheduler {
     /// entries only, so a destination at its limit costs nothing.
     queues: HashMap<RouteKey, KeyQueue>,
     in_flight: usize,
-    /// Some queued messages are only on disk (the index was full).
-    overflow: bool,
-    /// How many: counted by the last scan (or start-up), plus those queued since
-    /// while the index was full. The queue gauge is the index plus these.
+    /// Queued messages only on disk (the index was full): counted by the last
+    /// scan (or start-up), plus those queued since while the index was full.
+    /// The queue gauge is the index plus these; any means a refill scan is due.
     disk_only: usize,
     /// A flush of every message is under way: messages loaded from disk are due
     /// now whatever their history says, until a scan finds none left on disk only.
@@ -128,7 +127,6 @@ async fn scheduler(
         items: HashMap::new(),
         queues: HashMap::new(),
         in_flight: 0,
-        overflow: false,
         disk_only: 0,
         flush_all: false,
         last_scan: Instant::now(),
@@ -193,7 +191,6 @@ impl Scheduler {
             return;
         }
         if self.full() && !(due <= now_unix() && self.evict_latest()) {
-            self.overflow = true;
             self.disk_only += 1;
             return;
         }
@@ -229,7 +226,6 @@ impl Scheduler {
             }
         }
         self.items.remove(&id);
-        self.overflow = true;
         self.disk_only += 1;
         true
     }
@@ -237,7 +233,6 @@ impl Scheduler {
     /// Indexes a message found on disk; false (nothing read) when the index is full.
     fn load_from_disk(&mut self, id: &str) -> bool {
         if self.full() {
-            self.overflow = true;
             return false;
         }
         let due_now = self.flush_all;
@@ -290,10 +285,12 @@ impl Scheduler {
                 }
             }
         }
-        self.cx
-            .metrics
-            .queue_size
-            .store((self.items.len() + self.disk_only) as i64, Ordering::Relaxed);
+        self.cx.metrics.queue_size.store(self.queued(), Ordering::Relaxed);
+    }
+
+    /// Every queued message: those in the index and those waiting on disk only.
+    fn queued(&self) -> i64 {
+        (self.items.len() + self.disk_only) as i64
     }
 
     /// Makes `only` (or every queued message) due now.
@@ -409,7 +406,8 @@ impl Scheduler {
         }
         let max = self.config().config.delivery.max_in_memory;
         let periodic = self.last_scan.elapsed() > Duration::from_secs(60);
-        let refill = self.overflow && self.items.len() < max / 2 && self.last_scan.elapsed() > Duration::from_secs(5);
+        let refill =
+            self.disk_only > 0 && self.items.len() < max / 2 && self.last_scan.elapsed() > Duration::from_secs(5);
         if refill || periodic {
             if !self.disk_unchanged() {
                 self.scan_disk();
@@ -469,7 +467,6 @@ impl Scheduler {
                 missing += 1;
             }
         }
-        self.overflow = missing > 0;
         self.disk_only = missing;
         // Every message that was queued when a flush of everything came has been indexed (and made due).
         if missing == 0 {
@@ -491,8 +488,7 @@ impl Scheduler {
 
     fn update_gauges(&self) {
         let m = &self.cx.metrics;
-        m.queue_size
-            .store((self.items.len() + self.disk_only) as i64, Ordering::Relaxed);
+        m.queue_size.store(self.queued(), Ordering::Relaxed);
         let mut by_tenant: BTreeMap<String, (i64, i64)> = BTreeMap::new();
         for item in self.items.values() {
             let tenant = item.key.strip_prefix("tenant:").unwrap_or("-").to_string();
