@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::tenant::{Tenant, TenantMode};
 use crate::inbound::admission::{self, Attribution};
@@ -343,7 +343,7 @@ pub(crate) async fn store(cx: &Context, prepared: Prepared) -> Reply {
         Prepared::Refused(reply) => reply,
         Prepared::Monitored { id } => Reply::queued(&id),
         Prepared::KeepReport { meta, body } => match commit(cx, Area::Reports, &meta, &[], body).await {
-            Ok(()) => {
+            Ok(_) => {
                 tracing::info!(queue_id = %meta.id, tenant = %meta.tenant, "journal report kept in quarantine-reports/");
                 Reply::queued(&meta.id)
             }
@@ -358,7 +358,7 @@ pub(crate) async fn store(cx: &Context, prepared: Prepared) -> Reply {
             body,
             event,
         } => match commit(cx, Area::Quarantine, &meta, &prefix, body).await {
-            Ok(()) => {
+            Ok(_) => {
                 tracing::info!(queue_id = %meta.id, tenant = %meta.tenant, "message quarantined");
                 cx.store.record_quarantined(&event);
                 cx.store.record_event(*event);
@@ -374,38 +374,37 @@ pub(crate) async fn store(cx: &Context, prepared: Prepared) -> Reply {
             prefix,
             body,
             event,
-        } => {
-            let started = Instant::now();
-            match commit(cx, Area::Active, &meta, &prefix, body).await {
-                Ok(()) => {
-                    cx.store.record_event(*event);
-                    tracing::info!(queue_id = %meta.id, commit_us = started.elapsed().as_micros() as u64, "message queued");
-                    cx.queue
-                        .queued(&meta.id, &crate::delivery::route::RouteKey::of(&meta), meta.received);
-                    Reply::queued(&meta.id)
-                }
-                Err(e) => {
-                    tracing::error!(queue_id = %meta.id, error = %e, "cannot queue the message");
-                    spool_reply(&e)
-                }
+        } => match commit(cx, Area::Active, &meta, &prefix, body).await {
+            Ok(took) => {
+                cx.store.record_event(*event);
+                tracing::info!(queue_id = %meta.id, commit_us = took.as_micros() as u64, "message queued");
+                cx.queue
+                    .queued(&meta.id, &crate::delivery::route::RouteKey::of(&meta), meta.received);
+                Reply::queued(&meta.id)
             }
-        }
+            Err(e) => {
+                tracing::error!(queue_id = %meta.id, error = %e, "cannot queue the message");
+                spool_reply(&e)
+            }
+        },
     }
 }
 
 /// [`crate::spool::Spool::commit`], timed for `exogate_spool_commit_duration_seconds`
-/// (successful commits only: a failure's time says nothing about the disk).
+/// (successful commits only: a failure's time says nothing about the disk);
+/// returns how long it took.
 async fn commit(
     cx: &Context,
     area: Area,
     meta: &Meta,
     prefix: &[u8],
     body: Body,
-) -> Result<(), crate::spool::SpoolError> {
+) -> Result<Duration, crate::spool::SpoolError> {
     let started = Instant::now();
     cx.spool.commit(area, meta, prefix, body).await?;
-    cx.metrics.spool_commit_duration.observe(&[], started.elapsed());
-    Ok(())
+    let took = started.elapsed();
+    cx.metrics.spool_commit_duration.observe(&[], took);
+    Ok(took)
 }
 
 pub(crate) fn spool_reply(e: &crate::spool::SpoolError) -> Reply {
