@@ -379,25 +379,14 @@ pub(crate) fn owner(host: &str) -> Option<&'static Brand> {
 /// Brands claimed in `folded` (from [`fold_for_claims`]); a common-word
 /// brand only in a display name (`display_name`), never in running text.
 pub(crate) fn claimed(folded: &str, display_name: bool) -> Vec<&'static Brand> {
-    // One table of every brand's claims, searched once, each phrase tagged
-    // with the brand it claims.
-    static CLAIMS: LazyLock<(Phrases, Vec<usize>)> = LazyLock::new(|| {
-        let (phrases, owners): (Vec<&'static str>, Vec<usize>) = BRANDS
-            .iter()
-            .enumerate()
-            .flat_map(|(i, b)| b.claims.iter().map(move |c| (*c, i)))
-            .unzip();
-        (Phrases::new(&phrases), owners)
+    static CLAIMS: LazyLock<PhraseGroups> = LazyLock::new(|| {
+        let groups: Vec<&'static [&'static str]> = BRANDS.iter().map(|b| b.claims).collect();
+        PhraseGroups::new(&groups)
     });
-    let (phrases, owners) = &*CLAIMS;
-    let mut found = vec![false; BRANDS.len()];
-    for i in phrases.indices_in(folded) {
-        found[owners[i]] = true;
-    }
     BRANDS
         .iter()
-        .zip(found)
-        .filter(|(b, found)| *found && (display_name || !b.common_word))
+        .zip(CLAIMS.first_in_each(folded))
+        .filter(|(b, found)| found.is_some() && (display_name || !b.common_word))
         .map(|(b, _)| b)
         .collect()
 }
@@ -447,13 +436,49 @@ impl Phrases {
     }
 
     /// The phrase at `index` in the table given to [`Phrases::new`].
-    pub(crate) fn phrase(&self, index: usize) -> &'static str {
+    fn phrase(&self, index: usize) -> &'static str {
         self.phrases[index]
     }
 
     /// The phrases found as whole words in `folded` (from [`fold_for_claims`]), in table order.
     pub(crate) fn found_in<'a>(&'a self, folded: &'a str) -> impl Iterator<Item = &'static str> + 'a {
         self.indices_in(folded).into_iter().map(|i| self.phrases[i])
+    }
+}
+
+/// Several tables of phrases searched as one, in one pass over the text, for
+/// a caller that wants each table's first phrase found (a brand's claims, a
+/// kind of lure).
+pub(crate) struct PhraseGroups {
+    phrases: Phrases,
+    /// The table each phrase of `phrases` came from.
+    group_of: Vec<usize>,
+    groups: usize,
+}
+
+impl PhraseGroups {
+    pub(crate) fn new(groups: &[&'static [&'static str]]) -> PhraseGroups {
+        let (phrases, group_of): (Vec<&'static str>, Vec<usize>) = groups
+            .iter()
+            .enumerate()
+            .flat_map(|(g, phrases)| phrases.iter().map(move |p| (*p, g)))
+            .unzip();
+        PhraseGroups {
+            phrases: Phrases::new(&phrases),
+            group_of,
+            groups: groups.len(),
+        }
+    }
+
+    /// For each table, in order, the first of its phrases (in table order)
+    /// found as whole words in `folded` (from [`fold_for_claims`]).
+    pub(crate) fn first_in_each(&self, folded: &str) -> Vec<Option<&'static str>> {
+        let mut first = vec![None; self.groups];
+        // Indices come in table order, so the first seen of a table is its first phrase.
+        for i in self.phrases.indices_in(folded) {
+            first[self.group_of[i]].get_or_insert(self.phrases.phrase(i));
+        }
+        first
     }
 }
 
@@ -514,6 +539,17 @@ mod tests {
         assert_eq!(table.phrase(2), "microsoft 365");
         assert_eq!(table.indices_in(&fold_for_claims("we chase")), [5]);
         assert!(table.found_in(&fold_for_claims("nothing here")).next().is_none());
+    }
+
+    #[test]
+    fn groups_give_each_table_its_first_phrase_found() {
+        static A: &[&str] = &["gift card", "wire transfer"];
+        static B: &[&str] = &["invoice"];
+        static C: &[&str] = &["zzz", "wire"];
+        let groups = PhraseGroups::new(&[A, B, C]);
+        let folded = fold_for_claims("Send a wire transfer, then a gift card");
+        assert_eq!(groups.first_in_each(&folded), [Some("gift card"), None, Some("wire")]);
+        assert_eq!(groups.first_in_each(&fold_for_claims("nothing")), [None, None, None]);
     }
 
     #[test]

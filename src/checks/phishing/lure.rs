@@ -7,7 +7,7 @@
 
 use std::sync::LazyLock;
 
-use crate::scan::brands::Phrases;
+use crate::scan::brands::{PhraseGroups, Phrases};
 
 /// A kind of lure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -213,24 +213,13 @@ pub(crate) fn advance_fee(folded: &str) -> Vec<&'static str> {
 
 /// The kinds of lure `folded` uses, each with the first phrase found.
 pub(crate) fn kinds(folded: &str) -> Vec<(Kind, &'static str)> {
-    // Every kind's phrases in one table, searched once, each tagged with its kind.
-    static TABLE: LazyLock<(Phrases, Vec<usize>)> = LazyLock::new(|| {
-        let (phrases, kinds): (Vec<&'static str>, Vec<usize>) = PHRASES
-            .iter()
-            .enumerate()
-            .flat_map(|(k, (_, phrases))| phrases.iter().map(move |p| (*p, k)))
-            .unzip();
-        (Phrases::new(&phrases), kinds)
+    static TABLE: LazyLock<PhraseGroups> = LazyLock::new(|| {
+        let groups: Vec<&'static [&'static str]> = PHRASES.iter().map(|(_, phrases)| *phrases).collect();
+        PhraseGroups::new(&groups)
     });
-    let (table, kind_of) = &*TABLE;
-    let mut first: Vec<Option<&'static str>> = vec![None; PHRASES.len()];
-    // Indices come in table order, so the first seen of a kind is its first phrase.
-    for i in table.indices_in(folded) {
-        first[kind_of[i]].get_or_insert(table.phrase(i));
-    }
     PHRASES
         .iter()
-        .zip(first)
+        .zip(TABLE.first_in_each(folded))
         .filter_map(|((kind, _), phrase)| phrase.map(|p| (*kind, p)))
         .collect()
 }
