@@ -1,8 +1,13 @@
 //! The embedded backend: one SQLite file in the state dir (rusqlite with
 //! SQLite built in, so FTS5 is always there), in WAL mode.
 //!
-//! One connection behind a mutex; every call runs on tokio's blocking pool,
-//! never on a scheduler thread. SQL arrives with `?` placeholders and
+//! One connection behind a mutex; never used on a scheduler thread. Queries
+//! (the web page, the command line) run on tokio's blocking pool; the
+//! writer's batches run on a thread of their own at a lower CPU priority
+//! (nice 10): a batch is tens of index and full-text inserts in a burst, and
+//! on a busy gateway those must take the cores the sessions leave idle, not
+//! the ones a session waits for to acknowledge mail. Nothing on the mail path
+//! waits for a batch. SQL arrives with `?` placeholders and
 //! [`Val`] parameters from `backend`, which owns the queries; this file owns
 //! the schema and the conversion of values.
 
@@ -134,6 +139,34 @@ fn add_missing_columns(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
 
 pub(super) struct Sqlite {
     conn: Arc<Mutex<rusqlite::Connection>>,
+    /// The batch thread's queue (see the file's header).
+    batches: std::sync::mpsc::Sender<Job>,
+}
+
+type Job = Box<dyn FnOnce(&mut rusqlite::Connection) + Send>;
+
+/// How much nicer than the gateway the batch thread runs (see the header).
+const BATCH_NICE: i32 = 10;
+
+/// The thread that runs the writer's batches, at a lower priority; it ends
+/// when the store is dropped.
+fn spawn_batch_thread(conn: Arc<Mutex<rusqlite::Connection>>) -> Result<std::sync::mpsc::Sender<Job>, StoreError> {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("exogate-store".into())
+        .spawn(move || {
+            // Linux gives each thread its own nice value; `None` is this thread.
+            let nice = rustix::process::getpriority_process(None).unwrap_or(0);
+            if let Err(e) = rustix::process::setpriority_process(None, nice.saturating_add(BATCH_NICE).min(19)) {
+                tracing::debug!(error = %e, "the store's batch thread keeps the gateway's CPU priority");
+            }
+            while let Ok(job) = rx.recv() {
+                let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
+                job(&mut guard);
+            }
+        })
+        .map_err(|e| StoreError::Unavailable(format!("cannot start the store's batch thread: {e}")))?;
+    Ok(tx)
 }
 
 fn err(e: rusqlite::Error) -> StoreError {
@@ -157,8 +190,10 @@ impl Sqlite {
         .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         add_missing_columns(&conn).map_err(err)?;
+        let conn = Arc::new(Mutex::new(conn));
         Ok(Sqlite {
-            conn: Arc::new(Mutex::new(conn)),
+            batches: spawn_batch_thread(conn.clone())?,
+            conn,
         })
     }
 
@@ -195,23 +230,31 @@ impl Sqlite {
         .await
     }
 
-    /// Runs every statement in one transaction; returns the rows changed by each.
+    /// Runs every statement in one transaction, on the batch thread; returns
+    /// the rows changed by each.
     pub(super) async fn batch(&self, statements: Vec<(String, Vec<Val>)>) -> Result<Vec<u64>, StoreError> {
-        self.blocking(move |conn| {
-            let tx = conn.transaction().map_err(err)?;
-            let mut changed = Vec::with_capacity(statements.len());
-            for (sql, params) in statements {
-                let mut stmt = tx.prepare_cached(&sql).map_err(err)?;
-                let n = stmt
-                    .execute(rusqlite::params_from_iter(params.into_iter().map(to_value)))
-                    .map_err(err)?;
-                changed.push(n as u64);
-            }
-            tx.commit().map_err(err)?;
-            Ok(changed)
-        })
-        .await
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = tx.send(run_batch(conn, statements));
+        });
+        let stopped = || StoreError::Unavailable("sqlite: the store's batch thread stopped".into());
+        self.batches.send(job).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
     }
+}
+
+fn run_batch(conn: &mut rusqlite::Connection, statements: Vec<(String, Vec<Val>)>) -> Result<Vec<u64>, StoreError> {
+    let tx = conn.transaction().map_err(err)?;
+    let mut changed = Vec::with_capacity(statements.len());
+    for (sql, params) in statements {
+        let mut stmt = tx.prepare_cached(&sql).map_err(err)?;
+        let n = stmt
+            .execute(rusqlite::params_from_iter(params.into_iter().map(to_value)))
+            .map_err(err)?;
+        changed.push(n as u64);
+    }
+    tx.commit().map_err(err)?;
+    Ok(changed)
 }
 
 fn to_value(v: Val) -> Value {
@@ -262,5 +305,42 @@ mod tests {
         // Opening again (the column there) is fine.
         drop(store);
         Sqlite::open(&path).unwrap();
+    }
+
+    /// The nice value (field 19 of `stat`) of every thread of this process named `name`.
+    fn nice_of_threads(name: &str) -> Vec<i32> {
+        let mut nices = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim_end() != name {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap();
+            // After the parenthesised name: state is field 3, nice field 19.
+            let rest = &stat[stat.rfind(')').unwrap() + 2..];
+            nices.push(rest.split(' ').nth(16).unwrap().parse().unwrap());
+        }
+        nices
+    }
+
+    #[tokio::test]
+    async fn batches_run_on_a_thread_that_yields_the_cpu_to_mail() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Sqlite::open(&dir.path().join("store.sqlite3")).unwrap();
+        let changed = store
+            .batch(vec![(
+                "INSERT INTO audit(time, actor, from_addr, action, tenant, messages, detail) VALUES (?, 'a', '', 'release', 't', '', '')".into(),
+                vec![Val::Int(1)],
+            )])
+            .await
+            .unwrap();
+        assert_eq!(changed, [1]);
+        let ours = rustix::process::getpriority_process(None).unwrap();
+        let nices = nice_of_threads("exogate-store");
+        assert!(!nices.is_empty(), "no exogate-store thread");
+        assert!(
+            nices.iter().all(|&n| n == (ours + BATCH_NICE).min(19)),
+            "batch threads at {nices:?}, the process at {ours}"
+        );
     }
 }
