@@ -55,6 +55,10 @@ pub struct SendArgs {
     header: Vec<String>,
     #[arg(long, default_value = "loadgen.bench.test")]
     helo: String,
+    /// Writes one line per acknowledged message: its start (ms since the first) and its latency
+    /// (ms), for finding when the slow ones happen.
+    #[arg(long)]
+    timeline: Option<PathBuf>,
 }
 
 const PROSE: &[&str] = &[
@@ -179,6 +183,8 @@ pub fn print_message(args: MessageArgs) -> io::Result<i32> {
 #[derive(Default)]
 struct Stats {
     latencies_ms: Vec<f64>,
+    /// (start in ms since t0, latency in ms) of each acknowledged message.
+    timeline: Vec<(f64, f64)>,
     lags_ms: Vec<f64>,
     failed: u64,
     errors: Vec<String>,
@@ -228,6 +234,7 @@ pub async fn run(args: SendArgs) -> io::Result<i32> {
         let s = t.await.map_err(|e| err(format!("session task: {e}")))?;
         all.latencies_ms.extend(s.latencies_ms);
         all.lags_ms.extend(s.lags_ms);
+        all.timeline.extend(s.timeline);
         all.failed += s.failed;
         all.errors.extend(s.errors);
     }
@@ -241,6 +248,11 @@ pub async fn run(args: SendArgs) -> io::Result<i32> {
     }
     if all.errors.len() > 10 {
         eprintln!("loadgen send: ... {} errors in all", all.errors.len());
+    }
+    if let Some(path) = &args.timeline {
+        all.timeline.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let text: String = all.timeline.iter().map(|(t, ms)| format!("{t:.3} {ms:.3}\n")).collect();
+        std::fs::write(path, text).map_err(|e| err(format!("{}: {e}", path.display())))?;
     }
     let lat = &all.latencies_ms;
     let out = serde_json::json!({
@@ -310,7 +322,11 @@ async fn worker(
             let begun = *start.get_or_insert_with(Instant::now);
             match transaction(c, args, &data).await {
                 Tx::Acked => {
-                    stats.latencies_ms.push(begun.elapsed().as_secs_f64() * 1000.0);
+                    let ms = begun.elapsed().as_secs_f64() * 1000.0;
+                    stats.latencies_ms.push(ms);
+                    stats
+                        .timeline
+                        .push((begun.duration_since(t0).as_secs_f64() * 1000.0, ms));
                     break;
                 }
                 Tx::Refused(reply) => {
