@@ -164,3 +164,49 @@ fn a_tenant_may_bounce_everything_in_full_but_not_from_the_egress_addresses() {
         "return_content = \"full\" honours RET=FULL"
     );
 }
+
+#[test]
+fn a_message_over_the_tenants_return_limit_comes_back_as_its_header_only() {
+    // Postfix's bounce_size_limit: RET=FULL, allowed by the tenant, returns
+    // the whole message only up to `return_limit`. The large one (over the
+    // size a delivery reads into memory) must come back as its header.
+    let knot = knot();
+    let stack = Stack::with(Tls::Required, true, &["localhost", "127.0.0.1"]);
+    let dsn = "[tenant.dsn]\nreturn_content = \"full\"\nreturn_limit = \"64KiB\"\n";
+    let gw = gateway(&stack, &knot, "", dsn);
+    let mut c = Client::connect_tls(gw.smtp, &stack.pki.ca, None);
+    for (n, lines) in [(1, 10), (2, 5000)] {
+        let mut text = format!("From: alice@contoso.com\nSubject: sized bounce {n}\nMessage-ID: <s{n}@x>\n\n");
+        for i in 0..lines {
+            text.push_str(&format!("{SECRET} {i:05} of message {n}, padded to a long line.\n"));
+        }
+        let body = support::crlf(&text);
+        assert_eq!(c.cmd("MAIL FROM:<alice@contoso.com> RET=FULL").code, 250);
+        assert_eq!(c.cmd("RCPT TO:<reject@contoso.com>").code, 250);
+        assert_eq!(c.cmd("DATA").code, 354);
+        c.send(&[body.as_slice(), b".\r\n"].concat());
+        let r = c.read_reply();
+        assert_eq!(r.code, 250, "{r}");
+        let got = stack.downstream.wait_messages(n, Duration::from_secs(60));
+        let dsn = got
+            .iter()
+            .map(|m| String::from_utf8_lossy(&m.data).into_owned())
+            .find(|t| t.contains(&format!("Subject: sized bounce {n}")))
+            .expect("a DSN that names the message");
+        if n == 1 {
+            assert!(body.len() < 64 << 10);
+            assert!(dsn.contains("message/rfc822"), "{dsn}");
+            assert!(
+                dsn.contains(&format!("{SECRET} 00009 of message 1")),
+                "returned whole: {dsn}"
+            );
+        } else {
+            assert!(body.len() > 256 << 10, "streamed from its queue file: {}", body.len());
+            let head = &dsn[..dsn.len().min(4000)];
+            assert!(dsn.contains("text/rfc822-headers"), "{head}");
+            assert!(dsn.contains("Message-ID: <s2@x>"), "{head}");
+            assert!(!dsn.contains(SECRET), "over the limit: {head}");
+            assert!(dsn.len() < 8 << 10, "a DSN of {} bytes", dsn.len());
+        }
+    }
+}

@@ -145,7 +145,14 @@ pub struct DsnPolicy {
     pub outgoing: DsnWhen,
     pub internal: DsnWhen,
     pub return_content: ReturnContent,
+    /// Above this many bytes (stamped), `Full` returns the header only, as
+    /// Postfix's `bounce_size_limit` does: a DSN never carries, nor holds in
+    /// memory, a large message.
+    pub return_limit: u64,
 }
+
+/// Postfix's `bounce_size_limit` default.
+pub const DEFAULT_RETURN_LIMIT: u64 = 50_000;
 
 impl Default for DsnPolicy {
     fn default() -> Self {
@@ -154,6 +161,7 @@ impl Default for DsnPolicy {
             outgoing: DsnWhen::Always,
             internal: DsnWhen::Always,
             return_content: ReturnContent::Headers,
+            return_limit: DEFAULT_RETURN_LIMIT,
         }
     }
 }

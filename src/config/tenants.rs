@@ -124,6 +124,7 @@ fn read_dsn(t: &Section<'_>) -> DsnPolicy {
         policy.return_content,
         &[("headers", ReturnContent::Headers), ("full", ReturnContent::Full)],
     );
+    policy.return_limit = d.size_or("return_limit", policy.return_limit);
     policy
 }
 

@@ -316,3 +316,15 @@ fn web_and_digest_mistakes_name_their_keys() {
     assert!(has("web.account[2].role", "\"boss\""), "{e:?}");
     assert!(has("web.account[3].name", "already used"), "{e:?}");
 }
+
+#[test]
+fn a_tenants_dsn_return_limit_is_a_size() {
+    let c = Config::parse(MINIMAL, Path::new("/etc/exogate/gateway.toml")).unwrap();
+    assert_eq!(c.tenants[0].dsn.return_limit, 50_000, "Postfix's bounce_size_limit");
+    let text = MINIMAL.to_string() + "[tenant.dsn]\nreturn_content = \"full\"\nreturn_limit = \"2MiB\"\n";
+    let c = Config::parse(&text, Path::new("/etc/exogate/gateway.toml")).unwrap();
+    assert_eq!(c.tenants[0].dsn.return_limit, 2 << 20);
+    let e = errors(&(MINIMAL.to_string() + "[tenant.dsn]\nreturn_limit = \"plenty\"\n"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("tenant[0].dsn.return_limit: "), "{e:?}");
+}

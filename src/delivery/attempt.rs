@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 use crate::config::DeliveryConfig;
-use crate::config::tenant::{DsnPolicy, DsnWhen, ReturnContent};
+use crate::config::tenant::{DsnPolicy, DsnWhen};
 use crate::delivery::Context;
 use crate::delivery::dsn;
 use crate::delivery::handle::Outcome;
@@ -88,8 +88,23 @@ async fn attempt(cx: &Context, id: &str, stored: &Message, started: Instant) -> 
     }
 
     if !sorted.permanent.is_empty() && meta.kind == Kind::Message {
-        let queued = match stored.original(&stamp).await {
-            Ok(original) => queue_dsn(cx, &hostname, meta, &original, &sorted.permanent).await,
+        let policy = cx
+            .settings
+            .load()
+            .tenants
+            .by_portal(&meta.tenant)
+            .map(|t| t.dsn)
+            .unwrap_or_default();
+        let stamped_len = stamp.stamped_len(stored.trailer.body_len as usize) as u64;
+        let full = dsn::returns_full(&meta.envelope, &policy, stamped_len);
+        let queued = match stored.for_dsn(&stamp, full).await {
+            Ok(original) => {
+                let returned = Returned {
+                    original: &original,
+                    full,
+                };
+                queue_dsn(cx, &hostname, meta, &policy, returned, &sorted.permanent).await
+            }
             Err(e) => Err(SpoolError::Io {
                 path: cx.spool.path(Area::Active, id),
                 source: e,
@@ -416,12 +431,20 @@ fn defer(
     Outcome::Retry { due }
 }
 
+/// What a DSN returns of the message (see [`dsn::returns_full`]).
+struct Returned<'a> {
+    /// The whole stamped message when `full`, else its header section.
+    original: &'a [u8],
+    full: bool,
+}
+
 /// Queues a DSN to the sender of `meta` for `failed` recipients.
 async fn queue_dsn(
     cx: &Context,
     hostname: &str,
     meta: &Meta,
-    original: &[u8],
+    policy: &DsnPolicy,
+    returned: Returned<'_>,
     failed: &[dsn::Failed],
 ) -> Result<(), SpoolError> {
     let now = now_unix();
@@ -431,13 +454,12 @@ async fn queue_dsn(
         return Ok(());
     }
     let rt = cx.settings.load();
-    let policy = rt.tenants.by_portal(&meta.tenant).map(|t| t.dsn).unwrap_or_default();
     let tenant = rt
         .tenants
         .by_address(&meta.envelope.mail_from)
         .map(|t| t.portal.clone());
     if let Some(reason) = dsn_refused(
-        &policy,
+        policy,
         meta,
         tenant.is_some(),
         !rt.config.relay.dsn_source_ips.is_empty(),
@@ -446,15 +468,14 @@ async fn queue_dsn(
         tracing::info!(queue_id = %meta.id, to = %meta.envelope.mail_from, direction = %meta.direction, reason, "no DSN");
         return Ok(());
     }
-    let full_allowed = policy.return_content == ReturnContent::Full;
     let Some(bytes) = dsn::build(
         hostname,
         &meta.envelope,
-        original,
+        returned.original,
         failed,
         meta.received,
         now,
-        full_allowed,
+        returned.full,
     ) else {
         cx.metrics.dsns.inc(&["suppressed"]);
         tracing::info!(queue_id = %meta.id, "no DSN: null sender or NOTIFY excludes failures");

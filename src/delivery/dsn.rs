@@ -4,15 +4,20 @@
 //! The DSN parameters kept on the envelope are honoured: `NOTIFY=NEVER` (or a
 //! NOTIFY without FAILURE/DELAY) suppresses the report for that recipient,
 //! `RET=FULL` attaches the whole message (only where the tenant's
-//! `[tenant.dsn] return_content = "full"` allows it) and `RET=HDRS` (the
-//! default) only its header, `ENVID` and `ORCPT` are echoed. No DSN is ever made for the
-//! null sender or for a DSN.
+//! `[tenant.dsn] return_content = "full"` allows it, and only up to its
+//! `return_limit`) and `RET=HDRS` (the default) only its header, `ENVID` and
+//! `ORCPT` are echoed. No DSN is ever made for the null sender or for a DSN.
+//!
+//! What it must never do: make the caller read a whole large message. Whether
+//! the DSN returns the message whole is decided from its size alone
+//! ([`returns_full`]), before anything is read.
 
 use mail_builder::MessageBuilder;
 use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::text::Text;
 use mail_builder::mime::{BodyPart, MimePart};
 
+use crate::config::tenant::{DsnPolicy, ReturnContent};
 use crate::message::envelope::{DsnReturn, Envelope, Mailbox};
 use crate::message::headers::header_len;
 use crate::smtp::address::utf8_addr_xtext;
@@ -40,8 +45,18 @@ pub(crate) fn wanted(envelope: &Envelope, index: usize) -> bool {
     }
 }
 
+/// Whether a DSN returns the message whole: the sender asked (`RET=FULL`),
+/// the tenant allows it, and the stamped message (`stamped_len` bytes) is
+/// within the tenant's `return_limit`. Otherwise only its header goes back.
+pub(crate) fn returns_full(envelope: &Envelope, policy: &DsnPolicy, stamped_len: u64) -> bool {
+    envelope.ret == Some(DsnReturn::Full)
+        && policy.return_content == ReturnContent::Full
+        && stamped_len <= policy.return_limit
+}
+
 /// Builds the DSN message bytes for `failed` recipients of the message
-/// `original` (stamped bytes), or `None` when no recipient wants one.
+/// `original` (stamped bytes: the whole message when `full`, else at least
+/// its header section), or `None` when no recipient wants one.
 pub(crate) fn build(
     hostname: &str,
     envelope: &Envelope,
@@ -49,7 +64,7 @@ pub(crate) fn build(
     failed: &[Failed],
     received: i64,
     now: i64,
-    full_allowed: bool,
+    full: bool,
 ) -> Option<Vec<u8>> {
     let failed: Vec<&Failed> = failed.iter().filter(|f| wanted(envelope, f.index)).collect();
     if failed.is_empty() {
@@ -107,7 +122,7 @@ pub(crate) fn build(
         ));
     }
 
-    let full = full_allowed && envelope.ret == Some(DsnReturn::Full) && carries_as_8bit(original);
+    let full = full && carries_as_8bit(original);
     let returned = if full {
         MimePart::new("message/rfc822", BodyPart::Binary(original.into()))
             .transfer_encoding("8bit")
@@ -199,7 +214,10 @@ mod tests {
 
     #[test]
     fn a_failure_report_is_a_multipart_report_with_headers_only_by_default() {
-        let bytes = build("gw.example.net", &envelope(None, None), ORIGINAL, &failed(), 0, 0, true).unwrap();
+        let e = envelope(None, None);
+        let full = returns_full(&e, &allowing_full(), ORIGINAL.len() as u64);
+        assert!(!full, "without RET=FULL");
+        let bytes = build("gw.example.net", &e, ORIGINAL, &failed(), 0, 0, full).unwrap();
         let msg = MessageParser::default().parse(&bytes[..]).unwrap();
         let ct = msg.root_part().content_type().unwrap();
         assert_eq!((ct.ctype(), ct.subtype()), ("multipart", Some("report")));
@@ -219,7 +237,7 @@ mod tests {
         e.recipients[0].address = Mailbox::parse("\"victim@evil.com> NOTIFY=NEVER\"@example.org").unwrap();
         e.recipients[0].orcpt = Orcpt::parse("rfc822;b+C3+B8b@example.org", false);
         e.envid = Xtext::parse("ENV+0D+0ABcc:+20x");
-        let bytes = build("gw", &e, ORIGINAL, &failed(), 0, 0, true).unwrap();
+        let bytes = build("gw", &e, ORIGINAL, &failed(), 0, 0, false).unwrap();
         let text = String::from_utf8_lossy(&bytes);
         assert!(
             text.contains("Final-Recipient: rfc822; \"victim@evil.com> NOTIFY=NEVER\"@example.org\r\n"),
@@ -232,35 +250,46 @@ mod tests {
         assert!(text.contains("Original-Envelope-Id: ENV+0D+0ABcc:+20x\r\n"), "{text}");
         let mut e = envelope(None, None);
         e.recipients[0].address = Mailbox::parse("j\u{f6}rg@example.org").unwrap();
-        let bytes = build("gw", &e, ORIGINAL, &failed(), 0, 0, true).unwrap();
+        let bytes = build("gw", &e, ORIGINAL, &failed(), 0, 0, false).unwrap();
         assert!(String::from_utf8_lossy(&bytes).contains("Final-Recipient: utf-8; j\\x{F6}rg@example.org\r\n"));
     }
 
+    fn allowing_full() -> DsnPolicy {
+        DsnPolicy {
+            return_content: ReturnContent::Full,
+            ..DsnPolicy::default()
+        }
+    }
+
     #[test]
-    fn ret_full_returns_the_message_only_where_the_tenant_allows_it() {
-        let bytes = build(
-            "gw",
-            &envelope(None, Some(DsnReturn::Full)),
-            ORIGINAL,
-            &failed(),
-            0,
-            0,
-            true,
-        )
-        .unwrap();
-        assert!(String::from_utf8_lossy(&bytes).contains("secret body"));
-        let bytes = build(
-            "gw",
-            &envelope(None, Some(DsnReturn::Full)),
-            ORIGINAL,
-            &failed(),
-            0,
-            0,
-            false,
-        )
-        .unwrap();
+    fn ret_full_returns_the_message_only_where_the_tenant_allows_it_and_within_its_limit() {
+        let full = envelope(None, Some(DsnReturn::Full));
+        let hdrs = envelope(None, Some(DsnReturn::Hdrs));
+        let limit = DsnPolicy::default().return_limit;
+        assert_eq!(limit, 50_000, "Postfix's bounce_size_limit");
+        assert!(returns_full(&full, &allowing_full(), limit));
+        assert!(!returns_full(&full, &allowing_full(), limit + 1), "over the limit");
+        assert!(
+            !returns_full(&full, &DsnPolicy::default(), 10),
+            "the tenant did not allow it"
+        );
+        assert!(!returns_full(&hdrs, &allowing_full(), 10), "RET=HDRS");
+
+        let bytes = build("gw", &full, ORIGINAL, &failed(), 0, 0, true).unwrap();
         let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            text.contains("message/rfc822") && text.contains("secret body"),
+            "{text}"
+        );
+        let bytes = build("gw", &full, ORIGINAL, &failed(), 0, 0, false).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("text/rfc822-headers"), "{text}");
         assert!(!text.contains("secret body") && text.contains("Subject: hi"), "{text}");
+        // What a caller that read only the header section passes.
+        let header = &ORIGINAL[..header_len(ORIGINAL)];
+        let bytes = build("gw", &full, header, &failed(), 0, 0, false).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("From: alice@contoso.com\r\nSubject: hi\r\n"), "{text}");
     }
 
     #[test]
@@ -269,7 +298,7 @@ mod tests {
             never: true,
             ..Notify::default()
         };
-        assert!(build("gw", &envelope(Some(never), None), ORIGINAL, &failed(), 0, 0, true).is_none());
+        assert!(build("gw", &envelope(Some(never), None), ORIGINAL, &failed(), 0, 0, false).is_none());
         let success_only = Notify {
             success: true,
             ..Notify::default()
@@ -288,6 +317,6 @@ mod tests {
         );
         let mut null = envelope(None, None);
         null.mail_from = Mailbox::null();
-        assert!(build("gw", &null, ORIGINAL, &failed(), 0, 0, true).is_none());
+        assert!(build("gw", &null, ORIGINAL, &failed(), 0, 0, false).is_none());
     }
 }

@@ -5,11 +5,14 @@
 //! do: hand out bytes of a file whose checksum was not verified.
 
 use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use crate::delivery::smtp_client::{LineBreaks, MessageBytes};
 use crate::message::stamp::Stamp;
 use crate::spool::format::Trailer;
+use crate::spool::incoming::read_header_section;
 use crate::spool::{Area, Spool, SpoolError};
 
 /// Files larger than this are not read into memory: they are verified on the
@@ -54,22 +57,48 @@ impl Message {
         }
     }
 
-    /// The whole stamped message in memory, for a DSN that may return it (a
-    /// rare path: a large message is read back from its file only here).
-    pub(super) async fn original(&self, stamp: &Stamp) -> std::io::Result<Vec<u8>> {
+    /// What a DSN returns of the stamped message: all of it when `full`
+    /// (only ever asked for a message within the tenant's `return_limit`),
+    /// else its header section. A large message's body stays in its file.
+    pub(super) async fn for_dsn(&self, stamp: &Stamp, full: bool) -> std::io::Result<Vec<u8>> {
         match &self.body {
             BodyBytes::Memory(raw) => Ok(stamp.apply(raw)),
             BodyBytes::File { file, start, .. } => {
-                let (file, start, len) = (file.clone(), *start, self.trailer.body_len as usize);
+                let (file, start, len) = (file.clone(), *start, self.trailer.body_len);
                 let raw = tokio::task::spawn_blocking(move || {
-                    let mut raw = vec![0u8; len];
-                    std::os::unix::fs::FileExt::read_exact_at(&*file, &mut raw, start).map(|()| raw)
+                    if full {
+                        let mut raw = vec![0u8; len as usize];
+                        file.read_exact_at(&mut raw, start).map(|()| raw)
+                    } else {
+                        read_header_section(
+                            At {
+                                file: &file,
+                                pos: start,
+                            },
+                            len,
+                        )
+                    }
                 })
                 .await
                 .map_err(std::io::Error::other)??;
                 Ok(stamp.apply(&raw))
             }
         }
+    }
+}
+
+/// Reads a file from `pos` on by position (`pread`), so the file's shared
+/// offset is neither used nor moved.
+struct At<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl Read for At<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 

@@ -65,15 +65,20 @@ impl Stamp {
         self.prefix.len() + raw_len - self.skips.iter().map(|r| r.len()).sum::<usize>()
     }
 
-    /// The pieces of the received message that are kept, in order.
+    /// The pieces of the received message that are kept, in order. `raw_len`
+    /// may be shorter than the message (its header section only, for a DSN):
+    /// the pieces then end there.
     pub(crate) fn kept(&self, raw_len: usize) -> Vec<Range<usize>> {
         let mut out = Vec::with_capacity(self.skips.len() + 1);
         let mut pos = 0;
         for skip in &self.skips {
             if skip.start > pos {
-                out.push(pos..skip.start);
+                out.push(pos..skip.start.min(raw_len));
             }
             pos = skip.end;
+            if pos >= raw_len {
+                return out;
+            }
         }
         if pos < raw_len {
             out.push(pos..raw_len);
@@ -326,6 +331,21 @@ mod tests {
             !head.contains("\r\nInjected"),
             "client-controlled HELO must not inject a header"
         );
+    }
+
+    #[test]
+    fn stamping_the_first_bytes_gives_the_first_bytes_of_the_stamped_message() {
+        // A DSN that returns the header stamps only the header section it read.
+        let raw = b"X-CLOUD-SEC-AV-SCL: false\r\nFrom: a@b\r\nX-Cloud-Sec-Av-Info: evil\r\nSubject: s\r\n\r\nbody\r\n";
+        let v = Verdict::decide(&Thresholds::default(), vec![], vec![]);
+        let s = session();
+        let st = stamp(raw, &facts(&v, &s, Action::Deliver)).unwrap();
+        assert_eq!(st.skips.len(), 2);
+        let whole = st.apply(raw);
+        for n in 0..=raw.len() {
+            let part = st.apply(&raw[..n]);
+            assert!(whole.starts_with(&part), "the first {n} bytes");
+        }
     }
 
     #[test]

@@ -169,8 +169,9 @@ fn read_spilled(path: &Path, len: u64, max: u64) -> Result<Vec<u8>, SpoolError> 
 
 /// Reads from `f` until the end of the header section under every reading
 /// a parser may use (`message::readings::extent`: stamping must see each
-/// one's whole block), at most `MAX_HEADER_SCAN` octets (or `len`).
-fn read_header_section(f: File, len: u64) -> io::Result<Vec<u8>> {
+/// one's whole block), at most `MAX_HEADER_SCAN` octets (or `len`). Also how
+/// a DSN that returns only the header reads a queued message.
+pub(crate) fn read_header_section(f: impl Read, len: u64) -> io::Result<Vec<u8>> {
     let mut r = f.take(len.min(MAX_HEADER_SCAN as u64));
     let mut out = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
