@@ -179,3 +179,65 @@ fn a_downstream_lost_mid_transaction_fails_it_temporarily_and_queues_nothing() {
     );
     assert!(!received.iter().any(|l| l.starts_with("RCPT TO:<u3@")), "{received:?}");
 }
+
+/// A field of /proc/PID/status in KiB (VmHWM: the most memory ever resident).
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("{field} in {status}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_large_proxied_message_goes_downstream_from_its_spill_file_not_from_memory() {
+    // 48 MiB, over the policy's scan_max_size (so the scan reads its header
+    // only) and over the spill threshold (so it is on disk once received):
+    // what the gateway holds at most must not grow with the message.
+    let s = Stack::new();
+    let gw = s.gateway(Options {
+        mode: "proxy",
+        policy: Some(
+            "[policy.default]\nscan_max_size = \"1MiB\"\n[[policy.default.check]]\nkind = \"content\"\n".into(),
+        ),
+        ..Options::default()
+    });
+    let mut body = support::crlf("From: a@example.org\nSubject: large\nMessage-ID: <big@x>\n\n");
+    let header_len = body.len();
+    let line = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,;:!?0123456\r\n";
+    while body.len() < 48 << 20 {
+        body.extend_from_slice(line);
+    }
+    let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
+    assert_eq!(c.cmd("NOOP").code, 250);
+    let before = status_kib(gw.pid(), "VmHWM:");
+    let r = c.send_data("a@example.org", &["user@contoso.com"], &body);
+    assert_eq!(r.code, 250, "{r}");
+    let grown = status_kib(gw.pid(), "VmHWM:").saturating_sub(before);
+
+    let got = s.downstream.wait_messages(1, Duration::from_secs(60));
+    let data = support::postfix::without_postfix_received(&got[0].data);
+    // Postfix's pipe hands lines over with LF endings.
+    let sent = String::from_utf8(body[header_len - 2..].to_vec())
+        .unwrap()
+        .replace("\r\n", "\n");
+    assert!(
+        data.ends_with(sent.as_bytes()),
+        "the body arrived byte for byte ({} bytes)",
+        data.len()
+    );
+    assert!(
+        grown < 24 << 10,
+        "the gateway's peak memory grew by {grown} KiB for a {} KiB message",
+        body.len() >> 10
+    );
+    assert!(
+        std::fs::read_dir(gw.dir.join("state/queue/incoming"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "the spill file is removed"
+    );
+    assert!(queue_is_empty(&gw));
+}

@@ -25,7 +25,7 @@ mod message;
 mod wire;
 
 pub(crate) use error::ClientError;
-pub(crate) use message::{LineBreaks, MessageBytes};
+pub(crate) use message::{CHUNK, LineBreaks, MessageBytes, line_breaks_in_file};
 #[cfg(test)]
 use wire::dot_stuff;
 use wire::{DotStuffer, expect_2xx, read_reply, send};

@@ -6,17 +6,25 @@
 //! Admission still runs first: a recipient we would refuse never reaches the
 //! downstream. Quarantined messages are kept locally (the only local state),
 //! and the downstream transaction is reset.
+//!
+//! A message spilled to disk while it was received is sent from that file a
+//! chunk at a time, as a large queued message is: proxy mode never reads a
+//! large message back into memory.
 
+use std::fs::File;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::tenant::Tenant;
 use crate::delivery::route::RouteKey;
-use crate::delivery::smtp_client::{Client, MessageBytes};
+use crate::delivery::smtp_client::{CHUNK, Client, MessageBytes, line_breaks_in_file};
 use crate::inbound::disposition::{Prepared, store};
 use crate::inbound::{Context, Settings};
 use crate::message::envelope::{BodyType, Envelope, Recipient};
 use crate::message::stamp::Stamp;
 use crate::smtp::reply::Reply;
+use crate::spool::format::MAGIC;
+use crate::spool::incoming::Body;
 
 /// An open downstream transaction.
 pub(crate) struct ProxyLeg {
@@ -157,19 +165,19 @@ pub(crate) async fn finish(shared: &Context, leg: ProxyLeg, prepared: Prepared) 
             body,
             event,
         } => {
-            let _held = shared.budget.reserve(body.len()).await;
-            let raw = match body.for_scan(u64::MAX).await {
-                Ok(raw) => raw.into_owned(),
+            // A spilled body is sent from its file a chunk at a time, as a
+            // large queued message is: it is never read back whole.
+            let stamp = Stamp::from_stored(prefix, &meta.skips);
+            let held = match Held::of(body, &stamp).await {
+                Ok(held) => held,
                 Err(e) => {
                     tracing::error!(queue_id = %meta.id, error = %e, "cannot read the message back");
                     leg.reset().await;
-                    body.discard();
                     return Reply::LOCAL_ERROR;
                 }
             };
-            body.discard();
-            let stamp = Stamp::from_stored(prefix, &meta.skips);
-            let bytes = MessageBytes::in_memory(stamp.pieces(&raw));
+            let _budget = shared.budget.reserve(held.resident()).await;
+            let bytes = held.bytes(&stamp);
             let mut leg = leg;
             match leg
                 .client
@@ -197,4 +205,81 @@ pub(crate) async fn finish(shared: &Context, leg: ProxyLeg, prepared: Prepared) 
             store(shared, other).await
         }
     }
+}
+
+/// The received message as the downstream gets it: in memory, or left in
+/// its spill file (removed when this is dropped).
+enum Held {
+    Memory(Vec<u8>),
+    File {
+        file: Arc<File>,
+        path: PathBuf,
+        len: u64,
+        bare_line_break: bool,
+    },
+}
+
+impl Held {
+    /// Takes the received body; a spilled one is read through once on the
+    /// blocking pool, in bounded chunks, for its line breaks (DATA or BDAT is
+    /// decided before the first byte is sent).
+    async fn of(body: Body, stamp: &Stamp) -> std::io::Result<Held> {
+        let (file, path, len) = match body {
+            Body::Memory(raw) => return Ok(Held::Memory(raw)),
+            Body::Spilled { file, path, len, .. } => (Arc::new(file), path, len),
+        };
+        let (reader, ranges, prefix) = (file.clone(), file_ranges(stamp, len), stamp.prefix.clone());
+        let scanned = tokio::task::spawn_blocking(move || line_breaks_in_file(&prefix, &reader, ranges)).await;
+        match scanned.map_err(std::io::Error::other).and_then(|r| r) {
+            Ok(bare_line_break) => Ok(Held::File {
+                file,
+                path,
+                len,
+                bare_line_break,
+            }),
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                Err(e)
+            }
+        }
+    }
+
+    /// What it holds in memory while it is sent: a spilled body one chunk.
+    fn resident(&self) -> u64 {
+        match self {
+            Held::Memory(raw) => raw.len() as u64,
+            Held::File { .. } => CHUNK as u64,
+        }
+    }
+
+    fn bytes<'a>(&'a self, stamp: &'a Stamp) -> MessageBytes<'a> {
+        match self {
+            Held::Memory(raw) => MessageBytes::in_memory(stamp.pieces(raw)),
+            Held::File {
+                file,
+                len,
+                bare_line_break,
+                ..
+            } => MessageBytes::from_file(&stamp.prefix, file.clone(), file_ranges(stamp, *len), *bare_line_break),
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Held::File { path, .. } = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The kept ranges of a spilled body of `len` bytes, as offsets in its file
+/// (the body follows the queue format's magic).
+fn file_ranges(stamp: &Stamp, len: u64) -> Vec<std::ops::Range<u64>> {
+    let start = MAGIC.len() as u64;
+    stamp
+        .kept(len as usize)
+        .into_iter()
+        .map(|r| start + r.start as u64..start + r.end as u64)
+        .collect()
 }

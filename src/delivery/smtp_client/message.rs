@@ -149,6 +149,28 @@ impl Chunks<'_, '_> {
     }
 }
 
+/// Whether `prefix` and then the byte `ranges` of `file` hold a bare CR or
+/// LF, read a [`CHUNK`] at a time (for [`MessageBytes::from_file`]). Blocking.
+pub(crate) fn line_breaks_in_file(
+    prefix: &[u8],
+    file: &File,
+    ranges: impl IntoIterator<Item = Range<u64>>,
+) -> io::Result<bool> {
+    let mut breaks = LineBreaks::default();
+    breaks.feed(prefix);
+    let mut buf = vec![0u8; CHUNK];
+    for range in ranges {
+        let mut at = range.start;
+        while at < range.end {
+            let n = (range.end - at).min(CHUNK as u64) as usize;
+            file.read_exact_at(&mut buf[..n], at)?;
+            breaks.feed(&buf[..n]);
+            at += n as u64;
+        }
+    }
+    Ok(breaks.bare())
+}
+
 /// Finds a bare CR or LF in bytes fed in order, however they are split.
 #[derive(Default)]
 pub(crate) struct LineBreaks {
@@ -218,5 +240,33 @@ mod tests {
         }
         assert_eq!(got, expected);
         assert!(chunks.buf.capacity() <= CHUNK, "one buffer, never grown past a chunk");
+    }
+
+    #[test]
+    fn line_breaks_in_a_file_are_those_of_the_bytes_that_will_be_sent() {
+        // CRLF lines, with a CR at the end of the first chunk and its LF at
+        // the start of the next; a bare LF only in the range left out.
+        let mut body = vec![b'x'; CHUNK - 1];
+        body.extend_from_slice(b"\r\nline\r\nskipped\nfield\r\nend\r\n");
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(b"HEAD").unwrap();
+        f.write_all(&body).unwrap();
+        let at = |needle: &[u8]| 4 + body.windows(needle.len()).position(|w| w == needle).unwrap() as u64;
+        let (skip, skip_end) = (at(b"skipped"), at(b"field"));
+        let end = 4 + body.len() as u64;
+        let kept = vec![4..skip, skip_end..end];
+        assert!(!line_breaks_in_file(b"P: 1\r\n", &f, kept.clone()).unwrap());
+        assert!(
+            line_breaks_in_file(b"P: 1\n", &f, kept).unwrap(),
+            "a bare LF in the prefix"
+        );
+        assert!(
+            line_breaks_in_file(b"", &f, std::iter::once(4..end)).unwrap(),
+            "the bare LF, kept"
+        );
+        assert!(
+            line_breaks_in_file(b"", &f, std::iter::once(4..4 + CHUNK as u64)).unwrap(),
+            "a CR at the very end"
+        );
     }
 }
