@@ -210,3 +210,42 @@ fn a_message_over_the_tenants_return_limit_comes_back_as_its_header_only() {
         }
     }
 }
+
+#[test]
+fn bouncing_a_large_message_never_reads_it_back_whole() {
+    // 48 MiB from the tenant's own sender to a recipient the downstream
+    // refuses: scanned on its header only (scan_max_size), relayed from its
+    // queue file, and bounced with its header. The gateway's peak memory
+    // must not grow with the message at any of those steps.
+    let knot = knot();
+    let stack = Stack::with(Tls::Required, true, &["localhost", "127.0.0.1"]);
+    let gw = stack.gateway(Options {
+        source_ips: vec!["127.0.0.3".into()],
+        policy: Some(
+            "[policy.default]\nscan_max_size = \"1MiB\"\n[[policy.default.check]]\nkind = \"content\"\n".into(),
+        ),
+        extra: format!("[dns]\nservers = [\"{}\"]\n", knot.addr()),
+        ..Options::default()
+    });
+    let mut body = support::crlf("From: alice@contoso.com\nSubject: large bounce\nMessage-ID: <lb@x>\n\n");
+    while body.len() < 48 << 20 {
+        body.extend_from_slice(format!("{SECRET}, a long line of a large message.\r\n").as_bytes());
+    }
+    let mut c = Client::connect_tls(gw.smtp, &stack.pki.ca, None);
+    assert_eq!(c.cmd("NOOP").code, 250);
+    let before = gw.peak_memory_kib();
+    let r = c.send_data("alice@contoso.com", &["reject@contoso.com"], &body);
+    assert_eq!(r.code, 250, "{r}");
+
+    let got = stack.downstream.wait_messages(1, Duration::from_secs(60));
+    let dsn = String::from_utf8_lossy(&got[0].data);
+    assert_eq!(got[0].recipient, "alice@contoso.com");
+    assert!(dsn.contains("Final-Recipient: rfc822; reject@contoso.com"), "{dsn}");
+    assert!(dsn.contains("Subject: large bounce") && !dsn.contains(SECRET), "{dsn}");
+    let grown = gw.peak_memory_kib().saturating_sub(before);
+    assert!(
+        grown < 24 << 10,
+        "the gateway's peak memory grew by {grown} KiB for a {} KiB message",
+        body.len() >> 10
+    );
+}

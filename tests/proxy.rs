@@ -180,16 +180,6 @@ fn a_downstream_lost_mid_transaction_fails_it_temporarily_and_queues_nothing() {
     assert!(!received.iter().any(|l| l.starts_with("RCPT TO:<u3@")), "{received:?}");
 }
 
-/// A field of /proc/PID/status in KiB (VmHWM: the most memory ever resident).
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .unwrap_or_else(|| panic!("{field} in {status}"));
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[test]
 fn a_large_proxied_message_goes_downstream_from_its_spill_file_not_from_memory() {
     // 48 MiB, over the policy's scan_max_size (so the scan reads its header
@@ -211,10 +201,10 @@ fn a_large_proxied_message_goes_downstream_from_its_spill_file_not_from_memory()
     }
     let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
     assert_eq!(c.cmd("NOOP").code, 250);
-    let before = status_kib(gw.pid(), "VmHWM:");
+    let before = gw.peak_memory_kib();
     let r = c.send_data("a@example.org", &["user@contoso.com"], &body);
     assert_eq!(r.code, 250, "{r}");
-    let grown = status_kib(gw.pid(), "VmHWM:").saturating_sub(before);
+    let grown = gw.peak_memory_kib().saturating_sub(before);
 
     let got = s.downstream.wait_messages(1, Duration::from_secs(60));
     let data = support::postfix::without_postfix_received(&got[0].data);

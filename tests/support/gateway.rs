@@ -311,6 +311,16 @@ impl Gateway {
         self.child.as_ref().unwrap().id()
     }
 
+    /// The most memory the gateway has held resident so far (VmHWM), in KiB.
+    pub fn peak_memory_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .unwrap_or_else(|| panic!("no VmHWM in {status}"));
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
     pub fn signal(&self, signal: i32) {
         // SAFETY: sending a signal to our own child process.
         unsafe {
