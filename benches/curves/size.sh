@@ -9,6 +9,8 @@
 # log line: reading the body back, admission, every check; summed over the point's messages,
 # divided by the client's run time), and Postfix's msg/s, MB/s and peak summed Pss.
 # It prints a table, writes benches/curves/results/size.dat and three PNGs (plot.sh, log x).
+# With MODE=proxy exogate relays during the session instead of queueing (the files are then
+# named size-proxy*): its memory is that of a message sent on from its spill file.
 #
 # Owns: its run folder and every process it starts (benches/load/lib.sh); the files it writes
 # under OUT. Invariants: a fresh server per point (VmHWM never carries over); every message sent
@@ -20,6 +22,7 @@
 #        POINT_BYTES=200000000  bytes sent per point: count = POINT_BYTES / size, clamped to
 #        MIN_COUNT=2 .. MAX_COUNT=100 (so every point takes a few seconds)
 #        SYSTEMS="exogate postfix"
+#        MODE=queue              exogate's [delivery] mode: queue or proxy
 #        EXOGATE_BEFORE=PATH     also run this exogate binary (e.g. an older commit's build) at every
 #                               point, in the same run: a note line under each row, columns 12-15
 #        OUT=benches/curves/results            where the .dat and PNGs go
@@ -33,9 +36,12 @@ POINT_BYTES=${POINT_BYTES:-200000000}
 MIN_COUNT=${MIN_COUNT:-2}
 MAX_COUNT=${MAX_COUNT:-100}
 SYSTEMS=${SYSTEMS:-"exogate postfix"}
+MODE=${MODE:-queue}
 OUT=${OUT:-$ROOT/benches/curves/results}
 mkdir -p "$OUT"
-DAT=$OUT/size.dat
+TAG=""
+[ "$MODE" = queue ] || TAG="-$MODE"
+DAT=$OUT/size$TAG.dat
 
 count_for() {
     local c=$((POINT_BYTES / $1))
@@ -44,7 +50,7 @@ count_for() {
     echo "$c"
 }
 
-bench_header "size curve: messages with a base64 attachment, 10 KB to 150 MB, exogate and Postfix"
+bench_header "size curve: messages with a base64 attachment, 10 KB to 150 MB, exogate ($MODE mode) and Postfix"
 say "load:      sizes $SIZES bytes; $POINT_BYTES bytes per point ($MIN_COUNT to $MAX_COUNT messages), one STARTTLS session, BDAT 1 MiB chunks; state on $(df -T "$RUN" | awk 'NR == 2 { print $2 }')"
 say ""
 start_dns
@@ -64,7 +70,7 @@ for size in $SIZES; do
     ok="ok"
     bytes=$size
     if has_sys exogate; then
-        start_exogate "z$i" queue
+        start_exogate "z$i" "$MODE"
         rest=$(mem_of_session "$GW_SID" VmRSS)
         run_big "exo-$i" "$GW_PORT" "$GW_SID" "$size" "$count"
         bytes=$BIG_BYTES
@@ -78,7 +84,7 @@ for size in $SIZES; do
         stop_session "$GW_SID"
     fi
     if [ -n "${EXOGATE_BEFORE:-}" ]; then
-        EXOGATE=$EXOGATE_BEFORE start_exogate "zb$i" queue
+        EXOGATE=$EXOGATE_BEFORE start_exogate "zb$i" "$MODE"
         run_big "exo-before-$i" "$GW_PORT" "$GW_SID" "$size" "$count"
         rate=$(calc "$BIG_DELIVERED / $BIG_E2E_S" 2)
         scan_ms=$(grep 'message scanned' "$GW_DIR/gateway.log" | grep -o 'scan_ms=[0-9]*' | cut -d= -f2 | awk '{ s += $1 } END { print s + 0 }')
@@ -114,16 +120,16 @@ grep -v '^  #   ' "$RUN/notes.txt" 2>/dev/null | head -n 20 || true
 
 plot=$ROOT/benches/curves/plot.sh
 # Column 1 is bytes: plot against MB with a derived data file (plot.sh plots column 1 as x).
-awk '/^#/ { print; next } { $1 = $1 / 1000000; print }' "$DAT" >"$OUT/size-mb.dat"
-"$plot" "$OUT/size-msgs.png" "Messages per second against message size (one session, BDAT)" "message size (MB)" "messages/s" \
-    "$OUT/size-mb.dat" --logx --logy 2:exogate 4:Postfix
-"$plot" "$OUT/size-mbs.png" "Throughput (MB/s) against message size (one session, BDAT)" "message size (MB)" "MB/s" \
-    "$OUT/size-mb.dat" --logx 3:exogate 5:Postfix
+awk '/^#/ { print; next } { $1 = $1 / 1000000; print }' "$DAT" >"$OUT/size$TAG-mb.dat"
+"$plot" "$OUT/size$TAG-msgs.png" "Messages per second against message size (one session, BDAT; exogate in $MODE mode)" "message size (MB)" "messages/s" \
+    "$OUT/size$TAG-mb.dat" --logx --logy 2:exogate 4:Postfix
+"$plot" "$OUT/size$TAG-mbs.png" "Throughput (MB/s) against message size (one session, BDAT; exogate in $MODE mode)" "message size (MB)" "MB/s" \
+    "$OUT/size$TAG-mb.dat" --logx 3:exogate 5:Postfix
 before_series=()
 [ -n "${EXOGATE_BEFORE:-}" ] && before_series=(14:"exogate before: peak RSS" 15:"exogate before: peak RssAnon")
-"$plot" "$OUT/size-rss.png" "Peak memory against message size" "message size (MB)" "MB" \
-    "$OUT/size-mb.dat" --logx --logy 6:"exogate peak RSS (VmHWM)" 7:"exogate peak RssAnon" 8:"Postfix peak summed Pss" 9:"the message itself" "${before_series[@]}"
-say "data: $DAT ($OUT/size-mb.dat in MB); plots: $OUT/size-msgs.png $OUT/size-mbs.png $OUT/size-rss.png"
+"$plot" "$OUT/size$TAG-rss.png" "Peak memory against message size (exogate in $MODE mode)" "message size (MB)" "MB" \
+    "$OUT/size$TAG-mb.dat" --logx --logy 6:"exogate peak RSS (VmHWM)" 7:"exogate peak RssAnon" 8:"Postfix peak summed Pss" 9:"the message itself" "${before_series[@]}"
+say "data: $DAT ($OUT/size$TAG-mb.dat in MB); plots: $OUT/size$TAG-msgs.png $OUT/size$TAG-mbs.png $OUT/size$TAG-rss.png"
 say "total run time $(($(date +%s) - BENCH_START)) s; load average now $(cut -d" " -f1-3 /proc/loadavg)"
 if [ "$FAILED" != 0 ]; then
     say "RESULT: FAILURE (messages lost or refused; see the lines marked FAILURE; logs in $RUN)"
