@@ -222,12 +222,22 @@ fn a_large_proxied_message_goes_downstream_from_its_spill_file_not_from_memory()
         "the gateway's peak memory grew by {grown} KiB for a {} KiB message",
         body.len() >> 10
     );
-    assert!(
+    let incoming_is_empty = || {
         std::fs::read_dir(gw.dir.join("state/queue/incoming"))
             .unwrap()
             .next()
-            .is_none(),
-        "the spill file is removed"
-    );
+            .is_none()
+    };
+    assert!(incoming_is_empty(), "the spill file is removed");
+
+    // Refused by the downstream at the end of the data: the spill file goes too.
+    let refused = [
+        &support::crlf("From: x@example.org\nSubject: refused\n\n")[..],
+        &body[..4 << 20],
+    ]
+    .concat();
+    let r = c.send_data("rejectdata@example.org", &["user@contoso.com"], &refused);
+    assert_eq!(r.code, 554, "{r}");
+    assert!(incoming_is_empty(), "the refused message's spill file is removed");
     assert!(queue_is_empty(&gw));
 }

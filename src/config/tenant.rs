@@ -145,7 +145,7 @@ pub struct DsnPolicy {
     pub outgoing: DsnWhen,
     pub internal: DsnWhen,
     pub return_content: ReturnContent,
-    /// Above this many bytes (stamped), `Full` returns the header only, as
+    /// Above this many bytes (received or stamped), `Full` returns the header only, as
     /// Postfix's `bounce_size_limit` does: a DSN never carries, nor holds in
     /// memory, a large message.
     pub return_limit: u64,

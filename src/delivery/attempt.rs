@@ -95,8 +95,12 @@ async fn attempt(cx: &Context, id: &str, stored: &Message, started: Instant) -> 
             .by_portal(&meta.tenant)
             .map(|t| t.dsn)
             .unwrap_or_default();
-        let stamped_len = stamp.stamped_len(stored.trailer.body_len as usize) as u64;
-        let full = dsn::returns_full(&meta.envelope, &policy, stamped_len);
+        // The limit bounds what is read (the received body) and what goes
+        // back (the stamped message): owned fields removed may make either
+        // the larger.
+        let received = stored.trailer.body_len as usize;
+        let size = received.max(stamp.stamped_len(received)) as u64;
+        let full = dsn::returns_full(&meta.envelope, &policy, size);
         let queued = match stored.for_dsn(&stamp, full).await {
             Ok(original) => {
                 let returned = Returned {

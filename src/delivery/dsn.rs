@@ -46,12 +46,11 @@ pub(crate) fn wanted(envelope: &Envelope, index: usize) -> bool {
 }
 
 /// Whether a DSN returns the message whole: the sender asked (`RET=FULL`),
-/// the tenant allows it, and the stamped message (`stamped_len` bytes) is
-/// within the tenant's `return_limit`. Otherwise only its header goes back.
-pub(crate) fn returns_full(envelope: &Envelope, policy: &DsnPolicy, stamped_len: u64) -> bool {
-    envelope.ret == Some(DsnReturn::Full)
-        && policy.return_content == ReturnContent::Full
-        && stamped_len <= policy.return_limit
+/// the tenant allows it, and the message (`size` bytes, the larger of its
+/// received and stamped sizes) is within the tenant's `return_limit`.
+/// Otherwise only its header goes back.
+pub(crate) fn returns_full(envelope: &Envelope, policy: &DsnPolicy, size: u64) -> bool {
+    envelope.ret == Some(DsnReturn::Full) && policy.return_content == ReturnContent::Full && size <= policy.return_limit
 }
 
 /// Builds the DSN message bytes for `failed` recipients of the message

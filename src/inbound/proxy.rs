@@ -23,8 +23,7 @@ use crate::inbound::{Context, Settings};
 use crate::message::envelope::{BodyType, Envelope, Recipient};
 use crate::message::stamp::Stamp;
 use crate::smtp::reply::Reply;
-use crate::spool::format::MAGIC;
-use crate::spool::incoming::Body;
+use crate::spool::incoming::{BODY_START, Body};
 
 /// An open downstream transaction.
 pub(crate) struct ProxyLeg {
@@ -213,10 +212,21 @@ enum Held {
     Memory(Vec<u8>),
     File {
         file: Arc<File>,
-        path: PathBuf,
+        /// Held for its drop, which removes the file.
+        _spill: SpillFile,
         len: u64,
         bare_line_break: bool,
     },
+}
+
+/// A spill file's path, the file removed when this is dropped: on every
+/// way out, a session dropped while it waits included.
+struct SpillFile(PathBuf);
+
+impl Drop for SpillFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 impl Held {
@@ -224,24 +234,19 @@ impl Held {
     /// blocking pool, in bounded chunks, for its line breaks (DATA or BDAT is
     /// decided before the first byte is sent).
     async fn of(body: Body, stamp: &Stamp) -> std::io::Result<Held> {
-        let (file, path, len) = match body {
+        let (file, spill, len) = match body {
             Body::Memory(raw) => return Ok(Held::Memory(raw)),
-            Body::Spilled { file, path, len, .. } => (Arc::new(file), path, len),
+            Body::Spilled { file, path, len, .. } => (Arc::new(file), SpillFile(path), len),
         };
         let (reader, ranges, prefix) = (file.clone(), file_ranges(stamp, len), stamp.prefix.clone());
         let scanned = tokio::task::spawn_blocking(move || line_breaks_in_file(&prefix, &reader, ranges)).await;
-        match scanned.map_err(std::io::Error::other).and_then(|r| r) {
-            Ok(bare_line_break) => Ok(Held::File {
-                file,
-                path,
-                len,
-                bare_line_break,
-            }),
-            Err(e) => {
-                let _ = std::fs::remove_file(&path);
-                Err(e)
-            }
-        }
+        let bare_line_break = scanned.map_err(std::io::Error::other)??;
+        Ok(Held::File {
+            file,
+            _spill: spill,
+            len,
+            bare_line_break,
+        })
     }
 
     /// What it holds in memory while it is sent: a spilled body one chunk.
@@ -265,18 +270,9 @@ impl Held {
     }
 }
 
-impl Drop for Held {
-    fn drop(&mut self) {
-        if let Held::File { path, .. } = self {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-/// The kept ranges of a spilled body of `len` bytes, as offsets in its file
-/// (the body follows the queue format's magic).
+/// The kept ranges of a spilled body of `len` bytes, as offsets in its file.
 fn file_ranges(stamp: &Stamp, len: u64) -> Vec<std::ops::Range<u64>> {
-    let start = MAGIC.len() as u64;
+    let start = BODY_START;
     stamp
         .kept(len as usize)
         .into_iter()

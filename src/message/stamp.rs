@@ -60,9 +60,16 @@ impl Stamp {
         pieces
     }
 
-    /// Length of the stamped message.
+    /// Length of the stamped message (of `raw_len` bytes of it: the skips are
+    /// counted only as far as they reach into those, as in [`Stamp::kept`];
+    /// a header section cut at `MAX_HEADER_SCAN` may end before them).
     pub fn stamped_len(&self, raw_len: usize) -> usize {
-        self.prefix.len() + raw_len - self.skips.iter().map(|r| r.len()).sum::<usize>()
+        let skipped: usize = self
+            .skips
+            .iter()
+            .map(|r| r.end.min(raw_len) - r.start.min(raw_len))
+            .sum();
+        self.prefix.len() + raw_len - skipped
     }
 
     /// The pieces of the received message that are kept, in order. `raw_len`
@@ -345,6 +352,21 @@ mod tests {
         for n in 0..=raw.len() {
             let part = st.apply(&raw[..n]);
             assert!(whole.starts_with(&part), "the first {n} bytes");
+            assert_eq!(part.len(), st.stamped_len(n));
+        }
+
+        // Owned fields far longer than our prefix, past where the bytes end
+        // (a header section read up to MAX_HEADER_SCAN stops inside them).
+        let mut raw = b"From: a@b\r\n".to_vec();
+        for _ in 0..200 {
+            raw.extend_from_slice(b"X-Cloud-Sec-Av-Junk: forged forged forged forged forged forged forged\r\n");
+        }
+        raw.extend_from_slice(b"Subject: s\r\n\r\nbody\r\n");
+        let st = stamp(&raw, &facts(&v, &s, Action::Deliver)).unwrap();
+        let skipped: usize = st.skips.iter().map(|r| r.len()).sum();
+        assert!(skipped > 10 * st.prefix.len(), "{skipped} bytes of owned fields");
+        for n in [0, 5, 11, 12, 100, raw.len() / 2, raw.len()] {
+            assert_eq!(st.apply(&raw[..n]).len(), st.stamped_len(n), "the first {n} bytes");
         }
     }
 

@@ -5,6 +5,9 @@
 //!
 //! Nothing here is durable: a body becomes durable only through
 //! `Spool::commit`. An unfinished spill file is removed when dropped.
+//!
+//! `read_header_section` also serves a DSN that returns only the header of
+//! a queued message (the body starts at `BODY_START` in both kinds of file).
 
 use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
@@ -14,6 +17,10 @@ use std::path::{Path, PathBuf};
 use crate::message::readings::{MAX_HEADER_SCAN, extent};
 use crate::spool::error::{SpoolError, io_err};
 use crate::spool::format::MAGIC;
+
+/// Where a spilled body starts in its file (after the queue format's magic,
+/// as in a queue file).
+pub(crate) const BODY_START: u64 = MAGIC.len() as u64;
 
 /// A message body being received: in memory up to a threshold, then on disk.
 pub(crate) struct IncomingBody {
@@ -157,7 +164,7 @@ impl Body {
 /// if at most `max` bytes, else its header section. Blocking.
 fn read_spilled(path: &Path, len: u64, max: u64) -> Result<Vec<u8>, SpoolError> {
     let mut f = File::open(path).map_err(io_err(path))?;
-    f.seek(SeekFrom::Start(MAGIC.len() as u64)).map_err(io_err(path))?;
+    f.seek(SeekFrom::Start(BODY_START)).map_err(io_err(path))?;
     if len <= max {
         let mut v = Vec::with_capacity(len as usize);
         f.take(len).read_to_end(&mut v).map_err(io_err(path))?;
