@@ -633,3 +633,28 @@ fn a_large_message_is_relayed_from_its_queue_file_byte_for_byte() {
     assert!(prefix.starts_with("Received: from "), "{prefix}");
     assert_eq!(prefix.matches("X-CLOUD-SEC-AV-SCL:").count(), 1, "{prefix}");
 }
+
+#[test]
+fn a_recipient_delivered_once_is_not_sent_again_while_another_is_retried() {
+    // The real Postfix takes user@ and answers 450 for tempfail@ at every
+    // attempt: each retry (every second here) must carry tempfail@ alone.
+    let s = Stack::new();
+    let gw = s.gateway(Options::default());
+    let mut c = Client::connect_tls(gw.smtp, &s.pki.ca, None);
+    let msg = support::crlf("From: a@example.org\nSubject: partial\nMessage-ID: <partial@x>\n\nhi\n");
+    let r = c.send_data("a@example.org", &["user@contoso.com", "tempfail@contoso.com"], &msg);
+    assert_eq!(r.code, 250, "{r}");
+    assert!(
+        support::wait_for(Duration::from_secs(30), || (gw.count_log("delivery deferred") >= 3)
+            .then_some(()))
+        .is_some(),
+        "{}",
+        gw.log()
+    );
+    let maillog = s.downstream.maillog();
+    let refused = maillog.matches("<tempfail@contoso.com>").count();
+    assert!(refused >= 3, "tempfail@ asked for at every attempt: {maillog}");
+    let got = s.downstream.messages();
+    assert_eq!(got.len(), 1, "user@ got one copy: {got:#?}");
+    assert_eq!(got[0].recipient, "user@contoso.com");
+}

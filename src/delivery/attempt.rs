@@ -87,7 +87,14 @@ async fn attempt(cx: &Context, id: &str, stored: &Message, started: Instant) -> 
         sorted.expire(cx, id, meta, attempts);
     }
 
-    if !sorted.permanent.is_empty() && meta.kind == Kind::Message {
+    let bounce = !sorted.permanent.is_empty() && meta.kind == Kind::Message;
+    if bounce || !sorted.temporary.is_empty() {
+        // What was delivered is on record before anything else is done, so
+        // nothing that follows (a DSN that cannot be queued, even a panic,
+        // which the queue retries) sends it a second time.
+        record_delivered(cx, id, &results);
+    }
+    if bounce {
         let policy = cx
             .settings
             .load()
@@ -116,8 +123,6 @@ async fn attempt(cx: &Context, id: &str, stored: &Message, started: Instant) -> 
         };
         if let Err(e) = queued {
             tracing::error!(queue_id = id, error = %e, "cannot queue the DSN; will retry the message later");
-            // What was delivered stays delivered: never sent twice.
-            record_delivered(cx, id, &results);
             return Outcome::Retry { due: now + 60 };
         }
     }
@@ -363,8 +368,9 @@ fn record_delivered(cx: &Context, id: &str, results: &[(usize, RcptResult)]) {
     }
 }
 
-/// Some recipients are still pending: records what is final and when to
-/// retry, per the message's retry schedule.
+/// Some recipients are still pending: records what failed for good and when
+/// to retry, per the message's retry schedule (what was delivered is already
+/// on record).
 #[allow(clippy::too_many_arguments)]
 fn defer(
     cx: &Context,
@@ -378,18 +384,13 @@ fn defer(
 ) -> Outcome {
     let spool = &cx.spool;
     for (index, result) in results {
-        let event = match result {
-            RcptResult::Delivered(r) => StateEvent::Delivered {
+        if let RcptResult::Permanent(r) = result {
+            let event = StateEvent::Failed {
                 rcpt: *index,
                 reply: r.one_line(),
-            },
-            RcptResult::Permanent(r) => StateEvent::Failed {
-                rcpt: *index,
-                reply: r.one_line(),
-            },
-            RcptResult::Temporary(_) => continue,
-        };
-        let _ = spool.append(Area::Active, id, &event);
+            };
+            let _ = spool.append(Area::Active, id, &event);
+        }
     }
     for f in sorted.permanent.iter().filter(|f| f.expired) {
         let _ = spool.append(
