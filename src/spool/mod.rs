@@ -10,7 +10,7 @@
 //! the directory fsync beside the file's, not after it, was measured slower:
 //! it can force a journal commit of its own.) Both fsyncs are still made,
 //! so the guarantee does not depend on the file system. Directory fsyncs of
-//! concurrent commits are batched by one syncer thread. Files under
+//! concurrent commits are batched (group commit, in `syncer`). Files under
 //! `incoming/` and `*.tmp` files were never acknowledged and are removed at
 //! start-up. A file in `active/` that fails validation (including one cut
 //! short by a power loss between its rename and its fsync, never
@@ -43,11 +43,10 @@ pub use lock::{LockError, StateLock};
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 
 use crate::spool::incoming::Body;
 use format::{FOOTER_LEN, FormatError, MAGIC, Meta, Trailer};
-use syncer::{SyncRequest, spawn_dir_syncer};
+use syncer::DirSyncs;
 
 /// Which directory a committed message goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +90,7 @@ pub(crate) struct Spool {
     quarantine: PathBuf,
     reports: PathBuf,
     hold: PathBuf,
-    syncer: mpsc::Sender<SyncRequest>,
+    syncs: std::sync::Arc<DirSyncs>,
 }
 
 impl Spool {
@@ -118,7 +117,7 @@ impl Spool {
             quarantine,
             reports,
             hold,
-            syncer: spawn_dir_syncer(),
+            syncs: Default::default(),
         })
     }
 
@@ -156,8 +155,9 @@ impl Spool {
         let incoming = self.dir(area).join(format!("{}.tmp", meta.id));
         let cleanup = incoming.clone();
         let target_for_cleanup = target.clone();
+        let (syncs, dir) = (self.syncs.clone(), self.dir(area).to_path_buf());
         let write = move || -> Result<(), SpoolError> {
-            match body {
+            let synced = match body {
                 Body::Memory(bytes) => {
                     let mut crc = crc32fast::Hasher::new();
                     crc.update(MAGIC);
@@ -191,7 +191,9 @@ impl Spool {
                     // directory and grew since; its inode must be durable too.
                     file.sync_all().map_err(io_err(&target))
                 }
-            }
+            };
+            synced?;
+            syncs.sync(&dir).map_err(io_err(&dir))
         };
         let result = tokio::task::spawn_blocking(write).await.map_err(|e| SpoolError::Io {
             path: self.incoming.clone(),
@@ -203,10 +205,6 @@ impl Spool {
             // Perhaps renamed but not durable: the session answers 4xx, so the
             // file must not stay for the scheduler to deliver. Ids are unique,
             // so nothing else can have this name.
-            let _ = fs::remove_file(&target_for_cleanup);
-            return Err(e);
-        }
-        if let Err(e) = self.sync_dir(self.dir(area)).await {
             let _ = fs::remove_file(&target_for_cleanup);
             return Err(e);
         }
