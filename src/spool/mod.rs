@@ -46,7 +46,8 @@ use std::path::{Path, PathBuf};
 
 use crate::spool::incoming::Body;
 use format::{FOOTER_LEN, FormatError, MAGIC, Meta, Trailer};
-use syncer::DirSyncs;
+use std::sync::Arc;
+use syncer::DirSync;
 
 /// Which directory a committed message goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,16 +82,15 @@ pub(crate) struct Queued {
     pub(crate) body_start: u64,
 }
 
-/// The directories and the syncer.
+/// The directories; those messages are committed to carry their fsyncs.
 pub(crate) struct Spool {
     pub(crate) root: PathBuf,
     pub(crate) incoming: PathBuf,
-    active: PathBuf,
     corrupt: PathBuf,
-    quarantine: PathBuf,
-    reports: PathBuf,
-    hold: PathBuf,
-    syncs: std::sync::Arc<DirSyncs>,
+    active: Arc<DirSync>,
+    quarantine: Arc<DirSync>,
+    reports: Arc<DirSync>,
+    hold: Arc<DirSync>,
 }
 
 impl Spool {
@@ -112,22 +112,25 @@ impl Spool {
         Ok(Spool {
             root,
             incoming,
-            active,
             corrupt,
-            quarantine,
-            reports,
-            hold,
-            syncs: Default::default(),
+            active: DirSync::new(active),
+            quarantine: DirSync::new(quarantine),
+            reports: DirSync::new(reports),
+            hold: DirSync::new(hold),
         })
     }
 
-    pub(super) fn dir(&self, area: Area) -> &Path {
+    fn area(&self, area: Area) -> &Arc<DirSync> {
         match area {
             Area::Active => &self.active,
             Area::Quarantine => &self.quarantine,
             Area::Reports => &self.reports,
             Area::Hold => &self.hold,
         }
+    }
+
+    pub(super) fn dir(&self, area: Area) -> &Path {
+        self.area(area).path()
     }
 
     pub(crate) fn path(&self, area: Area, id: &str) -> PathBuf {
@@ -155,7 +158,7 @@ impl Spool {
         let incoming = self.dir(area).join(format!("{}.tmp", meta.id));
         let cleanup = incoming.clone();
         let target_for_cleanup = target.clone();
-        let (syncs, dir) = (self.syncs.clone(), self.dir(area).to_path_buf());
+        let dir = self.area(area).clone();
         let write = move || -> Result<(), SpoolError> {
             let synced = match body {
                 Body::Memory(bytes) => {
@@ -193,7 +196,7 @@ impl Spool {
                 }
             };
             synced?;
-            syncs.sync(&dir).map_err(io_err(&dir))
+            dir.sync().map_err(io_err(dir.path()))
         };
         let result = tokio::task::spawn_blocking(write).await.map_err(|e| SpoolError::Io {
             path: self.incoming.clone(),
@@ -277,7 +280,7 @@ impl Spool {
     /// The active directory's modification time: it changes whenever a message
     /// file is created, renamed or removed there (None if it cannot be read).
     pub(crate) fn active_mtime(&self) -> Option<std::time::SystemTime> {
-        fs::metadata(&self.active).and_then(|m| m.modified()).ok()
+        fs::metadata(self.active.path()).and_then(|m| m.modified()).ok()
     }
 
     /// Ids of the committed messages in `area`, oldest first.
@@ -566,12 +569,12 @@ mod tests {
         let full = format::encode_all(b"A: b\r\n\r\nbody\r\n", &meta(&torn), b"");
         fs::write(spool.path(Area::Active, &torn), &full[..full.len() - 10]).unwrap();
         fs::write(spool.incoming.join("PARTIAL"), b"EXOQ1").unwrap();
-        fs::write(spool.active.join("HALF.tmp"), b"EXOQ1").unwrap();
+        fs::write(spool.dir(Area::Active).join("HALF.tmp"), b"EXOQ1").unwrap();
         let r = spool.recover().unwrap();
         assert_eq!(r.valid, vec![good]);
         assert_eq!(r.corrupt.len(), 1);
         assert_eq!(r.incomplete_removed, 2);
-        assert!(!spool.active.join("HALF.tmp").exists());
+        assert!(!spool.dir(Area::Active).join("HALF.tmp").exists());
         assert_eq!(spool.corrupt_count(), 1);
         assert!(!spool.path(Area::Active, &torn).exists());
     }

@@ -28,7 +28,7 @@ impl Spool {
             }
         }
         // Files still being written when the process stopped: never acknowledged.
-        for dir in [&self.active, &self.quarantine] {
+        for dir in [self.dir(Area::Active), self.dir(Area::Quarantine)] {
             for entry in fs::read_dir(dir).map_err(io_err(dir))? {
                 let path = entry.map_err(io_err(dir))?.path();
                 if path.extension().is_some_and(|e| e == "tmp") && fs::remove_file(&path).is_ok() {

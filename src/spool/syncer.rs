@@ -14,20 +14,14 @@
 //! A failed fsync marks nobody as synced: each waiter then tries its own and
 //! reports its own error. Blocking: called on the blocking pool.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
-/// The fsync state of every directory commits land in.
-#[derive(Default)]
-pub(super) struct DirSyncs {
-    dirs: Mutex<HashMap<PathBuf, Arc<DirSync>>>,
-}
-
-#[derive(Default)]
-struct DirSync {
+/// A directory messages are committed to, and the state of its fsyncs.
+pub(super) struct DirSync {
+    path: PathBuf,
     state: Mutex<Round>,
     done: Condvar,
 }
@@ -42,20 +36,22 @@ struct Round {
     running: bool,
 }
 
-impl DirSyncs {
-    /// Returns once `dir` was fsynced by a call that started after this one
-    /// was made.
-    pub(super) fn sync(&self, dir: &Path) -> io::Result<()> {
-        let entry = {
-            let mut dirs = self.dirs.lock().unwrap_or_else(PoisonError::into_inner);
-            dirs.entry(dir.to_path_buf()).or_default().clone()
-        };
-        entry.sync(dir)
-    }
-}
-
 impl DirSync {
-    fn sync(&self, dir: &Path) -> io::Result<()> {
+    pub(super) fn new(path: PathBuf) -> Arc<DirSync> {
+        Arc::new(DirSync {
+            path,
+            state: Mutex::default(),
+            done: Condvar::new(),
+        })
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Returns once the directory was fsynced by a call that started after
+    /// this one was made.
+    pub(super) fn sync(&self) -> io::Result<()> {
         let mut round = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         round.asked += 1;
         let ticket = round.asked;
@@ -67,7 +63,7 @@ impl DirSync {
                 round.running = true;
                 let covers = round.asked;
                 drop(round);
-                let result = File::open(dir).and_then(|f| f.sync_all());
+                let result = File::open(&self.path).and_then(|f| f.sync_all());
                 let mut after = self.state.lock().unwrap_or_else(PoisonError::into_inner);
                 after.running = false;
                 if result.is_ok() {
@@ -89,13 +85,13 @@ mod tests {
     #[test]
     fn every_caller_returns_after_an_fsync_and_concurrent_ones_share_them() {
         let dir = tempfile::tempdir().unwrap();
-        let syncs = Arc::new(DirSyncs::default());
+        let sync = DirSync::new(dir.path().to_path_buf());
         let threads: Vec<_> = (0..16)
             .map(|_| {
-                let (syncs, path) = (syncs.clone(), dir.path().to_path_buf());
+                let sync = sync.clone();
                 std::thread::spawn(move || {
                     for _ in 0..50 {
-                        syncs.sync(&path).unwrap();
+                        sync.sync().unwrap();
                     }
                 })
             })
@@ -103,8 +99,7 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        let entry = syncs.dirs.lock().unwrap()[dir.path()].clone();
-        let round = entry.state.lock().unwrap();
+        let round = sync.state.lock().unwrap();
         assert_eq!(round.asked, 800);
         assert_eq!(round.synced, 800, "every ticket covered");
         assert!(!round.running);
@@ -112,11 +107,9 @@ mod tests {
 
     #[test]
     fn a_directory_that_cannot_be_synced_is_an_error_for_each_caller() {
-        let syncs = DirSyncs::default();
-        let missing = Path::new("/nonexistent/exogate-spool");
-        assert!(syncs.sync(missing).is_err());
-        assert!(syncs.sync(missing).is_err(), "a failure covers nobody");
-        let entry = syncs.dirs.lock().unwrap()[missing].clone();
-        assert_eq!(entry.state.lock().unwrap().synced, 0);
+        let sync = DirSync::new(PathBuf::from("/nonexistent/exogate-spool"));
+        assert!(sync.sync().is_err());
+        assert!(sync.sync().is_err(), "a failure covers nobody");
+        assert_eq!(sync.state.lock().unwrap().synced, 0);
     }
 }
