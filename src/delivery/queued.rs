@@ -5,7 +5,6 @@
 //! do: hand out bytes of a file whose checksum was not verified.
 
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
@@ -48,10 +47,7 @@ impl Message {
             } => MessageBytes::from_file(
                 &stamp.prefix,
                 file.clone(),
-                stamp
-                    .kept(self.trailer.body_len as usize)
-                    .into_iter()
-                    .map(|r| start + r.start as u64..start + r.end as u64),
+                stamp.kept_in_file(self.trailer.body_len as usize, *start),
                 *bare_line_break,
             ),
         }
@@ -70,13 +66,7 @@ impl Message {
                         let mut raw = vec![0u8; len as usize];
                         file.read_exact_at(&mut raw, start).map(|()| raw)
                     } else {
-                        read_header_section(
-                            At {
-                                file: &file,
-                                pos: start,
-                            },
-                            len,
-                        )
+                        read_header_section(&file, start, len)
                     }
                 })
                 .await
@@ -84,21 +74,6 @@ impl Message {
                 Ok(stamp.apply(&raw))
             }
         }
-    }
-}
-
-/// Reads a file from `pos` on by position (`pread`), so the file's shared
-/// offset is neither used nor moved.
-struct At<'a> {
-    file: &'a File,
-    pos: u64,
-}
-
-impl Read for At<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.file.read_at(buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
     }
 }
 

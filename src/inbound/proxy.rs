@@ -238,7 +238,11 @@ impl Held {
             Body::Memory(raw) => return Ok(Held::Memory(raw)),
             Body::Spilled { file, path, len, .. } => (Arc::new(file), SpillFile(path), len),
         };
-        let (reader, ranges, prefix) = (file.clone(), file_ranges(stamp, len), stamp.prefix.clone());
+        let (reader, ranges, prefix) = (
+            file.clone(),
+            stamp.kept_in_file(len as usize, BODY_START),
+            stamp.prefix.clone(),
+        );
         let scanned = tokio::task::spawn_blocking(move || line_breaks_in_file(&prefix, &reader, ranges)).await;
         let bare_line_break = scanned.map_err(std::io::Error::other)??;
         Ok(Held::File {
@@ -265,17 +269,12 @@ impl Held {
                 len,
                 bare_line_break,
                 ..
-            } => MessageBytes::from_file(&stamp.prefix, file.clone(), file_ranges(stamp, *len), *bare_line_break),
+            } => MessageBytes::from_file(
+                &stamp.prefix,
+                file.clone(),
+                stamp.kept_in_file(*len as usize, BODY_START),
+                *bare_line_break,
+            ),
         }
     }
-}
-
-/// The kept ranges of a spilled body of `len` bytes, as offsets in its file.
-fn file_ranges(stamp: &Stamp, len: u64) -> Vec<std::ops::Range<u64>> {
-    let start = BODY_START;
-    stamp
-        .kept(len as usize)
-        .into_iter()
-        .map(|r| start + r.start as u64..start + r.end as u64)
-        .collect()
 }

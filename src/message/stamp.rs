@@ -93,6 +93,15 @@ impl Stamp {
         out
     }
 
+    /// [`Stamp::kept`] as byte ranges of a file in which the received
+    /// message starts at offset `start` (a queue or spill file).
+    pub(crate) fn kept_in_file(&self, raw_len: usize, start: u64) -> Vec<Range<u64>> {
+        self.kept(raw_len)
+            .into_iter()
+            .map(|r| start + r.start as u64..start + r.end as u64)
+            .collect()
+    }
+
     /// Writes the stamped message.
     pub(crate) fn write(&self, raw: &[u8], out: &mut impl Write) -> io::Result<()> {
         out.write_all(&self.prefix)?;

@@ -11,7 +11,8 @@
 
 use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::message::readings::{MAX_HEADER_SCAN, extent};
@@ -163,34 +164,79 @@ impl Body {
 /// A spilled body (after the magic of the file at `path`, `len` bytes): whole
 /// if at most `max` bytes, else its header section. Blocking.
 fn read_spilled(path: &Path, len: u64, max: u64) -> Result<Vec<u8>, SpoolError> {
-    let mut f = File::open(path).map_err(io_err(path))?;
-    f.seek(SeekFrom::Start(BODY_START)).map_err(io_err(path))?;
+    let f = File::open(path).map_err(io_err(path))?;
     if len <= max {
-        let mut v = Vec::with_capacity(len as usize);
-        f.take(len).read_to_end(&mut v).map_err(io_err(path))?;
+        let mut v = vec![0u8; len as usize];
+        f.read_exact_at(&mut v, BODY_START).map_err(io_err(path))?;
         Ok(v)
     } else {
-        read_header_section(f, len).map_err(io_err(path))
+        read_header_section(&f, BODY_START, len).map_err(io_err(path))
     }
 }
 
-/// Reads from `f` until the end of the header section under every reading
-/// a parser may use (`message::readings::extent`: stamping must see each
-/// one's whole block), at most `MAX_HEADER_SCAN` octets (or `len`). Also how
-/// a DSN that returns only the header reads a queued message.
-pub(crate) fn read_header_section(f: impl Read, len: u64) -> io::Result<Vec<u8>> {
-    let mut r = f.take(len.min(MAX_HEADER_SCAN as u64));
+/// Reads the message of `len` bytes at `start` in `f` until the end of its
+/// header section under every reading a parser may use
+/// (`message::readings::extent`: stamping must see each one's whole block),
+/// at most `MAX_HEADER_SCAN` octets (or `len`). By position (`pread`): the
+/// file's shared offset is neither used nor moved, so a queued message's
+/// file can be read while it is sent. Also how a DSN that returns only the
+/// header reads a queued message.
+pub(crate) fn read_header_section(f: &File, start: u64, len: u64) -> io::Result<Vec<u8>> {
+    let end = start + len.min(MAX_HEADER_SCAN as u64);
     let mut out = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        let n = r.read(&mut chunk)?;
+    let mut at = start;
+    while at < end {
+        let want = ((end - at) as usize).min(chunk.len());
+        let n = f.read_at(&mut chunk[..want], at)?;
         if n == 0 {
-            return Ok(out);
+            break;
         }
+        at += n as u64;
         out.extend_from_slice(&chunk[..n]);
-        if let Some(end) = extent(&out) {
-            out.truncate(end);
+        if let Some(cut) = extent(&out) {
+            out.truncate(cut);
             return Ok(out);
         }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file holding `before`, a message, then `after` (a queue file's
+    /// magic and trailer records).
+    fn file_with(before: &[u8], message: &[u8], after: &[u8]) -> File {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&[before, message, after].concat()).unwrap();
+        f
+    }
+
+    #[test]
+    fn the_header_section_is_read_from_its_offset_and_within_the_message() {
+        let message = b"From: a@b\r\nSubject: s\r\n\r\nbody\r\n";
+        let f = file_with(b"MAGIC!!!", message, b"records\r\n\r\n");
+        let got = read_header_section(&f, 8, message.len() as u64).unwrap();
+        assert_eq!(got, b"From: a@b\r\nSubject: s\r\n\r\n");
+
+        // No blank line: the message, never the bytes after it.
+        let message = b"From: a@b\r\nSubject: s\r\n";
+        let f = file_with(b"MAGIC!!!", message, b"\r\nrecords\r\n\r\n");
+        let got = read_header_section(&f, 8, message.len() as u64).unwrap();
+        assert_eq!(got, message);
+    }
+
+    #[test]
+    fn a_header_section_without_its_end_stops_at_max_header_scan() {
+        let mut message = Vec::new();
+        while message.len() < MAX_HEADER_SCAN + 200_000 {
+            message.extend_from_slice(b"X-Long: a field of a header that never ends\r\n");
+        }
+        let f = file_with(b"MAGIC!!!", &message, b"");
+        let got = read_header_section(&f, 8, message.len() as u64).unwrap();
+        assert_eq!(got.len(), MAX_HEADER_SCAN);
+        assert_eq!(got, message[..MAX_HEADER_SCAN]);
     }
 }
