@@ -95,32 +95,7 @@ async fn attempt(cx: &Context, id: &str, stored: &Message, started: Instant) -> 
         record_delivered(cx, id, &results);
     }
     if bounce {
-        let policy = cx
-            .settings
-            .load()
-            .tenants
-            .by_portal(&meta.tenant)
-            .map(|t| t.dsn)
-            .unwrap_or_default();
-        // The limit bounds what is read (the received body) and what goes
-        // back (the stamped message): owned fields removed may make either
-        // the larger.
-        let received = stored.trailer.body_len as usize;
-        let size = received.max(stamp.stamped_len(received)) as u64;
-        let full = dsn::returns_full(&meta.envelope, &policy, size);
-        let queued = match stored.for_dsn(&stamp, full).await {
-            Ok(original) => {
-                let returned = Returned {
-                    original: &original,
-                    full,
-                };
-                queue_dsn(cx, &hostname, meta, &policy, returned, &sorted.permanent).await
-            }
-            Err(e) => Err(SpoolError::Io {
-                path: cx.spool.path(Area::Active, id),
-                source: e,
-            }),
-        };
+        let queued = queue_dsn(cx, &hostname, meta, stored, &stamp, &sorted.permanent).await;
         if let Err(e) = queued {
             tracing::error!(queue_id = id, error = %e, "cannot queue the DSN; will retry the message later");
             return Outcome::Retry { due: now + 60 };
@@ -436,20 +411,15 @@ fn defer(
     Outcome::Retry { due }
 }
 
-/// What a DSN returns of the message (see [`dsn::returns_full`]).
-struct Returned<'a> {
-    /// The whole stamped message when `full`, else its header section.
-    original: &'a [u8],
-    full: bool,
-}
-
-/// Queues a DSN to the sender of `meta` for `failed` recipients.
+/// Queues a DSN to the sender of `meta` for `failed` recipients. The message
+/// is read back (its header, or all of it within the tenant's `return_limit`)
+/// only once a DSN is to be made.
 async fn queue_dsn(
     cx: &Context,
     hostname: &str,
     meta: &Meta,
-    policy: &DsnPolicy,
-    returned: Returned<'_>,
+    stored: &Message,
+    stamp: &Stamp,
     failed: &[dsn::Failed],
 ) -> Result<(), SpoolError> {
     let now = now_unix();
@@ -458,32 +428,32 @@ async fn queue_dsn(
         tracing::info!(queue_id = %meta.id, "no DSN: null sender");
         return Ok(());
     }
-    let rt = cx.settings.load();
-    let tenant = rt
-        .tenants
-        .by_address(&meta.envelope.mail_from)
-        .map(|t| t.portal.clone());
-    if let Some(reason) = dsn_refused(
-        policy,
-        meta,
-        tenant.is_some(),
-        !rt.config.relay.dsn_source_ips.is_empty(),
-    ) {
+    let (policy, tenant, dsn_sources) = {
+        let rt = cx.settings.load();
+        let policy = rt.tenants.by_portal(&meta.tenant).map(|t| t.dsn).unwrap_or_default();
+        let tenant = rt
+            .tenants
+            .by_address(&meta.envelope.mail_from)
+            .map(|t| t.portal.clone());
+        (policy, tenant, !rt.config.relay.dsn_source_ips.is_empty())
+    };
+    if let Some(reason) = dsn_refused(&policy, meta, tenant.is_some(), dsn_sources) {
         cx.metrics.dsns.inc(&["suppressed"]);
         tracing::info!(queue_id = %meta.id, to = %meta.envelope.mail_from, direction = %meta.direction, reason, "no DSN");
         return Ok(());
     }
-    let Some(bytes) = dsn::build(
-        hostname,
-        &meta.envelope,
-        returned.original,
-        failed,
-        meta.received,
-        now,
-        returned.full,
-    ) else {
+    // The limit bounds what is read (the received body) and what goes back
+    // (the stamped message): owned fields removed may make either the larger.
+    let received = stored.trailer.body_len as usize;
+    let size = received.max(stamp.stamped_len(received)) as u64;
+    let full = dsn::returns_full(&meta.envelope, &policy, size);
+    let original = stored.for_dsn(stamp, full).await.map_err(|source| SpoolError::Io {
+        path: cx.spool.path(Area::Active, &meta.id),
+        source,
+    })?;
+    let Some(bytes) = dsn::build(hostname, &meta.envelope, &original, failed, meta.received, now, full) else {
         cx.metrics.dsns.inc(&["suppressed"]);
-        tracing::info!(queue_id = %meta.id, "no DSN: null sender or NOTIFY excludes failures");
+        tracing::info!(queue_id = %meta.id, "no DSN: NOTIFY excludes failures");
         return Ok(());
     };
     let id = crate::spool::new_id();
@@ -521,7 +491,6 @@ async fn queue_dsn(
         route: tenant,
         sender_authenticated: false,
     };
-    drop(rt);
     cx.spool
         .commit(Area::Active, &dsn_meta, b"", Body::Memory(bytes))
         .await?;
