@@ -132,7 +132,7 @@ pub enum DsnWhen {
 pub enum ReturnContent {
     /// The header only, whatever RET asks for.
     Headers,
-    /// The whole message when RET=FULL asks for it.
+    /// The whole message when RET=FULL asks for it, up to `return_limit`.
     Full,
 }
 
@@ -145,14 +145,11 @@ pub struct DsnPolicy {
     pub outgoing: DsnWhen,
     pub internal: DsnWhen,
     pub return_content: ReturnContent,
-    /// Above this many bytes (received or stamped), `Full` returns the header only, as
-    /// Postfix's `bounce_size_limit` does: a DSN never carries, nor holds in
-    /// memory, a large message.
+    /// Above this many bytes (received or stamped), `Full` returns the
+    /// header only, as Postfix's `bounce_size_limit` does: a DSN never
+    /// carries, nor holds in memory, a large message.
     pub return_limit: u64,
 }
-
-/// Postfix's `bounce_size_limit` default.
-pub const DEFAULT_RETURN_LIMIT: u64 = 50_000;
 
 impl Default for DsnPolicy {
     fn default() -> Self {
@@ -161,7 +158,8 @@ impl Default for DsnPolicy {
             outgoing: DsnWhen::Always,
             internal: DsnWhen::Always,
             return_content: ReturnContent::Headers,
-            return_limit: DEFAULT_RETURN_LIMIT,
+            // Postfix's `bounce_size_limit` default.
+            return_limit: 50_000,
         }
     }
 }
