@@ -12,7 +12,6 @@
 //! large message back into memory.
 
 use std::fs::File;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::tenant::Tenant;
@@ -23,7 +22,7 @@ use crate::inbound::{Context, Settings};
 use crate::message::envelope::{BodyType, Envelope, Recipient};
 use crate::message::stamp::Stamp;
 use crate::smtp::reply::Reply;
-use crate::spool::incoming::{BODY_START, Body};
+use crate::spool::incoming::{BODY_START, Body, SpillPath};
 
 /// An open downstream transaction.
 pub(crate) struct ProxyLeg {
@@ -213,20 +212,10 @@ enum Held {
     File {
         file: Arc<File>,
         /// Held for its drop, which removes the file.
-        _spill: SpillFile,
+        _spill: SpillPath,
         len: u64,
         bare_line_break: bool,
     },
-}
-
-/// A spill file's path, the file removed when this is dropped: on every
-/// way out, a session dropped while it waits included.
-struct SpillFile(PathBuf);
-
-impl Drop for SpillFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 impl Held {
@@ -236,7 +225,7 @@ impl Held {
     async fn of(body: Body, stamp: &Stamp) -> std::io::Result<Held> {
         let (file, spill, len) = match body {
             Body::Memory(raw) => return Ok(Held::Memory(raw)),
-            Body::Spilled { file, path, len, .. } => (Arc::new(file), SpillFile(path), len),
+            Body::Spilled { file, path, len, .. } => (Arc::new(file), path, len),
         };
         let (reader, ranges, prefix) = (
             file.clone(),

@@ -4,7 +4,8 @@
 //! in memory whole.
 //!
 //! Nothing here is durable: a body becomes durable only through
-//! `Spool::commit`. An unfinished spill file is removed when dropped.
+//! `Spool::commit`. A spill file is removed when its body is dropped, finished
+//! or not, unless the commit kept it as the queue file.
 //!
 //! `read_header_section` also serves a DSN that returns only the header of
 //! a queued message (the body starts at `BODY_START` in both kinds of file).
@@ -33,8 +34,33 @@ pub(crate) struct IncomingBody {
 
 struct Spill {
     file: File,
+    path: SpillPath,
     written: u64,
     crc: crc32fast::Hasher,
+}
+
+/// A spill file's path: the file is removed when this is dropped, on every
+/// way out (an error, a message refused, a session dropped while it waits),
+/// unless [`SpillPath::keep`] took it (the commit renamed it into the queue).
+pub(crate) struct SpillPath(Option<PathBuf>);
+
+impl SpillPath {
+    pub(crate) fn path(&self) -> &Path {
+        self.0.as_deref().expect("kept only by keep(self)")
+    }
+
+    /// The file stays: it has become a queue file.
+    pub(crate) fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for SpillPath {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = fs::remove_file(path);
+        }
+    }
 }
 
 impl IncomingBody {
@@ -70,6 +96,7 @@ impl IncomingBody {
 
     fn write_out(&mut self, n: usize) -> Result<(), SpoolError> {
         if self.spill.is_none() {
+            let path = SpillPath(Some(self.path.clone()));
             let mut file = OpenOptions::new()
                 .write(true)
                 .read(true)
@@ -80,7 +107,12 @@ impl IncomingBody {
             file.write_all(MAGIC).map_err(io_err(&self.path))?;
             let mut crc = crc32fast::Hasher::new();
             crc.update(MAGIC);
-            self.spill = Some(Spill { file, written: 0, crc });
+            self.spill = Some(Spill {
+                file,
+                path,
+                written: 0,
+                crc,
+            });
         }
         let spill = self.spill.as_mut().expect("created above");
         spill.file.write_all(&self.mem[..n]).map_err(io_err(&self.path))?;
@@ -100,18 +132,10 @@ impl IncomingBody {
         let spill = self.spill.take().expect("spilled");
         Ok(Body::Spilled {
             file: spill.file,
-            path: std::mem::take(&mut self.path),
+            path: spill.path,
             len: spill.written,
             crc: spill.crc,
         })
-    }
-}
-
-impl Drop for IncomingBody {
-    fn drop(&mut self) {
-        if self.spill.is_some() {
-            let _ = fs::remove_file(&self.path);
-        }
     }
 }
 
@@ -120,7 +144,8 @@ pub(crate) enum Body {
     Memory(Vec<u8>),
     Spilled {
         file: File,
-        path: PathBuf,
+        /// Removed with the body unless a commit keeps it.
+        path: SpillPath,
         len: u64,
         crc: crc32fast::Hasher,
     },
@@ -142,7 +167,7 @@ impl Body {
         match self {
             Body::Memory(v) => Ok(Cow::Borrowed(&v[..])),
             Body::Spilled { path, len, .. } => {
-                let (path, len) = (path.clone(), *len);
+                let (path, len) = (path.path().to_path_buf(), *len);
                 let read = tokio::task::spawn_blocking(move || read_spilled(&path, len, max));
                 let joined = read.await.map_err(|e| SpoolError::Io {
                     path: PathBuf::new(),
@@ -153,11 +178,10 @@ impl Body {
         }
     }
 
-    /// Removes what was written to disk (for a message that is not kept).
+    /// Lets go of a message that is not kept: what was written to disk is
+    /// removed (as dropping it does; this says so where it happens).
     pub(crate) fn discard(self) {
-        if let Body::Spilled { path, .. } = self {
-            let _ = fs::remove_file(path);
-        }
+        drop(self);
     }
 }
 
@@ -212,6 +236,31 @@ mod tests {
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(&[before, message, after].concat()).unwrap();
         f
+    }
+
+    /// A body of `n` bytes received into `dir`, spilled past 64 KiB.
+    fn spilled(dir: &Path, n: usize) -> IncomingBody {
+        let mut body = IncomingBody::new(dir, "ID1", 0);
+        body.buf().extend(std::iter::repeat_n(b'x', n));
+        body.spill_if_needed().unwrap();
+        body
+    }
+
+    #[test]
+    fn a_spill_file_goes_with_its_body_finished_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ID1");
+        drop(spilled(dir.path(), 100_000));
+        assert!(!file.exists(), "dropped while received");
+
+        let body = spilled(dir.path(), 100_000).finish().unwrap();
+        assert!(matches!(body, Body::Spilled { .. }) && file.exists());
+        drop(body);
+        assert!(!file.exists(), "dropped once received (a session gone mid-scan)");
+
+        let body = spilled(dir.path(), 100_000).finish().unwrap();
+        body.discard();
+        assert!(!file.exists(), "discarded");
     }
 
     #[test]

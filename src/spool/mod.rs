@@ -186,10 +186,12 @@ impl Spool {
                 } => {
                     crc.update(&records);
                     let footer = format::encode_footer(len, records.len() as u64, crc);
-                    file.seek(SeekFrom::End(0)).map_err(io_err(&path))?;
-                    file.write_all(&records).map_err(io_err(&path))?;
-                    file.write_all(&footer).map_err(io_err(&path))?;
-                    fs::rename(&path, &target).map_err(io_err(&target))?;
+                    let spilled = path.path();
+                    file.seek(SeekFrom::End(0)).map_err(io_err(spilled))?;
+                    file.write_all(&records).map_err(io_err(spilled))?;
+                    file.write_all(&footer).map_err(io_err(spilled))?;
+                    fs::rename(spilled, &target).map_err(io_err(&target))?;
+                    path.keep();
                     // sync_all, not sync_data: the file was created in another
                     // directory and grew since; its inode must be durable too.
                     file.sync_all().map_err(io_err(&target))
