@@ -2,15 +2,16 @@
 //!
 //! Discipline (after Postfix): a message is written whole as `ID.tmp` in
 //! `active/` (or `quarantine/`; a body too large for memory was already
-//! streamed to `incoming/`), renamed to `ID.q`, then the file is fsynced and
-//! the directory is fsynced; only then may the session answer 250. The rename
-//! comes before the fsyncs so that a journaling file system (ext4, XFS) makes
-//! the data and the new name durable in one journal commit: fsync then rename
-//! then directory fsync costs two commits in a row per message. (Asking for
-//! the directory fsync beside the file's, not after it, was measured slower:
-//! it can force a journal commit of its own.) Both fsyncs are still made,
-//! so the guarantee does not depend on the file system. Directory fsyncs of
-//! concurrent commits are batched (group commit, in `syncer`). Files under
+//! streamed to `incoming/`), renamed to `ID.q`, its data written out to the
+//! device (`writeback`), then the directory is fsynced and the file is
+//! fdatasynced; only then may the session answer 250. The order is for a
+//! journaling file system: on ext4 a directory fsync always forces a journal
+//! commit, and here that one commit (shared by every commit in its batch:
+//! group commit, in `syncer`) carries the batch's new names and block
+//! allocations, so the file's own fdatasync afterwards only flushes the
+//! device's cache. Fsyncing the file first cost one more commit per message
+//! (measured in benches/README.md). Both fsyncs are still made, so the
+//! guarantee does not depend on the file system. Files under
 //! `incoming/` and `*.tmp` files were never acknowledged and are removed at
 //! start-up. A file in `active/` that fails validation (including one cut
 //! short by a power loss between its rename and its fsync, never
@@ -33,6 +34,7 @@ pub(crate) mod incoming;
 mod lock;
 mod recovery;
 mod syncer;
+mod writeback;
 
 pub use error::SpoolError;
 pub(crate) use error::io_err;
@@ -160,7 +162,7 @@ impl Spool {
         let target_for_cleanup = target.clone();
         let dir = self.area(area).clone();
         let write = move || -> Result<(), SpoolError> {
-            let synced = match body {
+            match body {
                 Body::Memory(bytes) => {
                     let mut crc = crc32fast::Hasher::new();
                     crc.update(MAGIC);
@@ -176,6 +178,8 @@ impl Spool {
                     ];
                     write_all_vectored(&mut f, &mut parts).map_err(io_err(&incoming))?;
                     fs::rename(&incoming, &target).map_err(io_err(&target))?;
+                    writeback::write_out(&f).map_err(io_err(&target))?;
+                    dir.sync().map_err(io_err(dir.path()))?;
                     f.sync_data().map_err(io_err(&target))
                 }
                 Body::Spilled {
@@ -192,13 +196,13 @@ impl Spool {
                     file.write_all(&footer).map_err(io_err(spilled))?;
                     fs::rename(spilled, &target).map_err(io_err(&target))?;
                     path.keep();
+                    writeback::write_out(&file).map_err(io_err(&target))?;
+                    dir.sync().map_err(io_err(dir.path()))?;
                     // sync_all, not sync_data: the file was created in another
                     // directory and grew since; its inode must be durable too.
                     file.sync_all().map_err(io_err(&target))
                 }
-            };
-            synced?;
-            dir.sync().map_err(io_err(dir.path()))
+            }
         };
         let result = tokio::task::spawn_blocking(write).await.map_err(|e| SpoolError::Io {
             path: self.incoming.clone(),
