@@ -20,11 +20,13 @@
 
 use std::fs::File;
 use std::io;
+#[cfg(target_os = "linux")]
 use std::os::fd::AsRawFd;
 
 /// Writes `file`'s dirty pages to the device and waits for them, without a
 /// journal commit or a cache flush. Unsupported (a file system or kernel
 /// without it) is not an error: the caller's fsyncs do the whole work.
+#[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 pub(super) fn write_out(file: &File) -> io::Result<()> {
     let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
@@ -39,6 +41,12 @@ pub(super) fn write_out(file: &File) -> io::Result<()> {
         Some(libc::ENOSYS | libc::EINVAL | libc::EOPNOTSUPP | libc::ESPIPE) => Ok(()),
         _ => Err(e),
     }
+}
+
+/// Elsewhere there is no such call; the caller's fsyncs do the whole work.
+#[cfg(not(target_os = "linux"))]
+pub(super) fn write_out(_file: &File) -> io::Result<()> {
+    Ok(())
 }
 
 #[cfg(test)]
