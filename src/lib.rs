@@ -33,7 +33,7 @@
 //! `pub(crate)`.
 
 // One call has no safe wrapper (sync_file_range, in spool/writeback.rs,
-// which says why); `deny` lets that one function allow it, nothing else.
+// which says why); `deny` lets that one statement allow it, nothing else.
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]
 

@@ -13,9 +13,11 @@ spool/syncer.rs does:
               fdatasync: the order of spool/mod.rs since spool/writeback.rs
   file-first  fdatasync, then batched directory fsync: the order before it
 
-A file is removed 5 ms after its commit, as the relay does once the sink has it. Prints one line
-per order: "ORDER p50 p99 p99.9" in ms, latency counted from the due time (so a commit that waits
-for a writer counts its wait). Only Python and libc; no server is involved.
+A file is removed 5 ms after its commit (by one thread), as the relay does once the sink has it.
+The orders run in halves, ABBA, so neither always comes first. Prints one line per order:
+"ORDER p50 p99 p99.9" in ms, latency counted from the due time (so a commit that waits for a
+writer counts its wait). Any failed system call fails the run (exit 1). Only Python and libc; no
+server is involved.
 """
 
 import ctypes
@@ -33,7 +35,7 @@ class DirSync:
     """Group commit of a directory's fsyncs: a ticket is covered by an fsync begun after it."""
 
     def __init__(self, path):
-        self.fd = os.open(path, os.O_RDONLY)
+        self.path = path
         self.cv = threading.Condition()
         self.asked = self.synced = 0
         self.running = False
@@ -50,24 +52,79 @@ class DirSync:
                     upto = self.asked
                     break
                 self.cv.wait()
+        synced = False
         try:
-            os.fsync(self.fd)
+            # Opened for each fsync, as spool/syncer.rs does.
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            synced = True
         finally:
+            # A failed fsync covers nobody (the caller's error ends the run).
             with self.cv:
                 self.running = False
-                self.synced = max(self.synced, upto)
+                if synced:
+                    self.synced = max(self.synced, upto)
                 self.cv.notify_all()
 
 
-def run(folder, order, rate, seconds, size, writers):
-    os.makedirs(folder, exist_ok=True)
+class Unlinker:
+    """Removes each file 5 ms after its commit, from one thread."""
+
+    def __init__(self, errors):
+        self.errors = errors
+        self.due, self.cv, self.stopped = [], threading.Condition(), False
+        self.thread = threading.Thread(target=self.run)
+        self.thread.start()
+
+    def later(self, path):
+        with self.cv:
+            self.due.append((time.perf_counter() + 0.005, path))
+            self.cv.notify()
+
+    def run(self):
+        while True:
+            with self.cv:
+                while not self.due and not self.stopped:
+                    self.cv.wait()
+                if not self.due:
+                    return
+                when, path = self.due[0]
+                wait = when - time.perf_counter()
+                if wait > 0:
+                    self.cv.wait(wait)
+                    continue
+                self.due.pop(0)
+            try:
+                os.unlink(path)
+            except OSError as e:
+                self.errors.append(f"unlink: {e}")
+
+    def stop(self):
+        with self.cv:
+            self.stopped = True
+            self.cv.notify()
+        self.thread.join()
+
+
+def run(folder, order, rate, seconds, size, writers, latencies, errors):
     data = os.urandom(size)
     dirsync = DirSync(folder)
-    total = max(100, int(rate * seconds))
+    unlinker = Unlinker(errors)
+    total = max(50, int(rate * seconds))
     start = time.perf_counter() + 0.2
-    latencies, lock = [], threading.Lock()
+    lock = threading.Lock()
 
     def writer(k):
+        try:
+            write(k)
+        except OSError as e:
+            with lock:
+                errors.append(f"{order}: {e}")
+
+    def write(k):
         for i in range(k, total, writers):
             due = start + i / rate
             wait = due - time.perf_counter()
@@ -89,18 +146,21 @@ def run(folder, order, rate, seconds, size, writers):
             took = (time.perf_counter() - due) * 1000
             with lock:
                 latencies.append(took)
-            threading.Timer(0.005, os.unlink, (final,)).start()
+            unlinker.later(final)
 
     threads = [threading.Thread(target=writer, args=(k,)) for k in range(writers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    time.sleep(0.05)
-    latencies.sort()
+    unlinker.stop()
+
+
+def quantiles(latencies):
+    v = sorted(latencies)
 
     def q(p):
-        return latencies[min(len(latencies) - 1, round((len(latencies) - 1) * p))]
+        return v[min(len(v) - 1, round((len(v) - 1) * p))]
 
     return q(0.5), q(0.99), q(0.999)
 
@@ -109,8 +169,15 @@ def main():
     folder, rate, seconds = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
     size = int(sys.argv[4]) if len(sys.argv) > 4 else 10240
     writers = int(sys.argv[5]) if len(sys.argv) > 5 else 20
-    for order in ("exogate", "file-first"):
-        p50, p99, p999 = run(folder, order, rate, seconds, size, writers)
+    os.makedirs(folder, exist_ok=True)
+    latencies = {"exogate": [], "file-first": []}
+    errors = []
+    for order in ("exogate", "file-first", "file-first", "exogate"):
+        run(folder, order, rate, seconds / 2, size, writers, latencies[order], errors)
+    if errors:
+        sys.exit("disk_at_rate.py: " + "; ".join(errors[:3]))
+    for order, values in latencies.items():
+        p50, p99, p999 = quantiles(values)
         print(f"{order} {p50:.2f} {p99:.2f} {p999:.2f}")
 
 
