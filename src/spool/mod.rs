@@ -162,7 +162,9 @@ impl Spool {
         let target_for_cleanup = target.clone();
         let dir = self.area(area).clone();
         let write = move || -> Result<(), SpoolError> {
-            match body {
+            // Each branch writes the whole file and renames it to its final
+            // name; `whole` says whether its inode must be synced too.
+            let (file, whole) = match body {
                 Body::Memory(bytes) => {
                     let mut crc = crc32fast::Hasher::new();
                     crc.update(MAGIC);
@@ -178,9 +180,7 @@ impl Spool {
                     ];
                     write_all_vectored(&mut f, &mut parts).map_err(io_err(&incoming))?;
                     fs::rename(&incoming, &target).map_err(io_err(&target))?;
-                    writeback::write_out(&f).map_err(io_err(&target))?;
-                    dir.sync().map_err(io_err(dir.path()))?;
-                    f.sync_data().map_err(io_err(&target))
+                    (f, false)
                 }
                 Body::Spilled {
                     mut file,
@@ -196,13 +196,16 @@ impl Spool {
                     file.write_all(&footer).map_err(io_err(spilled))?;
                     fs::rename(spilled, &target).map_err(io_err(&target))?;
                     path.keep();
-                    writeback::write_out(&file).map_err(io_err(&target))?;
-                    dir.sync().map_err(io_err(dir.path()))?;
-                    // sync_all, not sync_data: the file was created in another
-                    // directory and grew since; its inode must be durable too.
-                    file.sync_all().map_err(io_err(&target))
+                    // Created in another directory and grown since: its
+                    // inode must be durable too, so sync_all, not sync_data.
+                    (file, true)
                 }
-            }
+            };
+            // The order the module header explains: data out, the batch's
+            // directory fsync (one journal commit for all), the file's sync.
+            writeback::write_out(&file).map_err(io_err(&target))?;
+            dir.sync().map_err(io_err(dir.path()))?;
+            if whole { file.sync_all() } else { file.sync_data() }.map_err(io_err(&target))
         };
         let result = tokio::task::spawn_blocking(write).await.map_err(|e| SpoolError::Io {
             path: self.incoming.clone(),
