@@ -8,6 +8,9 @@
 //! `use crate::{a, b::{…}}` group, and `super::…` chains that climb out of a
 //! top-level folder. Run it alone with `cargo test --test layout` (or
 //! `scripts/check-layout.sh`); a failure lists each offending `file:line`.
+//!
+//! The same scanner keeps unsafe code to the one statement that may have it
+//! (`unsafe_problems`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -495,18 +498,23 @@ fn cycles(refs: &[Reference]) -> Vec<(Vec<String>, Vec<String>)> {
     out
 }
 
-#[test]
-fn no_stage_imports_a_later_one_and_there_are_no_cycles() {
+/// Every source file below `src/`, as (path below src/, text).
+fn src_sources() -> Vec<(PathBuf, String)> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
-    let sources: Vec<(PathBuf, String)> = files
+    files
         .iter()
         .map(|p| {
             let rel = p.strip_prefix(&src).expect("below src").to_path_buf();
             (rel, std::fs::read_to_string(p).expect("readable source"))
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn no_stage_imports_a_later_one_and_there_are_no_cycles() {
+    let sources = src_sources();
     let (modules, refs) = collect(&sources);
     assert!(!refs.is_empty(), "no references found at all: the scanner is broken");
     let found = problems(&modules, &refs);
@@ -519,7 +527,102 @@ fn no_stage_imports_a_later_one_and_there_are_no_cycles() {
     );
 }
 
+/// Where unsafe code may be. `src/lib.rs` denies it and exactly one
+/// statement allows it: the `sync_file_range(2)` call in
+/// `src/spool/writeback.rs`, which has no safe wrapper (that file says why).
+/// `deny`, unlike `forbid`, would let a new `#[allow(unsafe_code)]`
+/// elsewhere through silently; this rule does not. Returns `file:line`s.
+const UNSAFE_ALLOWED_IN: &str = "spool/writeback.rs";
+
+fn unsafe_problems(sources: &[(PathBuf, String)]) -> Vec<String> {
+    let mut allows = Vec::new();
+    let mut found = Vec::new();
+    for (rel, text) in sources {
+        let rel = rel.to_string_lossy().replace('\\', "/");
+        for (n, line) in code_only(text).lines().enumerate() {
+            let at = format!("src/{rel}:{}", n + 1);
+            if line.contains("allow(unsafe_code)") {
+                allows.push(at.clone());
+            }
+            if rel != UNSAFE_ALLOWED_IN
+                && ["unsafe {", "unsafe fn", "unsafe impl"]
+                    .iter()
+                    .any(|u| line.contains(u))
+            {
+                found.push(format!("{at}: unsafe code outside src/{UNSAFE_ALLOWED_IN}"));
+            }
+        }
+    }
+    if allows.len() != 1 || !allows[0].starts_with(&format!("src/{UNSAFE_ALLOWED_IN}:")) {
+        found.push(format!(
+            "allow(unsafe_code) must appear once, in src/{UNSAFE_ALLOWED_IN}: {allows:?}"
+        ));
+    }
+    for (root, attr) in [
+        ("lib.rs", "#![deny(unsafe_code)]"),
+        ("main.rs", "#![forbid(unsafe_code)]"),
+    ] {
+        if !sources
+            .iter()
+            .any(|(rel, text)| rel == Path::new(root) && code_only(text).contains(attr))
+        {
+            found.push(format!("src/{root} lacks {attr}"));
+        }
+    }
+    found
+}
+
+#[test]
+fn unsafe_code_is_allowed_once_and_only_in_the_write_out() {
+    let found = unsafe_problems(&src_sources());
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
 // ---- the checker checks itself ----
+
+#[test]
+fn a_stray_unsafe_allow_and_unsafe_elsewhere_are_reported() {
+    let fine = sources(&[
+        ("lib.rs", "#![deny(unsafe_code)]\n"),
+        ("main.rs", "#![forbid(unsafe_code)]\n"),
+        (
+            "spool/writeback.rs",
+            "fn w() {\n    #[allow(unsafe_code)]\n    let rc = unsafe { f() };\n}\n",
+        ),
+        (
+            "spool/id.rs",
+            "// an unsafe { block } in a comment\nconst S: &str = \"allow(unsafe_code)\";\n",
+        ),
+    ]);
+    assert_eq!(unsafe_problems(&fine), Vec::<String>::new());
+    let mut bad = fine.clone();
+    bad.push((
+        PathBuf::from("app/mod.rs"),
+        "#[allow(unsafe_code)]\nfn x() { unsafe { g() } }\n".to_string(),
+    ));
+    let found = unsafe_problems(&bad);
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("src/app/mod.rs:2: unsafe code outside")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("allow(unsafe_code) must appear once")),
+        "{found:?}"
+    );
+    let forbids_nothing = sources(&[
+        ("lib.rs", "#![warn(unreachable_pub)]\n"),
+        ("main.rs", "#![forbid(unsafe_code)]\n"),
+    ]);
+    assert!(
+        unsafe_problems(&forbids_nothing)
+            .iter()
+            .any(|f| f == "src/lib.rs lacks #![deny(unsafe_code)]")
+    );
+}
 
 fn sources(files: &[(&str, &str)]) -> Vec<(PathBuf, String)> {
     files.iter().map(|(p, t)| (PathBuf::from(p), t.to_string())).collect()
