@@ -8,13 +8,15 @@
 //! `use crate::{a, b::{…}}` group, and `super::…` chains that climb out of a
 //! top-level folder. Run it alone with `cargo test --test layout` (or
 //! `scripts/check-layout.sh`); a failure lists each offending `file:line`.
-//!
-//! The same scanner keeps unsafe code to the one statement that may have it
-//! (`unsafe_problems`).
+//! The source is read by `tests/source`, which `tests/code_rules.rs` shares.
+
+mod source;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+
+use source::{code_only, sources, src_sources};
 
 /// The stages, lowest first: a module may import its own stage and earlier
 /// ones, never a later one. Why this order is in ARCHITECTURE.md.
@@ -48,117 +50,6 @@ struct Reference {
     line: usize,
     from: String,
     to: String,
-}
-
-// ---- reading source ----
-
-/// The source with comments and the contents of string and character
-/// literals replaced by spaces (line breaks kept, so line numbers hold).
-fn code_only(src: &str) -> String {
-    let c: Vec<char> = src.chars().collect();
-    let mut out = String::with_capacity(src.len());
-    let blank = |ch: char| if ch == '\n' { '\n' } else { ' ' };
-    let mut i = 0;
-    while i < c.len() {
-        let next = c.get(i + 1).copied();
-        if c[i] == '/' && next == Some('/') {
-            while i < c.len() && c[i] != '\n' {
-                out.push(' ');
-                i += 1;
-            }
-        } else if c[i] == '/' && next == Some('*') {
-            let mut depth = 0;
-            loop {
-                if i >= c.len() {
-                    break;
-                }
-                if c[i] == '/' && c.get(i + 1) == Some(&'*') {
-                    depth += 1;
-                    out.push_str("  ");
-                    i += 2;
-                } else if c[i] == '*' && c.get(i + 1) == Some(&'/') {
-                    depth -= 1;
-                    out.push_str("  ");
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    out.push(blank(c[i]));
-                    i += 1;
-                }
-            }
-        } else if c[i] == 'r' && (next == Some('"') || next == Some('#')) && !ident_char_before(&c, i) {
-            // A raw string r"…" or r#"…"#, when it is one.
-            let mut j = i + 1;
-            let mut hashes = 0;
-            while c.get(j) == Some(&'#') {
-                hashes += 1;
-                j += 1;
-            }
-            if c.get(j) != Some(&'"') {
-                out.push(c[i]);
-                i += 1;
-                continue;
-            }
-            for _ in i..=j {
-                out.push(' ');
-            }
-            i = j + 1;
-            while i < c.len() {
-                if c[i] == '"' && (0..hashes).all(|k| c.get(i + 1 + k) == Some(&'#')) {
-                    for _ in 0..=hashes {
-                        out.push(' ');
-                    }
-                    i += 1 + hashes;
-                    break;
-                }
-                out.push(blank(c[i]));
-                i += 1;
-            }
-        } else if c[i] == '"' {
-            out.push(' ');
-            i += 1;
-            while i < c.len() && c[i] != '"' {
-                if c[i] == '\\' {
-                    out.push(' ');
-                    i += 1;
-                }
-                if i < c.len() {
-                    out.push(blank(c[i]));
-                    i += 1;
-                }
-            }
-            out.push(' ');
-            i += 1;
-        } else if c[i] == '\'' {
-            // A character literal ('x', '\n', '\u{..}') or a lifetime ('a).
-            if next == Some('\\') {
-                let mut j = i + 2;
-                while j < c.len() && c[j] != '\'' {
-                    j += 1;
-                }
-                for _ in i..=j.min(c.len() - 1) {
-                    out.push(' ');
-                }
-                i = j + 1;
-            } else if c.get(i + 2) == Some(&'\'') {
-                out.push_str("   ");
-                i += 3;
-            } else {
-                out.push('\'');
-                i += 1;
-            }
-        } else {
-            out.push(c[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-fn ident_char_before(c: &[char], i: usize) -> bool {
-    i > 0 && (c[i - 1].is_alphanumeric() || c[i - 1] == '_')
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -343,21 +234,6 @@ fn top_module(rel: &Path) -> Option<String> {
     Some(first)
 }
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-        .map(|e| e.expect("directory entry").path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
-}
-
 /// Every reference between different top-level modules, and the set of
 /// top-level modules, for the sources given as (path below src/, text).
 fn collect(sources: &[(PathBuf, String)]) -> (BTreeSet<String>, Vec<Reference>) {
@@ -498,20 +374,6 @@ fn cycles(refs: &[Reference]) -> Vec<(Vec<String>, Vec<String>)> {
     out
 }
 
-/// Every source file below `src/`, as (path below src/, text).
-fn src_sources() -> Vec<(PathBuf, String)> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
-    files
-        .iter()
-        .map(|p| {
-            let rel = p.strip_prefix(&src).expect("below src").to_path_buf();
-            (rel, std::fs::read_to_string(p).expect("readable source"))
-        })
-        .collect()
-}
-
 #[test]
 fn no_stage_imports_a_later_one_and_there_are_no_cycles() {
     let sources = src_sources();
@@ -527,106 +389,7 @@ fn no_stage_imports_a_later_one_and_there_are_no_cycles() {
     );
 }
 
-/// Where unsafe code may be. `src/lib.rs` denies it and exactly one
-/// statement allows it: the `sync_file_range(2)` call in
-/// `src/spool/writeback.rs`, which has no safe wrapper (that file says why).
-/// `deny`, unlike `forbid`, would let a new `#[allow(unsafe_code)]`
-/// elsewhere through silently; this rule does not. Returns `file:line`s.
-const UNSAFE_ALLOWED_IN: &str = "spool/writeback.rs";
-
-fn unsafe_problems(sources: &[(PathBuf, String)]) -> Vec<String> {
-    let mut allows = Vec::new();
-    let mut found = Vec::new();
-    for (rel, text) in sources {
-        let rel = rel.to_string_lossy().replace('\\', "/");
-        for (n, line) in code_only(text).lines().enumerate() {
-            let at = format!("src/{rel}:{}", n + 1);
-            if line.contains("allow(unsafe_code)") {
-                allows.push(at.clone());
-            }
-            if rel != UNSAFE_ALLOWED_IN
-                && ["unsafe {", "unsafe fn", "unsafe impl"]
-                    .iter()
-                    .any(|u| line.contains(u))
-            {
-                found.push(format!("{at}: unsafe code outside src/{UNSAFE_ALLOWED_IN}"));
-            }
-        }
-    }
-    if allows.len() != 1 || !allows[0].starts_with(&format!("src/{UNSAFE_ALLOWED_IN}:")) {
-        found.push(format!(
-            "allow(unsafe_code) must appear once, in src/{UNSAFE_ALLOWED_IN}: {allows:?}"
-        ));
-    }
-    for (root, attr) in [
-        ("lib.rs", "#![deny(unsafe_code)]"),
-        ("main.rs", "#![forbid(unsafe_code)]"),
-    ] {
-        if !sources
-            .iter()
-            .any(|(rel, text)| rel == Path::new(root) && code_only(text).contains(attr))
-        {
-            found.push(format!("src/{root} lacks {attr}"));
-        }
-    }
-    found
-}
-
-#[test]
-fn unsafe_code_is_allowed_once_and_only_in_the_write_out() {
-    let found = unsafe_problems(&src_sources());
-    assert!(found.is_empty(), "{}", found.join("\n"));
-}
-
 // ---- the checker checks itself ----
-
-#[test]
-fn a_stray_unsafe_allow_and_unsafe_elsewhere_are_reported() {
-    let fine = sources(&[
-        ("lib.rs", "#![deny(unsafe_code)]\n"),
-        ("main.rs", "#![forbid(unsafe_code)]\n"),
-        (
-            "spool/writeback.rs",
-            "fn w() {\n    #[allow(unsafe_code)]\n    let rc = unsafe { f() };\n}\n",
-        ),
-        (
-            "spool/id.rs",
-            "// an unsafe { block } in a comment\nconst S: &str = \"allow(unsafe_code)\";\n",
-        ),
-    ]);
-    assert_eq!(unsafe_problems(&fine), Vec::<String>::new());
-    let mut bad = fine.clone();
-    bad.push((
-        PathBuf::from("app/mod.rs"),
-        "#[allow(unsafe_code)]\nfn x() { unsafe { g() } }\n".to_string(),
-    ));
-    let found = unsafe_problems(&bad);
-    assert!(
-        found
-            .iter()
-            .any(|f| f.starts_with("src/app/mod.rs:2: unsafe code outside")),
-        "{found:?}"
-    );
-    assert!(
-        found
-            .iter()
-            .any(|f| f.starts_with("allow(unsafe_code) must appear once")),
-        "{found:?}"
-    );
-    let forbids_nothing = sources(&[
-        ("lib.rs", "#![warn(unreachable_pub)]\n"),
-        ("main.rs", "#![forbid(unsafe_code)]\n"),
-    ]);
-    assert!(
-        unsafe_problems(&forbids_nothing)
-            .iter()
-            .any(|f| f == "src/lib.rs lacks #![deny(unsafe_code)]")
-    );
-}
-
-fn sources(files: &[(&str, &str)]) -> Vec<(PathBuf, String)> {
-    files.iter().map(|(p, t)| (PathBuf::from(p), t.to_string())).collect()
-}
 
 #[test]
 fn grouped_nested_and_super_paths_are_all_seen() {

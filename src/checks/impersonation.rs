@@ -75,6 +75,12 @@ const EXO_PROBE_LOCAL_PART: &str = "o365connectorvalidation";
 static ADDRESS_IN_TEXT: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"[\p{L}\p{N}._%+'=-]+@((?:[\p{L}\p{N}-]+\.)+[\p{L}]{2,63})").expect("valid regex"));
 
+/// Builds this file's tables now, when the check is built, rather than at
+/// the first message that needs them (see the `checks` module header).
+pub(crate) fn warm() {
+    LazyLock::force(&ADDRESS_IN_TEXT);
+}
+
 struct Scores {
     display_name_address: f64,
     lookalike_domain: f64,
@@ -100,6 +106,7 @@ struct Impersonation {
 }
 
 pub(crate) fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
+    warm();
     let protected_names = options.parsed_list("protected_names", &[], |text| {
         let words = name_words(text);
         if words.is_empty() {

@@ -10,6 +10,14 @@
 //!
 //! Checks never import each other's internals except through this folder,
 //! never write SMTP replies and never see the spool or the session.
+//!
+//! Tables are built with the check, not at the first message: a file whose
+//! scan uses a process-wide table (a compiled pattern, a phrase automaton)
+//! forces it in its `warm()`, which its check's builder calls; the shared
+//! ones of `scan` are forced by [`crate::scan::warm`] when a policy is built.
+//! Without this the first message after a start paid about 25 ms and the
+//! sessions behind it queued. `tests/layout.rs` holds every such table to a
+//! `warm()`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -117,6 +125,7 @@ pub(crate) fn policies(config: &Config) -> Result<BTreeMap<String, Arc<Policy>>,
 
 /// Builds one policy's checks; problems go to `problems`.
 pub(crate) fn policy(config: &PolicyConfig, cx: &BuildContext, problems: &Problems) -> Policy {
+    crate::scan::warm();
     let checks = match &config.checks {
         PolicyChecks::BuiltinDefaults => builtin_defaults(cx),
         PolicyChecks::Listed(list) => {
@@ -180,6 +189,7 @@ pub(crate) fn resolver(options: &Section, cx: &BuildContext) -> Option<Arc<Dns>>
 /// A policy of the built-in checks `kinds`, each with its default options
 /// (for benchmarks that measure a part of the default policy).
 pub fn builtin_policy(kinds: &[&str], cx: &BuildContext) -> Policy {
+    crate::scan::warm();
     let problems = Problems::default();
     let empty = toml::Table::new();
     let checks: Vec<ConfiguredCheck> = kinds

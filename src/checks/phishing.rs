@@ -86,9 +86,19 @@ struct Phishing {
 }
 
 pub(crate) fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
+    warm();
     Some(Arc::new(Phishing {
         scores: read_scores(options),
     }))
+}
+
+/// Every table of the rules' files (see the `checks` module header).
+fn warm() {
+    archive::warm();
+    forms::warm();
+    lure::warm();
+    reveal::warm();
+    scripts::warm();
 }
 
 fn read_scores(options: &Section) -> Scores {

@@ -74,6 +74,7 @@ struct Urls {
 }
 
 pub(crate) fn build(options: &Section, _cx: &BuildContext) -> Option<Arc<dyn Check>> {
+    carriers::warm();
     let max_urls = options.u64_in("max_urls", DEFAULT_MAX_URLS, 1, crate::scan::view::MAX_LINKS as u64) as usize;
     let blocklist = options.parsed_list("blocklist", &[], lookalike::configured_domain);
     let lookalike_ignore = options.parsed_list("lookalike_ignore", &[], lookalike::configured_domain);

@@ -376,13 +376,20 @@ pub(crate) fn owner(host: &str) -> Option<&'static Brand> {
     BRANDS.iter().find(|b| b.owns(host))
 }
 
+static CLAIMS: LazyLock<PhraseGroups> = LazyLock::new(|| {
+    let groups: Vec<&'static [&'static str]> = BRANDS.iter().map(|b| b.claims).collect();
+    PhraseGroups::new(&groups)
+});
+
+/// Builds this file's tables now rather than at the first message that
+/// needs them (see [`crate::scan::warm`]).
+pub(crate) fn warm() {
+    LazyLock::force(&CLAIMS);
+}
+
 /// Brands claimed in `folded` (from [`fold_for_claims`]); a common-word
 /// brand only in a display name (`display_name`), never in running text.
 pub(crate) fn claimed(folded: &str, display_name: bool) -> Vec<&'static Brand> {
-    static CLAIMS: LazyLock<PhraseGroups> = LazyLock::new(|| {
-        let groups: Vec<&'static [&'static str]> = BRANDS.iter().map(|b| b.claims).collect();
-        PhraseGroups::new(&groups)
-    });
     BRANDS
         .iter()
         .zip(CLAIMS.first_in_each(folded))

@@ -20,6 +20,7 @@ mod tables;
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::LazyLock;
 
 use icu_normalizer::DecomposingNormalizerBorrowed;
 
@@ -170,7 +171,7 @@ pub(crate) fn fold(text: &str) -> String {
     // starter, so no mark is reordered across it), so the fold of a text is
     // the concatenation of the folds of its ASCII characters, looked up, and
     // of the runs between them, folded in full.
-    let table = ascii_folds();
+    let table = &*ASCII_FOLDS;
     let fast = |c: char| c.is_ascii() && table[c as usize].is_some();
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -192,14 +193,17 @@ pub(crate) fn fold(text: &str) -> String {
 /// The fold of each ASCII character, where it is ASCII itself (every one,
 /// with Unicode's tables as they are; a character that folded to anything
 /// else would simply take the full path).
-fn ascii_folds() -> &'static [Option<String>; 128] {
-    static TABLE: std::sync::LazyLock<[Option<String>; 128]> = std::sync::LazyLock::new(|| {
-        std::array::from_fn(|i| {
-            let folded = fold_in_full(&char::from(i as u8).to_string());
-            folded.is_ascii().then_some(folded)
-        })
-    });
-    &TABLE
+static ASCII_FOLDS: LazyLock<[Option<String>; 128]> = LazyLock::new(|| {
+    std::array::from_fn(|i| {
+        let folded = fold_in_full(&char::from(i as u8).to_string());
+        folded.is_ascii().then_some(folded)
+    })
+});
+
+/// Builds this file's tables now rather than at the first message that
+/// needs them (see [`crate::scan::warm`]).
+pub(crate) fn warm() {
+    LazyLock::force(&ASCII_FOLDS);
 }
 
 /// [`fold`] done in full, character by character through every table.

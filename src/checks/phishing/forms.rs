@@ -36,6 +36,15 @@ static SCRIPT_SEND: LazyLock<Regex> = LazyLock::new(|| {
 });
 static ANY_URL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r#"(?i)https?://([a-z0-9.\-]+)"#).expect("valid regex"));
 
+/// Builds this file's tables now, when the check is built, rather than at
+/// the first message that needs them (see the `checks` module header).
+pub(crate) fn warm() {
+    LazyLock::force(&PASSWORD_FIELD);
+    LazyLock::force(&FORM_TARGET);
+    LazyLock::force(&SCRIPT_SEND);
+    LazyLock::force(&ANY_URL);
+}
+
 /// What a document asks for and where it sends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CredentialForm {

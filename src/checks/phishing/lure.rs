@@ -205,21 +205,29 @@ const ADVANCE_FEE: &[&str] = &[
     "god bless you",
 ];
 
+static ADVANCE_FEE_FOLDED: LazyLock<Phrases> = LazyLock::new(|| Phrases::new(ADVANCE_FEE));
+static LURE_TABLE: LazyLock<PhraseGroups> = LazyLock::new(|| {
+    let groups: Vec<&'static [&'static str]> = PHRASES.iter().map(|(_, phrases)| *phrases).collect();
+    PhraseGroups::new(&groups)
+});
+
+/// Builds this file's tables now, when the check is built, rather than at
+/// the first message that needs them (see the `checks` module header).
+pub(crate) fn warm() {
+    LazyLock::force(&ADVANCE_FEE_FOLDED);
+    LazyLock::force(&LURE_TABLE);
+}
+
 /// The distinct advance-fee phrases of `folded`.
 pub(crate) fn advance_fee(folded: &str) -> Vec<&'static str> {
-    static FOLDED: LazyLock<Phrases> = LazyLock::new(|| Phrases::new(ADVANCE_FEE));
-    FOLDED.found_in(folded).collect()
+    ADVANCE_FEE_FOLDED.found_in(folded).collect()
 }
 
 /// The kinds of lure `folded` uses, each with the first phrase found.
 pub(crate) fn kinds(folded: &str) -> Vec<(Kind, &'static str)> {
-    static TABLE: LazyLock<PhraseGroups> = LazyLock::new(|| {
-        let groups: Vec<&'static [&'static str]> = PHRASES.iter().map(|(_, phrases)| *phrases).collect();
-        PhraseGroups::new(&groups)
-    });
     PHRASES
         .iter()
-        .zip(TABLE.first_in_each(folded))
+        .zip(LURE_TABLE.first_in_each(folded))
         .filter_map(|((kind, _), phrase)| phrase.map(|p| (*kind, p)))
         .collect()
 }

@@ -29,6 +29,15 @@ static HEX_ESCAPES: LazyLock<Regex> =
 static B64_LITERAL: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r#"["'`]([A-Za-z0-9+/=]{24,})["'`]"#).expect("valid regex"));
 
+/// Builds this file's tables now, when the check is built, rather than at
+/// the first message that needs them (see the `checks` module header).
+pub(crate) fn warm() {
+    LazyLock::force(&ATOB);
+    LazyLock::force(&UNESCAPE);
+    LazyLock::force(&HEX_ESCAPES);
+    LazyLock::force(&B64_LITERAL);
+}
+
 /// `html` followed by whatever its disguises hide.
 pub(crate) fn reveal(html: &str) -> String {
     let mut out = html.to_string();

@@ -53,6 +53,18 @@ static DATA_FILE_URL: LazyLock<Regex> = LazyLock::new(|| {
 static DOWNLOAD: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r#"(?i)\bdownload\s*=|\.download\s*=|\.click\s*\(\s*\)"#).expect("valid regex"));
 
+/// Builds this file's tables now, when the check is built, rather than at
+/// the first message that needs them (see the `checks` module header).
+pub(crate) fn warm() {
+    LazyLock::force(&SCRIPT);
+    LazyLock::force(&OBFUSCATED);
+    LazyLock::force(&REDIRECT);
+    LazyLock::force(&BUILDS_FILE);
+    LazyLock::force(&DECODES);
+    LazyLock::force(&DATA_FILE_URL);
+    LazyLock::force(&DOWNLOAD);
+}
+
 /// The strongest activity of an attached page (`revealed`: its text with
 /// disguises undone), `None` when it is static.
 pub(crate) fn activity(revealed: &str) -> Option<Activity> {

@@ -38,6 +38,12 @@ const MAX_URI_CHARS: usize = 4096;
 /// automaton of ~30 MB (~9 MB kept) at the first PDF a process saw.
 static PDF_URI: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"/URI\s*\(((?:\\.|[^\\)])+)\)").expect("valid regex"));
 
+/// Builds this file's tables now, when the check is built, rather than at
+/// the first message that needs them (see the `checks` module header).
+pub(crate) fn warm() {
+    LazyLock::force(&PDF_URI);
+}
+
 /// The `/URI` targets of a PDF's link annotations (uncompressed objects).
 fn pdf_uris(data: &[u8]) -> Vec<String> {
     let data = &data[..data.len().min(MAX_CARRIER_BYTES)];

@@ -26,6 +26,12 @@ static TEXT_URL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"(?i)\b(?:https?://|www\.)[^\s<>"'`{}|\\^\[\]\x00-\x1f\x7f]+"#).expect("valid regex")
 });
 
+/// Builds this file's tables now rather than at the first message that
+/// needs them (see [`crate::scan::warm`]).
+pub(crate) fn warm() {
+    LazyLock::force(&TEXT_URL);
+}
+
 /// Where a link was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LinkKind {
