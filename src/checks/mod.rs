@@ -14,10 +14,10 @@
 //! Tables are built with the check, not at the first message: a file whose
 //! scan uses a process-wide table (a compiled pattern, a phrase automaton)
 //! forces it in its `warm()`, which its check's builder calls; the shared
-//! ones of `scan` are forced by [`crate::scan::warm`] when a policy is built.
+//! ones of `scan` are forced by `scan::warm` when a policy is built.
 //! Without this the first message after a start paid about 25 ms and the
-//! sessions behind it queued. `tests/layout.rs` holds every such table to a
-//! `warm()`.
+//! sessions behind it queued. `tests/code_rules.rs` holds every such table to
+//! a `warm()`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
