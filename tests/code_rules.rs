@@ -155,9 +155,13 @@ fn warm_problems(sources: &[(PathBuf, String)]) -> Vec<String> {
             let called_elsewhere = code
                 .iter()
                 .any(|(other, t)| other != rel && t.contains(&format!("{module}::warm()")));
-            let called_here = text
-                .match_indices("warm();")
-                .any(|(at, _)| !text[..at].ends_with("::") && !text[..at].ends_with('_'));
+            // A bare `warm();`, not `forms::warm();` or `prewarm();`.
+            let called_here = text.match_indices("warm();").any(|(at, _)| {
+                text[..at]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == ':'))
+            });
             if !called_elsewhere && !called_here {
                 found.push(format!("src/{rel}: fn warm() is never called"));
             }
@@ -226,7 +230,7 @@ fn a_table_left_to_the_first_message_and_an_uncalled_warm_are_reported() {
         ),
         (
             "scan/brands.rs",
-            "fn claimed() {\n    static CLAIMS: std::sync::LazyLock<G> = std::sync::LazyLock::new(g);\n}\nfn warm() {\n    lookalike::warm();\n}\n",
+            "fn claimed() {\n    static CLAIMS: std::sync::LazyLock<G> = std::sync::LazyLock::new(g);\n}\nfn warm() {\n    lookalike::warm();\n    prewarm();\n}\n",
         ),
     ]);
     let found = warm_problems(&bad);

@@ -107,6 +107,7 @@ pub fn build(kind: &str, options: &Section, cx: &BuildContext) -> Option<Arc<dyn
 /// The running form of every configured policy, by name; or every problem
 /// the checks' builders found in their options, with TOML paths.
 pub(crate) fn policies(config: &Config) -> Result<BTreeMap<String, Arc<Policy>>, Vec<ConfigError>> {
+    crate::scan::warm();
     let cx = BuildContext {
         base_dir: config.base_dir.clone(),
         dns: Dns::shared(&config.dns),
@@ -125,7 +126,6 @@ pub(crate) fn policies(config: &Config) -> Result<BTreeMap<String, Arc<Policy>>,
 
 /// Builds one policy's checks; problems go to `problems`.
 pub(crate) fn policy(config: &PolicyConfig, cx: &BuildContext, problems: &Problems) -> Policy {
-    crate::scan::warm();
     let checks = match &config.checks {
         PolicyChecks::BuiltinDefaults => builtin_defaults(cx),
         PolicyChecks::Listed(list) => {

@@ -29,7 +29,8 @@ pub mod view;
 /// message after a start paid for all of them and the checks' own patterns
 /// (about 25 ms, most of it compiling regular expressions), and the
 /// sessions behind it queued. The factory in `checks` calls this when it
-/// builds a policy, at start and at reload, before any listener accepts.
+/// builds the policies: at start before any listener accepts (at a reload
+/// they are built already).
 pub(crate) fn warm() {
     brands::warm();
     lookalike::warm();

@@ -2,8 +2,6 @@
 //! `tests/code_rules.rs`: every file below `src/`, and a text with its
 //! comments and literals blanked, so a rule sees code only.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 
 /// The source with comments and the contents of string and character
@@ -115,7 +113,7 @@ fn ident_char_before(c: &[char], i: usize) -> bool {
     i > 0 && (c[i - 1].is_alphanumeric() || c[i - 1] == '_')
 }
 
-pub fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
         .map(|e| e.expect("directory entry").path())
