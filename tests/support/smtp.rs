@@ -19,6 +19,9 @@ impl<T: Read + Write + Send> Stream for T {}
 pub struct Client {
     stream: Box<dyn Stream>,
     buf: Vec<u8>,
+    /// Why the last read gave no reply (end of stream, an error, or a line
+    /// that is no reply), for the message of a failed test.
+    no_reply: String,
 }
 
 /// One reply: code and text lines.
@@ -65,15 +68,20 @@ pub fn tls_config(ca: &Path, client: Option<&Leaf>) -> Arc<rustls::ClientConfig>
 }
 
 impl Client {
+    fn over(stream: TcpStream) -> Client {
+        Client {
+            stream: Box::new(stream),
+            buf: Vec::new(),
+            no_reply: String::new(),
+        }
+    }
+
     /// Connects and reads the greeting.
     pub fn connect(addr: SocketAddr) -> (Client, Reply) {
         let stream = TcpStream::connect(addr).expect("connect to the gateway");
         stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         stream.set_nodelay(true).unwrap();
-        let mut c = Client {
-            stream: Box::new(stream),
-            buf: Vec::new(),
-        };
+        let mut c = Client::over(stream);
         let greeting = c.read_reply();
         (c, greeting)
     }
@@ -81,10 +89,7 @@ impl Client {
     /// Wraps an already connected stream and reads the greeting.
     pub fn from_stream(stream: TcpStream) -> (Client, Reply) {
         stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let mut c = Client {
-            stream: Box::new(stream),
-            buf: Vec::new(),
-        };
+        let mut c = Client::over(stream);
         let greeting = c.read_reply();
         (c, greeting)
     }
@@ -104,10 +109,7 @@ impl Client {
     pub fn try_connect_tls(addr: SocketAddr, ca: &Path) -> Option<Client> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-        let mut c = Client {
-            stream: Box::new(stream),
-            buf: Vec::new(),
-        };
+        let mut c = Client::over(stream);
         (c.try_read_reply()?.code == 220).then_some(())?;
         (c.try_cmd("EHLO client.test")?.code == 250).then_some(())?;
         (c.try_cmd("STARTTLS")?.code == 220).then_some(())?;
@@ -178,7 +180,10 @@ impl Client {
 
     /// Reads one (possibly multi-line) reply; panics on EOF.
     pub fn read_reply(&mut self) -> Reply {
-        self.try_read_reply().expect("the connection closed before a reply")
+        match self.try_read_reply() {
+            Some(reply) => reply,
+            None => panic!("no reply from the gateway: {}", self.no_reply),
+        }
     }
 
     /// Reads one reply, or `None` on EOF.
@@ -186,7 +191,10 @@ impl Client {
         let mut lines = Vec::new();
         loop {
             let line = self.read_line()?;
-            let code: u16 = line.get(..3)?.parse().ok()?;
+            let Some(code) = line.get(..3).and_then(|c| c.parse::<u16>().ok()) else {
+                self.no_reply = format!("a line that is no reply: {line:?}");
+                return None;
+            };
             let last = line.as_bytes().get(3) != Some(&b'-');
             lines.push(line.get(4..).unwrap_or("").to_string());
             if last {
@@ -207,8 +215,16 @@ impl Client {
             }
             let mut chunk = [0u8; 4096];
             match self.stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
+                Ok(0) => {
+                    self.no_reply = "the connection closed".into();
+                    return None;
+                }
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.no_reply = format!("reading failed: {e}");
+                    return None;
+                }
             }
         }
     }
