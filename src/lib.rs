@@ -51,6 +51,6 @@ pub mod scan;
 pub mod smtp;
 pub mod spool;
 pub mod store;
-mod telemetry;
+pub mod telemetry;
 mod tls;
 mod web;

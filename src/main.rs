@@ -10,22 +10,7 @@ use exogate::app::{self, AppError};
 use exogate::cli::{self, Cli, Command};
 use exogate::config::LogFormat;
 use exogate::spool::Area;
-
-fn init_logging(level: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
-    if json {
-        builder.json().flatten_event(true).init();
-    } else {
-        builder.init();
-    }
-}
+use exogate::telemetry::log;
 
 fn fail(e: AppError) -> ExitCode {
     eprintln!("exogate: {e}");
@@ -46,9 +31,11 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
             };
-            init_logging(
+            // Held to the end: dropping it writes out the lines still queued.
+            let log_writer = log::init_daemon(
                 &snapshot.config.log.level,
                 log_json || snapshot.config.log.format == LogFormat::Json,
+                snapshot.config.log.queue_lines,
             );
             let tokio = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
@@ -58,6 +45,8 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "exogate stopped with an error");
+                    // The queued lines first, so the reason comes last.
+                    drop(log_writer);
                     fail(e)
                 }
             }
@@ -71,7 +60,7 @@ fn main() -> ExitCode {
         },
         Command::Scan(args) => {
             // Warnings of the checks go to standard error; the results to standard output.
-            init_logging("warn", false);
+            log::init_command("warn");
             match cli::scan(&config, args) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(1),
@@ -80,7 +69,7 @@ fn main() -> ExitCode {
         }
         Command::Remediate(args) => {
             // The audit record of each mailbox goes to standard error.
-            init_logging("info", false);
+            log::init_command("info");
             match cli::remediate(&config, args) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(1),

@@ -12,6 +12,13 @@ use tokio::signal::unix::Signal;
 use crate::app::start::Gateway;
 use crate::app::systemd;
 
+/// A second signal: leave at once, after the log's queued lines.
+fn exit_now() -> ! {
+    tracing::warn!("second signal: exiting now");
+    crate::telemetry::log::finish();
+    std::process::exit(1)
+}
+
 pub(super) async fn shutdown(
     mut gateway: Gateway,
     grace: Duration,
@@ -30,8 +37,8 @@ pub(super) async fn shutdown(
     let drained = tokio::select! {
         _ = inbound.sessions.wait() => true,
         _ = tokio::time::sleep(grace) => false,
-        _ = term.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(1) }
-        _ = int.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(1) }
+        _ = term.recv() => exit_now(),
+        _ = int.recv() => exit_now(),
     };
     if !drained {
         tracing::warn!("grace period over: closing the remaining sessions with 421");
@@ -45,8 +52,8 @@ pub(super) async fn shutdown(
         gateway.queue.drain();
         let drained = tokio::select! {
             r = tokio::time::timeout(queue_drain, &mut gateway.queue_task) => r.is_ok(),
-            _ = term.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(1) }
-            _ = int.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(1) }
+            _ = term.recv() => exit_now(),
+            _ = int.recv() => exit_now(),
         };
         if !drained {
             tracing::warn!(

@@ -171,6 +171,9 @@ pub enum LogFormat {
 pub struct LogConfig {
     pub format: LogFormat,
     pub level: String,
+    /// Lines that may wait for a slow reader of standard error before new
+    /// ones are dropped (and counted); read at start only.
+    pub queue_lines: usize,
 }
 
 /// What `exo-setup` needs to know about how Exchange Online reaches this
@@ -763,6 +766,9 @@ fn read_log(s: &Section) -> LogConfig {
             &[("text", LogFormat::Text), ("json", LogFormat::Json)],
         ),
         level: s.string_or("level", "info"),
+        // About 3 s of `info` lines at the gateway's peak rate on the
+        // benchmark machine, and a few MB at most while the queue is full.
+        queue_lines: s.u64_in("queue_lines", 16_384, 64, 1_048_576) as usize,
     }
 }
 

@@ -135,6 +135,20 @@ fn a_memory_budget_below_one_mebibyte_is_refused() {
 }
 
 #[test]
+fn the_log_queue_has_a_default_and_a_bounded_size() {
+    let c = Config::parse(MINIMAL, Path::new("/etc/exogate/gateway.toml")).unwrap();
+    assert_eq!(c.log.queue_lines, 16_384);
+    let c = Config::parse(
+        &(MINIMAL.to_string() + "[log]\nqueue_lines = 100000\n"),
+        Path::new("/etc/exogate/gateway.toml"),
+    )
+    .unwrap();
+    assert_eq!(c.log.queue_lines, 100_000);
+    let e = errors(&(MINIMAL.to_string() + "[log]\nqueue_lines = 10\n"));
+    assert_eq!(e, vec!["log.queue_lines: must be between 64 and 1048576, found 10"]);
+}
+
+#[test]
 fn dns_servers_and_the_deprecated_relay_dns() {
     let c = Config::parse(MINIMAL, Path::new("/etc/exogate/gateway.toml")).unwrap();
     assert!(c.dns.servers.is_empty(), "the system's resolver by default");

@@ -417,6 +417,12 @@ impl Metrics {
                 ConstGauge::new(total),
             );
         }
+        register(
+            registry,
+            "exogate_log_lines_dropped_total",
+            "Log lines dropped because the reader of standard error did not keep up (see log.queue_lines).",
+            ConstCounter::new(super::log::dropped_lines()),
+        );
         if let Some(cpu) = super::process::cpu_seconds() {
             register(
                 registry,

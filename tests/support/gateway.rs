@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use super::pki::{Leaf, Pki};
@@ -33,6 +33,8 @@ pub struct Options {
     pub command_timeout: String,
     pub admin: bool,
     pub log_json: bool,
+    /// Extra `[log]` lines.
+    pub log_extra: String,
     /// Extra `[server]` lines.
     pub server_extra: String,
     /// Extra `[relay]` lines.
@@ -65,6 +67,7 @@ impl Default for Options {
             admin: true,
             log_json: false,
             server_extra: String::new(),
+            log_extra: String::new(),
             relay_extra: String::new(),
             extra: String::new(),
             policy: None,
@@ -140,6 +143,7 @@ listen = "{admin}"
 [log]
 level = "info,exogate=debug"
 format = "{log_format}"
+{log_extra}
 
 [[tenant]]
 portal = "contoso"
@@ -158,6 +162,7 @@ mode = "{tenant_mode}"
         max_per_ip = opts.max_connections_per_ip,
         cmd_timeout = opts.command_timeout,
         server_extra = opts.server_extra,
+        log_extra = opts.log_extra,
         cert = server.cert.display(),
         key = server.key.display(),
         ca = pki.ca.display(),
@@ -190,6 +195,8 @@ pub struct Gateway {
     /// The `[web]` listener, when configured.
     pub web: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
+    /// While true, nobody reads the gateway's standard error (a stuck reader).
+    log_paused: Arc<(Mutex<bool>, Condvar)>,
 }
 
 pub fn binary() -> &'static str {
@@ -245,6 +252,8 @@ impl Gateway {
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
         let log_file = dir.join("gateway.log");
+        let log_paused = Arc::new((Mutex::new(false), Condvar::new()));
+        let gate = log_paused.clone();
         std::thread::spawn(move || {
             let mut file = std::fs::OpenOptions::new()
                 .create(true)
@@ -252,6 +261,8 @@ impl Gateway {
                 .open(log_file)
                 .ok();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let (paused, resumed) = &*gate;
+                let _held = resumed.wait_while(paused.lock().unwrap(), |p| *p).unwrap();
                 if let Some(f) = file.as_mut() {
                     use std::io::Write;
                     let _ = writeln!(f, "{line}");
@@ -269,6 +280,7 @@ impl Gateway {
             admin: None,
             web: None,
             log,
+            log_paused,
         };
         let addrs = wait_for(Duration::from_secs(30), || {
             let text = gw.log();
@@ -291,6 +303,14 @@ impl Gateway {
             }
         }
         gw
+    }
+
+    /// Stops (true) or resumes (false) reading the gateway's standard error.
+    /// While stopped, the pipe fills and the gateway's writes to it block.
+    pub fn pause_log_reader(&self, paused: bool) {
+        let (flag, resumed) = &*self.log_paused;
+        *flag.lock().unwrap() = paused;
+        resumed.notify_all();
     }
 
     pub fn log(&self) -> String {

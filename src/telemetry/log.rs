@@ -1,0 +1,116 @@
+//! The process's log: the subscriber, and the daemon's writer that puts its
+//! lines on standard error from a thread of its own.
+//!
+//! In the daemon, a line is formatted where it is logged, then handed to the writer thread
+//! through a bounded queue (`log.queue_lines`). When the queue is full the
+//! line is dropped and counted, never waited for: a slow or stuck reader of
+//! standard error (journald under pressure, a full pipe, a log file on a busy
+//! disk) must not stall the sessions whose worker threads log. Before, each
+//! line was written to standard error by the logging thread itself, and a
+//! full pipe stopped every session on that thread.
+//!
+//! The queue and the thread are `tracing-appender`'s; the count of dropped
+//! lines is exported as `exogate_log_lines_dropped_total` and reported in the
+//! log once lines flow again ([`report_drops`]).
+//!
+//! Owns: the subscriber's set-up, the writer thread and its flush at exit.
+//! Must never: block a caller of a `tracing` macro, drop a line without
+//! counting it, or hold up an exit for longer than the writer's bound (about
+//! a second).
+
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+
+/// The count of lines dropped since the start (set once, by [`init`]).
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// The writer thread's guard: dropping it writes what is queued (bounded).
+static WRITER: Mutex<Option<WorkerGuard>> = Mutex::new(None);
+
+/// Writes what is still queued when dropped; hold it until the process ends.
+#[must_use = "dropping the guard ends the log's writer thread"]
+pub struct LogGuard(());
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        finish();
+    }
+}
+
+/// Installs the daemon's subscriber: `level` is an `EnvFilter` directive
+/// (`RUST_LOG` wins when set), `json` one object per line, `queue_lines`
+/// the lines that may wait for the reader before new ones are dropped.
+pub fn init_daemon(level: &str, json: bool, queue_lines: usize) -> LogGuard {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(queue_lines.max(1))
+        .thread_name("exogate-log")
+        .finish(std::io::stderr());
+    let _ = DROPPED.set(writer.error_counter());
+    *WRITER.lock().unwrap_or_else(|e| e.into_inner()) = Some(guard);
+    install(level, json, writer);
+    LogGuard(())
+}
+
+/// Installs a command's subscriber: each line is written by the thread that
+/// logs it, in order with standard output, and none is dropped (a command's
+/// log may be its audit record, as `remediate`'s is).
+pub fn init_command(level: &str) {
+    install(level, false, std::io::stderr);
+}
+
+fn install<W>(level: &str, json: bool, writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(ansi);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Writes out what is queued and ends the writer thread. For paths that
+/// leave by `std::process::exit`, which runs no destructors; waits about a
+/// second at most for a reader that does not read.
+pub(crate) fn finish() {
+    let guard = WRITER.lock().unwrap_or_else(|e| e.into_inner()).take();
+    drop(guard);
+}
+
+/// Lines dropped since the start because the queue was full.
+pub(crate) fn dropped_lines() -> u64 {
+    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
+}
+
+/// Every `period`, says in the log how many lines were dropped since the
+/// last look, if any. The report may itself be dropped while the reader is
+/// still stuck; it carries the total, so the first one that gets through
+/// tells the whole story.
+pub(crate) async fn report_drops(period: Duration) {
+    let mut seen = dropped_lines();
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let total = dropped_lines();
+        if total > seen {
+            tracing::warn!(
+                dropped = total - seen,
+                dropped_total = total,
+                "log lines were dropped: the reader of standard error did not keep up"
+            );
+            seen = total;
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The log never holds up mail: with nobody reading the gateway's standard
+//! error (a stuck journald, a full pipe), sessions are answered and messages
+//! delivered; lines that fit the queue come out once the reader is back, and
+//! lines past it are dropped, counted in /metrics and reported in the log.
+
+mod support;
+
+use std::time::Duration;
+
+use support::gateway::Options;
+use support::smtp::Client;
+use support::stack::Stack;
+
+/// Sends `n` messages over one TLS session; each must get its 250.
+fn send(stack: &Stack, gw: &support::gateway::Gateway, n: usize) {
+    let mut c = Client::connect_tls(gw.smtp, &stack.pki.ca, None);
+    for i in 0..n {
+        let m = support::crlf(&format!(
+            "From: a@example.org\nSubject: m{i}\nMessage-ID: <log{i}@x>\n\nhello {i}\n"
+        ));
+        let r = c.send_data("a@example.org", &["user@contoso.com"], &m);
+        assert_eq!(r.code, 250, "message {i}: {r}");
+    }
+    c.cmd("QUIT");
+}
+
+fn dropped(gw: &support::gateway::Gateway) -> u64 {
+    let (_, metrics) = gw.http_get("/metrics");
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("exogate_log_lines_dropped_total "))
+        .unwrap_or_else(|| panic!("no exogate_log_lines_dropped_total in\n{metrics}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// More than a pipe (64 KiB) and the reader's buffer hold: at debug level each
+/// message logs over a KiB, so a gateway that wrote its lines itself would
+/// block on the full pipe long before the last message.
+const MESSAGES: usize = 200;
+
+#[test]
+fn with_its_reader_stuck_the_gateway_still_delivers_and_the_lines_come_out_later() {
+    let stack = Stack::new();
+    let gw = stack.gateway(Options::default());
+    gw.pause_log_reader(true);
+    let logged_before = gw.log().len();
+
+    send(&stack, &gw, MESSAGES);
+    stack.downstream.wait_messages(MESSAGES, Duration::from_secs(60));
+    assert_eq!(dropped(&gw), 0, "the default queue holds this much");
+    let stuck = gw.log().len() - logged_before;
+    assert!(stuck < 10_000, "the reader was stuck, yet {stuck} bytes were read");
+
+    gw.pause_log_reader(false);
+    assert!(
+        support::wait_for(Duration::from_secs(30), || {
+            (gw.count_log("message fate known") >= MESSAGES).then_some(())
+        })
+        .is_some(),
+        "every message's fate line comes out once the reader is back; {} did",
+        gw.count_log("message fate known")
+    );
+    let written = gw.log().len() - logged_before;
+    assert!(
+        written > 100_000,
+        "the test needs more log than a pipe holds; it wrote {written} bytes"
+    );
+}
+
+#[test]
+fn past_the_queue_lines_are_dropped_counted_and_reported_not_waited_for() {
+    let stack = Stack::new();
+    let gw = stack.gateway(Options {
+        log_extra: "queue_lines = 64\n".into(),
+        ..Options::default()
+    });
+    gw.pause_log_reader(true);
+
+    send(&stack, &gw, MESSAGES);
+    stack.downstream.wait_messages(MESSAGES, Duration::from_secs(60));
+    let lost = dropped(&gw);
+    assert!(lost > 0, "64 queued lines cannot hold {MESSAGES} messages' lines");
+
+    gw.pause_log_reader(false);
+    assert!(
+        gw.wait_log("log lines were dropped", Duration::from_secs(30)),
+        "the drop is reported once the reader is back:\n{}",
+        gw.log()
+    );
+    let report = gw
+        .log()
+        .lines()
+        .rfind(|l| l.contains("log lines were dropped"))
+        .unwrap()
+        .to_string();
+    let total: u64 = report
+        .split("dropped_total=")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no dropped_total in {report}"));
+    assert!(
+        total >= lost,
+        "the report ({total}) counts what /metrics counted ({lost})"
+    );
+}
