@@ -7,7 +7,12 @@
 //! index, and SQLite writes each touched page whole into its WAL once per
 //! transaction, then again into the database at each checkpoint. With one
 //! transaction per event (what a busy writer got without lingering), the
-//! store wrote about 130 KB per 10 KB message, on the spool's file system.
+//! store wrote about 130 KB per 10 KB message, on the spool's file system;
+//! with 100 ms, 8.6 KB; with a second, 3.1 KB (benches/README.md, "What the
+//! event store costs the tail"). The price is that the history shows a
+//! message up to a second later, and a crash loses up to a second more of
+//! history (never mail; the quarantine's index is reconciled with its files
+//! at start and every 30 s).
 //!
 //! A batch that fails is retried a few times with a growing pause (while the
 //! gateway runs); meanwhile the channel fills, and once it is full new
@@ -25,10 +30,11 @@ use tokio_util::sync::CancellationToken;
 use super::Store;
 use super::types::{DeliveryOutcome, EventRecord, QuarantineEntry};
 
-/// Records per transaction.
-const MAX_BATCH: usize = 500;
+/// Records per transaction: above what a second brings at the gateway's
+/// peak (about 2,500 records, an event and a delivery per message).
+const MAX_BATCH: usize = 5_000;
 /// How long the first record of a batch waits for others to join it.
-const LINGER: Duration = Duration::from_millis(100);
+const LINGER: Duration = Duration::from_secs(1);
 /// Pauses between the tries of a failed batch.
 const RETRY: [Duration; 3] = [
     Duration::from_millis(200),
@@ -188,17 +194,18 @@ mod tests {
     }
 
     // The clock is paused: tokio moves it only when every task waits, so
-    // "waited 100 ms" and "did not wait" are exact, not timed.
+    // "waited the linger" and "did not wait" are exact, not timed.
     #[tokio::test(start_paused = true)]
     async fn a_batch_gathers_what_arrives_within_the_linger_and_no_more() {
         let (tx, mut rx) = mpsc::channel(16);
         let stop = CancellationToken::new();
+        let step = LINGER * 4 / 10;
         let sender = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(40)).await;
+            tokio::time::sleep(step).await;
             tx.send(delivery(2)).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(40)).await;
+            tokio::time::sleep(step).await;
             tx.send(delivery(3)).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(40)).await;
+            tokio::time::sleep(step).await;
             tx.send(delivery(4)).await.unwrap();
             tx
         });
