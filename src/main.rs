@@ -41,14 +41,17 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(e) => return fail(AppError::Other(format!("cannot start the async runtime: {e}"))),
             };
-            match tokio.block_on(app::run(config, snapshot, lock)) {
+            let result = tokio.block_on(app::run(config, snapshot, lock));
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "exogate stopped with an error");
+            }
+            // Tasks may log until the runtime is gone; then the queued lines
+            // are written, and only then the reason of a failure.
+            drop(tokio);
+            drop(log_writer);
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!(error = %e, "exogate stopped with an error");
-                    // The queued lines first, so the reason comes last.
-                    drop(log_writer);
-                    fail(e)
-                }
+                Err(e) => fail(e),
             }
         }
         Command::CheckConfig => match cli::check_config(&config) {

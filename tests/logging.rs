@@ -1,7 +1,8 @@
 //! The log never holds up mail: with nobody reading the gateway's standard
 //! error (a stuck journald, a full pipe), sessions are answered and messages
 //! delivered; lines that fit the queue come out once the reader is back, and
-//! lines past it are dropped, counted in /metrics and reported in the log.
+//! lines past it are dropped, counted in /metrics and reported in the log;
+//! and the gateway still stops when told to.
 
 mod support;
 
@@ -103,4 +104,24 @@ fn past_the_queue_lines_are_dropped_counted_and_reported_not_waited_for() {
         total >= lost,
         "the report ({total}) counts what /metrics counted ({lost})"
     );
+}
+
+#[test]
+fn with_its_reader_stuck_and_the_queue_full_the_gateway_still_stops_when_told() {
+    let stack = Stack::new();
+    let mut gw = stack.gateway(Options {
+        log_extra: "queue_lines = 64\n".into(),
+        ..Options::default()
+    });
+    gw.pause_log_reader(true);
+    send(&stack, &gw, MESSAGES);
+    stack.downstream.wait_messages(MESSAGES, Duration::from_secs(60));
+    assert!(dropped(&gw) > 0, "the queue filled up");
+
+    // Standard output is the same stuck stream (see the harness), as the
+    // journal is under systemd: whatever the exit writes must not wait for it.
+    gw.signal(libc::SIGTERM);
+    let code = gw.wait_exit(Duration::from_secs(30));
+    gw.pause_log_reader(false);
+    assert_eq!(code, Some(0), "a SIGTERM stops the gateway despite its stuck log");
 }

@@ -767,8 +767,9 @@ fn read_log(s: &Section) -> LogConfig {
         ),
         level: s.string_or("level", "info"),
         // About 3 s of `info` lines at the gateway's peak rate on the
-        // benchmark machine, and a few MB at most while the queue is full.
-        queue_lines: s.u64_in("queue_lines", 16_384, 64, 1_048_576) as usize,
+        // benchmark machine, and a few MB at most while the queue is full
+        // (a line holds its own bytes; the queue reserves 32 B per slot).
+        queue_lines: s.u64_in("queue_lines", 16_384, 64, 262_144) as usize,
     }
 }
 

@@ -145,7 +145,7 @@ fn the_log_queue_has_a_default_and_a_bounded_size() {
     .unwrap();
     assert_eq!(c.log.queue_lines, 100_000);
     let e = errors(&(MINIMAL.to_string() + "[log]\nqueue_lines = 10\n"));
-    assert_eq!(e, vec!["log.queue_lines: must be between 64 and 1048576, found 10"]);
+    assert_eq!(e, vec!["log.queue_lines: must be between 64 and 262144, found 10"]);
 }
 
 #[test]

@@ -13,18 +13,29 @@
 //! lines is exported as `exogate_log_lines_dropped_total` and reported in the
 //! log once lines flow again ([`report_drops`]).
 //!
+//! A line is also counted as dropped when writing it fails (a closed
+//! standard error): the writer thread goes on with the next one.
+//!
 //! Owns: the subscriber's set-up, the writer thread and its flush at exit.
-//! Must never: block a caller of a `tracing` macro, drop a line without
-//! counting it, or hold up an exit for longer than the writer's bound (about
-//! a second).
+//! Must never: block a caller of a `tracing` macro, lose a line without
+//! counting it, or hold up an exit for longer than [`FINISH_WAIT`].
 
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 
-/// The count of lines dropped since the start (set once, by [`init`]).
+/// The longest an exit waits for the queued lines to be written.
+const FINISH_WAIT: Duration = Duration::from_millis(1500);
+
+/// The count of lines the full queue refused since the start (set once, by
+/// [`init_daemon`]).
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Lines whose write to standard error failed.
+static FAILED: AtomicU64 = AtomicU64::new(0);
 
 /// The writer thread's guard: dropping it writes what is queued (bounded).
 static WRITER: Mutex<Option<WorkerGuard>> = Mutex::new(None);
@@ -47,7 +58,7 @@ pub fn init_daemon(level: &str, json: bool, queue_lines: usize) -> LogGuard {
         .lossy(true)
         .buffered_lines_limit(queue_lines.max(1))
         .thread_name("exogate-log")
-        .finish(std::io::stderr());
+        .finish(CountingStderr);
     let _ = DROPPED.set(writer.error_counter());
     *WRITER.lock().unwrap_or_else(|e| e.into_inner()) = Some(guard);
     install(level, json, writer);
@@ -80,25 +91,59 @@ where
     }
 }
 
-/// Writes out what is queued and ends the writer thread. For paths that
-/// leave by `std::process::exit`, which runs no destructors; waits about a
-/// second at most for a reader that does not read.
+/// Standard error for the writer thread: a line whose write fails is
+/// counted (the thread itself goes on silently).
+struct CountingStderr;
+
+impl Write for CountingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::io::stderr().write(buf)
+    }
+
+    fn write_all(&mut self, line: &[u8]) -> std::io::Result<()> {
+        std::io::stderr().write_all(line).inspect_err(|_| {
+            FAILED.fetch_add(1, Ordering::Relaxed);
+        })
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// Writes out what is queued and ends the writer thread; for the end of
+/// `main` and for paths that leave by `std::process::exit`, which runs no
+/// destructors. Waits [`FINISH_WAIT`] at most: the crate's own shutdown may
+/// wait longer for a reader that does not read (and print to standard
+/// output, which under systemd is the same stuck stream), so it runs on a
+/// thread of its own that the exit does not wait for.
 pub(crate) fn finish() {
-    let guard = WRITER.lock().unwrap_or_else(|e| e.into_inner()).take();
-    drop(guard);
+    let Some(guard) = WRITER.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        return;
+    };
+    let (done, finished) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("exogate-log-end".into())
+        .spawn(move || {
+            drop(guard);
+            let _ = done.send(());
+        });
+    if spawned.is_ok() {
+        let _ = finished.recv_timeout(FINISH_WAIT);
+    }
 }
 
-/// Lines dropped since the start because the queue was full.
+/// Lines lost since the start: refused by the full queue, or failed to write.
 pub(crate) fn dropped_lines() -> u64 {
-    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
+    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64) + FAILED.load(Ordering::Relaxed)
 }
 
-/// Every `period`, says in the log how many lines were dropped since the
-/// last look, if any. The report may itself be dropped while the reader is
-/// still stuck; it carries the total, so the first one that gets through
-/// tells the whole story.
+/// Every `period` in which lines were lost (those of the start included),
+/// says so in the log with the total since the start. The report may itself
+/// be lost while the reader is still stuck; the next one counts it, so the
+/// first that gets through tells the whole story.
 pub(crate) async fn report_drops(period: Duration) {
-    let mut seen = dropped_lines();
+    let mut seen = 0;
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -106,9 +151,8 @@ pub(crate) async fn report_drops(period: Duration) {
         let total = dropped_lines();
         if total > seen {
             tracing::warn!(
-                dropped = total - seen,
                 dropped_total = total,
-                "log lines were dropped: the reader of standard error did not keep up"
+                "log lines were dropped: standard error did not take them in time"
             );
             seen = total;
         }

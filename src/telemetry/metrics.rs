@@ -420,7 +420,7 @@ impl Metrics {
         register(
             registry,
             "exogate_log_lines_dropped_total",
-            "Log lines dropped because the reader of standard error did not keep up (see log.queue_lines).",
+            "Log lines lost: refused by the full log queue (see log.queue_lines), or not written to standard error.",
             ConstCounter::new(super::log::dropped_lines()),
         );
         if let Some(cpu) = super::process::cpu_seconds() {

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -241,15 +241,19 @@ impl Gateway {
             }
         }
         cmd.args(["run", "--config"]).arg(config);
+        // Standard output and error are one stream, as under systemd (both
+        // to the journal): what the gateway prints anywhere is in its log.
+        let (stderr, writer) = std::io::pipe().expect("a pipe for the gateway's output");
         cmd.env("RUST_LOG", "info,exogate=debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .stdout(writer.try_clone().expect("the pipe's writing end"))
+            .stderr(writer);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("start exogate");
+        let child = cmd.spawn().expect("start exogate");
+        // The parent's copies of the writing end must close, or the reader never sees the end.
+        drop(cmd);
         let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
         let log_file = dir.join("gateway.log");
         let log_paused = Arc::new((Mutex::new(false), Condvar::new()));
