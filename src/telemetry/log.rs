@@ -1,8 +1,8 @@
 //! The process's log: the subscriber, and the daemon's writer that puts its
 //! lines on standard error from a thread of its own.
 //!
-//! In the daemon, a line is formatted where it is logged, then handed to the writer thread
-//! through a bounded queue (`log.queue_lines`). When the queue is full the
+//! In the daemon, a line is formatted where it is logged, then handed to the
+//! writer thread through a bounded queue (`log.queue_lines`). When the queue is full the
 //! line is dropped and counted, never waited for: a slow or stuck reader of
 //! standard error (journald under pressure, a full pipe, a log file on a busy
 //! disk) must not stall the sessions whose worker threads log. Before, each
@@ -14,7 +14,9 @@
 //! log once lines flow again ([`report_drops`]).
 //!
 //! A line is also counted as dropped when writing it fails (a closed
-//! standard error): the writer thread goes on with the next one.
+//! standard error): the writer thread goes on with the next one. Commands
+//! (`scan`, `remediate`) write synchronously instead: their log is in order
+//! with their output, and may be an audit record that must not lose a line.
 //!
 //! Owns: the subscriber's set-up, the writer thread and its flush at exit.
 //! Must never: block a caller of a `tracing` macro, lose a line without
