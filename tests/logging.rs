@@ -125,3 +125,32 @@ fn with_its_reader_stuck_and_the_queue_full_the_gateway_still_stops_when_told() 
     gw.pause_log_reader(false);
     assert_eq!(code, Some(0), "a SIGTERM stops the gateway despite its stuck log");
 }
+
+#[test]
+fn a_reload_that_changes_the_log_settings_says_they_wait_for_a_restart() {
+    let stack = Stack::new();
+    let gw = stack.gateway(Options::default());
+    let text = std::fs::read_to_string(&gw.config).unwrap();
+    let changed = text.replace("[log]\n", "[log]\nqueue_lines = 128\n");
+    assert_ne!(changed, text, "the harness's config has a [log] table");
+
+    // A reload with the log unchanged says nothing about it.
+    gw.signal(libc::SIGHUP);
+    assert!(gw.wait_log("configuration reloaded", Duration::from_secs(10)));
+    std::fs::write(&gw.config, changed).unwrap();
+    gw.signal(libc::SIGHUP);
+    assert!(
+        support::wait_for(Duration::from_secs(10), || {
+            (gw.count_log("configuration reloaded") == 2).then_some(())
+        })
+        .is_some(),
+        "{}",
+        gw.log()
+    );
+    assert_eq!(
+        gw.count_log("log changes (level, format, queue_lines) take effect only after a restart"),
+        1,
+        "said once, for the reload that changed them:\n{}",
+        gw.log()
+    );
+}

@@ -1,6 +1,7 @@
 //! SIGHUP: build a complete new snapshot, then swap it in for sessions and
 //! deliveries alike; on any problem keep the one in force and say why.
-//! Addresses and the state directory are bound at start and need a restart.
+//! Addresses, the state directory and the log's settings are set at start
+//! and need a restart; a reload that changes them says so.
 
 use std::path::Path;
 
@@ -28,6 +29,9 @@ fn swap(gateway: &Gateway, new: Snapshot) {
         || now.server.state_dir != was.server.state_dir
     {
         tracing::warn!("listen addresses and state_dir changes take effect only after a restart");
+    }
+    if now.log != was.log {
+        tracing::warn!("log changes (level, format, queue_lines) take effect only after a restart");
     }
     for w in now.warnings() {
         tracing::warn!("{w}");
