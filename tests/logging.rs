@@ -2,13 +2,14 @@
 //! error (a stuck journald, a full pipe), sessions are answered and messages
 //! delivered; lines that fit the queue come out once the reader is back, and
 //! lines past it are dropped, counted in /metrics and reported in the log;
+//! lines that cannot be written (the reader gone) are counted the same way;
 //! and the gateway still stops when told to.
 
 mod support;
 
 use std::time::Duration;
 
-use support::gateway::Options;
+use support::gateway::{Options, Reader};
 use support::smtp::Client;
 use support::stack::Stack;
 
@@ -43,7 +44,7 @@ const MESSAGES: usize = 200;
 fn with_its_reader_stuck_the_gateway_still_delivers_and_the_lines_come_out_later() {
     let stack = Stack::new();
     let gw = stack.gateway(Options::default());
-    gw.pause_log_reader(true);
+    gw.set_log_reader(Reader::Paused);
     let logged_before = gw.log().len();
 
     send(&stack, &gw, MESSAGES);
@@ -52,7 +53,7 @@ fn with_its_reader_stuck_the_gateway_still_delivers_and_the_lines_come_out_later
     let stuck = gw.log().len() - logged_before;
     assert!(stuck < 10_000, "the reader was stuck, yet {stuck} bytes were read");
 
-    gw.pause_log_reader(false);
+    gw.set_log_reader(Reader::Reading);
     assert!(
         support::wait_for(Duration::from_secs(30), || {
             (gw.count_log("message fate known") >= MESSAGES).then_some(())
@@ -75,14 +76,14 @@ fn past_the_queue_lines_are_dropped_counted_and_reported_not_waited_for() {
         log_extra: "queue_lines = 64\n".into(),
         ..Options::default()
     });
-    gw.pause_log_reader(true);
+    gw.set_log_reader(Reader::Paused);
 
     send(&stack, &gw, MESSAGES);
     stack.downstream.wait_messages(MESSAGES, Duration::from_secs(60));
     let lost = dropped(&gw);
     assert!(lost > 0, "64 queued lines cannot hold {MESSAGES} messages' lines");
 
-    gw.pause_log_reader(false);
+    gw.set_log_reader(Reader::Reading);
     assert!(
         gw.wait_log("log lines were dropped", Duration::from_secs(30)),
         "the drop is reported once the reader is back:\n{}",
@@ -107,13 +108,35 @@ fn past_the_queue_lines_are_dropped_counted_and_reported_not_waited_for() {
 }
 
 #[test]
+fn with_its_reader_gone_the_gateway_still_delivers_and_counts_the_lines_it_could_not_write() {
+    let stack = Stack::new();
+    let gw = stack.gateway(Options::default());
+    // As when journald restarts: the stream closes, and every write fails (EPIPE).
+    gw.set_log_reader(Reader::Closed);
+    send(&stack, &gw, 1);
+    stack.downstream.wait_messages(1, Duration::from_secs(60));
+    assert!(
+        support::wait_for(Duration::from_secs(10), || (dropped(&gw) > 0).then_some(())).is_some(),
+        "a line that cannot be written is counted"
+    );
+
+    send(&stack, &gw, MESSAGES);
+    stack.downstream.wait_messages(MESSAGES + 1, Duration::from_secs(60));
+    assert!(
+        dropped(&gw) >= MESSAGES as u64,
+        "every message's lines are counted ({} for {MESSAGES} messages)",
+        dropped(&gw)
+    );
+}
+
+#[test]
 fn with_its_reader_stuck_and_the_queue_full_the_gateway_still_stops_when_told() {
     let stack = Stack::new();
     let mut gw = stack.gateway(Options {
         log_extra: "queue_lines = 64\n".into(),
         ..Options::default()
     });
-    gw.pause_log_reader(true);
+    gw.set_log_reader(Reader::Paused);
     send(&stack, &gw, MESSAGES);
     stack.downstream.wait_messages(MESSAGES, Duration::from_secs(60));
     assert!(dropped(&gw) > 0, "the queue filled up");
@@ -122,7 +145,7 @@ fn with_its_reader_stuck_and_the_queue_full_the_gateway_still_stops_when_told() 
     // journal is under systemd: whatever the exit writes must not wait for it.
     gw.signal(libc::SIGTERM);
     let code = gw.wait_exit(Duration::from_secs(30));
-    gw.pause_log_reader(false);
+    gw.set_log_reader(Reader::Reading);
     assert_eq!(code, Some(0), "a SIGTERM stops the gateway despite its stuck log");
 }
 

@@ -105,9 +105,6 @@ pub fn lock_state(path: &Path) -> Result<crate::spool::StateLock, AppError> {
     Ok(crate::spool::StateLock::acquire(&config.server.state_dir)?)
 }
 
-/// How often dropped log lines are reported in the log (when there are any).
-const LOG_DROP_REPORT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Runs the gateway until it is told to stop, holding `lock` (from
 /// [`lock_state`]) throughout.
 pub async fn run(config_path: PathBuf, snapshot: Snapshot, lock: crate::spool::StateLock) -> Result<(), AppError> {
@@ -118,7 +115,7 @@ pub async fn run(config_path: PathBuf, snapshot: Snapshot, lock: crate::spool::S
     let grace = snapshot.config.server.shutdown_grace;
     let queue_drain = snapshot.config.server.queue_drain;
     let gateway = start::start(snapshot).await?;
-    let drops = tokio::spawn(crate::telemetry::log::report_drops(LOG_DROP_REPORT));
+    let drops = tokio::spawn(crate::telemetry::log::report_drops());
     systemd::ready("accepting mail");
 
     let signal_error = |e: std::io::Error| AppError::Other(e.to_string());

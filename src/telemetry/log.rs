@@ -140,13 +140,16 @@ pub(crate) fn dropped_lines() -> u64 {
     DROPPED.get().map_or(0, |c| c.dropped_lines() as u64) + FAILED.load(Ordering::Relaxed)
 }
 
-/// Every `period` in which lines were lost (those of the start included),
-/// says so in the log with the total since the start. The report may itself
-/// be lost while the reader is still stuck; the next one counts it, so the
-/// first that gets through tells the whole story.
-pub(crate) async fn report_drops(period: Duration) {
+/// How often lost lines are reported in the log (when there are new ones).
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Every [`REPORT_EVERY`] in which lines were lost (those of the start
+/// included), says so in the log with the total since the start. The report
+/// may itself be lost while the reader is still stuck; the next one counts
+/// it, so the first that gets through tells the whole story.
+pub(crate) async fn report_drops() {
     let mut seen = 0;
-    let mut tick = tokio::time::interval(period);
+    let mut tick = tokio::time::interval(REPORT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -154,7 +157,7 @@ pub(crate) async fn report_drops(period: Duration) {
         if total > seen {
             tracing::warn!(
                 dropped_total = total,
-                "log lines were dropped: standard error did not take them in time"
+                "log lines were dropped: the reader of standard error (journald, the container's log driver) was too slow or gone; find out why, or raise log.queue_lines to ride out longer stalls"
             );
             seen = total;
         }

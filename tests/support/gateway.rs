@@ -195,8 +195,19 @@ pub struct Gateway {
     /// The `[web]` listener, when configured.
     pub web: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
-    /// While true, nobody reads the gateway's standard error (a stuck reader).
-    log_paused: Arc<(Mutex<bool>, Condvar)>,
+    /// Whether the gateway's output is read, held, or closed.
+    log_reader: Arc<(Mutex<Reader>, Condvar)>,
+}
+
+/// What the test does with the gateway's output (standard output and error).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Reader {
+    /// Read as it comes, into [`Gateway::log`].
+    Reading,
+    /// Not read: the pipe fills and the gateway's writes to it block (a stuck journald).
+    Paused,
+    /// The reading end closed at the next line: writes fail (a journald restarted).
+    Closed,
 }
 
 pub fn binary() -> &'static str {
@@ -256,8 +267,8 @@ impl Gateway {
         let log = Arc::new(Mutex::new(String::new()));
         let sink = log.clone();
         let log_file = dir.join("gateway.log");
-        let log_paused = Arc::new((Mutex::new(false), Condvar::new()));
-        let gate = log_paused.clone();
+        let log_reader = Arc::new((Mutex::new(Reader::Reading), Condvar::new()));
+        let gate = log_reader.clone();
         std::thread::spawn(move || {
             let mut file = std::fs::OpenOptions::new()
                 .create(true)
@@ -265,8 +276,13 @@ impl Gateway {
                 .open(log_file)
                 .ok();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let (paused, resumed) = &*gate;
-                let _held = resumed.wait_while(paused.lock().unwrap(), |p| *p).unwrap();
+                let (state, changed) = &*gate;
+                let now = changed
+                    .wait_while(state.lock().unwrap(), |r| *r == Reader::Paused)
+                    .unwrap();
+                if *now == Reader::Closed {
+                    break;
+                }
                 if let Some(f) = file.as_mut() {
                     use std::io::Write;
                     let _ = writeln!(f, "{line}");
@@ -284,7 +300,7 @@ impl Gateway {
             admin: None,
             web: None,
             log,
-            log_paused,
+            log_reader,
         };
         let addrs = wait_for(Duration::from_secs(30), || {
             let text = gw.log();
@@ -309,12 +325,11 @@ impl Gateway {
         gw
     }
 
-    /// Stops (true) or resumes (false) reading the gateway's standard error.
-    /// While stopped, the pipe fills and the gateway's writes to it block.
-    pub fn pause_log_reader(&self, paused: bool) {
-        let (flag, resumed) = &*self.log_paused;
-        *flag.lock().unwrap() = paused;
-        resumed.notify_all();
+    /// Pauses, resumes or closes the reading of the gateway's output.
+    pub fn set_log_reader(&self, reader: Reader) {
+        let (state, changed) = &*self.log_reader;
+        *state.lock().unwrap() = reader;
+        changed.notify_all();
     }
 
     pub fn log(&self) -> String {
