@@ -49,9 +49,21 @@ impl HangupServer {
         HangupServer { child, port, lines }
     }
 
-    /// The commands it has received so far.
-    fn received(&self) -> Vec<String> {
-        self.lines.try_iter().collect()
+    /// The commands it has received, up to and including the first that
+    /// starts with `last`. The server prints each command before it answers,
+    /// so once the gateway has had the answer the line is on its way; it is
+    /// waited for (the reading thread may not have passed it on yet), not
+    /// assumed to be there.
+    fn received_through(&self, last: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(20)) {
+            let done = line.starts_with(last);
+            lines.push(line);
+            if done {
+                return lines;
+            }
+        }
+        panic!("the downstream never printed {last:?}; it printed {lines:?}");
     }
 }
 
@@ -171,7 +183,7 @@ fn a_downstream_lost_mid_transaction_fails_it_temporarily_and_queues_nothing() {
     // The session itself is fine: the next transaction opens a new connection.
     assert_eq!(c.cmd("MAIL FROM:<a@example.org>").code, 250);
     assert_eq!(c.cmd("RCPT TO:<u4@contoso.com>").code, 250);
-    let received = down.received();
+    let received = down.received_through("RCPT TO:<u4@");
     assert_eq!(
         received.iter().filter(|l| l.starts_with("MAIL FROM")).count(),
         2,
