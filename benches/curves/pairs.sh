@@ -67,11 +67,13 @@ paced_run() {
         "$cost" "$(calc "($tx1 - $tx0) / $MESSAGES" 3)" "$(calc "($w1 - $w0) / $MESSAGES / 1024" 2)" >>"$ROWS"
 }
 
-say "== exogate paced pairs =="
-say "date:      $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-say "machine:   $(nproc) cores, $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-say "builds:    A = $A_BIN, B = $B_BIN (this tree: $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo '?'))"
-say "load:      $MESSAGES messages of $SIZE bytes per run at $RATE msg/s, $SESSIONS STARTTLS sessions, $ROUNDS rounds"
+{
+    say "== exogate paced pairs =="
+    say "date:      $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    say "machine:   $(nproc) cores, $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    say "builds:    A = $A_BIN, B = $B_BIN (this tree: $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo '?'))"
+    say "load:      $MESSAGES messages of $SIZE bytes per run at $RATE msg/s, $SESSIONS STARTTLS sessions, $ROUNDS rounds"
+} | tee "$OUT"
 start_dns
 for round in $(seq 1 "$ROUNDS"); do
     if [ $((round % 2)) = 1 ]; then
@@ -102,4 +104,4 @@ done
              if (ns) printf "sink  %8.2f\n", sp99 / ns
          }' "$ROWS" | LC_ALL=C sort
     say "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-} | tee "$OUT"
+} | tee -a "$OUT"
