@@ -20,6 +20,10 @@
 //! CPU per message at 600 msg/s (benches/README.md). A line reaches standard
 //! error about [`GATHER`] after it was logged, at most.
 //!
+//! A panic is logged as an `error` line through the same queue (the
+//! standard hook writes to standard error from the panicking thread, which a
+//! stuck reader would stall, and not in the JSON format the log may be in).
+//!
 //! A line is also counted as dropped when writing it fails (a closed
 //! standard error): the writer thread goes on with the next one. Commands
 //! (`scan`, `remediate`) write synchronously instead: their log is in order
@@ -82,7 +86,28 @@ pub fn init_daemon(level: &str, json: bool, queue_lines: usize) -> LogGuard {
     let _ = DROPPED.set(writer.error_counter());
     *WRITER.lock().unwrap_or_else(|e| e.into_inner()) = Some(guard);
     install(level, json, writer);
+    std::panic::set_hook(Box::new(log_panic));
     LogGuard(())
+}
+
+/// The daemon's panic hook: the panic as an `error` line, through the
+/// queue, with its thread, location and message (and a backtrace when
+/// `RUST_BACKTRACE` asks for one). A panic is a bug; a session's task that
+/// panics ends that session, and the line is what a report needs.
+fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let thread = std::thread::current();
+    let location = info
+        .location()
+        .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+    let backtrace = std::backtrace::Backtrace::capture();
+    let backtrace = (backtrace.status() == std::backtrace::BacktraceStatus::Captured).then(|| backtrace.to_string());
+    tracing::error!(
+        thread = thread.name().unwrap_or("unnamed"),
+        location,
+        panic = info.payload_as_str().unwrap_or("(a payload that is not text)"),
+        backtrace,
+        "a thread panicked: this is a bug in exogate; please report this line"
+    );
 }
 
 /// Installs a command's subscriber: each line is written by the thread that
@@ -207,5 +232,63 @@ pub(crate) async fn report_drops() {
             );
             seen = total;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The hook sets no global state of its own: it logs through whatever
+    /// subscriber is current, here a JSON one writing to memory.
+    #[test]
+    fn a_panic_becomes_one_error_line_with_its_message_thread_and_location() {
+        let captured = Capture::default();
+        let into = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || into.clone())
+            .finish();
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(log_panic));
+        let caught = std::thread::Builder::new()
+            .name("exogate-test-panic".into())
+            .spawn(move || {
+                tracing::subscriber::with_default(subscriber, || {
+                    std::panic::catch_unwind(|| panic!("the {} of a bug", "payload")).is_err()
+                })
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        std::panic::set_hook(previous);
+        assert!(caught);
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        let line: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(line["level"], "ERROR", "{line}");
+        assert_eq!(line["panic"], "the payload of a bug", "{line}");
+        assert_eq!(line["thread"], "exogate-test-panic", "{line}");
+        assert!(
+            line["location"].as_str().unwrap().starts_with("src/telemetry/log.rs:"),
+            "{line}"
+        );
+        assert!(line["message"].as_str().unwrap().contains("panicked"), "{line}");
     }
 }
