@@ -202,8 +202,8 @@ done
     for pct in $LOAD_POINTS; do
         # shellcheck disable=SC2086
         set -- ${DISK_OF[$pct]:-}
-        [ "$#" = 8 ] || continue
-        say "disk alone at exogate's $pct% rate (${TARGET_OF[after-r$pct]} msg/s, disk_at_rate.py, $PEAK_SESSIONS writers): p50/p99/p99.9 $2 / $3 / $4 ms in exogate's commit order; $6 / $7 / $8 ms with the file's fdatasync first"
+        [ "$#" = 12 ] || continue
+        say "disk alone at exogate's $pct% rate (${TARGET_OF[after-r$pct]} msg/s, disk_at_rate.py, $PEAK_SESSIONS writers): p50/p99/p99.9 $2 / $3 / $4 ms in exogate's commit order; $6 / $7 / $8 ms with the file's fdatasync first; ${10} / ${11} / ${12} ms overwriting a pre-allocated segment (not built)"
     done
     for server in before after; do
         for pct in $LOAD_POINTS; do
