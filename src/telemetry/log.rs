@@ -45,8 +45,8 @@ const FINISH_WAIT: Duration = Duration::from_millis(1500);
 
 /// How long the writer thread lets lines gather in the queue after writing
 /// a batch. At the gateway's peak (about 5,000 lines a second) this is some
-/// 50 lines, far below the smallest `log.queue_lines` a production setting
-/// would use; a line waits this long at most before it is written.
+/// 50 lines, within the smallest `log.queue_lines` allowed (64) and far
+/// within the default; a line waits this long at most before it is written.
 const GATHER: Duration = Duration::from_millis(10);
 
 /// A batch larger than this is written out before the queue is drained, so
@@ -253,8 +253,10 @@ mod tests {
         }
     }
 
-    /// The hook sets no global state of its own: it logs through whatever
-    /// subscriber is current, here a JSON one writing to memory.
+    /// The hook logs through whatever subscriber is current, here a JSON one
+    /// writing to memory. While it is installed (a moment: the previous hook
+    /// is put back at once) another test's panic message would go to this
+    /// test's subscriber-less log instead of the test output.
     #[test]
     fn a_panic_becomes_one_error_line_with_its_message_thread_and_location() {
         let captured = Capture::default();
