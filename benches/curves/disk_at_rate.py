@@ -39,11 +39,15 @@ libc = ctypes.CDLL("libc.so.6", use_errno=True)
 libc.sync_file_range.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
 
 
-class DirSync:
-    """Group commit of a directory's fsyncs: a ticket is covered by an fsync begun after it."""
+class GroupCommit:
+    """Group commit of one sync call: a ticket is covered by a call begun after it was taken.
 
-    def __init__(self, path):
-        self.path = path
+    The directory's fsync (opened for each call, as spool/syncer.rs does) and the segment
+    file's fdatasync both go through it.
+    """
+
+    def __init__(self, sync_once):
+        self.sync_once = sync_once
         self.cv = threading.Condition()
         self.asked = self.synced = 0
         self.running = False
@@ -62,15 +66,10 @@ class DirSync:
                 self.cv.wait()
         synced = False
         try:
-            # Opened for each fsync, as spool/syncer.rs does.
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            self.sync_once()
             synced = True
         finally:
-            # A failed fsync covers nobody (the caller's error ends the run).
+            # A failed call covers nobody (the caller's error ends the run).
             with self.cv:
                 self.running = False
                 if synced:
@@ -78,35 +77,12 @@ class DirSync:
                 self.cv.notify_all()
 
 
-class FileSync(DirSync):
-    """Group commit of one open file's fdatasync: a ticket is covered by one begun after it."""
-
-    def __init__(self, fd):
-        super().__init__(None)
-        self.fd = fd
-
-    def sync(self):
-        with self.cv:
-            self.asked += 1
-            ticket = self.asked
-            while True:
-                if self.synced >= ticket:
-                    return
-                if not self.running:
-                    self.running = True
-                    upto = self.asked
-                    break
-                self.cv.wait()
-        synced = False
-        try:
-            os.fdatasync(self.fd)
-            synced = True
-        finally:
-            with self.cv:
-                self.running = False
-                if synced:
-                    self.synced = max(self.synced, upto)
-                self.cv.notify_all()
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def zeroed_segment(path, length):
@@ -116,11 +92,7 @@ def zeroed_segment(path, length):
     for _ in range(0, length, len(zeros)):
         os.write(fd, zeros)
     os.fsync(fd)
-    dfd = os.open(os.path.dirname(path), os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    fsync_dir(os.path.dirname(path))
     return fd
 
 
@@ -165,14 +137,14 @@ class Unlinker:
 
 def run(folder, order, rate, seconds, size, writers, latencies, errors):
     data = os.urandom(size)
-    dirsync = DirSync(folder)
+    dirsync = GroupCommit(lambda: fsync_dir(folder))
     unlinker = Unlinker(errors)
     total = max(50, int(rate * seconds))
     slot = (size + 4095) // 4096 * 4096
     segment = None
     if order == "segment":
         segment = zeroed_segment(f"{folder}/segment", total * slot)
-        segsync = FileSync(segment)
+        segsync = GroupCommit(lambda: os.fdatasync(segment))
     start = time.perf_counter() + 0.2
     lock = threading.Lock()
 
