@@ -9,7 +9,7 @@
 # commits and bytes written.
 #
 # Per run it prints MAIL -> 250 p50/p99/p99.9 (loadgen), the gateway's CPU per message by
-# thread (from /proc/PID/task/*/stat, proc_cost.py), its voluntary and involuntary context
+# thread (schedstat of each thread in /proc/PID/task, proc_cost.py), its voluntary and involuntary context
 # switches per message, the spool image's journal commits per message (/proc/fs/jbd2), and the
 # bytes it wrote per message (/proc/PID/io); then the means per build.
 #

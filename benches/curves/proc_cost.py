@@ -5,8 +5,11 @@
     proc_cost.py since PID FILE MESSAGES          (prints: cpu log store vcs ivcs, per message)
 
 Threads are grouped by name: the log writer (exogate-log), the store's writer (exogate-store),
-and everything else (tokio's workers and blocking pool). A thread that ended between the two
-readings is missing from the second; the runs this serves start every thread before the first.
+and everything else (tokio's workers and blocking pool). CPU time is each thread's time on a CPU
+from schedstat, in nanoseconds, as lib.sh's cpu_ns_of_session reads it: clock ticks (10 ms)
+would round a thread that runs briefly, as the log writer does, to nothing. A thread that ended
+between the two readings is missing from the second; the runs this serves start every thread
+before the first.
 """
 import json
 import os
@@ -14,19 +17,16 @@ import sys
 
 
 def snapshot(pid):
-    tick = os.sysconf("SC_CLK_TCK")
     groups = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                stat = f.read()
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                cpu = int(f.read().split()[0]) / 1e9
             with open(f"/proc/{pid}/task/{tid}/status") as f:
                 status = dict(line.split(":", 1) for line in f if ":" in line)
         except FileNotFoundError:
             continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        cpu = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+        name = status["Name"].strip()
         group = name if name in ("exogate-log", "exogate-store") else "other"
         g = groups.setdefault(group, [0.0, 0, 0])
         g[0] += cpu
