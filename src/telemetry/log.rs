@@ -177,9 +177,14 @@ impl Write for BatchingStderr {
         Ok(())
     }
 
+    /// Only a flush that wrote a batch waits: the crate's last flush, at
+    /// exit, finds the batch empty and must not hold the exit up.
     fn flush(&mut self) -> std::io::Result<()> {
+        let wrote = !self.batch.is_empty();
         let written = self.write_batch().and_then(|()| std::io::stderr().flush());
-        std::thread::sleep(GATHER);
+        if wrote {
+            std::thread::sleep(GATHER);
+        }
         written
     }
 }
