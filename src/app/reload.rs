@@ -30,6 +30,11 @@ fn swap(gateway: &Gateway, new: Snapshot) {
     {
         tracing::warn!("listen addresses and state_dir changes take effect only after a restart");
     }
+    if now.server.commit_log_size != was.server.commit_log_size
+        || now.server.commit_log_checkpoint != was.server.commit_log_checkpoint
+    {
+        tracing::warn!("server.commit_log_size and server.commit_log_checkpoint take effect only after a restart");
+    }
     if now.log != was.log {
         tracing::warn!("log changes (level, format, queue_lines) take effect only after a restart");
     }

@@ -72,5 +72,15 @@ pub(super) async fn shutdown(
     for t in gateway.listener_tasks {
         t.abort();
     }
+    // Nothing commits any more: a last checkpoint leaves the commit log
+    // empty, so the next start has nothing to write back.
+    let spool = gateway.inbound.spool.clone();
+    match tokio::task::spawn_blocking(move || spool.checkpoint()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "last commit log checkpoint failed: the next start writes back from it");
+        }
+        Err(e) => tracing::warn!(error = %e, "last commit log checkpoint did not run"),
+    }
     tracing::info!("stopped");
 }

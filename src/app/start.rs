@@ -160,12 +160,27 @@ fn open_spool(cfg: &Config, metrics: &Metrics) -> Result<(Arc<Spool>, Vec<String
     for (id, reason) in &recovery.corrupt {
         tracing::error!(queue_id = %id, %reason, dir = %spool.root.join("corrupt").display(), "damaged queue file moved aside");
     }
+    if recovery.restored > 0 {
+        tracing::warn!(
+            files = recovery.restored,
+            records = recovery.log_records,
+            "queue files written back from the commit log: they were acknowledged but missing or damaged (a crash of the machine before a checkpoint)"
+        );
+    }
     metrics.spool_corrupt.add(&[], recovery.corrupt.len() as u64);
     tracing::info!(
         messages = recovery.valid.len(),
         corrupt = recovery.corrupt.len(),
         "spool recovered"
     );
+    // Before any session can commit: a message accepted now goes to the log.
+    if let Err(e) = spool.start_commit_log(cfg.server.commit_log_size, cfg.server.commit_log_checkpoint) {
+        tracing::error!(
+            error = %e,
+            path = %spool.commit_log_path().display(),
+            "no commit log: every message is made durable by syncing its file and directory (slower, as safe)"
+        );
+    }
     Ok((spool, recovery.valid))
 }
 

@@ -69,6 +69,11 @@ pub struct ServerConfig {
     pub queue_drain: Duration,
     /// Message bodies larger than this are kept on disk, not in memory.
     pub spill_threshold: usize,
+    /// Ring size of the spool's commit log in bytes (0: no log, every
+    /// message is made durable by syncing its file and directory).
+    pub commit_log_size: u64,
+    /// How often the commit log is checkpointed (queue files synced, records retired).
+    pub commit_log_checkpoint: Duration,
     /// Listeners behind a load balancer: `[[server.proxy_protocol]]`.
     pub proxy_protocol: Vec<ProxyProtocol>,
 }
@@ -441,6 +446,12 @@ fn socket_addr(text: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("expected \"ip:port\" such as \"0.0.0.0:25\" or \"[::]:25\", found \"{text}\""))
 }
 
+/// The commit log's ring: 32 MiB holds about 2,700 messages of 10 KB between
+/// checkpoints; bounds keep a typo from filling the disk.
+const DEFAULT_COMMIT_LOG: u64 = 32 << 20;
+const MIN_COMMIT_LOG: u64 = 1 << 20;
+const MAX_COMMIT_LOG: u64 = 4 << 30;
+
 fn read_server(s: &Section, base: &Path) -> ServerConfig {
     let hostname = s.opt_string("hostname").unwrap_or_else(default_hostname);
     if hostname.is_empty() || hostname.contains(|c: char| c.is_whitespace() || c.is_control()) {
@@ -482,6 +493,26 @@ fn read_server(s: &Section, base: &Path) -> ServerConfig {
         shutdown_grace: s.duration_or("shutdown_grace", Duration::from_secs(30)),
         queue_drain: s.duration_or("queue_drain", Duration::from_secs(5)),
         spill_threshold: s.size_or("spill_threshold", 1024 * 1024) as usize,
+        commit_log_size: {
+            let v = s.size_or("commit_log_size", DEFAULT_COMMIT_LOG);
+            if v != 0 && !(MIN_COMMIT_LOG..=MAX_COMMIT_LOG).contains(&v) {
+                s.error(
+                    "commit_log_size",
+                    format!("must be 0 (no commit log) or from 1 MiB to 4 GiB, found {v} bytes"),
+                );
+            }
+            v
+        },
+        commit_log_checkpoint: {
+            let v = s.duration_or("commit_log_checkpoint", Duration::from_millis(250));
+            if !(Duration::from_millis(10)..=Duration::from_secs(3600)).contains(&v) {
+                s.error(
+                    "commit_log_checkpoint",
+                    format!("must be from 10ms to 1h, found {}ms", v.as_millis()),
+                );
+            }
+            v
+        },
         proxy_protocol,
     }
 }

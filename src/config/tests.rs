@@ -342,3 +342,27 @@ fn a_tenants_dsn_return_limit_is_a_size() {
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(e[0].starts_with("tenant[0].dsn.return_limit: "), "{e:?}");
 }
+
+#[test]
+fn the_commit_log_has_defaults_can_be_turned_off_and_refuses_odd_sizes() {
+    let c = Config::parse(MINIMAL, Path::new("/etc/exogate/gateway.toml")).unwrap();
+    assert_eq!(c.server.commit_log_size, 32 << 20);
+    assert_eq!(c.server.commit_log_checkpoint, Duration::from_millis(250));
+    let with = |extra: &str| MINIMAL.replace("state_dir = \"/tmp/x\"", &format!("state_dir = \"/tmp/x\"\n{extra}"));
+    let c = Config::parse(&with("commit_log_size = 0"), Path::new("/etc/exogate/gateway.toml")).unwrap();
+    assert_eq!(c.server.commit_log_size, 0);
+    let c = Config::parse(
+        &with("commit_log_size = \"256MiB\"\ncommit_log_checkpoint = \"1s\""),
+        Path::new("/etc/exogate/gateway.toml"),
+    )
+    .unwrap();
+    assert_eq!(c.server.commit_log_size, 256 << 20);
+    assert_eq!(c.server.commit_log_checkpoint, Duration::from_secs(1));
+    assert_eq!(
+        errors(&with("commit_log_size = \"64KiB\"\ncommit_log_checkpoint = \"1ms\"")),
+        vec![
+            "server.commit_log_checkpoint: must be from 10ms to 1h, found 1ms",
+            "server.commit_log_size: must be 0 (no commit log) or from 1 MiB to 4 GiB, found 65536 bytes",
+        ]
+    );
+}

@@ -391,7 +391,8 @@ pub(crate) async fn store(cx: &Context, prepared: Prepared) -> Reply {
 }
 
 /// [`crate::spool::Spool::commit`], timed for `exogate_spool_commit_duration_seconds`
-/// (successful commits only: a failure's time says nothing about the disk);
+/// (successful commits only: a failure's time says nothing about the disk)
+/// and counted by path in `exogate_spool_commits_total`;
 /// returns how long it took.
 async fn commit(
     cx: &Context,
@@ -401,9 +402,10 @@ async fn commit(
     body: Body,
 ) -> Result<Duration, crate::spool::SpoolError> {
     let started = Instant::now();
-    cx.spool.commit(area, meta, prefix, body).await?;
+    let durable = cx.spool.commit(area, meta, prefix, body).await?;
     let took = started.elapsed();
     cx.metrics.spool_commit_duration.observe(&[], took);
+    cx.metrics.spool_commits.inc(&[durable.as_str()]);
     Ok(took)
 }
 

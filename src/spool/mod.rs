@@ -2,30 +2,39 @@
 //!
 //! Discipline (after Postfix): a message is written whole as `ID.tmp` in
 //! `active/` (or `quarantine/`; a body too large for memory was already
-//! streamed to `incoming/`), renamed to `ID.q`, its data written out to the
-//! device (`writeback`), then the directory is fsynced and the file is
-//! fdatasynced; only then may the session answer 250. The order is for a
-//! journaling file system: on ext4 a directory fsync always forces a journal
-//! commit, and here that one commit (shared by every commit in its batch:
-//! group commit, in `syncer`) carries the batch's new names and block
-//! allocations, so the file's own fdatasync afterwards only flushes the
-//! device's cache. Fsyncing the file first cost one more commit per message
-//! (measured in benches/README.md). Both fsyncs are still made, so the
-//! guarantee does not depend on the file system. Files under
-//! `incoming/` and `*.tmp` files were never acknowledged and are removed at
-//! start-up. A file in `active/` that fails validation (including one cut
-//! short by a power loss between its rename and its fsync, never
-//! acknowledged) is moved to `corrupt/` and counted, never delivered half and
-//! never silently dropped.
+//! streamed to `incoming/`) and renamed to `ID.q`; only once it is durable
+//! may the session answer 250. It becomes durable by one of two paths:
+//!
+//! - the commit log (`commit_log`, the usual path for a body held in
+//!   memory): a copy of the whole file is appended to a pre-allocated ring
+//!   and made durable by a group `fdatasync` that needs no journal commit. A
+//!   checkpoint (`checkpoint`) later makes the files themselves durable with
+//!   `syncfs` and retires their records; start-up (`replay`) writes back any
+//!   file whose record was not retired and is missing or damaged.
+//! - direct (a spilled body, no log, a full or broken log): the file's data
+//!   is written out (`writeback`), the directory fsynced (batched by group
+//!   commit in `syncer`: one journal commit for the batch) and the file
+//!   fdatasynced. The order is for a journaling file system: fsyncing the file
+//!   first cost one more commit per message (benches/README.md).
+//!
+//! Files under `incoming/` and `*.tmp` files were never acknowledged and are
+//! removed at start-up. A file in `active/` that fails validation (including
+//! one cut short by a power loss before it was durable, never acknowledged)
+//! is moved to `corrupt/` and counted, never delivered half and never
+//! silently dropped. A message removed while its record may still be live
+//! leaves a marker in `queue/retired/`, so a replay never brings back what was
+//! delivered or deleted.
 //!
 //! Message bodies on their way in (memory, then disk) live in `incoming`;
 //! the queue file format in `format`, the delivery history in `history`,
-//! start-up recovery in `recovery`, batched directory fsyncs in `syncer`.
+//! start-up recovery in `recovery`.
 //!
 //! Delivery progress is an append-only sidecar (`ID.st`) of checksummed lines,
 //! so a recipient already delivered is never sent again after a restart; a
 //! torn last line is ignored (at worst one duplicate delivery).
 
+mod checkpoint;
+mod commit_log;
 mod error;
 pub mod format;
 mod history;
@@ -33,6 +42,7 @@ mod id;
 pub(crate) mod incoming;
 mod lock;
 mod recovery;
+mod replay;
 mod syncer;
 mod writeback;
 
@@ -48,8 +58,11 @@ use std::path::{Path, PathBuf};
 
 use crate::spool::incoming::Body;
 use format::{FOOTER_LEN, FormatError, MAGIC, Meta, Trailer};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
 use syncer::DirSync;
+
+use commit_log::CommitLog;
 
 /// Which directory a committed message goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +74,44 @@ pub enum Area {
     Reports,
     /// Held by the operator (`queue hold`): kept, not delivered until released.
     Hold,
+}
+
+impl Area {
+    /// The byte a commit log record names its area by.
+    fn code(self) -> u8 {
+        match self {
+            Area::Active => 0,
+            Area::Quarantine => 1,
+            Area::Reports => 2,
+            Area::Hold => 3,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Area> {
+        [Area::Active, Area::Quarantine, Area::Reports, Area::Hold]
+            .into_iter()
+            .find(|a| a.code() == code)
+    }
+
+    const ALL: [Area; 4] = [Area::Active, Area::Quarantine, Area::Reports, Area::Hold];
+}
+
+/// How a commit was made durable (for `exogate_spool_commits_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durable {
+    /// A record in the commit log.
+    Log,
+    /// The file and its directory synced.
+    Direct,
+}
+
+impl Durable {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Durable::Log => "log",
+            Durable::Direct => "direct",
+        }
+    }
 }
 
 /// A committed message as the queue sees it: metadata and history, no body.
@@ -93,6 +144,12 @@ pub(crate) struct Spool {
     quarantine: Arc<DirSync>,
     reports: Arc<DirSync>,
     hold: Arc<DirSync>,
+    /// Markers of messages removed while their commit log record may be live.
+    retired: PathBuf,
+    /// The commit log, once `start_commit_log` opened it (never in a command-line process).
+    log: OnceLock<Arc<CommitLog>>,
+    /// The checkpoint thread, woken early when the log fills up.
+    checkpointer: OnceLock<Thread>,
 }
 
 impl Spool {
@@ -106,11 +163,12 @@ impl Spool {
             state_dir.join("quarantine"),
             state_dir.join("quarantine-reports"),
             root.join("hold"),
+            root.join("retired"),
         ];
         for d in &spool_dirs {
             fs::create_dir_all(d).map_err(io_err(d))?;
         }
-        let [incoming, active, corrupt, quarantine, reports, hold] = spool_dirs;
+        let [incoming, active, corrupt, quarantine, reports, hold, retired] = spool_dirs;
         Ok(Spool {
             root,
             incoming,
@@ -119,6 +177,9 @@ impl Spool {
             quarantine: DirSync::new(quarantine),
             reports: DirSync::new(reports),
             hold: DirSync::new(hold),
+            retired,
+            log: OnceLock::new(),
+            checkpointer: OnceLock::new(),
         })
     }
 
@@ -150,9 +211,15 @@ impl Spool {
         self.root.join("flush")
     }
 
-    /// Makes a message durable in `area`. Returns once file and directory are
-    /// on stable storage.
-    pub(crate) async fn commit(&self, area: Area, meta: &Meta, prefix: &[u8], body: Body) -> Result<(), SpoolError> {
+    /// Makes a message durable in `area`. Returns once it is on stable
+    /// storage, and by which path (module header).
+    pub(crate) async fn commit(
+        &self,
+        area: Area,
+        meta: &Meta,
+        prefix: &[u8],
+        body: Body,
+    ) -> Result<Durable, SpoolError> {
         let target = self.path(area, &meta.id);
         let records = format::encode_records(meta, prefix);
         // Written next to its final name: a rename within one directory is
@@ -161,7 +228,9 @@ impl Spool {
         let cleanup = incoming.clone();
         let target_for_cleanup = target.clone();
         let dir = self.area(area).clone();
-        let write = move || -> Result<(), SpoolError> {
+        let log = self.log.get().cloned();
+        let id = meta.id.clone();
+        let write = move || -> Result<Durable, SpoolError> {
             // Each branch writes the whole file and renames it to its final
             // name; `whole` says whether its inode must be synced too.
             let (file, whole) = match body {
@@ -180,6 +249,15 @@ impl Spool {
                     ];
                     write_all_vectored(&mut f, &mut parts).map_err(io_err(&incoming))?;
                     fs::rename(&incoming, &target).map_err(io_err(&target))?;
+                    // The file is in place, not yet durable: its copy in the
+                    // log makes it so, or else the direct path below.
+                    if let Some(log) = &log
+                        && log
+                            .append(area.code(), &id, &[MAGIC, &bytes, &records, &footer])
+                            .is_ok()
+                    {
+                        return Ok(Durable::Log);
+                    }
                     (f, false)
                 }
                 Body::Spilled {
@@ -205,22 +283,28 @@ impl Spool {
             // directory fsync (one journal commit for all), the file's sync.
             writeback::write_out(&file).map_err(io_err(&target))?;
             dir.sync().map_err(io_err(dir.path()))?;
-            if whole { file.sync_all() } else { file.sync_data() }.map_err(io_err(&target))
+            if whole { file.sync_all() } else { file.sync_data() }.map_err(io_err(&target))?;
+            Ok(Durable::Direct)
         };
         let result = tokio::task::spawn_blocking(write).await.map_err(|e| SpoolError::Io {
             path: self.incoming.clone(),
             source: io::Error::other(e),
         })?;
-        if let Err(e) = result {
-            let _ = fs::remove_file(&cleanup);
-            let _ = fs::remove_file(self.incoming.join(&meta.id));
-            // Perhaps renamed but not durable: the session answers 4xx, so the
-            // file must not stay for the scheduler to deliver. Ids are unique,
-            // so nothing else can have this name.
-            let _ = fs::remove_file(&target_for_cleanup);
-            return Err(e);
+        self.nudge_checkpoint();
+        match result {
+            Ok(durable) => Ok(durable),
+            Err(e) => {
+                let _ = fs::remove_file(&cleanup);
+                let _ = fs::remove_file(self.incoming.join(&meta.id));
+                // Perhaps renamed but not durable: the session answers 4xx, so
+                // the file must not stay for the scheduler to deliver, nor come
+                // back from a record the log wrote before it broke. Ids are
+                // unique, so nothing else can have this name.
+                self.mark_removed(&meta.id);
+                let _ = fs::remove_file(&target_for_cleanup);
+                Err(e)
+            }
         }
-        Ok(())
     }
 
     /// Metadata and history of a committed message (body not read, not validated).
@@ -278,6 +362,9 @@ impl Spool {
     /// come back and be delivered twice, never lost.
     pub(crate) fn remove(&self, area: Area, id: &str) -> Result<(), SpoolError> {
         let path = self.path(area, id);
+        if path.exists() {
+            self.mark_removed(id);
+        }
         let _ = fs::remove_file(self.state_path(area, id));
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
@@ -428,171 +515,4 @@ fn write_all_vectored(f: &mut File, mut bufs: &mut [io::IoSlice<'_>]) -> io::Res
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::message::envelope::{Direction, Envelope, SessionFacts};
-    use crate::spool::format::Kind;
-    use crate::spool::incoming::{Body, IncomingBody};
-    use std::fs::OpenOptions;
-
-    fn meta(id: &str) -> Meta {
-        Meta {
-            id: id.into(),
-            received: 1,
-            kind: Kind::Message,
-            envelope: Envelope::default(),
-            session: SessionFacts {
-                session_id: String::new(),
-                client_ip: "127.0.0.1".parse().unwrap(),
-                client_port: 1,
-                helo: "h".into(),
-                tls: None,
-            },
-            ids: Default::default(),
-            tenant: "contoso".into(),
-            direction: Direction::Inbound,
-            verdict: None,
-            skips: vec![],
-            route: None,
-            sender_authenticated: false,
-        }
-    }
-
-    #[tokio::test]
-    async fn commit_read_history_remove() {
-        let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path()).unwrap();
-        let id = new_id();
-        spool
-            .commit(
-                Area::Active,
-                &meta(&id),
-                b"H: 1\r\n",
-                Body::Memory(b"Subject: x\r\n\r\nhi\r\n".to_vec()),
-            )
-            .await
-            .unwrap();
-        let stored = spool.read(Area::Active, &id).unwrap();
-        assert_eq!(stored.body, b"Subject: x\r\n\r\nhi\r\n");
-        assert_eq!(stored.trailer.prefix, b"H: 1\r\n");
-        spool
-            .append(
-                Area::Active,
-                &id,
-                &StateEvent::Delivered {
-                    rcpt: 0,
-                    reply: "250 ok".into(),
-                },
-            )
-            .unwrap();
-        // A torn trailing line is ignored.
-        let mut f = OpenOptions::new()
-            .append(true)
-            .open(spool.state_path(Area::Active, &id))
-            .unwrap();
-        f.write_all(b"0000dead {\"e\":\"deliv").unwrap();
-        assert_eq!(spool.entry(Area::Active, &id).unwrap().events.len(), 1);
-        assert_eq!(spool.list(Area::Active).unwrap(), vec![id.clone()]);
-        spool.remove(Area::Active, &id).unwrap();
-        assert!(spool.list(Area::Active).unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn spilled_bodies_keep_every_byte() {
-        let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path()).unwrap();
-        let id = new_id();
-        let mut body = IncomingBody::new(&spool.incoming, &id, 0);
-        let mut expected = Vec::new();
-        for i in 0..300u32 {
-            let chunk = format!("line {i} {}\r\n", "x".repeat(1000));
-            body.buf().extend_from_slice(chunk.as_bytes());
-            expected.extend_from_slice(chunk.as_bytes());
-            body.spill_if_needed().unwrap();
-        }
-        let body = body.finish().unwrap();
-        assert!(matches!(body, Body::Spilled { .. }));
-        assert_eq!(body.for_scan(u64::MAX).await.unwrap().as_ref(), &expected[..]);
-        spool.commit(Area::Active, &meta(&id), b"", body).await.unwrap();
-        assert_eq!(spool.read(Area::Active, &id).unwrap().body, expected);
-        assert_eq!(spool.recover().unwrap().valid, vec![id]);
-    }
-
-    #[tokio::test]
-    async fn open_verified_streams_the_body_and_detects_damage() {
-        let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path()).unwrap();
-        let id = new_id();
-        // Larger than the verification's read size, so the body comes in several chunks.
-        let body: Vec<u8> = (0..700_000u32).map(|i| b"abcdefgh\r\n"[(i % 10) as usize]).collect();
-        spool
-            .commit(Area::Active, &meta(&id), b"H: 1\r\n", Body::Memory(body.clone()))
-            .await
-            .unwrap();
-        let mut seen = Vec::new();
-        let mut chunks = 0;
-        let queued = spool
-            .open_verified(Area::Active, &id, &mut |trailer, offset, bytes| {
-                assert_eq!(trailer.prefix, b"H: 1\r\n");
-                assert_eq!(offset, seen.len() as u64, "in order, no gap");
-                seen.extend_from_slice(bytes);
-                chunks += 1;
-            })
-            .unwrap();
-        assert_eq!(seen, body);
-        assert!(chunks > 1);
-        assert_eq!(queued.trailer.body_len, body.len() as u64);
-        let mut from_file = vec![0u8; body.len()];
-        std::os::unix::fs::FileExt::read_exact_at(&queued.file, &mut from_file, queued.body_start).unwrap();
-        assert_eq!(from_file, body);
-
-        // One flipped byte in the body: refused as damaged, like `read` does.
-        let path = spool.path(Area::Active, &id);
-        let mut file = fs::read(&path).unwrap();
-        file[300_000] ^= 0x20;
-        fs::write(&path, &file).unwrap();
-        assert!(matches!(
-            spool.open_verified(Area::Active, &id, &mut |_, _, _| {}),
-            Err(SpoolError::Corrupt {
-                error: FormatError::Checksum,
-                ..
-            })
-        ));
-    }
-
-    #[tokio::test]
-    async fn recovery_moves_damaged_files_aside_and_drops_unacknowledged_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path()).unwrap();
-        let good = new_id();
-        spool
-            .commit(
-                Area::Active,
-                &meta(&good),
-                b"",
-                Body::Memory(b"A: b\r\n\r\nx\r\n".to_vec()),
-            )
-            .await
-            .unwrap();
-        let torn = new_id();
-        let full = format::encode_all(b"A: b\r\n\r\nbody\r\n", &meta(&torn), b"");
-        fs::write(spool.path(Area::Active, &torn), &full[..full.len() - 10]).unwrap();
-        fs::write(spool.incoming.join("PARTIAL"), b"EXOQ1").unwrap();
-        fs::write(spool.dir(Area::Active).join("HALF.tmp"), b"EXOQ1").unwrap();
-        let r = spool.recover().unwrap();
-        assert_eq!(r.valid, vec![good]);
-        assert_eq!(r.corrupt.len(), 1);
-        assert_eq!(r.incomplete_removed, 2);
-        assert!(!spool.dir(Area::Active).join("HALF.tmp").exists());
-        assert_eq!(spool.corrupt_count(), 1);
-        assert!(!spool.path(Area::Active, &torn).exists());
-    }
-
-    #[test]
-    fn ids_are_unique_and_ordered() {
-        let a = new_id();
-        let b = new_id();
-        assert_ne!(a, b);
-        assert!(valid_id(&a) && !valid_id("../etc") && !valid_id(""));
-    }
-}
+mod tests;

@@ -1,4 +1,5 @@
-//! Start-up recovery: files of messages never acknowledged are removed,
+//! Start-up recovery: the commit log is replayed first (`replay`), files of
+//! messages never acknowledged are removed,
 //! every queued file is validated (streamed through its checksum), and a
 //! damaged one is moved to `corrupt/` with its history: never delivered half,
 //! never silently dropped.
@@ -14,13 +15,22 @@ pub(crate) struct Recovery {
     pub(crate) valid: Vec<String>,
     pub(crate) corrupt: Vec<(String, String)>,
     pub(crate) incomplete_removed: usize,
+    /// Commit log records not retired when the last run stopped.
+    pub(crate) log_records: usize,
+    /// Queue files written back from them (missing or damaged).
+    pub(crate) restored: usize,
 }
 
 impl Spool {
     /// Start-up: removes unacknowledged partial files, validates every queued
     /// file, moves damaged ones to `corrupt/`.
     pub(crate) fn recover(&self) -> Result<Recovery, SpoolError> {
-        let mut report = Recovery::default();
+        let replayed = self.replay_log()?;
+        let mut report = Recovery {
+            log_records: replayed.records,
+            restored: replayed.restored,
+            ..Recovery::default()
+        };
         for entry in fs::read_dir(&self.incoming).map_err(io_err(&self.incoming))? {
             let entry = entry.map_err(io_err(&self.incoming))?;
             if fs::remove_file(entry.path()).is_ok() {

@@ -171,6 +171,8 @@ pub(crate) struct Metrics {
     pub(crate) delivery_duration: HistogramVec<0>,
     /// Time to make an accepted message durable before its reply.
     pub(crate) spool_commit_duration: HistogramVec<0>,
+    /// Accepted messages made durable, by path: `log` (commit log) or `direct`.
+    pub(crate) spool_commits: CounterVec<1>,
     pub(crate) dsns: CounterVec<1>,
     pub(crate) reloads: CounterVec<1>,
     pub(crate) spool_corrupt: CounterVec<0>,
@@ -252,9 +254,14 @@ impl Metrics {
             ),
             spool_commit_duration: HistogramVec::new(
                 "exogate_spool_commit_duration_seconds",
-                "Time to make an accepted message durable (write, rename, file and directory fsyncs) before its reply.",
+                "Time to make an accepted message durable (write and rename, then its commit log record or its file and directory fsyncs) before its reply.",
                 [],
                 || Histogram::new(COMMIT_BUCKETS),
+            ),
+            spool_commits: CounterVec::new(
+                "exogate_spool_commits_total",
+                "Accepted messages made durable, by path: log (a commit log record) or direct (file and directory fsynced).",
+                ["path"],
             ),
             dsns: CounterVec::new(
                 "exogate_dsns_total",
@@ -311,6 +318,7 @@ impl Metrics {
         self.messages.register(&mut registry);
         self.journal_reports.register(&mut registry);
         self.spool_corrupt.register(&mut registry);
+        self.spool_commits.register(&mut registry);
         self.check_duration.register(&mut registry);
         self.delivery_duration.register(&mut registry);
         self.spool_commit_duration.register(&mut registry);

@@ -1,0 +1,572 @@
+//! The spool's commit log: a pre-allocated ring file (`queue/commit.log`)
+//! that makes a small message durable with one `fdatasync` of a file whose
+//! blocks already exist, instead of a directory fsync (on ext4 a journal
+//! commit) per batch plus the message file's own sync.
+//!
+//! A commit writes and renames its queue file as before, without syncing it,
+//! then appends a copy of the whole file here; sessions that finish DATA
+//! together share one `fdatasync` (group commit, as in `syncer`). A
+//! checkpoint (`checkpoint`) later makes the queue files themselves durable
+//! with `syncfs` and then moves the ring's tail past their records; start-up
+//! (`replay`) writes back any queue file whose record is still in the ring.
+//!
+//! Layout: two header slots of 4 KiB (`EXH1`, generation, epoch, tail,
+//! tail sequence, capacity, CRC; the valid one with the higher generation
+//! wins, and a header is always written to the other slot, so a torn header
+//! write leaves the previous one), then the ring. A record is
+//! `EXR1 | epoch | seq | area | id length | id | data length | data | CRC-32`,
+//! padded to 4 KiB so no two records share a page. A record never straddles
+//! the ring's end: one that does not fit before it goes to offset 0, and the
+//! scan, finding no record with the next sequence number where the previous
+//! one ended, looks at 0. The epoch changes whenever the log is reopened, so
+//! a record of an earlier run can never pass as one of this run.
+//!
+//! Invariants: a record is acknowledged only after an `fdatasync` that
+//! started once it and every record before it were written, so the scan
+//! (which stops at the first gap) reaches every acknowledged record. Any
+//! failed write or sync breaks the log for good in this process: every
+//! commit then takes the direct path, which does not depend on it. This file
+//! never decides what a message is; it only keeps bytes and ids.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+/// Bytes per page: the unit records and header slots are padded to.
+pub(super) const PAGE: u64 = 4096;
+/// Where the ring starts, after the two header slots.
+const RING_START: u64 = 2 * PAGE;
+const HEADER_MAGIC: &[u8; 4] = b"EXH1";
+const RECORD_MAGIC: &[u8; 4] = b"EXR1";
+/// magic, epoch, seq, area, id length.
+const RECORD_HEAD: usize = 4 + 8 + 8 + 1 + 2;
+
+/// Why a commit could not use the log (it then takes the direct path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Skipped {
+    /// Larger than a quarter of the ring: one message must not crowd out the rest.
+    TooLarge,
+    /// No room until the next checkpoint moves the tail.
+    Full,
+    /// A write or sync of the log failed in this process.
+    Broken,
+}
+
+/// The persistent part of the log's state, as a header slot holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Header {
+    pub(super) generation: u64,
+    pub(super) epoch: u64,
+    /// Ring offset of the oldest record that may still be needed.
+    pub(super) tail: u64,
+    /// Its sequence number.
+    pub(super) tail_seq: u64,
+    /// Ring size in bytes (after the header slots).
+    pub(super) cap: u64,
+}
+
+impl Header {
+    fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(PAGE as usize);
+        b.extend_from_slice(HEADER_MAGIC);
+        for v in [self.generation, self.epoch, self.tail, self.tail_seq, self.cap] {
+            b.extend_from_slice(&v.to_be_bytes());
+        }
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_be_bytes());
+        b.resize(PAGE as usize, 0);
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<Header> {
+        let body = b.get(..4 + 5 * 8)?;
+        let crc = u32::from_be_bytes(b.get(44..48)?.try_into().ok()?);
+        if &body[..4] != HEADER_MAGIC || crc32fast::hash(body) != crc {
+            return None;
+        }
+        let v = |i: usize| u64::from_be_bytes(body[4 + 8 * i..12 + 8 * i].try_into().expect("8 bytes"));
+        Some(Header {
+            generation: v(0),
+            epoch: v(1),
+            tail: v(2),
+            tail_seq: v(3),
+            cap: v(4),
+        })
+    }
+
+    /// The slot this header is written to: never the one the previous generation is in.
+    fn slot(&self) -> u64 {
+        (self.generation % 2) * PAGE
+    }
+}
+
+/// Reads the valid header with the higher generation, if any.
+pub(super) fn read_header(file: &File) -> io::Result<Option<Header>> {
+    let mut b = vec![0u8; RING_START as usize];
+    let n = read_up_to(file, &mut b, 0)?;
+    let slots = [&b[..n.min(PAGE as usize)], b.get(PAGE as usize..n).unwrap_or(&[])];
+    Ok(slots
+        .iter()
+        .filter_map(|s| Header::decode(s))
+        .max_by_key(|h| h.generation))
+}
+
+/// A record found by `scan`.
+pub(super) struct Record {
+    pub(super) area: u8,
+    pub(super) id: String,
+    pub(super) data: Vec<u8>,
+}
+
+/// What `scan` found after the header's tail: the records, and where the
+/// next record would go (offset and sequence number).
+pub(super) struct Scan {
+    pub(super) records: Vec<Record>,
+    pub(super) end: u64,
+    pub(super) next_seq: u64,
+}
+
+/// Reads every record from the header's tail on, in order, until the first
+/// position (and offset 0 after it) holds no valid record of this epoch with
+/// the next sequence number.
+pub(super) fn scan(file: &File, h: &Header) -> io::Result<Scan> {
+    let mut out = Scan {
+        records: Vec::new(),
+        end: h.tail,
+        next_seq: h.tail_seq,
+    };
+    let mut consumed = 0u64;
+    let mut pos = h.tail;
+    while consumed < h.cap {
+        let found = match read_record(file, h, pos, out.next_seq)? {
+            Some(r) => Some((pos, r)),
+            None if pos != 0 => read_record(file, h, 0, out.next_seq)?.map(|r| (0, r)),
+            None => None,
+        };
+        let Some((at, (record, len))) = found else { break };
+        consumed += len + if at == 0 && pos != 0 { h.cap - pos } else { 0 };
+        pos = at + len;
+        out.records.push(record);
+        out.end = pos;
+        out.next_seq += 1;
+    }
+    Ok(out)
+}
+
+/// The record at ring offset `pos`, if a valid one of this epoch with sequence `seq` is there.
+fn read_record(file: &File, h: &Header, pos: u64, seq: u64) -> io::Result<Option<(Record, u64)>> {
+    if pos + PAGE > h.cap {
+        return Ok(None);
+    }
+    let mut first = vec![0u8; PAGE as usize];
+    if read_up_to(file, &mut first, RING_START + pos)? < PAGE as usize {
+        return Ok(None);
+    }
+    if &first[..4] != RECORD_MAGIC
+        || u64::from_be_bytes(first[4..12].try_into().expect("8")) != h.epoch
+        || u64::from_be_bytes(first[12..20].try_into().expect("8")) != seq
+    {
+        return Ok(None);
+    }
+    let id_len = u16::from_be_bytes(first[21..23].try_into().expect("2")) as usize;
+    let data_len_at = RECORD_HEAD + id_len;
+    let Some(data_len) = first.get(data_len_at..data_len_at + 8) else {
+        return Ok(None);
+    };
+    let data_len = u64::from_be_bytes(data_len.try_into().expect("8"));
+    let total = (data_len_at as u64 + 8).saturating_add(data_len).saturating_add(4);
+    let len = padded(total);
+    if pos.saturating_add(len) > h.cap {
+        return Ok(None);
+    }
+    let mut rec = first;
+    rec.resize(total as usize, 0);
+    if (total as usize) > PAGE as usize
+        && read_up_to(file, &mut rec[PAGE as usize..], RING_START + pos + PAGE)? < total as usize - PAGE as usize
+    {
+        return Ok(None);
+    }
+    let crc_at = total as usize - 4;
+    if crc32fast::hash(&rec[..crc_at]) != u32::from_be_bytes(rec[crc_at..].try_into().expect("4")) {
+        return Ok(None);
+    }
+    let Ok(id) = String::from_utf8(rec[RECORD_HEAD..RECORD_HEAD + id_len].to_vec()) else {
+        return Ok(None);
+    };
+    let area = rec[20];
+    rec.truncate(crc_at);
+    rec.drain(..data_len_at + 8);
+    Ok(Some((Record { area, id, data: rec }, len)))
+}
+
+fn padded(n: u64) -> u64 {
+    n.div_ceil(PAGE) * PAGE
+}
+
+fn encode_record(epoch: u64, seq: u64, area: u8, id: &str, parts: &[&[u8]]) -> Vec<u8> {
+    let data_len: usize = parts.iter().map(|p| p.len()).sum();
+    let total = RECORD_HEAD + id.len() + 8 + data_len + 4;
+    let mut b = Vec::with_capacity(padded(total as u64) as usize);
+    b.extend_from_slice(RECORD_MAGIC);
+    b.extend_from_slice(&epoch.to_be_bytes());
+    b.extend_from_slice(&seq.to_be_bytes());
+    b.push(area);
+    b.extend_from_slice(&(id.len() as u16).to_be_bytes());
+    b.extend_from_slice(id.as_bytes());
+    b.extend_from_slice(&(data_len as u64).to_be_bytes());
+    for p in parts {
+        b.extend_from_slice(p);
+    }
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(&crc.to_be_bytes());
+    b.resize(padded(total as u64) as usize, 0);
+    b
+}
+
+/// Reads into `buf` from `offset` until it is full or the file ends.
+fn read_up_to(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], offset + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Writes a header to its slot and makes it durable.
+pub(super) fn write_header(file: &File, h: &Header) -> io::Result<()> {
+    file.write_all_at(&h.encode(), h.slot())?;
+    file.sync_data()
+}
+
+/// A record not yet retired by a checkpoint.
+struct Live {
+    seq: u64,
+    pos: u64,
+    len: u64,
+    written: bool,
+    id: String,
+}
+
+struct State {
+    header: Header,
+    /// Where the next record goes, and its sequence number.
+    head: u64,
+    next_seq: u64,
+    /// Records after the tail, oldest first.
+    live: VecDeque<Live>,
+    /// Bytes of the live records.
+    used: u64,
+    /// How many live records each id has (an id is committed once, but be exact).
+    live_ids: HashMap<String, u32>,
+    /// Every record with a lower sequence number is written.
+    filled: u64,
+    /// Every record with a lower sequence number is durable.
+    synced: u64,
+    syncing: bool,
+}
+
+/// Where a checkpoint may move the tail: every record before it was written
+/// (and its queue file renamed) before the checkpoint's `syncfs`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Mark {
+    pos: u64,
+    seq: u64,
+}
+
+/// The open log of this process.
+pub(super) struct CommitLog {
+    #[cfg_attr(not(test), allow(dead_code))]
+    path: PathBuf,
+    file: File,
+    state: Mutex<State>,
+    done: Condvar,
+    broken: AtomicBool,
+    /// Held by a checkpoint from its mark to its retire, so two cannot interleave.
+    pub(super) checkpointing: Mutex<()>,
+}
+
+impl CommitLog {
+    /// Opens the log at `path` for appending with a ring of `cap` bytes:
+    /// an existing one of that size without live records is reused (new
+    /// epoch), anything else is replaced by a new zero-filled file, so that
+    /// appends never allocate blocks (which would cost a journal commit).
+    pub(super) fn open(path: &Path, cap: u64) -> io::Result<CommitLog> {
+        let cap = cap / PAGE * PAGE;
+        let existing = OpenOptions::new().read(true).write(true).open(path).ok();
+        let reused = match &existing {
+            Some(f) if f.metadata()?.len() == RING_START + cap => match read_header(f)? {
+                Some(h) if h.cap == cap => {
+                    if !scan(f, &h)?.records.is_empty() {
+                        return Err(io::Error::other(
+                            "the commit log still holds records that were not written back",
+                        ));
+                    }
+                    Some(h)
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let (file, header) = match (existing, reused) {
+            (Some(file), Some(old)) => {
+                let h = Header {
+                    generation: old.generation + 1,
+                    epoch: old.epoch + 1,
+                    tail: 0,
+                    tail_seq: 0,
+                    cap,
+                };
+                write_header(&file, &h)?;
+                (file, h)
+            }
+            _ => create(path, cap)?,
+        };
+        // The zero-filling left the whole file in the page cache; pages
+        // written later are then small and written one by one (measured:
+        // benches/README.md, "commit log").
+        let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed);
+        Ok(CommitLog {
+            path: path.to_path_buf(),
+            file,
+            state: Mutex::new(State {
+                header,
+                head: 0,
+                next_seq: 0,
+                live: VecDeque::new(),
+                used: 0,
+                live_ids: HashMap::new(),
+                filled: 0,
+                synced: 0,
+                syncing: false,
+            }),
+            done: Condvar::new(),
+            broken: AtomicBool::new(false),
+            checkpointing: Mutex::new(()),
+        })
+    }
+
+    #[cfg(test)]
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
+    }
+
+    /// From now on every commit takes the direct path; waiters are woken to take it.
+    pub(super) fn set_broken(&self) {
+        self.broken.store(true, Ordering::Release);
+        let _guard = self.lock();
+        self.done.notify_all();
+    }
+
+    /// Appends `id`'s queue file (the concatenation of `parts`) and returns
+    /// once it is durable.
+    pub(super) fn append(&self, area: u8, id: &str, parts: &[&[u8]]) -> Result<(), Skipped> {
+        if self.is_broken() {
+            return Err(Skipped::Broken);
+        }
+        let mut st = self.lock();
+        let data_len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        let len = padded(RECORD_HEAD as u64 + id.len() as u64 + 8 + data_len + 4);
+        if len > st.header.cap / 4 || id.len() > u16::MAX as usize {
+            return Err(Skipped::TooLarge);
+        }
+        let pos = place(&st, len).ok_or(Skipped::Full)?;
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        st.head = pos + len;
+        st.used += len;
+        st.live.push_back(Live {
+            seq,
+            pos,
+            len,
+            written: false,
+            id: id.to_string(),
+        });
+        *st.live_ids.entry(id.to_string()).or_default() += 1;
+        let epoch = st.header.epoch;
+        drop(st);
+
+        let record = encode_record(epoch, seq, area, id, parts);
+        if self.file.write_all_at(&record, RING_START + pos).is_err() {
+            self.set_broken();
+            return Err(Skipped::Broken);
+        }
+        let mut st = self.lock();
+        if let Some(l) = st.live.iter_mut().find(|l| l.seq == seq) {
+            l.written = true;
+        }
+        advance_filled(&mut st);
+        self.wait_durable(st, seq)
+    }
+
+    /// Waits until record `seq` is durable, leading a group `fdatasync` when none runs.
+    fn wait_durable<'a>(&'a self, mut st: MutexGuard<'a, State>, seq: u64) -> Result<(), Skipped> {
+        loop {
+            if st.synced > seq {
+                return Ok(());
+            }
+            if self.is_broken() {
+                return Err(Skipped::Broken);
+            }
+            if !st.syncing && st.filled > st.synced {
+                st.syncing = true;
+                let covers = st.filled;
+                drop(st);
+                let result = self.file.sync_data();
+                st = self.lock();
+                st.syncing = false;
+                match result {
+                    Ok(()) => st.synced = st.synced.max(covers),
+                    Err(_) => self.broken.store(true, Ordering::Release),
+                }
+                self.done.notify_all();
+                continue;
+            }
+            st = self.done.wait(st).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Whether `id` has a record that no checkpoint has retired.
+    pub(super) fn is_live(&self, id: &str) -> bool {
+        self.lock().live_ids.contains_key(id)
+    }
+
+    /// How full the ring is, from 0 to 1.
+    pub(super) fn fill(&self) -> f64 {
+        let st = self.lock();
+        st.used as f64 / st.header.cap as f64
+    }
+
+    /// Where a checkpoint starting now may move the tail: past every record
+    /// written so far without a gap. None if there is nothing to retire.
+    pub(super) fn checkpoint_mark(&self) -> Option<Mark> {
+        let st = self.lock();
+        let first = st.live.front()?;
+        let done = st.live.iter().take_while(|l| l.written).last()?;
+        debug_assert!(done.seq >= first.seq);
+        Some(Mark {
+            pos: done.pos + done.len,
+            seq: done.seq + 1,
+        })
+    }
+
+    /// After the checkpoint's `syncfs`: writes the header that moves the tail
+    /// to `mark` and drops the records before it (an older mark does
+    /// nothing). A record before the mark is also acknowledged from now on:
+    /// its queue file is durable.
+    pub(super) fn retire(&self, mark: Mark) -> io::Result<()> {
+        let header = {
+            let st = self.lock();
+            if mark.seq <= st.header.tail_seq {
+                return Ok(());
+            }
+            Header {
+                generation: st.header.generation + 1,
+                tail: mark.pos,
+                tail_seq: mark.seq,
+                ..st.header
+            }
+        };
+        if let Err(e) = write_header(&self.file, &header) {
+            self.set_broken();
+            return Err(e);
+        }
+        let mut st = self.lock();
+        st.header = header;
+        while st.live.front().is_some_and(|l| l.seq < mark.seq) {
+            let l = st.live.pop_front().expect("front exists");
+            st.used -= l.len;
+            if let Some(n) = st.live_ids.get_mut(&l.id) {
+                *n -= 1;
+                if *n == 0 {
+                    st.live_ids.remove(&l.id);
+                }
+            }
+        }
+        st.synced = st.synced.max(mark.seq);
+        self.done.notify_all();
+        Ok(())
+    }
+}
+
+/// Where a record of `len` bytes goes: at the head, or at 0 if it does not
+/// fit before the ring's end; None if the live records leave no room.
+fn place(st: &State, len: u64) -> Option<u64> {
+    let cap = st.header.cap;
+    let Some(tail) = st.live.front().map(|l| l.pos) else {
+        // Nothing live: the scan starts at the head (the header's tail) or 0.
+        return Some(if st.head + len <= cap { st.head } else { 0 });
+    };
+    if st.head > tail {
+        if st.head + len <= cap {
+            Some(st.head)
+        } else if len <= tail {
+            Some(0)
+        } else {
+            None
+        }
+    } else if st.head + len <= tail {
+        Some(st.head)
+    } else {
+        None
+    }
+}
+
+fn advance_filled(st: &mut State) {
+    let unwritten = st.live.iter().find(|l| !l.written).map_or(st.next_seq, |l| l.seq);
+    st.filled = st.filled.max(unwritten);
+}
+
+/// Creates a new zero-filled log of `cap` ring bytes beside `path`, makes it
+/// durable and renames it into place.
+fn create(path: &Path, cap: u64) -> io::Result<(File, Header)> {
+    let tmp = path.with_extension("log.new");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
+    let zeros = vec![0u8; 1 << 20];
+    let total = RING_START + cap;
+    let mut off = 0;
+    while off < total {
+        let n = (total - off).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], off)?;
+        off += n as u64;
+    }
+    let h = Header {
+        generation: 1,
+        epoch: 1,
+        tail: 0,
+        tail_seq: 0,
+        cap,
+    };
+    file.write_all_at(&h.encode(), h.slot())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok((file, h))
+}
+
+#[cfg(test)]
+#[path = "commit_log_tests.rs"]
+mod tests;
