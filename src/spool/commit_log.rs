@@ -534,15 +534,24 @@ fn advance_filled(st: &mut State) {
 }
 
 /// Creates a new zero-filled log of `cap` ring bytes beside `path`, makes it
-/// durable and renames it into place.
+/// durable and renames it into place. A failure (a disk too small for it)
+/// leaves no partial file to take the queue's space.
 fn create(path: &Path, cap: u64) -> io::Result<(File, Header)> {
     let tmp = path.with_extension("log.new");
+    let created = create_at(&tmp, path, cap);
+    if created.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    created
+}
+
+fn create_at(tmp: &Path, path: &Path, cap: u64) -> io::Result<(File, Header)> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&tmp)?;
+        .open(tmp)?;
     let zeros = vec![0u8; 1 << 20];
     let total = RING_START + cap;
     let mut off = 0;
@@ -560,7 +569,7 @@ fn create(path: &Path, cap: u64) -> io::Result<(File, Header)> {
     };
     file.write_all_at(&h.encode(), h.slot())?;
     file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    std::fs::rename(tmp, path)?;
     if let Some(dir) = path.parent() {
         File::open(dir)?.sync_all()?;
     }
