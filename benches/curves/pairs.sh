@@ -19,7 +19,9 @@
 #
 # Usage: sudo env A_BIN=/tmp/exogate-before benches/curves/pairs.sh   (B: this tree's build)
 # Env:   A_BIN (required), B_BIN=lib.sh's exogate, RATE=600, ROUNDS=4, PACED_SECONDS=15,
-#        PEAK_SESSIONS=20, SIZE=10240, OUT=benches/curves/results/pairs.txt
+#        PEAK_SESSIONS=20, SIZE=10240, OUT=benches/curves/results/pairs.txt,
+#        A_SERVER_TOML / B_SERVER_TOML: lines for each build's [server] table (the same binary
+#        can then be compared with two settings, e.g. B_SERVER_TOML='commit_log_size = 0')
 #        and lib.sh's: SKIP_BUILD, EXOGATE_BIN, LOADGEN_BIN, BENCH_TMP, KEEP
 set -euo pipefail
 
@@ -50,8 +52,9 @@ journal_commits() { # the spool image's journal: commits so far
 
 # paced_run LABEL BIN ROUND: one fresh gateway paced at RATE; appends a row to ROWS.
 paced_run() {
-    local label=$1 bin=$2 round=$3 pid tx0 tx1 w0 w1 name=$1$3
-    EXOGATE=$bin start_exogate "$name" queue
+    local label=$1 bin=$2 round=$3 pid tx0 tx1 w0 w1 name=$1$3 server
+    server=$([ "$label" = A ] && echo "${A_SERVER_TOML:-}" || echo "${B_SERVER_TOML:-}")
+    EXOGATE=$bin GW_SERVER_TOML=$server start_exogate "$name" queue
     pid=$(pgrep -s "$GW_SID" | head -n 1)
     python3 "$HERE/proc_cost.py" snapshot "$pid" >"$RUN/$name.cost0"
     tx0=$(journal_commits)
@@ -71,7 +74,7 @@ paced_run() {
     say "== exogate paced pairs =="
     say "date:      $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     say "machine:   $(nproc) cores, $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-    say "builds:    A = $A_BIN, B = $B_BIN (this tree: $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo '?'))"
+    say "builds:    A = $A_BIN${A_SERVER_TOML:+ with [server] $A_SERVER_TOML}, B = $B_BIN${B_SERVER_TOML:+ with [server] $B_SERVER_TOML} (this tree: $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo '?'))"
     say "load:      $MESSAGES messages of $SIZE bytes per run at $RATE msg/s, $SESSIONS STARTTLS sessions, $ROUNDS rounds"
 } | tee "$OUT"
 start_dns

@@ -692,7 +692,8 @@ store_section() {
 # ---------------------------------------------------------------- exogate
 # The tenants of the exogate config: the benchmark tenant, or GW_TENANTS_TOML (a curve's own
 # [[tenant]] tables, e.g. thousands of them) instead. GW_EXTRA_TOML is appended to the config
-# (a curve's own settings; a key given twice makes check-config fail, which is the point).
+# (a curve's own settings; a key given twice makes check-config fail, which is the point), and
+# GW_SERVER_TOML to its [server] table (e.g. commit_log_size = 0).
 tenant_section() {
     if [ -n "${GW_TENANTS_TOML:-}" ]; then
         printf '%s\n' "$GW_TENANTS_TOML"
@@ -720,6 +721,7 @@ state_dir = "$d/state"
 max_message_size = 209715200
 max_connections = 12000
 max_connections_per_ip = 12000
+${GW_SERVER_TOML:-}
 
 [tls]
 cert = "$CERT"
