@@ -16,17 +16,25 @@
 //! write leaves the previous one), then the ring. A record is
 //! `EXR1 | epoch | seq | area | id length | id | data length | data | CRC-32`,
 //! padded to 4 KiB so no two records share a page. A record never straddles
-//! the ring's end: one that does not fit before it goes to offset 0, and the
-//! scan, finding no record with the next sequence number where the previous
-//! one ended, looks at 0. The epoch changes whenever the log is reopened, so
-//! a record of an earlier run can never pass as one of this run.
+//! the ring's end: one that does not fit before it goes to offset 0.
+//!
+//! The scan at start-up walks the whole ring page by page and takes every
+//! valid record of the header's epoch whose sequence number is not yet
+//! retired (at or above the tail's), skipping a valid record's own pages. So
+//! a record is found whether or not the records reserved before it were ever
+//! written, and each commit waits only for its own write and a sync started
+//! after it, never for a slower session's write (which under CPU contention
+//! had held every later commit back). The epoch is random, new at every
+//! open: neither a record of an earlier run nor bytes that a sender placed in
+//! a message (which the ring holds, and a page-by-page walk can land in) can
+//! pass as a record of this run without guessing 64 random bits.
 //!
 //! Invariants: a record is acknowledged only after an `fdatasync` that
-//! started once it and every record before it were written, so the scan
-//! (which stops at the first gap) reaches every acknowledged record. Any
-//! failed write or sync breaks the log for good in this process: every
-//! commit then takes the direct path, which does not depend on it. This file
-//! never decides what a message is; it only keeps bytes and ids.
+//! started once it was written. The ring never reuses the space of a record
+//! that a checkpoint has not retired. Any failed write or sync breaks the log
+//! for good in this process: every commit then takes the direct path, which
+//! does not depend on it. This file never decides what a message is; it only
+//! keeps bytes and ids.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -122,43 +130,42 @@ pub(super) struct Record {
     pub(super) data: Vec<u8>,
 }
 
-/// What `scan` found after the header's tail: the records, and where the
-/// next record would go (offset and sequence number).
+/// What `scan` found: the records not yet retired, oldest first, and where
+/// the newest one ends and the sequence number after it.
 pub(super) struct Scan {
     pub(super) records: Vec<Record>,
     pub(super) end: u64,
     pub(super) next_seq: u64,
 }
 
-/// Reads every record from the header's tail on, in order, until the first
-/// position (and offset 0 after it) holds no valid record of this epoch with
-/// the next sequence number.
+/// Reads every record of the header's epoch that is not yet retired, in
+/// sequence order, by walking the whole ring.
 pub(super) fn scan(file: &File, h: &Header) -> io::Result<Scan> {
-    let mut out = Scan {
-        records: Vec::new(),
-        end: h.tail,
-        next_seq: h.tail_seq,
-    };
-    let mut consumed = 0u64;
-    let mut pos = h.tail;
-    while consumed < h.cap {
-        let found = match read_record(file, h, pos, out.next_seq)? {
-            Some(r) => Some((pos, r)),
-            None if pos != 0 => read_record(file, h, 0, out.next_seq)?.map(|r| (0, r)),
-            None => None,
-        };
-        let Some((at, (record, len))) = found else { break };
-        consumed += len + if at == 0 && pos != 0 { h.cap - pos } else { 0 };
-        pos = at + len;
-        out.records.push(record);
-        out.end = pos;
-        out.next_seq += 1;
+    let mut found: Vec<(u64, u64, Record)> = Vec::new();
+    let mut pos = 0;
+    while pos + PAGE <= h.cap {
+        match read_record(file, h, pos)? {
+            Some((seq, len, record)) => {
+                found.push((seq, pos + len, record));
+                pos += len;
+            }
+            None => pos += PAGE,
+        }
     }
-    Ok(out)
+    found.sort_by_key(|(seq, _, _)| *seq);
+    let (end, next_seq) = found
+        .last()
+        .map_or((h.tail, h.tail_seq), |(seq, end, _)| (*end, seq + 1));
+    Ok(Scan {
+        records: found.into_iter().map(|(_, _, r)| r).collect(),
+        end,
+        next_seq,
+    })
 }
 
-/// The record at ring offset `pos`, if a valid one of this epoch with sequence `seq` is there.
-fn read_record(file: &File, h: &Header, pos: u64, seq: u64) -> io::Result<Option<(Record, u64)>> {
+/// The record at ring offset `pos`, with its sequence number and padded
+/// length, if a valid one of this epoch not yet retired is there.
+fn read_record(file: &File, h: &Header, pos: u64) -> io::Result<Option<(u64, u64, Record)>> {
     if pos + PAGE > h.cap {
         return Ok(None);
     }
@@ -166,9 +173,10 @@ fn read_record(file: &File, h: &Header, pos: u64, seq: u64) -> io::Result<Option
     if read_up_to(file, &mut first, RING_START + pos)? < PAGE as usize {
         return Ok(None);
     }
+    let seq = u64::from_be_bytes(first[12..20].try_into().expect("8"));
     if &first[..4] != RECORD_MAGIC
         || u64::from_be_bytes(first[4..12].try_into().expect("8")) != h.epoch
-        || u64::from_be_bytes(first[12..20].try_into().expect("8")) != seq
+        || seq < h.tail_seq
     {
         return Ok(None);
     }
@@ -200,7 +208,7 @@ fn read_record(file: &File, h: &Header, pos: u64, seq: u64) -> io::Result<Option
     let area = rec[20];
     rec.truncate(crc_at);
     rec.drain(..data_len_at + 8);
-    Ok(Some((Record { area, id, data: rec }, len)))
+    Ok(Some((seq, len, Record { area, id, data: rec })))
 }
 
 fn padded(n: u64) -> u64 {
@@ -267,9 +275,9 @@ struct State {
     used: u64,
     /// How many live records each id has (an id is committed once, but be exact).
     live_ids: HashMap<String, u32>,
-    /// Every record with a lower sequence number is written.
-    filled: u64,
-    /// Every record with a lower sequence number is durable.
+    /// Tickets handed out: a record takes one once it is written.
+    asked: u64,
+    /// Every ticket up to this one is covered by a finished `fdatasync`.
     synced: u64,
     syncing: bool,
 }
@@ -320,7 +328,7 @@ impl CommitLog {
             (Some(file), Some(old)) => {
                 let h = Header {
                     generation: old.generation + 1,
-                    epoch: old.epoch + 1,
+                    epoch: new_epoch()?,
                     tail: 0,
                     tail_seq: 0,
                     cap,
@@ -346,7 +354,7 @@ impl CommitLog {
                 live: VecDeque::new(),
                 used: 0,
                 live_ids: HashMap::new(),
-                filled: 0,
+                asked: 0,
                 synced: 0,
                 syncing: false,
             }),
@@ -413,22 +421,24 @@ impl CommitLog {
         if let Some(l) = st.live.iter_mut().find(|l| l.seq == seq) {
             l.written = true;
         }
-        advance_filled(&mut st);
-        self.wait_durable(st, seq)
+        st.asked += 1;
+        let ticket = st.asked;
+        self.wait_durable(st, ticket)
     }
 
-    /// Waits until record `seq` is durable, leading a group `fdatasync` when none runs.
-    fn wait_durable<'a>(&'a self, mut st: MutexGuard<'a, State>, seq: u64) -> Result<(), Skipped> {
+    /// Waits until an `fdatasync` that started after `ticket` was taken has
+    /// finished, leading one when none runs.
+    fn wait_durable<'a>(&'a self, mut st: MutexGuard<'a, State>, ticket: u64) -> Result<(), Skipped> {
         loop {
-            if st.synced > seq {
+            if st.synced >= ticket {
                 return Ok(());
             }
             if self.is_broken() {
                 return Err(Skipped::Broken);
             }
-            if !st.syncing && st.filled > st.synced {
+            if !st.syncing {
                 st.syncing = true;
-                let covers = st.filled;
+                let covers = st.asked;
                 drop(st);
                 let result = self.file.sync_data();
                 st = self.lock();
@@ -469,9 +479,7 @@ impl CommitLog {
     }
 
     /// After the checkpoint's `syncfs`: writes the header that moves the tail
-    /// to `mark` and drops the records before it (an older mark does
-    /// nothing). A record before the mark is also acknowledged from now on:
-    /// its queue file is durable.
+    /// to `mark` and drops the records before it (an older mark does nothing).
     pub(super) fn retire(&self, mark: Mark) -> io::Result<()> {
         let header = {
             let st = self.lock();
@@ -501,8 +509,6 @@ impl CommitLog {
                 }
             }
         }
-        st.synced = st.synced.max(mark.seq);
-        self.done.notify_all();
         Ok(())
     }
 }
@@ -530,9 +536,14 @@ fn place(st: &State, len: u64) -> Option<u64> {
     }
 }
 
-fn advance_filled(st: &mut State) {
-    let unwritten = st.live.iter().find(|l| !l.written).map_or(st.next_seq, |l| l.seq);
-    st.filled = st.filled.max(unwritten);
+/// A random epoch for a newly opened log (module header: why random).
+fn new_epoch() -> io::Result<u64> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| io::Error::other("no randomness from the operating system for the commit log's epoch"))?;
+    Ok(u64::from_be_bytes(bytes))
 }
 
 /// Creates a new zero-filled log of `cap` ring bytes beside `path`, makes it
@@ -564,7 +575,7 @@ fn create_at(tmp: &Path, path: &Path, cap: u64) -> io::Result<(File, Header)> {
     }
     let h = Header {
         generation: 1,
-        epoch: 1,
+        epoch: new_epoch()?,
         tail: 0,
         tail_seq: 0,
         cap,

@@ -73,23 +73,23 @@ fn records_wrap_around_the_ring_end_and_a_full_ring_refuses() {
 }
 
 #[test]
-fn a_torn_record_ends_the_scan_and_a_reopened_log_forgets_the_old_epoch() {
+fn a_torn_record_is_skipped_and_a_reopened_log_forgets_the_old_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     log.append(0, "A", &[b"one"]).unwrap();
     log.append(0, "B", &[b"two"]).unwrap();
     log.append(0, "C", &[b"three"]).unwrap();
-    // Damage B: the scan stops before it, so C is not found either (it would
-    // never have been acknowledged before B was durable).
+    // Damage B (as a write cut short would): it is skipped, and C, written
+    // after it, is still found (each record stands on its own).
     let f = OpenOptions::new().write(true).open(log.path()).unwrap();
     f.write_all_at(b"X", RING_START + PAGE + 30).unwrap();
     let ids: Vec<_> = found(&log).into_iter().map(|r| r.1).collect();
-    assert_eq!(ids, ["A"]);
+    assert_eq!(ids, ["A", "C"]);
     drop(log);
     // Reopened without replay: the live record is refused, not forgotten.
     assert!(CommitLog::open(&dir.path().join("commit.log"), CAP).is_err());
-    // Once retired (as replay does), reopening starts a new epoch: the old
-    // records at offset 0 do not pass as this run's.
+    // Once retired (as replay does), reopening starts a new random epoch:
+    // the old records do not pass as this run's.
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -204,4 +204,36 @@ fn concurrent_appends_with_checkpoints_lose_no_acknowledged_record() {
     for id in &acked {
         assert_eq!(log.is_live(id), on_disk.iter().any(|r| &r.1 == id), "{id}");
     }
+}
+
+#[test]
+fn a_record_reserved_before_but_never_written_holds_no_later_one_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.append(0, "A", &[b"one"]).unwrap();
+    // A commit that reserved its place and stalled before writing it.
+    {
+        let mut st = log.lock();
+        let (pos, seq) = (st.head, st.next_seq);
+        st.next_seq += 1;
+        st.head += PAGE;
+        st.used += PAGE;
+        st.live.push_back(Live {
+            seq,
+            pos,
+            len: PAGE,
+            written: false,
+            id: "STALLED".into(),
+        });
+        st.live_ids.insert("STALLED".into(), 1);
+    }
+    // The next one is acknowledged without waiting for it, and found by a scan.
+    log.append(0, "C", &[b"three"]).unwrap();
+    let ids: Vec<_> = found(&log).into_iter().map(|r| r.1).collect();
+    assert_eq!(ids, ["A", "C"]);
+    // A checkpoint does not retire past the unwritten record.
+    retire_all(&log);
+    assert!(log.is_live("C") && log.is_live("STALLED") && !log.is_live("A"));
+    let ids: Vec<_> = found(&log).into_iter().map(|r| r.1).collect();
+    assert_eq!(ids, ["C"]);
 }
