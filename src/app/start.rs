@@ -178,7 +178,7 @@ fn open_spool(cfg: &Config, metrics: &Metrics) -> Result<(Arc<Spool>, Vec<String
         tracing::error!(
             error = %e,
             path = %spool.commit_log_path().display(),
-            "no commit log: every message is made durable by syncing its file and directory (slower, as safe)"
+            "no commit log: every message is made durable by syncing its file and directory (slower, as safe); free room for server.commit_log_size on the state directory's disk, or set it to 0"
         );
     }
     Ok((spool, recovery.valid))

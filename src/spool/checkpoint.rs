@@ -24,9 +24,6 @@ use std::time::Duration;
 use crate::spool::commit_log::CommitLog;
 use crate::spool::{Area, Spool};
 
-/// Above this share of the ring in use, a commit wakes the checkpoint thread early.
-const NUDGE_FILL: f64 = 0.5;
-
 impl Spool {
     /// The commit log's file.
     pub(crate) fn commit_log_path(&self) -> PathBuf {
@@ -52,17 +49,15 @@ impl Spool {
                 loop {
                     std::thread::park_timeout(interval);
                     let Some(spool) = spool.upgrade() else { return };
-                    if let Err(e) = spool.checkpoint() {
-                        tracing::error!(
-                            error = %e,
-                            "commit log checkpoint failed: messages are now committed by syncing their files; \
-                             records not checkpointed are written back at the next start"
-                        );
+                    // A failure broke the log and said why (`break_log`).
+                    if spool.checkpoint().is_err() {
                         return;
                     }
                 }
             })?;
-        let _ = self.checkpointer.set(thread.thread().clone());
+        if let Some(log) = self.log.get() {
+            log.set_checkpointer(thread.thread().clone());
+        }
         Ok(())
     }
 
@@ -81,7 +76,7 @@ impl Spool {
             .unwrap_or_default();
         if let Some(mark) = log.checkpoint_mark() {
             if let Err(e) = self.sync_filesystems() {
-                log.set_broken();
+                log.break_log("checkpoint (syncfs)", &e);
                 return Err(e);
             }
             log.retire(mark)?;
@@ -119,15 +114,6 @@ impl Spool {
         };
         if needed {
             let _ = File::create(self.retired.join(id));
-        }
-    }
-
-    /// Wakes the checkpoint thread when the ring is filling up.
-    pub(super) fn nudge_checkpoint(&self) {
-        if let (Some(log), Some(thread)) = (self.log.get(), self.checkpointer.get())
-            && log.fill() > NUDGE_FILL
-        {
-            thread.unpark();
         }
     }
 }

@@ -10,8 +10,8 @@
 //! with `syncfs` and then moves the ring's tail past their records; start-up
 //! (`replay`) writes back any queue file whose record is still in the ring.
 //!
-//! Layout: two header slots of 4 KiB (`EXH1`, generation, epoch, tail,
-//! tail sequence, capacity, CRC; the valid one with the higher generation
+//! Layout: two header slots of 4 KiB (`EXH1`, generation, epoch, tail
+//! sequence, capacity, CRC; the valid one with the higher generation
 //! wins, and a header is always written to the other slot, so a torn header
 //! write leaves the previous one), then the ring. A record is
 //! `EXR1 | epoch | seq | area | id length | id | data length | data | CRC-32`,
@@ -42,7 +42,8 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::Thread;
 
 /// Bytes per page: the unit records and header slots are padded to.
 pub(super) const PAGE: u64 = 4096;
@@ -69,9 +70,8 @@ pub(super) enum Skipped {
 pub(super) struct Header {
     pub(super) generation: u64,
     pub(super) epoch: u64,
-    /// Ring offset of the oldest record that may still be needed.
-    pub(super) tail: u64,
-    /// Its sequence number.
+    /// Records with a lower sequence number are retired (the scan needs no
+    /// offset: it walks the whole ring).
     pub(super) tail_seq: u64,
     /// Ring size in bytes (after the header slots).
     pub(super) cap: u64,
@@ -81,7 +81,7 @@ impl Header {
     fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(PAGE as usize);
         b.extend_from_slice(HEADER_MAGIC);
-        for v in [self.generation, self.epoch, self.tail, self.tail_seq, self.cap] {
+        for v in [self.generation, self.epoch, self.tail_seq, self.cap] {
             b.extend_from_slice(&v.to_be_bytes());
         }
         let crc = crc32fast::hash(&b);
@@ -91,8 +91,8 @@ impl Header {
     }
 
     fn decode(b: &[u8]) -> Option<Header> {
-        let body = b.get(..4 + 5 * 8)?;
-        let crc = u32::from_be_bytes(b.get(44..48)?.try_into().ok()?);
+        let body = b.get(..4 + 4 * 8)?;
+        let crc = u32::from_be_bytes(b.get(36..40)?.try_into().ok()?);
         if &body[..4] != HEADER_MAGIC || crc32fast::hash(body) != crc {
             return None;
         }
@@ -100,9 +100,8 @@ impl Header {
         Some(Header {
             generation: v(0),
             epoch: v(1),
-            tail: v(2),
-            tail_seq: v(3),
-            cap: v(4),
+            tail_seq: v(2),
+            cap: v(3),
         })
     }
 
@@ -130,35 +129,31 @@ pub(super) struct Record {
     pub(super) data: Vec<u8>,
 }
 
-/// What `scan` found: the records not yet retired, oldest first, and where
-/// the newest one ends and the sequence number after it.
+/// What `scan` found: the records not yet retired, oldest first, and the
+/// sequence number after the newest.
 pub(super) struct Scan {
     pub(super) records: Vec<Record>,
-    pub(super) end: u64,
     pub(super) next_seq: u64,
 }
 
 /// Reads every record of the header's epoch that is not yet retired, in
 /// sequence order, by walking the whole ring.
 pub(super) fn scan(file: &File, h: &Header) -> io::Result<Scan> {
-    let mut found: Vec<(u64, u64, Record)> = Vec::new();
+    let mut found: Vec<(u64, Record)> = Vec::new();
     let mut pos = 0;
     while pos + PAGE <= h.cap {
         match read_record(file, h, pos)? {
             Some((seq, len, record)) => {
-                found.push((seq, pos + len, record));
+                found.push((seq, record));
                 pos += len;
             }
             None => pos += PAGE,
         }
     }
-    found.sort_by_key(|(seq, _, _)| *seq);
-    let (end, next_seq) = found
-        .last()
-        .map_or((h.tail, h.tail_seq), |(seq, end, _)| (*end, seq + 1));
+    found.sort_by_key(|(seq, _)| *seq);
+    let next_seq = found.last().map_or(h.tail_seq, |(seq, _)| seq + 1);
     Ok(Scan {
-        records: found.into_iter().map(|(_, _, r)| r).collect(),
-        end,
+        records: found.into_iter().map(|(_, r)| r).collect(),
         next_seq,
     })
 }
@@ -282,17 +277,15 @@ struct State {
     syncing: bool,
 }
 
-/// Where a checkpoint may move the tail: every record before it was written
-/// (and its queue file renamed) before the checkpoint's `syncfs`.
+/// Where a checkpoint may move the tail: every record before this sequence
+/// number was written (and its queue file renamed) before the checkpoint's `syncfs`.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Mark {
-    pos: u64,
     seq: u64,
 }
 
 /// The open log of this process.
 pub(super) struct CommitLog {
-    #[cfg_attr(not(test), allow(dead_code))]
     path: PathBuf,
     file: File,
     state: Mutex<State>,
@@ -300,6 +293,7 @@ pub(super) struct CommitLog {
     broken: AtomicBool,
     /// Held by a checkpoint from its mark to its retire, so two cannot interleave.
     pub(super) checkpointing: Mutex<()>,
+    checkpointer: OnceLock<Thread>,
 }
 
 impl CommitLog {
@@ -329,7 +323,6 @@ impl CommitLog {
                 let h = Header {
                     generation: old.generation + 1,
                     epoch: new_epoch()?,
-                    tail: 0,
                     tail_seq: 0,
                     cap,
                 };
@@ -361,6 +354,7 @@ impl CommitLog {
             done: Condvar::new(),
             broken: AtomicBool::new(false),
             checkpointing: Mutex::new(()),
+            checkpointer: OnceLock::new(),
         })
     }
 
@@ -377,9 +371,17 @@ impl CommitLog {
         self.broken.load(Ordering::Acquire)
     }
 
-    /// From now on every commit takes the direct path; waiters are woken to take it.
-    pub(super) fn set_broken(&self) {
-        self.broken.store(true, Ordering::Release);
+    /// From now on every commit takes the direct path; waiters are woken to
+    /// take it. Says so once, with what failed.
+    pub(super) fn break_log(&self, what: &str, error: &io::Error) {
+        if !self.broken.swap(true, Ordering::AcqRel) {
+            tracing::error!(
+                %error,
+                path = %self.path.display(),
+                "commit log {what} failed: every message is now made durable by syncing its file and directory (slower, as safe); \
+                 records not yet checkpointed are written back at the next start; check the disk, then restart to reopen the log"
+            );
+        }
         let _guard = self.lock();
         self.done.notify_all();
     }
@@ -396,7 +398,11 @@ impl CommitLog {
         if len > st.header.cap / 4 || id.len() > u16::MAX as usize {
             return Err(Skipped::TooLarge);
         }
-        let pos = place(&st, len).ok_or(Skipped::Full)?;
+        let Some(pos) = place(&st, len) else {
+            drop(st);
+            self.nudge(true);
+            return Err(Skipped::Full);
+        };
         let seq = st.next_seq;
         st.next_seq += 1;
         st.head = pos + len;
@@ -410,15 +416,20 @@ impl CommitLog {
         });
         *st.live_ids.entry(id.to_string()).or_default() += 1;
         let epoch = st.header.epoch;
+        let crowded = st.used * 2 > st.header.cap;
         drop(st);
+        self.nudge(crowded);
 
         let record = encode_record(epoch, seq, area, id, parts);
-        if self.file.write_all_at(&record, RING_START + pos).is_err() {
-            self.set_broken();
+        if let Err(e) = self.file.write_all_at(&record, RING_START + pos) {
+            self.break_log("write", &e);
             return Err(Skipped::Broken);
         }
         let mut st = self.lock();
-        if let Some(l) = st.live.iter_mut().find(|l| l.seq == seq) {
+        // Live records are consecutive in sequence, and this one cannot have
+        // been retired: no mark passes an unwritten record.
+        let front = st.live.front().map_or(seq, |l| l.seq);
+        if let Some(l) = st.live.get_mut((seq - front) as usize) {
             l.written = true;
         }
         st.asked += 1;
@@ -441,11 +452,13 @@ impl CommitLog {
                 let covers = st.asked;
                 drop(st);
                 let result = self.file.sync_data();
+                if let Err(e) = &result {
+                    self.break_log("fdatasync", e);
+                }
                 st = self.lock();
                 st.syncing = false;
-                match result {
-                    Ok(()) => st.synced = st.synced.max(covers),
-                    Err(_) => self.broken.store(true, Ordering::Release),
+                if result.is_ok() {
+                    st.synced = st.synced.max(covers);
                 }
                 self.done.notify_all();
                 continue;
@@ -459,23 +472,25 @@ impl CommitLog {
         self.lock().live_ids.contains_key(id)
     }
 
-    /// How full the ring is, from 0 to 1.
-    pub(super) fn fill(&self) -> f64 {
-        let st = self.lock();
-        st.used as f64 / st.header.cap as f64
+    /// The thread to wake when the ring is filling up.
+    pub(super) fn set_checkpointer(&self, thread: Thread) {
+        let _ = self.checkpointer.set(thread);
+    }
+
+    /// Wakes the checkpointer early: at half full, a checkpoint frees room
+    /// before commits have to take the direct path.
+    fn nudge(&self, crowded: bool) {
+        if crowded && let Some(t) = self.checkpointer.get() {
+            t.unpark();
+        }
     }
 
     /// Where a checkpoint starting now may move the tail: past every record
     /// written so far without a gap. None if there is nothing to retire.
     pub(super) fn checkpoint_mark(&self) -> Option<Mark> {
         let st = self.lock();
-        let first = st.live.front()?;
         let done = st.live.iter().take_while(|l| l.written).last()?;
-        debug_assert!(done.seq >= first.seq);
-        Some(Mark {
-            pos: done.pos + done.len,
-            seq: done.seq + 1,
-        })
+        Some(Mark { seq: done.seq + 1 })
     }
 
     /// After the checkpoint's `syncfs`: writes the header that moves the tail
@@ -488,13 +503,12 @@ impl CommitLog {
             }
             Header {
                 generation: st.header.generation + 1,
-                tail: mark.pos,
                 tail_seq: mark.seq,
                 ..st.header
             }
         };
         if let Err(e) = write_header(&self.file, &header) {
-            self.set_broken();
+            self.break_log("header write", &e);
             return Err(e);
         }
         let mut st = self.lock();
@@ -518,7 +532,7 @@ impl CommitLog {
 fn place(st: &State, len: u64) -> Option<u64> {
     let cap = st.header.cap;
     let Some(tail) = st.live.front().map(|l| l.pos) else {
-        // Nothing live: the scan starts at the head (the header's tail) or 0.
+        // Nothing live: the whole ring is free; go on after the head.
         return Some(if st.head + len <= cap { st.head } else { 0 });
     };
     if st.head > tail {
@@ -576,7 +590,6 @@ fn create_at(tmp: &Path, path: &Path, cap: u64) -> io::Result<(File, Header)> {
     let h = Header {
         generation: 1,
         epoch: new_epoch()?,
-        tail: 0,
         tail_seq: 0,
         cap,
     };

@@ -101,7 +101,6 @@ fn a_torn_record_is_skipped_and_a_reopened_log_forgets_the_old_epoch() {
         &file,
         &Header {
             generation: h.generation + 1,
-            tail: s.end,
             tail_seq: s.next_seq,
             ..h
         },

@@ -229,7 +229,7 @@ pub fn encode_all(body: &[u8], meta: &Meta, prefix: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn meta() -> Meta {

@@ -59,7 +59,6 @@ use std::path::{Path, PathBuf};
 use crate::spool::incoming::Body;
 use format::{FOOTER_LEN, FormatError, MAGIC, Meta, Trailer};
 use std::sync::{Arc, OnceLock};
-use std::thread::Thread;
 use syncer::DirSync;
 
 use commit_log::CommitLog;
@@ -88,9 +87,7 @@ impl Area {
     }
 
     fn from_code(code: u8) -> Option<Area> {
-        [Area::Active, Area::Quarantine, Area::Reports, Area::Hold]
-            .into_iter()
-            .find(|a| a.code() == code)
+        Area::ALL.into_iter().find(|a| a.code() == code)
     }
 
     const ALL: [Area; 4] = [Area::Active, Area::Quarantine, Area::Reports, Area::Hold];
@@ -148,8 +145,6 @@ pub(crate) struct Spool {
     retired: PathBuf,
     /// The commit log, once `start_commit_log` opened it (never in a command-line process).
     log: OnceLock<Arc<CommitLog>>,
-    /// The checkpoint thread, woken early when the log fills up.
-    checkpointer: OnceLock<Thread>,
 }
 
 impl Spool {
@@ -179,7 +174,6 @@ impl Spool {
             hold: DirSync::new(hold),
             retired,
             log: OnceLock::new(),
-            checkpointer: OnceLock::new(),
         })
     }
 
@@ -290,7 +284,6 @@ impl Spool {
             path: self.incoming.clone(),
             source: io::Error::other(e),
         })?;
-        self.nudge_checkpoint();
         match result {
             Ok(durable) => Ok(durable),
             Err(e) => {

@@ -87,7 +87,6 @@ impl Spool {
         }
         let retired = Header {
             generation: header.generation + 1,
-            tail: scan.end,
             tail_seq: scan.next_seq,
             ..header
         };

@@ -125,3 +125,31 @@ fn a_log_without_a_valid_header_is_removed() {
     assert_eq!((r.log_records, r.restored), (0, 0));
     assert!(!spool.commit_log_path().exists());
 }
+
+#[tokio::test]
+async fn a_broken_log_sends_commits_the_direct_path_and_keeps_its_records_for_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_with_log(dir.path());
+    let logged = commit(&spool, Area::Active, "S: logged\r\n\r\n1\r\n").await;
+    let log = spool.log.get().unwrap();
+    log.break_log("write", &std::io::Error::other("simulated device error"));
+    let id = crate::spool::new_id();
+    let durable = spool
+        .commit(
+            Area::Active,
+            &meta(&id),
+            b"",
+            Body::Memory(b"A: b\r\n\r\nx\r\n".to_vec()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(durable, Durable::Direct);
+    // A broken log is never checkpointed: its record stays for the next start.
+    spool.checkpoint().unwrap();
+    assert!(log.is_live(&logged));
+    fs::remove_file(spool.path(Area::Active, &logged)).unwrap();
+    drop(spool);
+    let r = Spool::open(dir.path()).unwrap().recover().unwrap();
+    assert_eq!((r.log_records, r.restored), (1, 1));
+    assert!(r.valid.contains(&logged) && r.valid.contains(&id));
+}

@@ -1,31 +1,15 @@
 //! The spool's commit, read, remove and recovery paths, on a real directory.
 
 use super::*;
-use crate::message::envelope::{Direction, Envelope, SessionFacts};
-use crate::spool::format::Kind;
 use crate::spool::incoming::{Body, IncomingBody};
 use std::fs::OpenOptions;
 
+/// The format tests' metadata under another id, without stamp skips.
 pub(super) fn meta(id: &str) -> Meta {
     Meta {
         id: id.into(),
-        received: 1,
-        kind: Kind::Message,
-        envelope: Envelope::default(),
-        session: SessionFacts {
-            session_id: String::new(),
-            client_ip: "127.0.0.1".parse().unwrap(),
-            client_port: 1,
-            helo: "h".into(),
-            tls: None,
-        },
-        ids: Default::default(),
-        tenant: "contoso".into(),
-        direction: Direction::Inbound,
-        verdict: None,
         skips: vec![],
-        route: None,
-        sender_authenticated: false,
+        ..format::tests::meta()
     }
 }
 
