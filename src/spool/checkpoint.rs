@@ -38,7 +38,8 @@ impl Spool {
         if size == 0 {
             return Ok(());
         }
-        let log = Arc::new(CommitLog::open(&self.commit_log_path(), size)?);
+        let replayed = *self.replayed.lock().unwrap_or_else(PoisonError::into_inner);
+        let log = Arc::new(CommitLog::open(&self.commit_log_path(), size, replayed)?);
         if self.log.set(log).is_err() {
             return Err(io::Error::other("the commit log is already open"));
         }

@@ -301,13 +301,16 @@ impl CommitLog {
     /// an existing one of that size without live records is reused (new
     /// epoch), anything else is replaced by a new zero-filled file, so that
     /// appends never allocate blocks (which would cost a journal commit).
-    pub(super) fn open(path: &Path, cap: u64) -> io::Result<CommitLog> {
+    /// `replayed` is the header this process's replay wrote after it retired
+    /// every record: a file still carrying it holds none, and is not read
+    /// through a second time.
+    pub(super) fn open(path: &Path, cap: u64, replayed: Option<Header>) -> io::Result<CommitLog> {
         let cap = cap / PAGE * PAGE;
         let existing = OpenOptions::new().read(true).write(true).open(path).ok();
         let reused = match &existing {
             Some(f) if f.metadata()?.len() == RING_START + cap => match read_header(f)? {
                 Some(h) if h.cap == cap => {
-                    if !scan(f, &h)?.records.is_empty() {
+                    if replayed != Some(h) && !scan(f, &h)?.records.is_empty() {
                         return Err(io::Error::other(
                             "the commit log still holds records that were not written back",
                         ));

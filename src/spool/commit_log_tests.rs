@@ -7,7 +7,7 @@ use std::sync::Arc;
 const CAP: u64 = 16 * PAGE;
 
 fn open(dir: &Path) -> CommitLog {
-    CommitLog::open(&dir.join("commit.log"), CAP).unwrap()
+    CommitLog::open(&dir.join("commit.log"), CAP, None).unwrap()
 }
 
 /// What a restart would find: the newest header and the records after its tail.
@@ -87,7 +87,16 @@ fn a_torn_record_is_skipped_and_a_reopened_log_forgets_the_old_epoch() {
     assert_eq!(ids, ["A", "C"]);
     drop(log);
     // Reopened without replay: the live record is refused, not forgotten.
-    assert!(CommitLog::open(&dir.path().join("commit.log"), CAP).is_err());
+    let path = dir.path().join("commit.log");
+    assert!(CommitLog::open(&path, CAP, None).is_err());
+    // Nor does a header other than the file's own pass for a replay's: the
+    // file is read through and refused all the same.
+    let current = read_header(&File::open(&path).unwrap()).unwrap().unwrap();
+    let other = Header {
+        generation: current.generation + 1,
+        ..current
+    };
+    assert!(CommitLog::open(&path, CAP, Some(other)).is_err());
     // Once retired (as replay does), reopening starts a new random epoch:
     // the old records do not pass as this run's.
     let file = OpenOptions::new()
@@ -153,7 +162,7 @@ fn an_older_mark_retires_nothing() {
 #[test]
 fn concurrent_appends_with_checkpoints_lose_no_acknowledged_record() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(CommitLog::open(&dir.path().join("commit.log"), 64 * PAGE).unwrap());
+    let log = Arc::new(CommitLog::open(&dir.path().join("commit.log"), 64 * PAGE, None).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let checkpointer = {
         let (log, stop) = (log.clone(), stop.clone());

@@ -58,7 +58,7 @@ use std::path::{Path, PathBuf};
 
 use crate::spool::incoming::Body;
 use format::{FOOTER_LEN, FormatError, MAGIC, Meta, Trailer};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use syncer::DirSync;
 
 use commit_log::CommitLog;
@@ -145,6 +145,8 @@ pub(crate) struct Spool {
     retired: PathBuf,
     /// The commit log, once `start_commit_log` opened it (never in a command-line process).
     log: OnceLock<Arc<CommitLog>>,
+    /// The header the last `replay_log` wrote once it had retired every record.
+    replayed: Mutex<Option<commit_log::Header>>,
 }
 
 impl Spool {
@@ -174,6 +176,7 @@ impl Spool {
             hold: DirSync::new(hold),
             retired,
             log: OnceLock::new(),
+            replayed: Mutex::new(None),
         })
     }
 

@@ -9,11 +9,14 @@
 //! Invariants: runs before anything reads the queue, in the only process
 //! that may open the log; written-back files and their directories are
 //! durable before the header that retires the records is written; records
-//! are never applied twice (that header moves the tail past them).
+//! are never applied twice (that header moves the tail past them). The
+//! spool remembers that header: opening the log right after finds it still
+//! there and does not read the 32 MiB ring through a second time.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::sync::PoisonError;
 
 use crate::spool::commit_log::{self, Header};
 use crate::spool::error::{SpoolError, io_err};
@@ -91,6 +94,7 @@ impl Spool {
             ..header
         };
         commit_log::write_header(&file, &retired).map_err(io_err(&path))?;
+        *self.replayed.lock().unwrap_or_else(PoisonError::into_inner) = Some(retired);
         if let Ok(markers) = fs::read_dir(&self.retired) {
             for m in markers.flatten() {
                 let _ = fs::remove_file(m.path());
