@@ -17,6 +17,7 @@
 #        PACED_SECONDS=15 PEAK_SESSIONS=20 (the session count whose rate is "peak")
 #        BEFORE_BIN=path   an earlier exogate build, measured as "before" next to the current one
 #        OUT=benches/curves/results   where concurrency.{txt,dat,png} go
+#        SERVER_CPUS=1 HARNESS_CPUS=0   each side on a core of its own (lib.sh)
 #        and lib.sh's: SKIP_BUILD, EXOGATE_BIN, LOADGEN_BIN, BENCH_TMP, KEEP, DRAIN_TIMEOUT
 set -euo pipefail
 
@@ -37,6 +38,7 @@ mkdir -p "$OUT"
 say "== exogate concurrency curve =="
 say "date:      $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 say "machine:   $(nproc) cores, $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+say "cores:     $(pinning)"
 say "versions:  exogate $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo '?')${BEFORE_BIN:+ and before = $BEFORE_BIN}, Postfix $(postconf -d -h mail_version 2>/dev/null || echo '?')"
 say "load:      $MESSAGES messages of $SIZE bytes per point (1 session: a fifth), STARTTLS, pipelining; state on $(df -T "$RUN" | awk 'NR == 2 { print $2 }')"
 say ""
@@ -203,7 +205,7 @@ done
         # shellcheck disable=SC2086
         set -- ${DISK_OF[$pct]:-}
         [ "$#" = 12 ] || continue
-        say "disk alone at exogate's $pct% rate (${TARGET_OF[after-r$pct]} msg/s, disk_at_rate.py, $PEAK_SESSIONS writers): p50/p99/p99.9 $2 / $3 / $4 ms in exogate's commit order; $6 / $7 / $8 ms with the file's fdatasync first; ${10} / ${11} / ${12} ms overwriting a pre-allocated segment (not built)"
+        say "disk alone at exogate's $pct% rate (${TARGET_OF[after-r$pct]} msg/s, disk_at_rate.py, $PEAK_SESSIONS writers): p50/p99/p99.9 $2 / $3 / $4 ms in exogate's commit order; $6 / $7 / $8 ms with the file's fdatasync first; ${10} / ${11} / ${12} ms overwriting a pre-allocated file (the commit log's pattern)"
     done
     for server in before after; do
         for pct in $LOAD_POINTS; do
@@ -236,12 +238,16 @@ done
 cols=("2:Postfix")
 [ -n "$BEFORE_BIN" ] && cols+=("3:exogate before")
 cols+=("4:exogate")
-"$HERE/plot.sh" "$OUT/concurrency-rate.png" "Rate against parallel sessions (10 KB, STARTTLS, fsync'd queues)" \
+# The plots say when each side had a core of its own: such a curve is not comparable with one
+# whose server shared its cores with the client and the sink.
+PINNED=""
+[ -z "$SERVER_CPUS" ] || PINNED=", server on CPU $SERVER_CPUS, harness on CPU ${HARNESS_CPUS:-any}"
+"$HERE/plot.sh" "$OUT/concurrency-rate.png" "Rate against parallel sessions (10 KB, STARTTLS, fsync'd queues$PINNED)" \
     "parallel sessions" "messages/s delivered" "$DAT" --logx "${cols[@]}"
 cols=("2:Postfix p99" "5:Postfix p99.9")
 [ -n "$BEFORE_BIN" ] && cols+=("3:exogate before p99" "6:exogate before p99.9")
 cols+=("4:exogate p99" "7:exogate p99.9")
-"$HERE/plot.sh" "$OUT/concurrency-latency.png" "Latency at a fraction of each server's peak" \
+"$HERE/plot.sh" "$OUT/concurrency-latency.png" "Latency at a fraction of each server's peak${PINNED:+ (${PINNED#, })}" \
     "% of peak rate" "ms (MAIL to final 250)" "$LAT" "${cols[@]}"
 
 say ""

@@ -22,6 +22,7 @@
 #        PEAK_SESSIONS=20, SIZE=10240, OUT=benches/curves/results/pairs.txt,
 #        A_SERVER_TOML / B_SERVER_TOML: lines for each build's [server] table (the same binary
 #        can then be compared with two settings, e.g. B_SERVER_TOML='commit_log_size = 0')
+#        SERVER_CPUS=1 HARNESS_CPUS=0: each side on a core of its own (lib.sh)
 #        and lib.sh's: SKIP_BUILD, EXOGATE_BIN, LOADGEN_BIN, BENCH_TMP, KEEP
 set -euo pipefail
 
@@ -74,6 +75,7 @@ paced_run() {
     say "== exogate paced pairs =="
     say "date:      $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     say "machine:   $(nproc) cores, $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    say "cores:     $(pinning)"
     say "builds:    A = $A_BIN${A_SERVER_TOML:+ with [server] $A_SERVER_TOML}, B = $B_BIN${B_SERVER_TOML:+ with [server] $B_SERVER_TOML} (this tree: $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo '?'))"
     say "load:      $MESSAGES messages of $SIZE bytes per run at $RATE msg/s, $SESSIONS STARTTLS sessions, $ROUNDS rounds"
 } | tee "$OUT"

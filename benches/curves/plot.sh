@@ -8,7 +8,8 @@
 #   DATA's first column is x; COL is a 1-based column number; lines starting with # are comments.
 #   --xtic COL labels each point's x with column COL's word (configurations instead of numbers).
 #   --zero starts the y axes at 0 (figures compared as heights, e.g. one point per configuration).
-#   A label ending in " (right)" is drawn against the right-hand axis (y2).
+#   A label ending in " (right)" is drawn against the right-hand axis (y2). Quotes are kept
+#   (gnuplot writes one inside a single-quoted string as two).
 set -euo pipefail
 
 out=$1 title=$2 xlabel=$3 ylabel=$4 data=$5
@@ -46,15 +47,15 @@ for s in "${series[@]}"; do
         axis="x1y2"
         y2="set y2tics; set ytics nomirror"
     fi
-    plots+=("'$data' using 1:$col$xtic with linespoints lw 2 pt 7 axes $axis title '${label//\'/}'")
+    plots+=("'$data' using 1:$col$xtic with linespoints lw 2 pt 7 axes $axis title '${label//\'/\'\'}'")
 done
 joined=$(IFS=,; echo "${plots[*]}")
 gnuplot <<GP || echo "plot.sh: gnuplot failed; $out not drawn" >&2
 set terminal pngcairo size 900,540 font "sans,11"
 set output '$out'
-set title '${title//\'/}'
-set xlabel '${xlabel//\'/}'
-set ylabel '${ylabel//\'/}'
+set title '${title//\'/\'\'}'
+set xlabel '${xlabel//\'/\'\'}'
+set ylabel '${ylabel//\'/\'\'}'
 set grid
 set key left top
 $logx

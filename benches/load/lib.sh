@@ -41,6 +41,25 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 EXOGATE=${EXOGATE_BIN:-$TARGET/release/exogate}
 LOADGEN=${LOADGEN_BIN:-$TARGET/release/examples/loadgen}
 MASTER=/usr/lib/postfix/sbin/master
+# SERVER_CPUS / HARNESS_CPUS: CPU lists (as `taskset -c` takes them) for the servers under test
+# (exogate, Postfix and its children) and for the harness (loadgen as client and as sink,
+# smtp-source, Knot). Unset: nothing is pinned, and the server shares every core with the
+# harness, which is not how either is deployed: on 2 cores the client and the sink then take
+# CPU the server would have, and its tail at a given load includes waiting behind them. With
+# SERVER_CPUS=1 HARNESS_CPUS=0 each side has a core of its own, as a gateway on its own VM has.
+SERVER_CPUS=${SERVER_CPUS:-}
+HARNESS_CPUS=${HARNESS_CPUS:-}
+ON_SERVER=()
+ON_HARNESS=()
+[ -z "$SERVER_CPUS" ] || ON_SERVER=(taskset -c "$SERVER_CPUS")
+[ -z "$HARNESS_CPUS" ] || ON_HARNESS=(taskset -c "$HARNESS_CPUS")
+pinning() { # one line for a run's header: who runs on which cores
+    if [ -n "$SERVER_CPUS$HARNESS_CPUS" ]; then
+        printf 'servers on CPU %s, client, sink and DNS on CPU %s' "${SERVER_CPUS:-any}" "${HARNESS_CPUS:-any}"
+    else
+        printf 'not pinned: servers, client, sink and DNS share all %s cores' "$(nproc)"
+    fi
+}
 BENCH_START=$(date +%s)
 
 say() { printf '%s\n' "$*"; }
@@ -289,7 +308,7 @@ SINK_FLAGS=()
 # SINK_DEFER=1: while the file $DEFER_FILE exists the sink answers every MAIL with 451 4.3.0.
 DEFER_FILE=$RUN/sink.defer
 [ "${SINK_DEFER:-0}" = 1 ] && SINK_FLAGS+=(--defer-file "$DEFER_FILE")
-start_session "$RUN/sink.log" "$LOADGEN" sink --listen "$IP:$SINK_PORT" --cert "$CERT" --key "$KEY" \
+start_session "$RUN/sink.log" "${ON_HARNESS[@]}" "$LOADGEN" sink --listen "$IP:$SINK_PORT" --cert "$CERT" --key "$KEY" \
     --count-file "$COUNT_FILE" "${SINK_FLAGS[@]}"
 SINK_SID=$LAST_SID
 wait_port "$SINK_PORT" sink "$SINK_SID" "$RUN/sink.log"
@@ -407,7 +426,7 @@ run_smtp_source() {
         cpu0=$(cpu_of_session "$sid")
     fi
     t0=$(now)
-    /usr/sbin/smtp-source -d -s "$SESSIONS" -m "$MESSAGES" -F "$RUN/message.txt" -f "$FROM" -t "$TO" \
+    "${ON_HARNESS[@]}" /usr/sbin/smtp-source -d -s "$SESSIONS" -m "$MESSAGES" -F "$RUN/message.txt" -f "$FROM" -t "$TO" \
         -M loadgen.bench.test "$IP:$port" >"$RUN/$name.out" 2>&1 || rc=$?
     t1=$(now)
     [ "$rc" = 0 ] || note "$name: smtp-source exited $rc: $(tail -n 3 "$RUN/$name.out" | tr '\n' ' ')"
@@ -429,7 +448,7 @@ run_loadgen() {
         cpu0=$(cpu_of_session "$sid")
     fi
     t0=$(now)
-    "$LOADGEN" send --addr "$IP:$port" --messages "$MESSAGES" --sessions "$SESSIONS" --size "$SIZE" \
+    "${ON_HARNESS[@]}" "$LOADGEN" send --addr "$IP:$port" --messages "$MESSAGES" --sessions "$SESSIONS" --size "$SIZE" \
         --from "$FROM" --to "$TO" --header "$INFO_HEADER" --header "$TENANT_HEADER" --pipelining "$@" >"$RUN/$name.json" 2>"$RUN/$name.err" || rc=$?
     t1=$(now)
     [ "$rc" = 0 ] || note "$name: loadgen exited $rc: $(head -n 3 "$RUN/$name.err" | tr '\n' ' ')"
@@ -449,7 +468,7 @@ hold_sessions() {
     local name=$1 port=$2 n=$3
     shift 3
     mkfifo "$RUN/$name.ctl"
-    "$LOADGEN" idle --addr "$IP:$port" --sessions "$n" --ca "$CA" --hold-secs 600 "$@" \
+    "${ON_HARNESS[@]}" "$LOADGEN" idle --addr "$IP:$port" --sessions "$n" --ca "$CA" --hold-secs 600 "$@" \
         <"$RUN/$name.ctl" >"$RUN/$name.out" 2>"$RUN/$name.err" &
     HOLD_PID=$!
     # Holding the fifo open keeps the sessions; closing it (release_sessions) ends them.
@@ -481,7 +500,7 @@ run_big() {
     before=$(sink_count)
     start_sampler "$sid" "$RUN/$name.rss"
     t0=$(now)
-    "$LOADGEN" big --addr "$IP:$port" --size "$size" --messages "$count" --ca "$CA" \
+    "${ON_HARNESS[@]}" "$LOADGEN" big --addr "$IP:$port" --size "$size" --messages "$count" --ca "$CA" \
         --header "$INFO_HEADER" --header "$TENANT_HEADER" >"$RUN/$name.json" 2>"$RUN/$name.err" || true
     t1=$(now)
     BIG_ACKED=$(json "$RUN/$name.json" acked)
@@ -557,7 +576,7 @@ EOF
         printf '%s:%s inet n - n - - smtpd\n' "$IP" "$PF_PORT"
         printf '%s\n' "$POSTFIX_SERVICES"
     } >"$d/etc/master.cf"
-    start_session "$d/master.out" env MAIL_CONFIG="$d/etc" "$MASTER" -c "$d/etc" -d
+    start_session "$d/master.out" "${ON_SERVER[@]}" env MAIL_CONFIG="$d/etc" "$MASTER" -c "$d/etc" -d
     PF_SID=$LAST_SID
     wait_port "$PF_PORT" "Postfix ($name)" "$PF_SID" "$d/maillog"
 }
@@ -588,7 +607,7 @@ start_dns() {
         'log:' '  - target: stderr' '    any: warning' 'template:' '  - id: default' "    storage: $d/zones" \
         '    file: "%s.zone"' '    zonefile-sync: -1' '    journal-content: none' \
         'zone:' '  - domain: example.org' '  - domain: bl.bench.test' >"$d/knot.conf"
-    start_session "$d/knotd.log" /usr/sbin/knotd -c "$d/knot.conf"
+    start_session "$d/knotd.log" "${ON_HARNESS[@]}" /usr/sbin/knotd -c "$d/knot.conf"
     wait_port "$port" knotd "$LAST_SID" "$d/knotd.log"
     DNS_SERVERS="\"$IP:$port\""
     note "Knot DNS on $IP:$port serves example.org (SPF, DMARC) and bl.bench.test (DNSBL)"
@@ -760,7 +779,7 @@ EOF
         die "exogate check-config failed: $(cat "$d/check-config.out")"
     # As deployed: deploy/exogate.service and the Dockerfile fix glibc's mmap threshold
     # (GW_MALLOC_ENV="" measures glibc's adaptive default instead).
-    start_session "$d/gateway.log" env ${GW_MALLOC_ENV-MALLOC_MMAP_THRESHOLD_=4194304} "$EXOGATE" run --config "$d/gateway.toml"
+    start_session "$d/gateway.log" "${ON_SERVER[@]}" env ${GW_MALLOC_ENV-MALLOC_MMAP_THRESHOLD_=4194304} "$EXOGATE" run --config "$d/gateway.toml"
     GW_SID=$LAST_SID
     wait_port "$GW_PORT" "exogate ($name)" "$GW_SID" "$d/gateway.log"
 }
