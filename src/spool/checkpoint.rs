@@ -38,11 +38,11 @@ impl Spool {
         if size == 0 {
             return Ok(());
         }
-        let replayed = *self.replayed.lock().unwrap_or_else(PoisonError::into_inner);
-        let log = Arc::new(CommitLog::open(&self.commit_log_path(), size, replayed)?);
-        if self.log.set(log).is_err() {
+        if self.log.get().is_some() {
             return Err(io::Error::other("the commit log is already open"));
         }
+        let replayed = *self.replayed.lock().unwrap_or_else(PoisonError::into_inner);
+        let log = Arc::new(CommitLog::open(&self.commit_log_path(), size, replayed)?);
         let spool = Arc::downgrade(self);
         let thread = std::thread::Builder::new()
             .name("exogate-spool-log".into())
@@ -56,9 +56,10 @@ impl Spool {
                     }
                 }
             })?;
-        if let Some(log) = self.log.get() {
-            log.set_checkpointer(thread.thread().clone());
-        }
+        // Only a log with its checkpointer running takes commits: without
+        // one its records would never be retired.
+        log.set_checkpointer(thread.thread().clone());
+        let _ = self.log.set(log);
         Ok(())
     }
 

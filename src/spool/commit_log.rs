@@ -105,6 +105,15 @@ impl Header {
         })
     }
 
+    /// The next generation, with every record before `tail_seq` retired.
+    pub(super) fn retiring(self, tail_seq: u64) -> Header {
+        Header {
+            generation: self.generation + 1,
+            tail_seq,
+            ..self
+        }
+    }
+
     /// The slot this header is written to: never the one the previous generation is in.
     fn slot(&self) -> u64 {
         (self.generation % 2) * PAGE
@@ -403,7 +412,7 @@ impl CommitLog {
         }
         let Some(pos) = place(&st, len) else {
             drop(st);
-            self.nudge(true);
+            self.nudge();
             return Err(Skipped::Full);
         };
         let seq = st.next_seq;
@@ -421,7 +430,9 @@ impl CommitLog {
         let epoch = st.header.epoch;
         let crowded = st.used * 2 > st.header.cap;
         drop(st);
-        self.nudge(crowded);
+        if crowded {
+            self.nudge();
+        }
 
         let record = encode_record(epoch, seq, area, id, parts);
         if let Err(e) = self.file.write_all_at(&record, RING_START + pos) {
@@ -482,8 +493,8 @@ impl CommitLog {
 
     /// Wakes the checkpointer early: at half full, a checkpoint frees room
     /// before commits have to take the direct path.
-    fn nudge(&self, crowded: bool) {
-        if crowded && let Some(t) = self.checkpointer.get() {
+    fn nudge(&self) {
+        if let Some(t) = self.checkpointer.get() {
             t.unpark();
         }
     }
@@ -504,11 +515,7 @@ impl CommitLog {
             if mark.seq <= st.header.tail_seq {
                 return Ok(());
             }
-            Header {
-                generation: st.header.generation + 1,
-                tail_seq: mark.seq,
-                ..st.header
-            }
+            st.header.retiring(mark.seq)
         };
         if let Err(e) = write_header(&self.file, &header) {
             self.break_log("header write", &e);

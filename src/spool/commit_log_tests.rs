@@ -22,6 +22,10 @@ fn found(log: &CommitLog) -> Vec<(u8, String, Vec<u8>)> {
         .collect()
 }
 
+fn found_ids(log: &CommitLog) -> Vec<String> {
+    found(log).into_iter().map(|r| r.1).collect()
+}
+
 fn retire_all(log: &CommitLog) {
     if let Some(m) = log.checkpoint_mark() {
         log.retire(m).unwrap();
@@ -62,8 +66,7 @@ fn records_wrap_around_the_ring_end_and_a_full_ring_refuses() {
     for i in 5..9 {
         log.append(0, &format!("M{i}"), &[&data]).unwrap();
     }
-    let ids: Vec<_> = found(&log).into_iter().map(|r| r.1).collect();
-    assert_eq!(ids, ["M5", "M6", "M7", "M8"]);
+    assert_eq!(found_ids(&log), ["M5", "M6", "M7", "M8"]);
     assert!(found(&log).iter().all(|r| r.2 == data));
     // More than a quarter of the ring never goes to the log.
     assert_eq!(
@@ -83,8 +86,7 @@ fn a_torn_record_is_skipped_and_a_reopened_log_forgets_the_old_epoch() {
     // after it, is still found (each record stands on its own).
     let f = OpenOptions::new().write(true).open(log.path()).unwrap();
     f.write_all_at(b"X", RING_START + PAGE + 30).unwrap();
-    let ids: Vec<_> = found(&log).into_iter().map(|r| r.1).collect();
-    assert_eq!(ids, ["A", "C"]);
+    assert_eq!(found_ids(&log), ["A", "C"]);
     drop(log);
     // Reopened without replay: the live record is refused, not forgotten.
     let path = dir.path().join("commit.log");
@@ -99,22 +101,9 @@ fn a_torn_record_is_skipped_and_a_reopened_log_forgets_the_old_epoch() {
     assert!(CommitLog::open(&path, CAP, Some(other)).is_err());
     // Once retired (as replay does), reopening starts a new random epoch:
     // the old records do not pass as this run's.
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(dir.path().join("commit.log"))
-        .unwrap();
-    let h = read_header(&file).unwrap().unwrap();
-    let s = scan(&file, &h).unwrap();
-    write_header(
-        &file,
-        &Header {
-            generation: h.generation + 1,
-            tail_seq: s.next_seq,
-            ..h
-        },
-    )
-    .unwrap();
+    let file = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+    let s = scan(&file, &current).unwrap();
+    write_header(&file, &current.retiring(s.next_seq)).unwrap();
     let log = open(dir.path());
     assert!(found(&log).is_empty());
     log.append(0, "D", &[b"four"]).unwrap();
@@ -237,11 +226,9 @@ fn a_record_reserved_before_but_never_written_holds_no_later_one_back() {
     }
     // The next one is acknowledged without waiting for it, and found by a scan.
     log.append(0, "C", &[b"three"]).unwrap();
-    let ids: Vec<_> = found(&log).into_iter().map(|r| r.1).collect();
-    assert_eq!(ids, ["A", "C"]);
+    assert_eq!(found_ids(&log), ["A", "C"]);
     // A checkpoint does not retire past the unwritten record.
     retire_all(&log);
     assert!(log.is_live("C") && log.is_live("STALLED") && !log.is_live("A"));
-    let ids: Vec<_> = found(&log).into_iter().map(|r| r.1).collect();
-    assert_eq!(ids, ["C"]);
+    assert_eq!(found_ids(&log), ["C"]);
 }

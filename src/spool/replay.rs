@@ -18,7 +18,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::sync::PoisonError;
 
-use crate::spool::commit_log::{self, Header};
+use crate::spool::commit_log;
 use crate::spool::error::{SpoolError, io_err};
 use crate::spool::{Area, Spool, format, verify};
 
@@ -88,11 +88,7 @@ impl Spool {
             let dir = self.dir(Area::from_code(code).expect("known area"));
             File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
         }
-        let retired = Header {
-            generation: header.generation + 1,
-            tail_seq: scan.next_seq,
-            ..header
-        };
+        let retired = header.retiring(scan.next_seq);
         commit_log::write_header(&file, &retired).map_err(io_err(&path))?;
         *self.replayed.lock().unwrap_or_else(PoisonError::into_inner) = Some(retired);
         if let Ok(markers) = fs::read_dir(&self.retired) {

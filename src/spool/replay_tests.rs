@@ -3,8 +3,7 @@
 
 use super::*;
 use crate::spool::Durable;
-use crate::spool::incoming::Body;
-use crate::spool::tests::meta;
+use crate::spool::tests::commit_bytes;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,12 +14,10 @@ fn spool_with_log(dir: &std::path::Path) -> Arc<Spool> {
     spool
 }
 
+/// Commits a message that must go to the log; returns its id.
 async fn commit(spool: &Spool, area: Area, body: &str) -> String {
     let id = crate::spool::new_id();
-    let durable = spool
-        .commit(area, &meta(&id), b"X: 1\r\n", Body::Memory(body.as_bytes().to_vec()))
-        .await
-        .unwrap();
+    let durable = commit_bytes(spool, area, &id, b"X: 1\r\n", body.as_bytes()).await;
     assert_eq!(durable, Durable::Log);
     id
 }
@@ -107,15 +104,7 @@ async fn a_spilled_body_and_a_spool_without_a_log_take_the_direct_path() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path()).unwrap();
     let id = crate::spool::new_id();
-    let durable = spool
-        .commit(
-            Area::Active,
-            &meta(&id),
-            b"",
-            Body::Memory(b"A: b\r\n\r\nx\r\n".to_vec()),
-        )
-        .await
-        .unwrap();
+    let durable = commit_bytes(&spool, Area::Active, &id, b"", b"A: b\r\n\r\nx\r\n").await;
     assert_eq!(durable, Durable::Direct);
     assert!(!spool.commit_log_path().exists());
     // A command-line process (no log of its own) marks what it removes while a log exists.
@@ -144,15 +133,7 @@ async fn a_broken_log_sends_commits_the_direct_path_and_keeps_its_records_for_re
     let log = spool.log.get().unwrap();
     log.break_log("write", &std::io::Error::other("simulated device error"));
     let id = crate::spool::new_id();
-    let durable = spool
-        .commit(
-            Area::Active,
-            &meta(&id),
-            b"",
-            Body::Memory(b"A: b\r\n\r\nx\r\n".to_vec()),
-        )
-        .await
-        .unwrap();
+    let durable = commit_bytes(&spool, Area::Active, &id, b"", b"A: b\r\n\r\nx\r\n").await;
     assert_eq!(durable, Durable::Direct);
     // A broken log is never checkpointed: its record stays for the next start.
     spool.checkpoint().unwrap();

@@ -13,20 +13,20 @@ pub(super) fn meta(id: &str) -> Meta {
     }
 }
 
+/// Commits `body`, held in memory, under `id`; says by which path.
+pub(super) async fn commit_bytes(spool: &Spool, area: Area, id: &str, prefix: &[u8], body: &[u8]) -> Durable {
+    spool
+        .commit(area, &meta(id), prefix, Body::Memory(body.to_vec()))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn commit_read_history_remove() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path()).unwrap();
     let id = new_id();
-    spool
-        .commit(
-            Area::Active,
-            &meta(&id),
-            b"H: 1\r\n",
-            Body::Memory(b"Subject: x\r\n\r\nhi\r\n".to_vec()),
-        )
-        .await
-        .unwrap();
+    commit_bytes(&spool, Area::Active, &id, b"H: 1\r\n", b"Subject: x\r\n\r\nhi\r\n").await;
     let stored = spool.read(Area::Active, &id).unwrap();
     assert_eq!(stored.body, b"Subject: x\r\n\r\nhi\r\n");
     assert_eq!(stored.trailer.prefix, b"H: 1\r\n");
@@ -120,15 +120,7 @@ async fn recovery_moves_damaged_files_aside_and_drops_unacknowledged_ones() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path()).unwrap();
     let good = new_id();
-    spool
-        .commit(
-            Area::Active,
-            &meta(&good),
-            b"",
-            Body::Memory(b"A: b\r\n\r\nx\r\n".to_vec()),
-        )
-        .await
-        .unwrap();
+    commit_bytes(&spool, Area::Active, &good, b"", b"A: b\r\n\r\nx\r\n").await;
     let torn = new_id();
     let full = format::encode_all(b"A: b\r\n\r\nbody\r\n", &meta(&torn), b"");
     fs::write(spool.path(Area::Active, &torn), &full[..full.len() - 10]).unwrap();
