@@ -164,7 +164,7 @@ fn open_spool(cfg: &Config, metrics: &Metrics) -> Result<(Arc<Spool>, Vec<String
         tracing::warn!(
             files = recovery.restored,
             records = recovery.log_records,
-            "queue files written back from the commit log: they were acknowledged but missing or damaged (a crash of the machine before a checkpoint)"
+            "queue files written back from the commit log: acknowledged messages whose files were missing or damaged after a machine crash or power loss are queued again (at worst one is delivered twice); if there was no such crash, check the state directory's disk and file system"
         );
     }
     metrics.spool_corrupt.add(&[], recovery.corrupt.len() as u64);
