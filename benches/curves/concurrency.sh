@@ -241,13 +241,13 @@ cols+=("4:exogate")
 # The plots say when each side had a core of its own: such a curve is not comparable with one
 # whose server shared its cores with the client and the sink.
 PINNED=""
-[ -z "$SERVER_CPUS" ] || PINNED=", server on CPU $SERVER_CPUS, harness on CPU ${HARNESS_CPUS:-any}"
-"$HERE/plot.sh" "$OUT/concurrency-rate.png" "Rate against parallel sessions (10 KB, STARTTLS, fsync'd queues$PINNED)" \
+[ -z "$SERVER_CPUS$HARNESS_CPUS" ] || PINNED=$(pinning)
+"$HERE/plot.sh" "$OUT/concurrency-rate.png" "Rate against parallel sessions (10 KB, STARTTLS, fsync'd queues${PINNED:+; $PINNED})" \
     "parallel sessions" "messages/s delivered" "$DAT" --logx "${cols[@]}"
 cols=("2:Postfix p99" "5:Postfix p99.9")
 [ -n "$BEFORE_BIN" ] && cols+=("3:exogate before p99" "6:exogate before p99.9")
 cols+=("4:exogate p99" "7:exogate p99.9")
-"$HERE/plot.sh" "$OUT/concurrency-latency.png" "Latency at a fraction of each server's peak${PINNED:+ (${PINNED#, })}" \
+"$HERE/plot.sh" "$OUT/concurrency-latency.png" "Latency at a fraction of each server's peak${PINNED:+ ($PINNED)}" \
     "% of peak rate" "ms (MAIL to final 250)" "$LAT" "${cols[@]}"
 
 say ""

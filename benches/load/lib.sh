@@ -47,6 +47,10 @@ MASTER=/usr/lib/postfix/sbin/master
 # harness, which is not how either is deployed: on 2 cores the client and the sink then take
 # CPU the server would have, and its tail at a given load includes waiting behind them. With
 # SERVER_CPUS=1 HARNESS_CPUS=0 each side has a core of its own, as a gateway on its own VM has.
+# Honoured by what this file starts (the sink, Knot, start_postfix, start_exogate, run_loadgen,
+# run_smtp_source, hold_sessions, run_big), so by concurrency.sh and pairs.sh, which start
+# nothing else; backlog.sh, sessions.sh and tenants.sh also start processes of their own that
+# are not pinned.
 SERVER_CPUS=${SERVER_CPUS:-}
 HARNESS_CPUS=${HARNESS_CPUS:-}
 ON_SERVER=()
